@@ -1,0 +1,311 @@
+using Akka.Actor;
+using Akka.Cluster.Routing;
+using Akka.Event;
+using Akka.Routing;
+using Tsp.Actors.Nodes;
+using Tsp.Actors.Protocol;
+
+namespace Tsp.Actors.Dispatch;
+
+/// <summary>
+/// One named queue (e.g. cpu-short, gpu-model). Runs send it <see cref="NodeTask"/>s; it hands each
+/// to a routee only while that routee has a free slot (credit-based, no blind prefetch: a slow routee
+/// is never flooded), retries failures with exponential backoff and jitter, takes tasks back from a
+/// routee that times out or dies, and answers the run with the final success or failure.
+/// </summary>
+/// <remarks>
+/// Routees are deployed by a <see cref="ClusterRouterPool"/> pinned to the queue's role, so every
+/// member of that role (including ones that join later) gets them; each announces itself with
+/// <see cref="WorkerReady"/>. The router is used for deployment only: dispatch goes to the routee
+/// with the most free slots.
+/// </remarks>
+public sealed class NodeQueue : ReceiveActor, IWithTimers
+{
+    private readonly string _name;
+    private readonly QueueOptions _options;
+    private readonly bool _deployRoutees;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly LinkedList<Entry> _pending = new();
+    private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<IActorRef, Worker> _workers = [];
+    private long _dispatched;
+    private long _retried;
+    private long _failed;
+
+    public NodeQueue(string name, QueueOptions options, bool deployRoutees)
+    {
+        _name = name;
+        _options = options;
+        _deployRoutees = deployRoutees;
+
+        Receive<NodeTask>(Enqueue);
+        Receive<WorkerReady>(AddWorker);
+        Receive<NodeTaskDone>(done => Finish(done.TaskId, done));
+        Receive<NodeTaskFailed>(OnFailed);
+        Receive<TaskDeadline>(OnDeadline);
+        Receive<RetryDue>(OnRetryDue);
+        Receive<Terminated>(t => RemoveWorker(t.ActorRef, "terminated"));
+        Receive<GetQueueStats>(_ => Sender.Tell(Stats()));
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public static Props Props(string name, QueueOptions options, bool deployRoutees = true) =>
+        Akka.Actor.Props.Create(() => new NodeQueue(name, options, deployRoutees));
+
+    protected override void PreStart()
+    {
+        if (_deployRoutees)
+        {
+            var pool = new ClusterRouterPool(
+                new RoundRobinPool(0),
+                new ClusterRouterPoolSettings(totalInstances: 10_000, maxInstancesPerNode: _options.RouteesPerMember, allowLocalRoutees: true, useRole: _options.Role));
+            var dispatcher = _options.Role == "gpu" ? TspDispatchers.GpuNodes : TspDispatchers.CpuNodes;
+            Context.ActorOf(pool.Props(NodeActor.Props(_name, _options.SlotsPerRoutee, Self).WithDispatcher(dispatcher)), "routees");
+        }
+    }
+
+    private void Enqueue(NodeTask task)
+    {
+        if (_entries.TryGetValue(task.TaskId, out var existing))
+        {
+            // A run that recovered re-sends what it had in flight; keep the one copy, answer the new sender.
+            existing.ReplyTo = Sender;
+            return;
+        }
+
+        var entry = new Entry(task, Sender);
+        _entries.Add(task.TaskId, entry);
+        entry.Node = _pending.AddLast(entry);
+        Dispatch();
+    }
+
+    private void AddWorker(WorkerReady ready)
+    {
+        if (_workers.ContainsKey(Sender) || ready.Slots <= 0)
+        {
+            return;
+        }
+
+        _workers.Add(Sender, new Worker(Sender, ready.Slots, ready.Worker));
+        Context.Watch(Sender);
+        _log.Info("queue {0}: routee {1} ready with {2} slots ({3} routees)", _name, ready.Worker, ready.Slots, _workers.Count);
+        Dispatch();
+    }
+
+    private void Dispatch()
+    {
+        while (_pending.First is { } first)
+        {
+            var entry = first.Value;
+            var best = PickWorker(entry.PreviousWorker);
+            if (best is null)
+            {
+                return;
+            }
+
+            _pending.RemoveFirst();
+            entry.Node = null;
+            entry.Attempt++;
+            entry.Worker = best;
+            entry.PreviousWorker = best.Ref;
+            best.Tasks.Add(entry.Task.TaskId);
+            var task = entry.Task.Clone();
+            task.Attempt = entry.Attempt;
+            best.Ref.Tell(task, Self);
+            _dispatched++;
+            var deadline = TimeSpan.FromMilliseconds(Math.Max(1, task.TimeoutMs)) + _options.TimeoutGrace;
+            Timers.StartSingleTimer(TimerKey(entry), new TaskDeadline(entry.Task.TaskId, entry.Attempt), deadline);
+        }
+    }
+
+    /// <summary>The routee with the most free slots; on a tie, not the one that had this task before,
+    /// so a retry after a failure or timeout goes elsewhere when it can.</summary>
+    private Worker? PickWorker(IActorRef? avoid)
+    {
+        Worker? best = null;
+        foreach (var worker in _workers.Values)
+        {
+            if (worker.Free <= 0)
+            {
+                continue;
+            }
+
+            if (best is null || worker.Free > best.Free || (worker.Free == best.Free && best.Ref.Equals(avoid)))
+            {
+                best = worker;
+            }
+        }
+
+        return best;
+    }
+
+    private void OnFailed(NodeTaskFailed failed)
+    {
+        if (!TryTakeBack(failed.TaskId, Sender, out var entry))
+        {
+            return;
+        }
+
+        RetryOrFail(entry, failed.Reason, failed.Retryable);
+    }
+
+    private void Finish(string taskId, NodeTaskDone done)
+    {
+        if (!TryTakeBack(taskId, Sender, out var entry))
+        {
+            return;
+        }
+
+        _entries.Remove(taskId);
+        done.Attempts = entry.Attempt;
+        entry.ReplyTo.Tell(done, Self);
+        Dispatch();
+    }
+
+    private void OnDeadline(TaskDeadline deadline)
+    {
+        if (_entries.TryGetValue(deadline.TaskId, out var entry) && entry.Attempt == deadline.Attempt && entry.Worker is { } worker)
+        {
+            _log.Warning("queue {0}: task {1} got no reply from {2} within its timeout; taking it back", _name, deadline.TaskId, worker.Name);
+            worker.Tasks.Remove(deadline.TaskId);
+            entry.Worker = null;
+            RetryOrFail(entry, $"no reply within {entry.Task.TimeoutMs} ms (+{_options.TimeoutGrace.TotalMilliseconds:0} ms grace) from {worker.Name}", retryable: true);
+        }
+    }
+
+    private void OnRetryDue(RetryDue due)
+    {
+        if (_entries.TryGetValue(due.TaskId, out var entry) && entry.Worker is null && entry.Node is null)
+        {
+            entry.Node = _pending.AddFirst(entry);
+            Dispatch();
+        }
+    }
+
+    /// <summary>Removes the task from its routee (returning the credit) if <paramref name="from"/> holds it.</summary>
+    private bool TryTakeBack(string taskId, IActorRef from, out Entry entry)
+    {
+        if (!_entries.TryGetValue(taskId, out entry!) || entry.Worker is null || !entry.Worker.Ref.Equals(from))
+        {
+            // A late reply for an attempt that was already taken back: its credit was returned then.
+            if (_workers.TryGetValue(from, out var stale))
+            {
+                stale.Tasks.Remove(taskId);
+            }
+
+            return false;
+        }
+
+        entry.Worker.Tasks.Remove(taskId);
+        entry.Worker = null;
+        Timers.Cancel(TimerKey(entry));
+        return true;
+    }
+
+    private void RetryOrFail(Entry entry, string reason, bool retryable)
+    {
+        var maxAttempts = Math.Max(1, entry.Task.MaxAttempts);
+        if (retryable && entry.Attempt < maxAttempts)
+        {
+            _retried++;
+            var delay = Backoff(entry.Attempt);
+            _log.Info("queue {0}: task {1} attempt {2}/{3} failed ({4}); retrying in {5:0} ms", _name, entry.Task.TaskId, entry.Attempt, maxAttempts, reason, delay.TotalMilliseconds);
+            Timers.StartSingleTimer(TimerKey(entry), new RetryDue(entry.Task.TaskId), delay);
+        }
+        else
+        {
+            _failed++;
+            _entries.Remove(entry.Task.TaskId);
+            entry.ReplyTo.Tell(
+                new NodeTaskFailed
+                {
+                    TaskId = entry.Task.TaskId,
+                    RunId = entry.Task.RunId,
+                    NodeId = entry.Task.NodeId,
+                    Reason = reason,
+                    Retryable = false,
+                    Attempts = entry.Attempt,
+                },
+                Self);
+        }
+
+        Dispatch();
+    }
+
+    private TimeSpan Backoff(int attempt)
+    {
+        var exponential = _options.RetryBaseDelay.TotalMilliseconds * Math.Pow(2, attempt - 1);
+        var capped = Math.Min(exponential, _options.MaxRetryDelay.TotalMilliseconds);
+        // "Equal jitter": half fixed, half random, so retries of many tasks spread out but never collapse to 0.
+        return TimeSpan.FromMilliseconds((capped / 2) + (Random.Shared.NextDouble() * capped / 2));
+    }
+
+    private void RemoveWorker(IActorRef worker, string why)
+    {
+        if (!_workers.Remove(worker, out var removed))
+        {
+            return;
+        }
+
+        if (removed.Tasks.Count > 0 || CoordinatedShutdown.Get(Context.System).ShutdownReason is null)
+        {
+            _log.Warning("queue {0}: routee {1} {2}; re-queueing its {3} task(s)", _name, removed.Name, why, removed.Tasks.Count);
+        }
+
+        foreach (var taskId in removed.Tasks)
+        {
+            if (_entries.TryGetValue(taskId, out var entry))
+            {
+                Timers.Cancel(TimerKey(entry));
+                entry.Worker = null;
+                // Not the task's fault: the attempt it was on does not count.
+                entry.Attempt--;
+                entry.Node = _pending.AddFirst(entry);
+            }
+        }
+
+        Dispatch();
+    }
+
+    private QueueStats Stats()
+    {
+        var slots = _workers.Values.Sum(w => w.Slots);
+        var free = _workers.Values.Sum(w => w.Free);
+        return new QueueStats(_name, _options.Role, _pending.Count, _entries.Count - _pending.Count, _workers.Count, slots, free, _dispatched, _retried, _failed);
+    }
+
+    private static string TimerKey(Entry entry) => entry.Task.TaskId;
+
+    private sealed class Entry(NodeTask task, IActorRef replyTo)
+    {
+        public NodeTask Task { get; } = task;
+
+        public IActorRef ReplyTo { get; set; } = replyTo;
+
+        public int Attempt { get; set; }
+
+        public Worker? Worker { get; set; }
+
+        public IActorRef? PreviousWorker { get; set; }
+
+        public LinkedListNode<Entry>? Node { get; set; }
+    }
+
+    private sealed class Worker(IActorRef actor, int slots, string name)
+    {
+        public IActorRef Ref { get; } = actor;
+
+        public int Slots { get; } = slots;
+
+        public string Name { get; } = name;
+
+        public HashSet<string> Tasks { get; } = new(StringComparer.Ordinal);
+
+        public int Free => Slots - Tasks.Count;
+    }
+
+    private sealed record TaskDeadline(string TaskId, int Attempt);
+
+    private sealed record RetryDue(string TaskId);
+}

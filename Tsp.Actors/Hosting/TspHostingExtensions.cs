@@ -1,0 +1,204 @@
+using System.Net;
+using System.Net.Sockets;
+using Akka.Actor;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Hosting.SBR;
+using Akka.Cluster.Sharding;
+using Akka.Cluster.Tools.PublishSubscribe;
+using Akka.Hosting;
+using Akka.Persistence.Sql.Hosting;
+using Akka.Remote.Hosting;
+using LinqToDB;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using StackExchange.Redis;
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Nodes;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Actors.Workflows;
+
+namespace Tsp.Actors.Hosting;
+
+/// <summary>Marker for the workflow-run shard region in the actor registry.</summary>
+public sealed class WorkflowRuns;
+
+/// <summary>
+/// How a host wires TSP: services first (<see cref="AddTspServices"/>), then the actor system
+/// (<see cref="AddTsp"/>), which adds each role's parts for the roles this process has.
+/// </summary>
+public static class TspHostingExtensions
+{
+    public const string SystemName = "tsp";
+    public const string RunsTypeName = "workflow-run";
+
+    /// <summary>Registers the processor registry, the workflow catalog (loading and validating every
+    /// configured workflow), the Redis store and the node-queue registry.</summary>
+    /// <exception cref="WorkflowValidationException">A configured workflow is invalid.</exception>
+    public static IServiceCollection AddTspServices(this IServiceCollection services, TspOptions options, NodeProcessorRegistry? processors = null)
+    {
+        processors ??= NodeProcessorRegistry.WithBuiltIns();
+        var catalog = new WorkflowCatalog();
+        foreach (var file in options.Workflows)
+        {
+            catalog.Deploy(WorkflowLoader.LoadFile(file, processors.Names));
+        }
+
+        services.AddSingleton(options);
+        services.AddSingleton(processors);
+        services.AddSingleton(catalog);
+        services.AddSingleton<NodeQueues>();
+        services.AddSingleton<IConnectionMultiplexer>(_ => ConnectRedis(options));
+        services.AddSingleton(sp => new RedisStore(sp.GetRequiredService<IConnectionMultiplexer>(), options.Storage));
+        services.AddSingleton(sp => new RunSubmitter(
+            catalog,
+            sp.GetRequiredService<RedisStore>(),
+            sp.GetRequiredService<IRequiredActor<WorkflowRuns>>().ActorRef,
+            options.AskTimeout,
+            options.MaxFrameBytes));
+        return services;
+    }
+
+    /// <summary>The actor system of a TSP process: remoting, cluster, serialization, and the parts of
+    /// each role in <see cref="TspOptions.Roles"/>.</summary>
+    public static AkkaConfigurationBuilder AddTsp(this AkkaConfigurationBuilder builder, TspOptions options)
+    {
+        if (options.Port == 0)
+        {
+            options.Port = FreePort();
+        }
+
+        var roles = options.Roles.Count > 0 ? options.Roles : [.. TspRoles.All];
+        var seeds = options.Seeds.Count > 0 ? options.Seeds : [$"{options.Host}:{options.Port}"];
+        builder
+            .AddTspSerialization()
+            .WithRemoting(options.Host, options.Port)
+            .WithClustering(new ClusterOptions
+            {
+                Roles = [.. roles],
+                SeedNodes = seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray(),
+                SplitBrainResolver = new KeepMajorityOption(),
+            })
+            .WithDistributedPubSub(role: null!);
+
+        if (roles.Contains(TspRoles.Gpu) || roles.Contains(TspRoles.Cpu))
+        {
+            builder.AddTspWorker(options);
+        }
+
+        if (roles.Contains(TspRoles.Orchestrator))
+        {
+            builder.AddTspOrchestrator(options);
+        }
+        else
+        {
+            builder.WithShardRegionProxy<WorkflowRuns>(RunsTypeName, TspRoles.Orchestrator, new RunMessageExtractor(options.Shards));
+        }
+
+        return builder;
+    }
+
+    public static AkkaConfigurationBuilder AddTspSerialization(this AkkaConfigurationBuilder builder) =>
+        builder.WithCustomSerializer("tsp-protobuf", [typeof(ITspMessage)], system => new TspProtobufSerializer(system));
+
+    /// <summary>Node routees' dispatchers; the routees themselves are deployed by the orchestrators'
+    /// cluster router pools onto members of the gpu and cpu roles.</summary>
+    public static AkkaConfigurationBuilder AddTspWorker(this AkkaConfigurationBuilder builder, TspOptions options) =>
+        builder.AddHocon(TspDispatchers.Config(options.CpuNodeThreads > 0 ? options.CpuNodeThreads : Environment.ProcessorCount), HoconAddMode.Prepend);
+
+    /// <summary>The journal, one node queue per queue name, and the workflow-run shard region.</summary>
+    public static AkkaConfigurationBuilder AddTspOrchestrator(this AkkaConfigurationBuilder builder, TspOptions options)
+    {
+        builder.AddTspJournal(options);
+        builder.WithActors((system, _, resolver) =>
+        {
+            var catalog = resolver.GetService<WorkflowCatalog>();
+            var queues = resolver.GetService<NodeQueues>();
+            var wanted = catalog.All.SelectMany(w => w.Nodes).GroupBy(n => n.Queue, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.First().Role, StringComparer.Ordinal);
+            foreach (var (name, configured) in options.Queues)
+            {
+                wanted.TryAdd(name, configured.Role);
+            }
+
+            foreach (var (name, role) in wanted)
+            {
+                queues.Add(name, system.ActorOf(NodeQueue.Props(name, options.QueueOptionsFor(name, role)), "queue-" + name));
+            }
+        });
+        builder.WithShardRegion<WorkflowRuns>(
+            RunsTypeName,
+            (system, _, resolver) =>
+            {
+                var services = new RunServices(
+                    resolver.GetService<WorkflowCatalog>(),
+                    resolver.GetService<NodeQueues>(),
+                    resolver.GetService<RedisStore>(),
+                    DistributedPubSub.Get(system).Mediator);
+                return runId => WorkflowRunActor.Props(runId, services);
+            },
+            new RunMessageExtractor(options.Shards),
+            new ShardOptions
+            {
+                Role = TspRoles.Orchestrator,
+                RememberEntities = true,
+                RememberEntitiesStore = RememberEntitiesStore.Eventsourced,
+                StateStoreMode = StateStoreMode.Persistence,
+            });
+        return builder;
+    }
+
+    /// <summary>Akka.Persistence.Sql on PostgreSQL when configured, else on a SQLite file in WAL mode.</summary>
+    public static AkkaConfigurationBuilder AddTspJournal(this AkkaConfigurationBuilder builder, TspOptions options)
+    {
+        if (!string.IsNullOrWhiteSpace(options.Postgres))
+        {
+            return builder.WithSqlPersistence(options.Postgres, ProviderName.PostgreSQL15, autoInitialize: true);
+        }
+
+        return builder.WithSqlPersistence(PrepareSqlite(options.SqlitePath), ProviderName.SQLiteMS, autoInitialize: true);
+    }
+
+    /// <summary>Creates the SQLite file's folder and switches it to WAL (a property of the file, so
+    /// every later connection uses it): per-event writes are several times faster.</summary>
+    public static string PrepareSqlite(string path)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var connectionString = new SqliteConnectionStringBuilder { DataSource = full, Pooling = true }.ToString();
+        using var connection = new SqliteConnection(connectionString);
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA journal_mode=WAL;";
+        command.ExecuteNonQuery();
+        return connectionString;
+    }
+
+    private static ConnectionMultiplexer ConnectRedis(TspOptions options)
+    {
+        if (string.IsNullOrWhiteSpace(options.Redis))
+        {
+            throw new InvalidOperationException("no Redis configured: set Tsp:Redis (--redis HOST:PORT), or run standalone to embed one");
+        }
+
+        var config = ConfigurationOptions.Parse(options.Redis);
+        config.AbortOnConnectFail = true;
+        config.ConnectTimeout = 5000;
+        try
+        {
+            return ConnectionMultiplexer.Connect(config);
+        }
+        catch (RedisConnectionException e)
+        {
+            throw new InvalidOperationException($"cannot reach Redis at {options.Redis}: {e.Message}", e);
+        }
+    }
+
+    public static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+}

@@ -1,0 +1,62 @@
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Storage;
+
+namespace Tsp.Actors.Hosting;
+
+/// <summary>Every setting of a TSP process, bound from the <c>Tsp</c> configuration section
+/// (appsettings.json, <c>Tsp__Redis</c>-style environment variables, command-line flags).</summary>
+public sealed class TspOptions
+{
+    public const string Section = "Tsp";
+
+    /// <summary>Redis endpoint (host:port or a StackExchange.Redis configuration string). Empty in
+    /// standalone mode starts an embedded Garnet server.</summary>
+    public string? Redis { get; set; }
+
+    /// <summary>PostgreSQL connection string for the journal; empty uses SQLite at <see cref="SqlitePath"/>.</summary>
+    public string? Postgres { get; set; }
+
+    public string SqlitePath { get; set; } = Path.Combine(".tsp", "journal.db");
+
+    /// <summary>Workflow files to deploy (orchestrator role).</summary>
+    public List<string> Workflows { get; set; } = [];
+
+    /// <summary>Queue settings by queue name; queues a workflow names but this omits get defaults for their role.</summary>
+    public Dictionary<string, QueueOptions> Queues { get; set; } = new(StringComparer.Ordinal);
+
+    public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>Akka remoting port; 0 picks a free one (standalone).</summary>
+    public int Port { get; set; }
+
+    /// <summary>Seed nodes as host:port; empty means this process is its own seed.</summary>
+    public List<string> Seeds { get; set; } = [];
+
+    /// <summary>Cluster roles of this process: any of seed, orchestrator, gpu, cpu.</summary>
+    public List<string> Roles { get; set; } = [];
+
+    public int Shards { get; set; } = 64;
+
+    /// <summary>How long the edge waits for a run to be accepted.</summary>
+    public TimeSpan AskTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    public int MaxFrameBytes { get; set; } = 32 * 1024 * 1024;
+
+    public StorageOptions Storage { get; set; } = new();
+
+    /// <summary>Threads for CPU node routees; 0 means one per core.</summary>
+    public int CpuNodeThreads { get; set; }
+
+    public QueueOptions QueueOptionsFor(string queue, string role) =>
+        Queues.TryGetValue(queue, out var configured) ? configured with { Role = role } : QueueOptions.DefaultFor(role);
+}
+
+public static class TspRoles
+{
+    public const string Seed = "seed";
+    public const string Orchestrator = "orchestrator";
+    public const string Gpu = "gpu";
+    public const string Cpu = "cpu";
+
+    public static readonly IReadOnlyList<string> All = [Seed, Orchestrator, Gpu, Cpu];
+}

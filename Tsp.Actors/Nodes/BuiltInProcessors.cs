@@ -1,0 +1,97 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.IO.Hashing;
+
+namespace Tsp.Actors.Nodes;
+
+/// <summary>Passes its first input on unchanged.</summary>
+public sealed class PassthroughProcessor : INodeProcessor
+{
+    public string Name => "passthrough";
+
+    public Task<NodeOutput> ProcessAsync(NodeInvocation invocation, CancellationToken cancellationToken)
+    {
+        var data = invocation.Inputs.Count > 0 ? invocation.Inputs[0].Data : ReadOnlyMemory<byte>.Empty;
+        var output = new NodeOutput { Data = data };
+        output.Metrics["bytes"] = data.Length;
+        return Task.FromResult(output);
+    }
+}
+
+/// <summary>
+/// Hashes all its inputs (XxHash64, in input order) and outputs the 8-byte hash. Its <c>score</c>
+/// metric is the hash mapped to [0, 1): a deterministic, data-dependent value for conditions.
+/// </summary>
+public sealed class ChecksumProcessor : INodeProcessor
+{
+    public string Name => "checksum";
+
+    public Task<NodeOutput> ProcessAsync(NodeInvocation invocation, CancellationToken cancellationToken)
+    {
+        var hash = new XxHash64();
+        long bytes = 0;
+        foreach (var input in invocation.Inputs)
+        {
+            hash.Append(input.Data.Span);
+            bytes += input.Data.Length;
+        }
+
+        var value = hash.GetCurrentHashAsUInt64();
+        var data = new byte[8];
+        BinaryPrimitives.WriteUInt64BigEndian(data, value);
+        var output = new NodeOutput { Data = data };
+        output.Metrics["score"] = (value >> 11) * (1.0 / (1UL << 53));
+        output.Metrics["bytes"] = bytes;
+        output.Labels["checksum"] = value.ToString("x16", CultureInfo.InvariantCulture);
+        return Task.FromResult(output);
+    }
+}
+
+/// <summary>Waits <c>ms</c> milliseconds (default 10), then passes its first input on: a stand-in for
+/// a latency-bound model.</summary>
+public sealed class SleepProcessor : INodeProcessor
+{
+    public string Name => "sleep";
+
+    public async Task<NodeOutput> ProcessAsync(NodeInvocation invocation, CancellationToken cancellationToken)
+    {
+        var ms = invocation.Parameter("ms", 10.0);
+        if (ms < 0)
+        {
+            throw new NodeInputException($"parameter 'ms' = {ms} must not be negative");
+        }
+
+        await Task.Delay(TimeSpan.FromMilliseconds(ms), cancellationToken);
+        var data = invocation.Inputs.Count > 0 ? invocation.Inputs[0].Data : ReadOnlyMemory<byte>.Empty;
+        var output = new NodeOutput { Data = data };
+        output.Metrics["slept_ms"] = ms;
+        return output;
+    }
+}
+
+/// <summary>
+/// Fails on purpose, for testing retries and dead letters: the first <c>fail_attempts</c> attempts
+/// (default: all) throw; with <c>permanent: true</c> the failure is a non-retryable input error.
+/// Later attempts pass their first input on.
+/// </summary>
+public sealed class FlakyProcessor : INodeProcessor
+{
+    public string Name => "flaky";
+
+    public Task<NodeOutput> ProcessAsync(NodeInvocation invocation, CancellationToken cancellationToken)
+    {
+        var failAttempts = invocation.Parameter("fail_attempts", double.MaxValue);
+        if (invocation.Attempt <= failAttempts)
+        {
+            if (string.Equals(invocation.Parameter("permanent", "false"), "true", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new NodeInputException($"flaky: permanent failure on attempt {invocation.Attempt}");
+            }
+
+            throw new InvalidOperationException($"flaky: failure on attempt {invocation.Attempt}");
+        }
+
+        var data = invocation.Inputs.Count > 0 ? invocation.Inputs[0].Data : ReadOnlyMemory<byte>.Empty;
+        return Task.FromResult(new NodeOutput { Data = data });
+    }
+}

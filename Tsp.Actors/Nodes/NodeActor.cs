@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using Akka.Actor;
+using Akka.DependencyInjection;
+using Akka.Event;
+using Microsoft.Extensions.DependencyInjection;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+
+namespace Tsp.Actors.Nodes;
+
+/// <summary>
+/// A node routee: deployed by its queue's cluster router pool onto a member of the queue's role,
+/// it announces its slots to the queue and then runs the tasks the queue sends, at most that many
+/// at once. Inputs come from Redis by key, the output goes back to Redis, the reply to the queue.
+/// Processors and the store are resolved on the member it runs on, so its Props carry only names.
+/// </summary>
+public sealed class NodeActor : ReceiveActor
+{
+    private readonly string _queueName;
+    private readonly int _slots;
+    private readonly IActorRef _queue;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly string _worker;
+    private NodeProcessorRegistry _processors = null!;
+    private RedisStore _store = null!;
+
+    public NodeActor(string queueName, int slots, IActorRef queue)
+    {
+        _queueName = queueName;
+        _slots = slots;
+        _queue = queue;
+        _worker = $"{((ExtendedActorSystem)Context.System).Provider.DefaultAddress.HostPort()}/{Self.Path.Name}";
+        Receive<NodeTask>(task =>
+        {
+            var replyTo = Sender;
+            RunAsync(task).PipeTo(replyTo, Self);
+        });
+    }
+
+    public static Props Props(string queueName, int slots, IActorRef queue) =>
+        Akka.Actor.Props.Create(() => new NodeActor(queueName, slots, queue));
+
+    protected override void PreStart()
+    {
+        var services = DependencyResolver.For(Context.System).Resolver;
+        _processors = services.GetService<NodeProcessorRegistry>();
+        _store = services.GetService<RedisStore>();
+        _queue.Tell(new WorkerReady { Queue = _queueName, Slots = _slots, Worker = _worker });
+    }
+
+    private async Task<IRunMessage> RunAsync(NodeTask task)
+    {
+        if (!_processors.TryGet(task.Processor, out var processor))
+        {
+            return Failed(task, $"processor '{task.Processor}' is not available on {_worker}", retryable: true);
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            var keys = task.Inputs.Select(i => i.Key).ToArray();
+            var blobs = await _store.GetBlobsAsync(keys);
+            var inputs = new NodeBlob[blobs.Length];
+            for (var i = 0; i < blobs.Length; i++)
+            {
+                if (blobs[i] is not { } data)
+                {
+                    return Failed(task, $"input '{task.Inputs[i].NodeId}' ({task.Inputs[i].Key}) is missing from Redis: expired or never written", retryable: false);
+                }
+
+                inputs[i] = new NodeBlob(task.Inputs[i].NodeId, task.Inputs[i].Key, data);
+            }
+
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(Math.Max(1, task.TimeoutMs)));
+            var invocation = new NodeInvocation(task.Project, task.RunId, task.NodeId, task.Attempt, task.Parameters, inputs);
+            NodeOutput output;
+            try
+            {
+                output = await processor.ProcessAsync(invocation, timeout.Token);
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+            {
+                return Failed(task, $"timed out after {task.TimeoutMs} ms", retryable: true);
+            }
+
+            await _store.PutBlobAsync(task.OutputKey, output.Data);
+            var done = new NodeTaskDone
+            {
+                TaskId = task.TaskId,
+                RunId = task.RunId,
+                NodeId = task.NodeId,
+                OutputKey = task.OutputKey,
+                DurationUs = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds,
+                Worker = _worker,
+                ModelName = output.ModelName,
+                ModelVersion = output.ModelVersion,
+                Attempts = task.Attempt,
+            };
+            done.Metrics.Add(output.Metrics);
+            done.Labels.Add(output.Labels);
+            done.Detections.Add(output.Detections);
+            return done;
+        }
+        catch (NodeInputException e)
+        {
+            return Failed(task, e.Message, retryable: false);
+        }
+        catch (Exception e)
+        {
+            _log.Warning(e, "node {0} of run {1} failed on attempt {2}", task.NodeId, task.RunId, task.Attempt);
+            return Failed(task, $"{e.GetType().Name}: {e.Message}", retryable: true);
+        }
+    }
+
+    private NodeTaskFailed Failed(NodeTask task, string reason, bool retryable) => new()
+    {
+        TaskId = task.TaskId,
+        RunId = task.RunId,
+        NodeId = task.NodeId,
+        Reason = reason,
+        Retryable = retryable,
+        Worker = _worker,
+        Attempts = task.Attempt,
+    };
+}

@@ -1,0 +1,39 @@
+namespace Tsp.Actors.Protocol;
+
+/// <summary>Every TP message: serialized by <see cref="TspProtobufSerializer"/> wherever it crosses a
+/// process or is persisted.</summary>
+public interface ITspMessage : Google.Protobuf.IMessage
+{
+}
+
+/// <summary>A message addressed to one workflow run; the shard extractor reads its run id.</summary>
+public interface IRunMessage : ITspMessage
+{
+    string RunId { get; }
+}
+
+/// <summary>A persisted event of a workflow run.</summary>
+public interface IRunEvent : ITspMessage
+{
+}
+
+public sealed partial class Frame : ITspMessage;
+public sealed partial class Box : ITspMessage;
+public sealed partial class Detection : ITspMessage;
+public sealed partial class NodeResult : ITspMessage;
+public sealed partial class TpResult : ITspMessage;
+public sealed partial class DeadLetter : ITspMessage;
+public sealed partial class StartRun : IRunMessage;
+public sealed partial class RunAccepted : ITspMessage;
+public sealed partial class ResumeRun : IRunMessage;
+public sealed partial class GetRunState : IRunMessage;
+public sealed partial class RunStateView : ITspMessage;
+public sealed partial class NodeInput : ITspMessage;
+public sealed partial class NodeTask : ITspMessage;
+public sealed partial class NodeTaskDone : IRunMessage;
+public sealed partial class NodeTaskFailed : IRunMessage;
+public sealed partial class WorkerReady : ITspMessage;
+public sealed partial class RunStarted : IRunEvent;
+public sealed partial class NodeCompleted : IRunEvent;
+public sealed partial class NodeFailed : IRunEvent;
+public sealed partial class RunCompleted : IRunEvent;

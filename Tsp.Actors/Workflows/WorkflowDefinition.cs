@@ -1,0 +1,79 @@
+using System.Collections.Frozen;
+
+namespace Tsp.Actors.Workflows;
+
+public static class NodeRoles
+{
+    public const string Gpu = "gpu";
+    public const string Cpu = "cpu";
+
+    public static readonly IReadOnlySet<string> All = new HashSet<string>(StringComparer.Ordinal) { Gpu, Cpu };
+}
+
+/// <summary>One node of a workflow as written in its YAML file.</summary>
+public sealed record NodeDefinition(
+    string Id,
+    string Processor,
+    string Role,
+    string Queue,
+    IReadOnlyDictionary<string, string> Parameters,
+    TimeSpan Timeout,
+    int MaxAttempts,
+    IReadOnlyList<string> After,
+    WhenExpression? When,
+    int Line);
+
+/// <summary>
+/// A validated workflow: its nodes indexed by position, with parents and children resolved, so a
+/// run's state can be plain arrays. Built only by <see cref="WorkflowLoader"/>, which guarantees a
+/// non-empty acyclic graph whose references all resolve.
+/// </summary>
+public sealed class WorkflowDefinition
+{
+    private readonly FrozenDictionary<string, int> _indexById;
+
+    internal WorkflowDefinition(string project, string source, string hash, IReadOnlyList<NodeDefinition> nodes)
+    {
+        Project = project;
+        Source = source;
+        Hash = hash;
+        Nodes = nodes;
+        _indexById = nodes.Select((n, i) => (n.Id, i)).ToFrozenDictionary(p => p.Id, p => p.i, StringComparer.Ordinal);
+        Parents = nodes.Select(n => n.After.Select(p => _indexById[p]).ToArray()).ToArray();
+        var children = nodes.Select(_ => new List<int>()).ToArray();
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            foreach (var parent in Parents[i])
+            {
+                children[parent].Add(i);
+            }
+        }
+
+        Children = children.Select(c => c.ToArray()).ToArray();
+        Sources = Enumerable.Range(0, nodes.Count).Where(i => Parents[i].Length == 0).ToArray();
+        Sinks = Enumerable.Range(0, nodes.Count).Where(i => Children[i].Length == 0).ToArray();
+        Queues = nodes.Select(n => n.Queue).Distinct(StringComparer.Ordinal).ToArray();
+    }
+
+    public string Project { get; }
+
+    /// <summary>Where the workflow came from (a file path), for error messages.</summary>
+    public string Source { get; }
+
+    /// <summary>A hash of the workflow's text; recorded with every run.</summary>
+    public string Hash { get; }
+
+    public IReadOnlyList<NodeDefinition> Nodes { get; }
+
+    public int[][] Parents { get; }
+
+    public int[][] Children { get; }
+
+    public int[] Sources { get; }
+
+    public int[] Sinks { get; }
+
+    public IReadOnlyList<string> Queues { get; }
+
+    public int IndexOf(string nodeId) => _indexById.TryGetValue(nodeId, out var index) ? index : -1;
+}

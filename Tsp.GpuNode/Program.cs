@@ -1,0 +1,42 @@
+using Akka.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Tsp.Actors.Hosting;
+
+// Host wiring only: a worker member that hosts node routees for its roles (gpu and/or cpu).
+TspCommandLine cli;
+try
+{
+    cli = TspCommandLine.Parse(["run", .. args], new HashSet<string>());
+}
+catch (FormatException e)
+{
+    await Console.Error.WriteLineAsync($"error: {e.Message}");
+    return 2;
+}
+
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+builder.Configuration.AddJsonFile("appsettings.json", optional: true).AddEnvironmentVariables().AddInMemoryCollection(cli.Configuration);
+builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+var options = builder.Configuration.GetSection(TspOptions.Section).Get<TspOptions>() ?? new TspOptions();
+if (options.Roles.Count == 0)
+{
+    options.Roles = [TspRoles.Gpu];
+}
+
+if (options.Seeds.Count == 0)
+{
+    await Console.Error.WriteLineAsync("error: a worker needs --seed HOST:PORT (or Tsp__Seeds__0)");
+    return 2;
+}
+
+builder.Services.AddTspServices(options);
+builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
+{
+    akka.ConfigureLoggers(l => l.AddLoggerFactory());
+    akka.AddTsp(options);
+});
+using var host = builder.Build();
+await host.RunAsync();
+return 0;

@@ -1,0 +1,25 @@
+using Tsp.Actors.Workflows;
+using Tsp.Seed;
+
+// Host wiring only: each verb lives in its own file.
+try
+{
+    var cli = Tsp.Actors.Hosting.TspCommandLine.Parse(args, Verbs.Flags);
+    return cli.Verb switch
+    {
+        "demo" => await DemoVerb.RunAsync(cli),
+        "standalone" => await ServeVerb.RunAsync(cli, standalone: true),
+        "run" => await ServeVerb.RunAsync(cli, standalone: false),
+        "help" or "--help" or "-h" => Verbs.Usage(Console.Out, 0),
+        _ => Verbs.Usage(Console.Error, 2, $"unknown verb '{cli.Verb}'"),
+    };
+}
+catch (FormatException e)
+{
+    return Verbs.Usage(Console.Error, 2, e.Message);
+}
+catch (WorkflowValidationException e)
+{
+    await Console.Error.WriteLineAsync(e.Message);
+    return 3;
+}

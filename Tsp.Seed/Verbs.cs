@@ -1,0 +1,30 @@
+namespace Tsp.Seed;
+
+internal static class Verbs
+{
+    public static readonly IReadOnlySet<string> Flags = new HashSet<string>(StringComparer.Ordinal) { "frames", "concurrency", "size" };
+
+    public static int Usage(TextWriter writer, int exitCode, string? problem = null)
+    {
+        if (problem is not null)
+        {
+            writer.WriteLine($"error: {problem}");
+        }
+
+        writer.WriteLine("""
+            usage: Tsp.Seed <verb> [flags]
+
+            verbs:
+              demo         run the sample project end to end in one process on embedded defaults
+                           [--frames N (200)] [--concurrency N (64)] [--size BYTES (65536)] [--workflow FILE]
+              standalone   every role in one process on embedded defaults, until Ctrl+C
+                           [--workflow FILE ...] (default: samples/demo/workflow.yaml)
+              run          a cluster member (roles seed + orchestrator unless --roles says otherwise)
+
+            shared flags (also Tsp__* environment variables and appsettings.json, section "Tsp"):
+              --host HOST  --port PORT  --seed HOST:PORT (repeatable)  --roles seed,orchestrator,gpu,cpu
+              --redis HOST:PORT  --postgres CONNSTRING  --journal SQLITE_FILE  --workflow FILE (repeatable)
+            """);
+        return exitCode;
+    }
+}
