@@ -99,8 +99,13 @@ public static class TspHostingExtensions
         return builder;
     }
 
+    /// <summary>Binds every TP message type to <see cref="TspProtobufSerializer"/>. Bound by concrete
+    /// type: Akka's own protobuf serializer is bound to Google.Protobuf.IMessage and would otherwise win.</summary>
     public static AkkaConfigurationBuilder AddTspSerialization(this AkkaConfigurationBuilder builder) =>
-        builder.WithCustomSerializer("tsp-protobuf", [typeof(ITspMessage)], system => new TspProtobufSerializer(system));
+        builder.WithCustomSerializer(
+            "tsp-protobuf",
+            [typeof(ITspMessage), .. TspProtobufSerializer.Messages.Select(m => m.ClrType)],
+            system => new TspProtobufSerializer(system));
 
     /// <summary>Node routees' dispatchers; the routees themselves are deployed by the orchestrators'
     /// cluster router pools onto members of the gpu and cpu roles.</summary>

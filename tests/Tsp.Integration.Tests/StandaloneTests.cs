@@ -1,0 +1,277 @@
+using System.Diagnostics;
+using Google.Protobuf;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Tsp.Actors.Hosting;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Northbound;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Seed;
+using Tsp.Tests.Shared;
+using Xunit.Abstractions;
+
+namespace Tsp.Integration.Tests;
+
+/// <summary>One process, every role, real Redis (or Garnet) and a real journal, end to end.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class StandaloneTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan ResultTimeout = TimeSpan.FromSeconds(60);
+
+    private static string DemoWorkflow => Path.Combine(AppContext.BaseDirectory, "samples", "demo", "workflow.yaml");
+
+    /// <summary>The demo workflow under a project name of this test's own, so the results log starts empty.</summary>
+    private static string DemoWorkflowAs(string project) =>
+        TestServers.WriteWorkflow(File.ReadAllText(DemoWorkflow).Replace("project: demo", $"project: {project}", StringComparison.Ordinal));
+
+    private async Task RunDemoAgainst(string redis)
+    {
+        var project = TestServers.Unique("demo");
+        var options = new TspOptions { Redis = redis, SqlitePath = TestServers.TempSqlitePath(), Workflows = [DemoWorkflowAs(project)] };
+        var log = new StringWriter();
+
+        var summary = await DemoVerb.RunDemoAsync(options, frames: 60, concurrency: 16, size: 4096, log);
+
+        output.WriteLine(log.ToString());
+        Assert.Equal((60, 60, 0, 0), (summary.Frames, summary.Results, summary.Failed, summary.Dead));
+        await using var store = await RedisStore.ConnectAsync(redis);
+        var logged = await store.ReadResultsAsync(project, 0, 1000);
+        Assert.Equal(60, logged.Count);
+        Assert.Equal(Enumerable.Range(1, 60).Select(i => (long)i), logged.Select(r => r.Position));
+        Assert.Equal(60, logged.Select(r => r.Result.RunId).Distinct().Count());
+        Assert.All(logged, r => Assert.Equal(RunStatus.Succeeded, r.Result.Status));
+        // The condition decides per frame; across 60 random frames both branches are taken.
+        var inspect = logged.Select(r => r.Result.Nodes.Single(n => n.NodeId == "inspect").Status).ToList();
+        Assert.Contains(NodeStatus.Completed, inspect);
+        Assert.Contains(NodeStatus.Skipped, inspect);
+        Assert.Contains("progress:", log.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public Task The_demo_workflow_runs_end_to_end_on_redis_server() => RunDemoAgainst(TestServers.Redis);
+
+    [Fact]
+    public async Task The_demo_workflow_runs_end_to_end_on_embedded_garnet()
+    {
+        using var garnet = EmbeddedRedis.Start();
+        await RunDemoAgainst(garnet.ConnectionString);
+    }
+
+    [Fact]
+    public async Task Node_outputs_are_claim_checked_in_redis_under_run_and_node()
+    {
+        var project = TestServers.Unique("claim");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: copy, processor: passthrough, role: cpu, queue: cpu-a }
+              - { id: hash, processor: checksum, role: gpu, queue: gpu-a, after: [copy] }
+            """);
+        using var host = await TestServers.StartHostAsync(new TspOptions { Redis = TestServers.Redis, SqlitePath = TestServers.TempSqlitePath(), Workflows = [workflow] });
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), project, ResultTimeout);
+        var submitter = host.Services.GetRequiredService<RunSubmitter>();
+        var store = host.Services.GetRequiredService<RedisStore>();
+
+        var accepted = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFromUtf8("frame bytes") });
+
+        Assert.Equal(StartOutcome.Accepted, accepted.Outcome);
+        var result = await results.ReadAsync().AsTask().WaitAsync(ResultTimeout);
+        Assert.Equal(accepted.RunId, result.RunId);
+        Assert.Equal(RunStatus.Succeeded, result.Status);
+        var copy = result.Nodes.Single(n => n.NodeId == "copy");
+        Assert.Equal(RedisKeys.NodeOutput(project, result.RunId, "copy"), copy.OutputKey);
+        Assert.Equal("frame bytes", System.Text.Encoding.UTF8.GetString((await store.GetBlobAsync(copy.OutputKey))!));
+        var hash = result.Nodes.Single(n => n.NodeId == "hash");
+        Assert.Equal(8, (await store.GetBlobAsync(hash.OutputKey))!.Length);
+        Assert.NotEmpty(hash.Labels["checksum"]);
+        host.System().Stop(subscriber);
+        await host.StopAsync();
+    }
+
+    [Fact]
+    public async Task A_failing_node_is_retried_then_dead_lettered_while_other_runs_complete()
+    {
+        var project = TestServers.Unique("fail");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            defaults: { timeout: 5s }
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-f }
+              - id: recovers
+                processor: flaky
+                role: cpu
+                queue: cpu-f
+                after: [pre]
+                max_attempts: 3
+                params: { fail_attempts: 2 }
+              - id: gate
+                processor: checksum
+                role: cpu
+                queue: cpu-f
+                after: [recovers]
+              - id: broken
+                processor: flaky
+                role: gpu
+                queue: gpu-f
+                after: [gate]
+                when: "gate.bytes > 5"
+                max_attempts: 2
+            """);
+        var options = new TspOptions
+        {
+            Redis = TestServers.Redis,
+            SqlitePath = TestServers.TempSqlitePath(),
+            Workflows = [workflow],
+            Queues = { ["cpu-f"] = new() { Role = "cpu", RetryBaseDelay = TimeSpan.FromMilliseconds(10) }, ["gpu-f"] = new() { Role = "gpu", RetryBaseDelay = TimeSpan.FromMilliseconds(10) } },
+        };
+        using var host = await TestServers.StartHostAsync(options);
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), project, ResultTimeout);
+        var submitter = host.Services.GetRequiredService<RunSubmitter>();
+        var store = host.Services.GetRequiredService<RedisStore>();
+
+        // 3 bytes: gate.bytes = 3, "broken" is skipped and the run succeeds after retries of "recovers".
+        // 9 bytes: "broken" runs, fails twice, and fails the run.
+        var ok = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom(1, 2, 3) });
+        var bad = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom(new byte[9]) });
+        var byRun = new Dictionary<string, TpResult>();
+        while (byRun.Count < 2)
+        {
+            var result = await results.ReadAsync().AsTask().WaitAsync(ResultTimeout);
+            byRun[result.RunId] = result;
+        }
+
+        var succeeded = byRun[ok.RunId];
+        Assert.Equal(RunStatus.Succeeded, succeeded.Status);
+        Assert.Equal(3, succeeded.Nodes.Single(n => n.NodeId == "recovers").Attempts);
+        Assert.Equal(NodeStatus.Skipped, succeeded.Nodes.Single(n => n.NodeId == "broken").Status);
+        var failed = byRun[bad.RunId];
+        Assert.Equal(RunStatus.Failed, failed.Status);
+        Assert.Equal("node 'broken' failed after 2 attempt(s): InvalidOperationException: flaky: failure on attempt 2", failed.Error);
+        var dead = Assert.Single(await store.ReadDeadLettersAsync(project));
+        Assert.Equal((bad.RunId, "broken"), (dead.Reference, dead.NodeId));
+        host.System().Stop(subscriber);
+        await host.StopAsync();
+    }
+
+    [Fact]
+    public async Task Bad_frames_are_rejected_with_a_reason_and_never_start_a_run()
+    {
+        var project = TestServers.Unique("bad");
+        using var host = await TestServers.StartHostAsync(new TspOptions
+        {
+            Redis = TestServers.Redis,
+            SqlitePath = TestServers.TempSqlitePath(),
+            Workflows = [DemoWorkflowAs(project)],
+            MaxFrameBytes = 1024,
+        });
+        var submitter = host.Services.GetRequiredService<RunSubmitter>();
+
+        var unknown = await submitter.SubmitAsync(new Frame { Project = "ghost", Data = ByteString.CopyFrom(1) });
+        var empty = await submitter.SubmitAsync(new Frame { Project = project });
+        var oversized = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom(new byte[1025]) });
+        var badId = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom(1) }, runId: "a/b");
+
+        Assert.All(new[] { unknown, empty, oversized, badId }, r => Assert.Equal(StartOutcome.Rejected, r.Outcome));
+        Assert.Equal($"unknown project 'ghost' (deployed: {project})", unknown.Error);
+        Assert.Equal($"frame for project '{project}' is empty", empty.Error);
+        Assert.Equal("frame of 1025 bytes exceeds the maximum of 1024 bytes", oversized.Error);
+        Assert.Contains("run id 'a/b' may hold only", badId.Error, StringComparison.Ordinal);
+        var good = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom(1) });
+        Assert.Equal(StartOutcome.Accepted, good.Outcome);
+        var again = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom(1) }, good.RunId);
+        Assert.Contains(again.Outcome, new[] { StartOutcome.AlreadyRunning, StartOutcome.AlreadyCompleted });
+        await host.StopAsync();
+    }
+
+    [Fact]
+    public async Task Runs_accepted_before_a_restart_finish_after_it_without_being_submitted_again()
+    {
+        var project = TestServers.Unique("restart");
+        var journal = TestServers.TempSqlitePath();
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-r }
+              - { id: slow, processor: sleep, role: gpu, queue: gpu-r, after: [pre], params: { ms: 400 } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-r, after: [slow] }
+            """);
+        TspOptions Options() => new()
+        {
+            Redis = TestServers.Redis,
+            SqlitePath = journal,
+            Workflows = [workflow],
+            Queues = { ["gpu-r"] = new() { Role = "gpu", RouteesPerMember = 1, SlotsPerRoutee = 2 } },
+        };
+        var runIds = new List<string>();
+        using (var first = await TestServers.StartHostAsync(Options()))
+        {
+            var submitter = first.Services.GetRequiredService<RunSubmitter>();
+            for (var i = 0; i < 12; i++)
+            {
+                var accepted = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom((byte)i) });
+                Assert.Equal(StartOutcome.Accepted, accepted.Outcome);
+                runIds.Add(accepted.RunId);
+            }
+
+            // 12 runs through 2 slots of 400 ms: most are still unfinished when the process stops.
+            await first.StopAsync();
+        }
+
+        await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
+        var beforeRestart = (await store.ReadResultsAsync(project, 0, 100)).Count;
+        output.WriteLine($"{beforeRestart} of 12 runs finished before the restart");
+        Assert.True(beforeRestart < 12);
+
+        using var second = await TestServers.StartHostAsync(Options());
+        var deadline = Stopwatch.StartNew();
+        IReadOnlyList<PositionedResult> logged = [];
+        while (deadline.Elapsed < ResultTimeout)
+        {
+            logged = await store.ReadResultsAsync(project, 0, 100);
+            if (logged.Select(r => r.Result.RunId).Distinct().Count() == 12)
+            {
+                break;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(runIds.Order(), logged.Select(r => r.Result.RunId).Distinct().Order());
+        Assert.All(logged, r => Assert.Equal(RunStatus.Succeeded, r.Result.Status));
+        await second.StopAsync();
+    }
+
+    [Fact]
+    public async Task The_demo_command_prints_progress_and_one_summary_line()
+    {
+        var seed = Path.Combine(AppContext.BaseDirectory, "Tsp.Seed.dll");
+        var start = new ProcessStartInfo("dotnet", [seed, "demo", "--frames", "40", "--size", "2048"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+
+        var text = await stdout;
+        output.WriteLine(text + await stderr);
+        Assert.Equal(0, process.ExitCode);
+        Assert.Contains("progress: 40/40 results", text, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^demo: frames=40 results=40 failed=0 dead=0 runs_per_s=\d+(\.\d)? p99_ms=\d+(\.\d)?$", text);
+    }
+}
