@@ -80,7 +80,7 @@ internal static class DemoVerb
 
                     latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
                     received++;
-                    example ??= result.Status == RunStatus.Succeeded ? result : null;
+                    example = result.Status == RunStatus.Succeeded ? result : example;
                     if (result.Status != RunStatus.Succeeded)
                     {
                         failed++;

@@ -162,7 +162,18 @@ public static class TspHostingExtensions
             return builder.WithSqlPersistence(options.Postgres, ProviderName.PostgreSQL15, autoInitialize: true);
         }
 
-        return builder.WithSqlPersistence(PrepareSqlite(options.SqlitePath), ProviderName.SQLiteMS, autoInitialize: true);
+        // SQLite has one writer: concurrent journal writers only queue on its lock (and sleep in
+        // busy-retries), so the journal writes through one connection at a time.
+        var dataOptions = new DataOptions()
+            .UseConnectionString(ProviderName.SQLiteMS, PrepareSqlite(options.SqlitePath))
+            .UseAfterConnectionOpened(TuneSqliteConnection, (connection, _) =>
+            {
+                TuneSqliteConnection(connection);
+                return Task.CompletedTask;
+            });
+        return builder
+            .WithSqlPersistence(dataOptions, autoInitialize: true)
+            .AddHocon("akka.persistence.journal.sql.parallelism = 1", HoconAddMode.Prepend);
     }
 
     /// <summary>Creates the SQLite file's folder and switches it to WAL (a property of the file, so
@@ -178,6 +189,19 @@ public static class TspHostingExtensions
         command.CommandText = "PRAGMA journal_mode=WAL;";
         command.ExecuteNonQuery();
         return connectionString;
+    }
+
+    /// <summary>
+    /// Per connection: wait for SQLite's write lock inside SQLite (a fine-grained busy handler) rather
+    /// than in Microsoft.Data.Sqlite's retry loop, which sleeps 150 ms per try; and in WAL mode commit
+    /// without an fsync per transaction (synchronous=NORMAL loses nothing when a process crashes, only
+    /// the last transactions on a power loss or OS crash).
+    /// </summary>
+    private static void TuneSqliteConnection(System.Data.Common.DbConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;";
+        command.ExecuteNonQuery();
     }
 
     private static ConnectionMultiplexer ConnectRedis(TspOptions options)

@@ -18,8 +18,9 @@ public sealed record RunServices(WorkflowCatalog Catalog, NodeQueues Queues, Red
 /// </summary>
 /// <remarks>
 /// Start is idempotent: a second StartRun for a live run answers AlreadyRunning, for a finished one
-/// AlreadyCompleted. Events are persisted asynchronously (the journal batches them across runs); the
-/// reply to StartRun and every dispatch happen only after the event that justifies them is written.
+/// AlreadyCompleted. Events are persisted asynchronously (the journal batches them across runs). The
+/// reply to StartRun waits until RunStarted is written and the result waits for RunCompleted (which
+/// the journal writes after every earlier event of the run); node results are acted on at once.
 /// On recovery every ready node without NodeCompleted is dispatched again (at-least-once; outputs are
 /// keyed by run and node, so a re-run overwrites). When the run completes, its TP result is appended
 /// to the project's results log and published on <c>tp.{project}</c>, its events are deleted, and
@@ -39,6 +40,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
     private bool _finishedEarlier;
     private bool _completing;
     private bool _starting;
+    private int _unwrittenEvents;
 
     public WorkflowRunActor(string runId, RunServices services)
     {
@@ -175,11 +177,18 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
             return;
         }
 
-        PersistAllAsync(events, e =>
+        // Applied and acted on before the write completes: dispatching a child before its parent's
+        // completion is durable only risks re-running the parent after a crash (at-least-once), and it
+        // keeps journal latency off the DAG's critical path. RunCompleted, persisted after these, is
+        // written only once they are, so a result is never published ahead of its run's events.
+        foreach (var e in events)
         {
             _state = _state!.Apply(e);
-            Advance();
-        });
+        }
+
+        _unwrittenEvents += events.Count;
+        PersistAllAsync(events, _ => _unwrittenEvents--);
+        Advance();
     }
 
     /// <summary>Dispatches what became ready, or completes the run once nothing is left.</summary>
@@ -322,6 +331,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
             RunId = _runId,
             Exists = _state is not null || _finishedEarlier,
             Completed = _finishedEarlier || _state?.IsCompleted == true,
+            UnwrittenEvents = _unwrittenEvents,
         };
         if (_state is { } state)
         {

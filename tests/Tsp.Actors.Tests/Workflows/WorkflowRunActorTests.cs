@@ -124,7 +124,14 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
         var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
         Assert.Equal(["a", "b"], fanOut.Select(t => t.NodeId).Order());
         first.Tell(Done(fanOut.Single(t => t.NodeId == "a")), _queue);
-        AwaitAssert(() => Assert.Equal(NodeStatus.Completed, View(first, runId).Nodes.Single(n => n.NodeId == "a").Status), TimeSpan.FromSeconds(10));
+        AwaitAssert(
+            () =>
+            {
+                var view = View(first, runId);
+                Assert.Equal(NodeStatus.Completed, view.Nodes.Single(n => n.NodeId == "a").Status);
+                Assert.Equal(0, view.UnwrittenEvents);
+            },
+            TimeSpan.FromSeconds(10));
 
         Watch(first);
         Sys.Stop(first);
