@@ -5,6 +5,7 @@ using Akka.Actor;
 using Akka.Hosting;
 using Google.Protobuf;
 using Microsoft.Extensions.DependencyInjection;
+using Tsp.Actors.Dispatch;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Northbound;
@@ -58,6 +59,7 @@ internal static class DemoVerb
             var project = host.Services.GetRequiredService<WorkflowCatalog>().Projects.First();
             output.WriteLine($"demo: project '{project}', {frames} frames of {size} bytes, {concurrency} in flight; redis {options.Redis}, journal {options.SqlitePath}");
             var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
+            await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
 
             var submittedAt = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
             var latencies = new List<double>(frames);

@@ -12,6 +12,7 @@ public sealed class TspCommandLine
     private static readonly Dictionary<string, string> Scalars = new(StringComparer.Ordinal)
     {
         ["--host"] = "Host",
+        ["--public-host"] = "PublicHost",
         ["--port"] = "Port",
         ["--redis"] = "Redis",
         ["--postgres"] = "Postgres",

@@ -70,10 +70,14 @@ public static class TspHostingExtensions
         }
 
         var roles = options.Roles.Count > 0 ? options.Roles : [.. TspRoles.All];
-        var seeds = options.Seeds.Count > 0 ? options.Seeds : [$"{options.Host}:{options.Port}"];
+        // Bound to every interface (a container): others reach it by its host name unless told otherwise.
+        var publicHost = !string.IsNullOrWhiteSpace(options.PublicHost) ? options.PublicHost
+            : options.Host == "0.0.0.0" ? Dns.GetHostName()
+            : options.Host;
+        var seeds = options.Seeds.Count > 0 ? options.Seeds : [$"{publicHost}:{options.Port}"];
         builder
             .AddTspSerialization()
-            .WithRemoting(options.Host, options.Port)
+            .WithRemoting(options.Host, options.Port, publicHost)
             .WithClustering(new ClusterOptions
             {
                 Roles = [.. roles],
@@ -82,11 +86,9 @@ public static class TspHostingExtensions
             })
             .WithDistributedPubSub(role: null!);
 
-        if (roles.Contains(TspRoles.Gpu) || roles.Contains(TspRoles.Cpu))
-        {
-            builder.AddTspWorker(options);
-        }
-
+        // Every member knows the node dispatchers: a router pool checks its routees' Props where the
+        // pool lives (an orchestrator), and the routees run them where they are deployed (a worker).
+        builder.AddTspNodeDispatchers(options);
         if (roles.Contains(TspRoles.Orchestrator))
         {
             builder.AddTspOrchestrator(options);
@@ -109,7 +111,7 @@ public static class TspHostingExtensions
 
     /// <summary>Node routees' dispatchers; the routees themselves are deployed by the orchestrators'
     /// cluster router pools onto members of the gpu and cpu roles.</summary>
-    public static AkkaConfigurationBuilder AddTspWorker(this AkkaConfigurationBuilder builder, TspOptions options) =>
+    public static AkkaConfigurationBuilder AddTspNodeDispatchers(this AkkaConfigurationBuilder builder, TspOptions options) =>
         builder.AddHocon(TspDispatchers.Config(options.CpuNodeThreads > 0 ? options.CpuNodeThreads : Environment.ProcessorCount), HoconAddMode.Prepend);
 
     /// <summary>The journal, one node queue per queue name, and the workflow-run shard region.</summary>

@@ -24,7 +24,11 @@ public sealed class TspOptions
     /// <summary>Queue settings by queue name; queues a workflow names but this omits get defaults for their role.</summary>
     public Dictionary<string, QueueOptions> Queues { get; set; } = new(StringComparer.Ordinal);
 
+    /// <summary>Address Akka remoting binds to (0.0.0.0 in a container).</summary>
     public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>Address other members reach this one at (the container's DNS name); empty means <see cref="Host"/>.</summary>
+    public string? PublicHost { get; set; }
 
     /// <summary>Akka remoting port; 0 picks a free one (standalone).</summary>
     public int Port { get; set; }

@@ -1,0 +1,11 @@
+# One image for both hosts: docker-compose.yml picks the entry point per service.
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+WORKDIR /src
+COPY . .
+RUN dotnet publish Tsp.Seed/Tsp.Seed.csproj -c Release -o /app/seed \
+ && dotnet publish Tsp.GpuNode/Tsp.GpuNode.csproj -c Release -o /app/gpunode
+
+FROM mcr.microsoft.com/dotnet/runtime:10.0
+WORKDIR /app
+COPY --from=build /app /app
+COPY samples /app/samples
