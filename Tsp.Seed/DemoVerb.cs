@@ -2,8 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Akka.Actor;
-using Akka.Hosting;
-using Google.Protobuf;
 using Microsoft.Extensions.DependencyInjection;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Hosting;
@@ -16,8 +14,9 @@ using Tsp.Actors.Workflows;
 namespace Tsp.Seed;
 
 /// <summary>
-/// <c>demo</c>: standalone on embedded defaults, a throwaway journal, N generated frames through the
-/// sample workflow, progress while it runs, and one summary line at the end.
+/// <c>demo</c>: standalone on embedded defaults (Garnet, librdkafka mock cluster, a throwaway SQLite
+/// journal); N generated frames are produced to the project's Kafka topic, ingested into runs, and
+/// their results followed; progress while it runs, one summary line at the end.
 /// </summary>
 internal static class DemoVerb
 {
@@ -29,7 +28,7 @@ internal static class DemoVerb
         var options = SeedHost.ReadOptions(cli.Configuration);
         var scratch = Path.Combine(Path.GetTempPath(), $"tsp-demo-{Environment.ProcessId}");
         options.SqlitePath = Path.Combine(scratch, "journal.db");
-        using var embedded = ServeVerb.ApplyStandaloneDefaults(options);
+        using var embedded = StandaloneServers.Apply(options);
         try
         {
             var summary = await RunDemoAsync(options, frames, concurrency, size, Console.Out);
@@ -47,27 +46,31 @@ internal static class DemoVerb
         public string Line => string.Create(CultureInfo.InvariantCulture, $"demo: frames={Frames} results={Results} failed={Failed} dead={Dead} runs_per_s={RunsPerSecond:0.0} p99_ms={P99Ms:0.0}");
     }
 
+    /// <summary>Runs the demo on <paramref name="options"/>, which must name Redis and Kafka.</summary>
     public static async Task<Summary> RunDemoAsync(TspOptions options, int frames, int concurrency, int size, TextWriter output)
     {
-        using var host = SeedHost.Build(options, quiet: true);
+        if (string.IsNullOrWhiteSpace(options.Kafka.Bootstrap) || string.IsNullOrWhiteSpace(options.Redis))
+        {
+            throw new ArgumentException("the demo needs Redis and Kafka endpoints (StandaloneServers.Apply embeds both)", nameof(options));
+        }
+
+        options.Kafka.MaxInFlightRuns = concurrency;
+        using var host = SeedHost.Build(options, quiet: Environment.GetEnvironmentVariable("TSP_DEMO_VERBOSE") is null);
         await host.StartAsync();
         try
         {
             var system = host.Services.GetRequiredService<ActorSystem>();
-            var submitter = host.Services.GetRequiredService<RunSubmitter>();
             var store = host.Services.GetRequiredService<RedisStore>();
             var project = host.Services.GetRequiredService<WorkflowCatalog>().Projects.First();
-            output.WriteLine($"demo: project '{project}', {frames} frames of {size} bytes, {concurrency} in flight; redis {options.Redis}, journal {options.SqlitePath}");
+            output.WriteLine($"demo: project '{project}', {frames} frames of {size} bytes, at most {concurrency} runs in flight");
+            output.WriteLine($"demo: kafka {options.Kafka.Bootstrap} (topic {KafkaTopics.Frames(project)}), redis {options.Redis}, journal {options.SqlitePath}");
             var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
             await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
 
-            var submittedAt = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
-            var latencies = new List<double>(frames);
+            var producedAt = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
+            var completedAt = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
             var failed = 0;
-            var received = 0;
-            var gate = new SemaphoreSlim(concurrency);
             var clock = Stopwatch.StartNew();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
             TpResult? example = null;
 
             var consumer = Task.Run(async () =>
@@ -75,13 +78,11 @@ internal static class DemoVerb
                 var lastReport = clock.Elapsed;
                 await foreach (var result in results.ReadAllAsync())
                 {
-                    if (!seen.Add(result.RunId) || !submittedAt.TryGetValue(result.RunId, out var start))
+                    if (!completedAt.TryAdd(result.RunId, Stopwatch.GetTimestamp()))
                     {
                         continue;
                     }
 
-                    latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-                    received++;
                     example = result.Status == RunStatus.Succeeded ? result : example;
                     if (result.Status != RunStatus.Succeeded)
                     {
@@ -89,55 +90,68 @@ internal static class DemoVerb
                         output.WriteLine($"  run {result.RunId} failed: {result.Error}");
                     }
 
-                    gate.Release();
-                    if (clock.Elapsed - lastReport > TimeSpan.FromSeconds(1) || received == frames)
+                    if (clock.Elapsed - lastReport > TimeSpan.FromSeconds(1) || completedAt.Count == frames)
                     {
                         lastReport = clock.Elapsed;
-                        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  progress: {received}/{frames} results, {failed} failed, {received / clock.Elapsed.TotalSeconds:0} runs/s"));
+                        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  progress: {completedAt.Count}/{frames} results, {failed} failed, {completedAt.Count / clock.Elapsed.TotalSeconds:0} runs/s"));
                     }
 
-                    if (received == frames)
+                    if (completedAt.Count == frames)
                     {
                         return;
                     }
                 }
             });
 
-            var random = new Random(42);
-            var submissions = new List<Task>(frames);
-            for (var i = 0; i < frames; i++)
+            // The embedded mock broker keeps only the newest few MB of each partition: a producer far
+            // ahead of ingest would lose frames there. So the demo stays at most `ahead` frames ahead
+            // of the results (a real Kafka has no such limit).
+            var ahead = Math.Clamp((8 << 20) / size, 1, 2 * concurrency);
+            using (var producer = new FrameProducer(options.Kafka.Bootstrap!))
             {
-                await gate.WaitAsync();
-                var data = new byte[size];
-                random.NextBytes(data);
-                var runId = $"demo-{i:D6}-{Guid.CreateVersion7():N}";
-                var frame = new Frame { Project = project, SourceId = $"camera-{i % 4}", Data = ByteString.CopyFrom(data) };
-                submittedAt[runId] = Stopwatch.GetTimestamp();
-                submissions.Add(SubmitAsync(frame, runId));
-            }
-
-            await Task.WhenAll(submissions);
-            var finished = await Task.WhenAny(consumer, Task.Delay(TimeSpan.FromSeconds(60 + (frames / 10))));
-            if (finished != consumer)
-            {
-                output.WriteLine($"demo: timed out waiting for results ({received}/{frames})");
-            }
-
-            var elapsed = clock.Elapsed;
-
-            async Task SubmitAsync(Frame frame, string runId)
-            {
-                var accepted = await submitter.SubmitAsync(frame, runId);
-                if (accepted.Outcome != StartOutcome.Accepted)
+                var random = new Random(42);
+                var deliveries = new List<Task>(frames);
+                for (var i = 0; i < frames; i++)
                 {
-                    throw new InvalidOperationException($"run {runId} not accepted: {accepted.Outcome} {accepted.Error}");
+                    while (i - completedAt.Count >= ahead && !consumer.IsCompleted)
+                    {
+                        await Task.Delay(1);
+                    }
+
+                    var data = new byte[size];
+                    random.NextBytes(data);
+                    deliveries.Add(ProduceAsync(producer, project, data, $"camera-{i % 4}"));
+                }
+
+                await Task.WhenAll(deliveries);
+
+                async Task ProduceAsync(FrameProducer to, string project, byte[] data, string source)
+                {
+                    var sent = Stopwatch.GetTimestamp();
+                    producedAt[await to.ProduceAsync(project, data, source, "application/octet-stream", DateTimeOffset.UtcNow)] = sent;
                 }
             }
 
+            var finished = await Task.WhenAny(consumer, Task.Delay(TimeSpan.FromSeconds(60 + (frames / 10))));
+            if (finished != consumer)
+            {
+                output.WriteLine($"demo: timed out waiting for results ({completedAt.Count}/{frames})");
+                foreach (var ingest in host.Services.GetRequiredService<KafkaIngests>().ByProject.Values)
+                {
+                    output.WriteLine($"  {await ingest.Ask<IngestStats>(GetIngestStats.Instance, TimeSpan.FromSeconds(5))}");
+                }
+
+                foreach (var queue in host.Services.GetRequiredService<NodeQueues>().All.Values)
+                {
+                    output.WriteLine($"  {await queue.Ask<QueueStats>(GetQueueStats.Instance, TimeSpan.FromSeconds(5))}");
+                }
+            }
+
+            var elapsed = clock.Elapsed;
             system.Stop(subscriber);
             if (example is not null)
             {
-                output.WriteLine($"  example result: run {example.RunId} {example.Status} in {example.CompletedAtUnixMs - example.AcceptedAtUnixMs} ms");
+                output.WriteLine($"  example result: run {example.RunId} {example.Status} in {example.CompletedAtUnixMs - example.AcceptedAtUnixMs} ms, source {example.SourceId}");
                 foreach (var node in example.Nodes)
                 {
                     var metrics = string.Join(' ', node.Metrics.Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Key}={m.Value:0.###}")));
@@ -146,9 +160,13 @@ internal static class DemoVerb
             }
 
             var dead = (await store.ReadDeadLettersAsync(project)).Count;
-            latencies.Sort();
+            var latencies = completedAt
+                .Where(c => producedAt.ContainsKey(c.Key))
+                .Select(c => Stopwatch.GetElapsedTime(producedAt[c.Key], c.Value).TotalMilliseconds)
+                .Order()
+                .ToList();
             var p99 = latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)Math.Ceiling(latencies.Count * 0.99) - 1)];
-            return new Summary(frames, received, failed, dead, received / elapsed.TotalSeconds, p99);
+            return new Summary(frames, completedAt.Count, failed, dead, completedAt.Count / elapsed.TotalSeconds, p99);
         }
         finally
         {

@@ -17,6 +17,7 @@ public sealed class TspCommandLine
         ["--redis"] = "Redis",
         ["--postgres"] = "Postgres",
         ["--journal"] = "SqlitePath",
+        ["--kafka"] = "Kafka:Bootstrap",
     };
 
     private static readonly Dictionary<string, string> Lists = new(StringComparer.Ordinal)

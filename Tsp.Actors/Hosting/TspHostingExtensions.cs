@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Akka.Actor;
+using Akka.Pattern;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Hosting.SBR;
 using Akka.Cluster.Sharding;
@@ -23,6 +24,17 @@ namespace Tsp.Actors.Hosting;
 
 /// <summary>Marker for the workflow-run shard region in the actor registry.</summary>
 public sealed class WorkflowRuns;
+
+/// <summary>The Kafka ingest actors of this orchestrator, by project (each behind a backoff supervisor
+/// that forwards messages to it).</summary>
+public sealed class KafkaIngests
+{
+    private readonly Dictionary<string, IActorRef> _byProject = new(StringComparer.Ordinal);
+
+    public IReadOnlyDictionary<string, IActorRef> ByProject => _byProject;
+
+    internal void Add(string project, IActorRef ingest) => _byProject[project] = ingest;
+}
 
 /// <summary>
 /// How a host wires TSP: services first (<see cref="AddTspServices"/>), then the actor system
@@ -49,6 +61,7 @@ public static class TspHostingExtensions
         services.AddSingleton(processors);
         services.AddSingleton(catalog);
         services.AddSingleton<NodeQueues>();
+        services.AddSingleton<KafkaIngests>();
         services.AddSingleton<IConnectionMultiplexer>(_ => ConnectRedis(options));
         services.AddSingleton(sp => new RedisStore(sp.GetRequiredService<IConnectionMultiplexer>(), options.Storage));
         services.AddSingleton(sp => new RunSubmitter(
@@ -153,6 +166,22 @@ public static class TspHostingExtensions
                 RememberEntitiesStore = RememberEntitiesStore.Eventsourced,
                 StateStoreMode = StateStoreMode.Persistence,
             });
+        if (!string.IsNullOrWhiteSpace(options.Kafka.Bootstrap))
+        {
+            builder.WithActors((system, _, resolver) =>
+            {
+                var submitter = resolver.GetService<RunSubmitter>();
+                var store = resolver.GetService<RedisStore>();
+                var ingests = resolver.GetService<KafkaIngests>();
+                foreach (var project in resolver.GetService<WorkflowCatalog>().Projects)
+                {
+                    var ingest = IngestActor.Props(project, options.Kafka, submitter, store);
+                    var supervised = BackoffSupervisor.Props(Backoff.OnFailure(ingest, "ingest", TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
+                    ingests.Add(project, system.ActorOf(supervised, "ingest-" + project));
+                }
+            });
+        }
+
         return builder;
     }
 

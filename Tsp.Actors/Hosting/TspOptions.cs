@@ -1,4 +1,5 @@
 using Tsp.Actors.Dispatch;
+using Tsp.Actors.Ingest;
 using Tsp.Actors.Storage;
 
 namespace Tsp.Actors.Hosting;
@@ -47,6 +48,8 @@ public sealed class TspOptions
     public int MaxFrameBytes { get; set; } = 32 * 1024 * 1024;
 
     public StorageOptions Storage { get; set; } = new();
+
+    public KafkaOptions Kafka { get; set; } = new();
 
     /// <summary>Threads for CPU node routees; 0 means one per core.</summary>
     public int CpuNodeThreads { get; set; }

@@ -28,7 +28,14 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     private async Task RunDemoAgainst(string redis)
     {
         var project = TestServers.Unique("demo");
-        var options = new TspOptions { Redis = redis, SqlitePath = TestServers.TempSqlitePath(), Workflows = [DemoWorkflowAs(project)] };
+        using var kafka = EmbeddedKafka.Start();
+        var options = new TspOptions
+        {
+            Redis = redis,
+            SqlitePath = TestServers.TempSqlitePath(),
+            Workflows = [DemoWorkflowAs(project)],
+            Kafka = new KafkaOptions { Bootstrap = kafka.BootstrapServers },
+        };
         var log = new StringWriter();
 
         var summary = await DemoVerb.RunDemoAsync(options, frames: 60, concurrency: 16, size: 4096, log);

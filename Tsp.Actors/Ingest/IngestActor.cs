@@ -1,0 +1,186 @@
+using Akka;
+using Akka.Actor;
+using Akka.Cluster.Tools.PublishSubscribe;
+using Akka.Event;
+using Akka.Streams;
+using Akka.Streams.Dsl;
+using Confluent.Kafka;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Actors.Workflows;
+
+namespace Tsp.Actors.Ingest;
+
+/// <summary>Asks an ingest actor for its numbers.</summary>
+public sealed record GetIngestStats
+{
+    public static readonly GetIngestStats Instance = new();
+}
+
+public sealed record IngestStats(string Project, int InFlightRuns, int MaxInFlightRuns, int PeakInFlightRuns, long Consumed, long Started, long DeadLettered);
+
+/// <summary>
+/// Kafka ingest of one project (role orchestrator): topic <c>tsp.{project}.frames</c>, group
+/// <c>tsp-ingest-{project}</c>. Every record becomes exactly one run (run id from topic, partition and
+/// offset); its offset is committed only once the run is persisted — or the record is dead-lettered.
+/// A bad record is dead-lettered with its reason, committed, logged once, and never blocks its partition.
+/// A run that cannot be started (the journal or an orchestrator is unavailable) is retried, not skipped.
+/// </summary>
+public sealed class IngestActor : ReceiveActor, IDisposable
+{
+    private readonly string _project;
+    private readonly KafkaOptions _options;
+    private readonly RunSubmitter _submitter;
+    private readonly RedisStore _store;
+    private readonly InFlightRuns _inFlight;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly CancellationTokenSource _stopping = new();
+    private UniqueKillSwitch? _killSwitch;
+    private long _consumed;
+    private long _started;
+    private long _deadLettered;
+    private readonly Dictionary<int, long> _lastOffsets = [];
+
+    public IngestActor(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store)
+    {
+        _project = project;
+        _options = options;
+        _submitter = submitter;
+        _store = store;
+        _inFlight = new InFlightRuns(options.MaxInFlightRuns);
+
+        Receive<TpResult>(result => _inFlight.Release(result.RunId));
+        Receive<SubscribeAck>(_ => { });
+        Receive<GetIngestStats>(_ => Sender.Tell(new IngestStats(
+            _project, _inFlight.Count, _inFlight.Max, _inFlight.Peak, Interlocked.Read(ref _consumed), Interlocked.Read(ref _started), Interlocked.Read(ref _deadLettered))));
+        Receive<Status.Failure>(failure => throw new InvalidOperationException($"kafka ingest of '{_project}' failed", failure.Cause));
+        Receive<Done>(_ => throw new InvalidOperationException($"kafka ingest of '{_project}' ended"));
+    }
+
+    public static Props Props(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store) =>
+        Akka.Actor.Props.Create(() => new IngestActor(project, options, submitter, store));
+
+    protected override void PreStart()
+    {
+        DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(ResultTopics.For(_project), Self));
+        var config = new ConsumerConfig(new Dictionary<string, string>(_options.Consumer))
+        {
+            BootstrapServers = _options.Bootstrap,
+            GroupId = KafkaTopics.ConsumerGroup(_project),
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            AutoCommitIntervalMs = 500,
+            // Bounded prefetch: with the partitions paused, this is all the memory ingest holds.
+            QueuedMaxMessagesKbytes = 16 * 1024,
+            // A project's topic may not exist yet when ingest starts: ask for it (brokers that allow
+            // auto-creation create it) and notice new partitions within seconds, not minutes.
+            AllowAutoCreateTopics = true,
+            // An orchestrator that dies without leaving the group holds its partitions this long.
+            SessionTimeoutMs = 10_000,
+            HeartbeatIntervalMs = 2_000,
+            TopicMetadataRefreshIntervalMs = 5000,
+        };
+        var topic = KafkaTopics.Frames(_project);
+        var (killSwitch, done) = Source.FromGraph(new KafkaSourceStage(config, topic))
+            .SelectAsync(Math.Max(1, _options.Parallelism), HandleAsync)
+            .ViaMaterialized(KillSwitches.Single<KafkaMessage>(), Keep.Right)
+            .ToMaterialized(Sink.ForEach<KafkaMessage>(message => message.Commit()), Keep.Both)
+            .Run(Context.Materializer());
+        _killSwitch = killSwitch;
+        done.PipeTo(Self);
+        _log.Info("kafka ingest of '{0}': topic {1}, group {2}, at most {3} runs in flight", _project, topic, config.GroupId, _options.MaxInFlightRuns);
+    }
+
+    protected override void PostStop()
+    {
+        _stopping.Cancel();
+        _killSwitch?.Shutdown();
+        DistributedPubSub.Get(Context.System).Mediator.Tell(new Unsubscribe(ResultTopics.For(_project), Self));
+    }
+
+    public void Dispose()
+    {
+        _stopping.Dispose();
+        _inFlight.Dispose();
+    }
+
+    private async Task<KafkaMessage> HandleAsync(KafkaMessage message)
+    {
+        Interlocked.Increment(ref _consumed);
+        var record = message.Record;
+        WarnOnGap(record.Partition.Value, record.Offset.Value);
+        var (frame, error) = FrameDecoder.Decode(_project, record, _submitter.MaxFrameBytes);
+        if (frame is null)
+        {
+            await DeadLetterAsync(message, error!);
+            return message;
+        }
+
+        var runId = KafkaTopics.RunId(record.Topic, record.Partition.Value, record.Offset.Value);
+        await _inFlight.AcquireAsync(runId, _stopping.Token);
+        var accepted = await StartAsync(frame, runId);
+        switch (accepted.Outcome)
+        {
+            case StartOutcome.Accepted:
+                Interlocked.Increment(ref _started);
+                break;
+            case StartOutcome.AlreadyRunning:
+                break;
+            case StartOutcome.Rejected:
+                _inFlight.Release(runId);
+                await DeadLetterAsync(message, accepted.Error);
+                break;
+            default:
+                _inFlight.Release(runId);
+                break;
+        }
+
+        return message;
+    }
+
+    /// <summary>Offsets this consumer never saw: the broker dropped them before ingest read them
+    /// (retention; the embedded mock broker keeps only a few MB per partition), or transaction markers.
+    /// Called in record order, from the stream's one thread.</summary>
+    private void WarnOnGap(int partition, long offset)
+    {
+        if (_lastOffsets.TryGetValue(partition, out var last) && offset > last + 1)
+        {
+            _log.Warning("kafka ingest of '{0}': partition {1} skipped offsets {2}..{3}: removed by the broker before ingest read them (retention) or transaction markers", _project, partition, last + 1, offset - 1);
+        }
+
+        _lastOffsets[partition] = offset;
+    }
+
+    private async Task<RunAccepted> StartAsync(Frame frame, string runId)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await _submitter.SubmitAsync(frame, runId, _stopping.Token);
+            }
+            catch (Exception e) when (!_stopping.IsCancellationRequested)
+            {
+                if (attempt == 1 || attempt % 30 == 0)
+                {
+                    _log.Warning("kafka ingest of '{0}': run {1} could not be started ({2}: {3}); retrying", _project, runId, e.GetType().Name, e.Message);
+                }
+
+                await Task.Delay(_options.RetryDelay, _stopping.Token);
+            }
+        }
+    }
+
+    private async Task DeadLetterAsync(KafkaMessage message, string reason)
+    {
+        Interlocked.Increment(ref _deadLettered);
+        _log.Warning("kafka ingest of '{0}': {1} dead-lettered: {2}", _project, message.Reference, reason);
+        await _store.AppendDeadLetterAsync(new Protocol.DeadLetter
+        {
+            Project = _project,
+            Origin = "kafka",
+            Reference = message.Reference,
+            Reason = reason,
+            AtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+        });
+    }
+}

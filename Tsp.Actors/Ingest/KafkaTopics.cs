@@ -1,0 +1,17 @@
+namespace Tsp.Actors.Ingest;
+
+/// <summary>The one place that names TSP's Kafka topics, groups and headers.</summary>
+public static class KafkaTopics
+{
+    public const string TpFrameContentType = "application/x-tp-frame";
+    public const string SourceIdHeader = "source-id";
+    public const string ContentTypeHeader = "content-type";
+    public const string CapturedAtHeader = "captured-at";
+
+    public static string Frames(string project) => $"tsp.{project}.frames";
+
+    public static string ConsumerGroup(string project) => $"tsp-ingest-{project}";
+
+    /// <summary>The run of a Kafka message: the same message, redelivered, is the same run.</summary>
+    public static string RunId(string topic, int partition, long offset) => $"{topic}-{partition}-{offset}";
+}

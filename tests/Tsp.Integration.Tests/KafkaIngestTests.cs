@@ -1,0 +1,231 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Akka.Actor;
+using Confluent.Kafka;
+using Google.Protobuf;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Hosting;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Northbound;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Tests.Shared;
+using Xunit.Abstractions;
+
+namespace Tsp.Integration.Tests;
+
+/// <summary>Kafka ingest against the librdkafka mock cluster (a real Kafka-protocol broker on loopback).</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(90);
+    private readonly EmbeddedKafka _kafka = EmbeddedKafka.Start();
+    private readonly string _project = TestServers.Unique("kafka");
+
+    public void Dispose() => _kafka.Dispose();
+
+    private TspOptions Options(string journal, string nodeMs = "0", int maxInFlight = 64) => new()
+    {
+        Redis = TestServers.Redis,
+        SqlitePath = journal,
+        Workflows =
+        [
+            TestServers.WriteWorkflow($$"""
+                project: {{_project}}
+                nodes:
+                  - { id: pre, processor: passthrough, role: cpu, queue: cpu-k }
+                  - { id: model, processor: sleep, role: gpu, queue: gpu-k, after: [pre], params: { ms: {{nodeMs}} } }
+                  - { id: post, processor: checksum, role: cpu, queue: cpu-k, after: [model] }
+                """),
+        ],
+        Kafka = new KafkaOptions { Bootstrap = _kafka.BootstrapServers, MaxInFlightRuns = maxInFlight },
+    };
+
+    private static async Task<IngestStats> Stats(IHost host) =>
+        await host.Services.GetRequiredService<KafkaIngests>().ByProject.Values.Single().Ask<IngestStats>(GetIngestStats.Instance, TimeSpan.FromSeconds(10));
+
+    [Fact]
+    public async Task Every_message_becomes_exactly_one_result()
+    {
+        using var host = await TestServers.StartHostAsync(Options(TestServers.TempSqlitePath()));
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), _project, Patience);
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var expected = new List<string>();
+        for (var i = 0; i < 300; i++)
+        {
+            expected.Add(await producer.ProduceAsync(_project, Encoding.UTF8.GetBytes($"frame {i}"), $"cam-{i % 3}"));
+        }
+
+        var seen = new Dictionary<string, TpResult>();
+        using var timeout = new CancellationTokenSource(Patience);
+        while (seen.Count < expected.Count)
+        {
+            var result = await results.ReadAsync(timeout.Token);
+            Assert.True(seen.TryAdd(result.RunId, result), $"run {result.RunId} reported twice");
+            if (seen.Count % 50 == 0)
+            {
+                output.WriteLine($"{seen.Count} results; {await Stats(host)}");
+            }
+        }
+
+        Assert.Equal(expected.Order(), seen.Keys.Order());
+        Assert.All(seen.Values, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        Assert.Equal("cam-1", seen[expected[1]].SourceId);
+        host.System().Stop(subscriber);
+    }
+
+    private static async Task<Dictionary<string, TpResult>> CollectAsync(System.Threading.Channels.ChannelReader<TpResult> results, int count)
+    {
+        var seen = new Dictionary<string, TpResult>();
+        using var timeout = new CancellationTokenSource(Patience);
+        while (seen.Count < count)
+        {
+            var result = await results.ReadAsync(timeout.Token);
+            Assert.True(seen.TryAdd(result.RunId, result), $"run {result.RunId} reported twice");
+        }
+
+        return seen;
+    }
+
+    [Fact]
+    public async Task Bad_messages_are_dead_lettered_with_their_reason_while_good_ones_around_them_complete()
+    {
+        var options = Options(TestServers.TempSqlitePath());
+        options.MaxFrameBytes = 1000;
+        using var host = await TestServers.StartHostAsync(options);
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), _project, Patience);
+        var store = host.Services.GetRequiredService<RedisStore>();
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var topic = KafkaTopics.Frames(_project);
+        Headers TpFrame() => [new Header(KafkaTopics.ContentTypeHeader, Encoding.UTF8.GetBytes(KafkaTopics.TpFrameContentType))];
+
+        var good = new List<string> { await producer.ProduceAsync(_project, [1, 2, 3], "before") };
+        var bad = new Dictionary<string, string>
+        {
+            [await producer.ProduceRawAsync(topic, [])] = "empty message",
+            [await producer.ProduceRawAsync(topic, new byte[1001])] = "message of 1001 bytes exceeds the maximum of 1000 bytes",
+            [await producer.ProduceRawAsync(topic, [0xFF, 0xFF, 0xFF], TpFrame())] = "TP frame does not parse",
+            [await producer.ProduceRawAsync(topic, new Frame { Project = "elsewhere", Data = ByteString.CopyFrom(1) }.ToByteArray(), TpFrame())] = $"TP frame for project 'elsewhere' on topic {topic}",
+            [await producer.ProduceRawAsync(topic, [1], [new Header(KafkaTopics.CapturedAtHeader, Encoding.UTF8.GetBytes("yesterday"))])] = "header captured-at 'yesterday' is neither",
+        };
+        good.Add(await producer.ProduceRawAsync(topic, new Frame { SourceId = "tp", Data = ByteString.CopyFrom(4, 5) }.ToByteArray(), TpFrame()));
+        good.Add(await producer.ProduceAsync(_project, [6], "after"));
+
+        var seen = await CollectAsync(results, good.Count);
+
+        Assert.Equal(good.Order(), seen.Keys.Order());
+        Assert.Equal("tp", seen[good[1]].SourceId);
+        await AwaitAsync(async () => Assert.Equal(bad.Count, (await store.ReadDeadLettersAsync(_project)).Count));
+        var dead = (await store.ReadDeadLettersAsync(_project)).ToDictionary(d => d.Reference.Replace('/', '-'), d => d);
+        foreach (var (runId, reason) in bad)
+        {
+            var letter = dead[runId];
+            Assert.Equal("kafka", letter.Origin);
+            Assert.StartsWith(reason, letter.Reason, StringComparison.Ordinal);
+        }
+
+        var stats = await Stats(host);
+        Assert.Equal((good.Count + bad.Count, bad.Count), (stats.Consumed, stats.DeadLettered));
+        host.System().Stop(subscriber);
+    }
+
+    [Fact]
+    public async Task Ingest_restarted_mid_stream_loses_nothing_and_reports_nothing_twice()
+    {
+        var journal = TestServers.TempSqlitePath();
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var expected = new List<string>();
+        for (var i = 0; i < 120; i++)
+        {
+            expected.Add(await producer.ProduceAsync(_project, Encoding.UTF8.GetBytes($"frame {i}")));
+        }
+
+        var seen = new ConcurrentDictionary<string, int>();
+        await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
+        using (var first = await TestServers.StartHostAsync(Options(journal, nodeMs: "20", maxInFlight: 16)))
+        {
+            await AwaitAsync(async () => Assert.True((await Stats(first)).Started >= 30));
+            await first.StopAsync();
+        }
+
+        using var second = await TestServers.StartHostAsync(Options(journal, nodeMs: "20", maxInFlight: 16));
+        await AwaitAsync(async () => Assert.Equal(expected.Count, (await store.ReadResultsAsync(_project, 0, 1000)).Select(r => r.Result.RunId).Distinct().Count()));
+
+        var logged = await store.ReadResultsAsync(_project, 0, 1000);
+        Assert.Equal(expected.Order(), logged.Select(r => r.Result.RunId).Distinct().Order());
+        var duplicates = logged.GroupBy(r => r.Result.RunId).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
+        output.WriteLine($"{logged.Count} results logged for {expected.Count} messages; run ids logged twice: {duplicates.Count}");
+        Assert.Empty(duplicates);
+    }
+
+    [Fact]
+    public async Task Slow_nodes_pause_consumption_and_in_flight_runs_stay_at_their_bound()
+    {
+        using var host = await TestServers.StartHostAsync(Options(TestServers.TempSqlitePath(), nodeMs: "50", maxInFlight: 8));
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), _project, Patience);
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var expected = new List<string>();
+        for (var i = 0; i < 80; i++)
+        {
+            expected.Add(await producer.ProduceAsync(_project, [(byte)i]));
+        }
+
+        var samples = new List<IngestStats>();
+        var collecting = CollectAsync(results, expected.Count);
+        while (!collecting.IsCompleted)
+        {
+            samples.Add(await Stats(host));
+            await Task.WhenAny(collecting, Task.Delay(50));
+        }
+
+        Assert.Equal(expected.Order(), (await collecting).Keys.Order());
+        Assert.All(samples, s => Assert.InRange(s.InFlightRuns, 0, 8));
+        Assert.Equal(8, samples.Max(s => s.PeakInFlightRuns));
+        // While the bound held, consumption lagged production: the consumer was held back.
+        Assert.Contains(samples, s => s.Consumed < expected.Count - 20);
+        host.System().Stop(subscriber);
+    }
+
+    [Fact]
+    public async Task Frames_produced_by_kcat_from_another_process_become_runs()
+    {
+        using var host = await TestServers.StartHostAsync(Options(TestServers.TempSqlitePath()));
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), _project, Patience);
+        var dir = Directory.CreateTempSubdirectory("tsp-kcat");
+        for (var i = 0; i < 5; i++)
+        {
+            await File.WriteAllBytesAsync(Path.Combine(dir.FullName, $"frame{i}.bin"), [(byte)(i + 1), 42]);
+        }
+
+        var kcat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("kcat", ["-b", _kafka.BootstrapServers, "-P", "-t", KafkaTopics.Frames(_project), "-H", "source-id=kcat", .. Directory.GetFiles(dir.FullName)])
+        {
+            RedirectStandardError = true,
+        })!;
+        await kcat.WaitForExitAsync();
+        Assert.True(kcat.ExitCode == 0, await kcat.StandardError.ReadToEndAsync());
+
+        var seen = await CollectAsync(results, 5);
+
+        Assert.All(seen.Values, r => Assert.Equal(("kcat", RunStatus.Succeeded), (r.SourceId, r.Status)));
+        host.System().Stop(subscriber);
+    }
+
+    private static async Task AwaitAsync(Func<Task> assertion)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            try
+            {
+                await assertion();
+                return;
+            }
+            catch (Exception) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+        }
+    }
+}
