@@ -10,6 +10,7 @@ try
         "demo" => await DemoVerb.RunAsync(cli),
         "standalone" => await ServeVerb.RunAsync(cli, standalone: true),
         "run" => await ServeVerb.RunAsync(cli, standalone: false),
+        "produce" => await ProduceVerb.RunAsync(cli),
         "help" or "--help" or "-h" => Verbs.Usage(Console.Out, 0),
         _ => Verbs.Usage(Console.Error, 2, $"unknown verb '{cli.Verb}'"),
     };

@@ -2,7 +2,7 @@ namespace Tsp.Seed;
 
 internal static class Verbs
 {
-    public static readonly IReadOnlySet<string> Flags = new HashSet<string>(StringComparer.Ordinal) { "frames", "concurrency", "size" };
+    public static readonly IReadOnlySet<string> Flags = new HashSet<string>(StringComparer.Ordinal) { "frames", "concurrency", "size", "bootstrap", "project", "dir", "rate" };
 
     public static int Usage(TextWriter writer, int exitCode, string? problem = null)
     {
@@ -20,10 +20,13 @@ internal static class Verbs
               standalone   every role in one process on embedded defaults, until Ctrl+C
                            [--workflow FILE ...] (default: samples/demo/workflow.yaml)
               run          a cluster member (roles seed + orchestrator unless --roles says otherwise)
+              produce      publish every file of a folder as a frame to a project's Kafka topic
+                           --bootstrap HOST:PORT --project P --dir FOLDER [--rate PER_SECOND]
 
             shared flags (also Tsp__* environment variables and appsettings.json, section "Tsp"):
               --host HOST  --port PORT  --seed HOST:PORT (repeatable)  --roles seed,orchestrator,gpu,cpu
               --redis HOST:PORT  --postgres CONNSTRING  --journal SQLITE_FILE  --workflow FILE (repeatable)
+              --kafka HOST:PORT[,HOST:PORT]  --public-host HOST
             """);
         return exitCode;
     }

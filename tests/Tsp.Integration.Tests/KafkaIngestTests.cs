@@ -212,6 +212,38 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         host.System().Stop(subscriber);
     }
 
+    [Fact]
+    public async Task The_produce_command_publishes_a_folder_and_skips_empty_files()
+    {
+        using var host = await TestServers.StartHostAsync(Options(TestServers.TempSqlitePath()));
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), _project, Patience);
+        var dir = Directory.CreateTempSubdirectory("tsp-produce");
+        for (var i = 0; i < 4; i++)
+        {
+            await File.WriteAllBytesAsync(Path.Combine(dir.FullName, $"part{i}.png"), [(byte)i, 1, 2]);
+        }
+
+        await File.WriteAllBytesAsync(Path.Combine(dir.FullName, "zero.png"), []);
+        var seed = Path.Combine(AppContext.BaseDirectory, "Tsp.Seed.dll");
+        var produce = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("dotnet", [seed, "produce", "--bootstrap", _kafka.BootstrapServers, "--project", _project, "--dir", dir.FullName, "--rate", "50"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        var stdout = produce.StandardOutput.ReadToEndAsync();
+        var stderr = produce.StandardError.ReadToEndAsync();
+        await produce.WaitForExitAsync();
+        output.WriteLine(await stdout + await stderr);
+        Assert.Equal(0, produce.ExitCode);
+        Assert.Contains("produce: 4 frames", await stdout, StringComparison.Ordinal);
+        Assert.Contains("skipped empty file", await stderr, StringComparison.Ordinal);
+
+        var seen = await CollectAsync(results, 4);
+
+        Assert.Equal(["part0.png", "part1.png", "part2.png", "part3.png"], seen.Values.Select(r => r.SourceId).Order());
+        host.System().Stop(subscriber);
+    }
+
     private static async Task AwaitAsync(Func<Task> assertion)
     {
         var deadline = DateTime.UtcNow + Patience;
