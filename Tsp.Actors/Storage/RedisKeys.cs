@@ -13,6 +13,9 @@ public static class RedisKeys
     /// <summary>Sorted set: score = position, member = serialized TpResult.</summary>
     public static string Results(string project) => $"tsp:{project}:results";
 
+    /// <summary>The position a run's result got in the results log: makes a re-publish after a crash idempotent.</summary>
+    public static string ResultPosition(string project, string runId) => $"tsp:{project}:{runId}:position";
+
     /// <summary>Counter that hands out result positions.</summary>
     public static string ResultsSequence(string project) => $"tsp:{project}:results:seq";
 

@@ -12,6 +12,10 @@ public sealed record StorageOptions
     /// <summary>How many TP results each project's results log keeps (oldest trimmed first).</summary>
     public int ResultsRetention { get; init; } = 100_000;
 
+    /// <summary>How long the log remembers which position a run's result got (so a run re-published
+    /// after a crash is not logged twice).</summary>
+    public TimeSpan ResultMarkerTtl { get; init; } = TimeSpan.FromDays(7);
+
     /// <summary>How many dead-letter records each project keeps.</summary>
     public int DeadLetterRetention { get; init; } = 10_000;
 }
@@ -70,23 +74,45 @@ public sealed class RedisStore : IAsyncDisposable
     }
 
     /// <summary>Appends a result to the project's log and returns its position (1, 2, 3, …).</summary>
-    public async Task<long> AppendResultAsync(TpResult result)
+    /// <param name="republish">The run may have been appended before (a re-publish after a crash):
+    /// then its earlier position is reused and the entry written only if it is missing. One run is
+    /// published by one entity at a time (sharding), so this needs no lock.</param>
+    /// <returns>The position, and whether this call appended the result (false: it was there).</returns>
+    public async Task<(long Position, bool Appended)> AppendResultAsync(TpResult result, bool republish = false)
     {
-        var position = await _db.StringIncrementAsync(RedisKeys.ResultsSequence(result.Project));
-        var positioned = result.Clone();
-        positioned.Position = position;
         var key = RedisKeys.Results(result.Project);
-        var add = _db.SortedSetAddAsync(key, positioned.ToByteArray(), position);
+        var marker = RedisKeys.ResultPosition(result.Project, result.RunId);
+        if (republish && (long?)await _db.StringGetAsync(marker) is { } earlier)
+        {
+            result.Position = earlier;
+            if (await _db.SortedSetLengthAsync(key, earlier, earlier) > 0)
+            {
+                return (earlier, false);
+            }
+
+            await _db.SortedSetAddAsync(key, result.ToByteArray(), earlier);
+            return (earlier, true);
+        }
+
+        var position = await _db.StringIncrementAsync(RedisKeys.ResultsSequence(result.Project));
+        result.Position = position;
+        // Marker first: a crash between the two leaves a reserved position that a re-publish fills.
+        var mark = _db.StringSetAsync(marker, position, Options.ResultMarkerTtl);
+        var add = _db.SortedSetAddAsync(key, result.ToByteArray(), position);
         if (position % 256 == 0)
         {
             // Trimming in steps keeps the log bounded without a second round trip per result.
             _ = _db.SortedSetRemoveRangeByRankAsync(key, 0, -Options.ResultsRetention - 1, CommandFlags.FireAndForget);
         }
 
-        await add;
-        result.Position = position;
-        return position;
+        await Task.WhenAll(mark, add);
+        return (position, true);
     }
+
+    /// <summary>Whether the run's result is in the project's log.</summary>
+    public async Task<bool> IsResultLoggedAsync(string project, string runId) =>
+        (long?)await _db.StringGetAsync(RedisKeys.ResultPosition(project, runId)) is { } position &&
+        await _db.SortedSetLengthAsync(RedisKeys.Results(project), position, position) > 0;
 
     /// <summary>Results with position ≥ <paramref name="fromPosition"/>, oldest first.</summary>
     public async Task<IReadOnlyList<PositionedResult>> ReadResultsAsync(string project, long fromPosition, int max)

@@ -63,7 +63,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
             _log.Warning("run {0}: publishing its result failed ({1}); retrying", _runId, failed.Reason);
             Timers.StartSingleTimer("publish", RetryPublish.Instance, TimeSpan.FromSeconds(1));
         });
-        Command<RetryPublish>(_ => Publish());
+        Command<RetryPublish>(_ => Publish(republish: true));
         Command<DeleteMessagesSuccess>(_ => Passivate());
         Command<DeleteMessagesFailure>(failure =>
         {
@@ -105,7 +105,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
 
         if (_state.IsCompleted)
         {
-            Publish();
+            Publish(republish: true);
         }
         else
         {
@@ -207,7 +207,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
             PersistAsync(state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), e =>
             {
                 _state = _state!.Apply(e);
-                Publish();
+                Publish(republish: false);
             });
             return;
         }
@@ -293,7 +293,9 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
     private static TimeSpan WatchdogInterval(WorkflowDefinition workflow) =>
         TimeSpan.FromMilliseconds(workflow.Nodes.Max(n => n.Timeout.TotalMilliseconds * n.MaxAttempts)) + TimeSpan.FromSeconds(30);
 
-    private void Publish()
+    /// <param name="republish">After a crash or a failed attempt the result may be logged already:
+    /// the log then keeps its one entry and no second dead letter is written.</param>
+    private void Publish(bool republish)
     {
         var state = _state!;
         var result = state.ToResult();
@@ -303,7 +305,8 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
 
         async Task<ResultPublished> PublishAsync()
         {
-            if (state.Failure is { } failure)
+            var logged = republish && await store.IsResultLoggedAsync(result.Project, result.RunId);
+            if (!logged && state.Failure is { } failure)
             {
                 await store.AppendDeadLetterAsync(new Protocol.DeadLetter
                 {
@@ -316,7 +319,12 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
                 });
             }
 
-            await store.AppendResultAsync(result);
+            if (!logged)
+            {
+                await store.AppendResultAsync(result, republish);
+            }
+
+            // Live subscribers may see a re-published result again; they dedupe by run id.
             mediator.Tell(new Publish(ResultTopics.For(result.Project), result));
             return ResultPublished.Instance;
         }

@@ -44,9 +44,10 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.Equal((60, 60, 0, 0), (summary.Frames, summary.Results, summary.Failed, summary.Dead));
         await using var store = await RedisStore.ConnectAsync(redis);
         var logged = await store.ReadResultsAsync(project, 0, 1000);
-        Assert.Equal(60, logged.Count);
-        Assert.Equal(Enumerable.Range(1, 60).Select(i => (long)i), logged.Select(r => r.Position));
-        Assert.Equal(60, logged.Select(r => r.Result.RunId).Distinct().Count());
+        Assert.Equal(61, logged.Count); // one warm-up frame, not counted by the summary
+        Assert.Equal(Enumerable.Range(1, 61).Select(i => (long)i), logged.Select(r => r.Position));
+        Assert.Equal(61, logged.Select(r => r.Result.RunId).Distinct().Count());
+        Assert.Single(logged, r => r.Result.SourceId == "warm-up");
         Assert.All(logged, r => Assert.Equal(RunStatus.Succeeded, r.Result.Status));
         // The condition decides per frame; across 60 random frames both branches are taken.
         var inspect = logged.Select(r => r.Result.Nodes.Single(n => n.NodeId == "inspect").Status).ToList();

@@ -1,0 +1,129 @@
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Tests.Shared;
+
+namespace Tsp.Actors.Tests.Storage;
+
+/// <summary>The data plane on both servers TSP runs on: real redis-server and embedded Garnet.</summary>
+public sealed class RedisStoreTests : IAsyncLifetime
+{
+    private EmbeddedRedis? _garnet;
+
+    public Task InitializeAsync()
+    {
+        _garnet = EmbeddedRedis.Start();
+        return Task.CompletedTask;
+    }
+
+    public Task DisposeAsync()
+    {
+        _garnet?.Dispose();
+        return Task.CompletedTask;
+    }
+
+    private Task<RedisStore> Connect(string server, StorageOptions? options = null) =>
+        RedisStore.ConnectAsync(server == "garnet" ? _garnet!.ConnectionString : TestServers.Redis, options);
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("garnet")]
+    public async Task Results_get_consecutive_positions_and_replay_from_any_position(string server)
+    {
+        await using var store = await Connect(server);
+        var project = TestServers.Unique("log");
+
+        for (var i = 1; i <= 10; i++)
+        {
+            var result = new TpResult { Project = project, RunId = $"run-{i}", Status = RunStatus.Succeeded };
+            Assert.Equal((i, true), await store.AppendResultAsync(result));
+            Assert.Equal(i, result.Position);
+        }
+
+        var fromSeven = await store.ReadResultsAsync(project, 7, 100);
+        Assert.Equal([7L, 8, 9, 10], fromSeven.Select(r => r.Position));
+        Assert.Equal(["run-7", "run-8", "run-9", "run-10"], fromSeven.Select(r => r.Result.RunId));
+        Assert.Equal([1L, 2, 3], (await store.ReadResultsAsync(project, 1, 3)).Select(r => r.Position));
+        Assert.Empty(await store.ReadResultsAsync(project, 11, 100));
+        Assert.Equal(10, await store.LatestPositionAsync(project));
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("garnet")]
+    public async Task A_republished_run_keeps_its_one_entry_and_position(string server)
+    {
+        await using var store = await Connect(server);
+        var project = TestServers.Unique("again");
+        var result = new TpResult { Project = project, RunId = "run-a" };
+        await store.AppendResultAsync(new TpResult { Project = project, RunId = "run-0" });
+        Assert.False(await store.IsResultLoggedAsync(project, "run-a"));
+
+        Assert.Equal((2, true), await store.AppendResultAsync(result));
+        Assert.True(await store.IsResultLoggedAsync(project, "run-a"));
+        Assert.Equal((2, false), await store.AppendResultAsync(result.Clone(), republish: true));
+
+        // A crash after the position was reserved but before the entry was written: the re-publish fills it.
+        await store.Connection.GetDatabase().SortedSetRemoveRangeByScoreAsync(RedisKeys.Results(project), 2, 2);
+        Assert.False(await store.IsResultLoggedAsync(project, "run-a"));
+        Assert.Equal((2, true), await store.AppendResultAsync(result.Clone(), republish: true));
+        Assert.Equal([1L, 2], (await store.ReadResultsAsync(project, 0, 10)).Select(r => r.Position));
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("garnet")]
+    public async Task The_results_log_keeps_only_its_retention(string server)
+    {
+        await using var store = await Connect(server, new StorageOptions { ResultsRetention = 100 });
+        var project = TestServers.Unique("trim");
+
+        for (var i = 0; i < 300; i++)
+        {
+            await store.AppendResultAsync(new TpResult { Project = project, RunId = $"r{i}" });
+        }
+
+        // Trimming runs every 256 appends: after 300 the log holds the newest 100 of the first 256, plus 44.
+        var kept = await store.ReadResultsAsync(project, 0, 1000);
+        Assert.Equal(144, kept.Count);
+        Assert.Equal(157, kept[0].Position);
+        Assert.Equal(300, kept[^1].Position);
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("garnet")]
+    public async Task Dead_letters_are_listed_newest_first_and_bounded(string server)
+    {
+        await using var store = await Connect(server, new StorageOptions { DeadLetterRetention = 3 });
+        var project = TestServers.Unique("dead");
+
+        for (var i = 0; i < 5; i++)
+        {
+            await store.AppendDeadLetterAsync(new DeadLetter { Project = project, Origin = "kafka", Reference = $"t/0/{i}", Reason = "empty message" });
+        }
+
+        Assert.Equal(["t/0/4", "t/0/3", "t/0/2"], (await store.ReadDeadLettersAsync(project)).Select(d => d.Reference));
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("garnet")]
+    public async Task Blobs_round_trip_expire_and_a_missing_key_reads_as_null(string server)
+    {
+        await using var store = await Connect(server, new StorageOptions { BlobTtl = TimeSpan.FromSeconds(30) });
+        var project = TestServers.Unique("blob");
+        var frame = RedisKeys.Frame(project, "r1");
+        var output = RedisKeys.NodeOutput(project, "r1", "n");
+
+        await store.PutBlobAsync(frame, new byte[] { 1, 2, 3 });
+        await store.PutBlobAsync(output, new byte[70_000]);
+
+        Assert.Equal(new byte[] { 1, 2, 3 }, await store.GetBlobAsync(frame));
+        var both = await store.GetBlobsAsync([frame, output, RedisKeys.NodeOutput(project, "r1", "missing")]);
+        Assert.Equal(3, both[0]!.Length);
+        Assert.Equal(70_000, both[1]!.Length);
+        Assert.Null(both[2]);
+        var ttl = await store.Connection.GetDatabase().KeyTimeToLiveAsync(frame);
+        Assert.InRange(ttl!.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
+    }
+}
