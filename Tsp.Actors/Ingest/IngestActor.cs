@@ -36,6 +36,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly CancellationTokenSource _stopping = new();
     private UniqueKillSwitch? _killSwitch;
+    private IProducer<byte[]?, byte[]?>? _deadLetterProducer;
     private long _consumed;
     private long _started;
     private long _deadLettered;
@@ -79,6 +80,16 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             HeartbeatIntervalMs = 2_000,
             TopicMetadataRefreshIntervalMs = 5000,
         };
+        if (_options.DeadLetterTopic)
+        {
+            _deadLetterProducer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig
+            {
+                BootstrapServers = _options.Bootstrap,
+                Acks = Acks.All,
+                MessageMaxBytes = 64 * 1024 * 1024,
+            }).Build();
+        }
+
         var topic = KafkaTopics.Frames(_project);
         var (killSwitch, done) = Source.FromGraph(new KafkaSourceStage(config, topic))
             .SelectAsync(Math.Max(1, _options.Parallelism), HandleAsync)
@@ -94,6 +105,9 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     {
         _stopping.Cancel();
         _killSwitch?.Shutdown();
+        _deadLetterProducer?.Flush(TimeSpan.FromSeconds(5));
+        _deadLetterProducer?.Dispose();
+        _deadLetterProducer = null;
         DistributedPubSub.Get(Context.System).Mediator.Tell(new Unsubscribe(ResultTopics.For(_project), Self));
     }
 
@@ -182,5 +196,17 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             Reason = reason,
             AtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         });
+        if (_deadLetterProducer is { } producer)
+        {
+            var headers = new Headers();
+            foreach (var header in message.Record.Message.Headers ?? [])
+            {
+                headers.Add(header.Key, header.GetValueBytes());
+            }
+
+            headers.Add(KafkaTopics.DeadReasonHeader, System.Text.Encoding.UTF8.GetBytes(reason));
+            headers.Add(KafkaTopics.DeadSourceHeader, System.Text.Encoding.UTF8.GetBytes(message.Reference));
+            await producer.ProduceAsync(KafkaTopics.DeadLetters(_project), new Message<byte[]?, byte[]?> { Key = message.Record.Message.Key, Value = message.Record.Message.Value, Headers = headers });
+        }
     }
 }

@@ -16,6 +16,10 @@ public sealed class KafkaOptions
     /// <summary>Wait before retrying a message whose run could not be started (e.g. ask timeout).</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Also publish every dead-lettered record, as it came, to <c>tsp.{project}.dead</c> with
+    /// headers <c>tsp-dead-reason</c> and <c>tsp-dead-source</c> (topic/partition/offset).</summary>
+    public bool DeadLetterTopic { get; set; }
+
     /// <summary>Extra librdkafka consumer settings, e.g. security.protocol.</summary>
     public Dictionary<string, string> Consumer { get; set; } = new(StringComparer.Ordinal);
 }

@@ -10,6 +10,11 @@ public static class KafkaTopics
 
     public static string Frames(string project) => $"tsp.{project}.frames";
 
+    public const string DeadReasonHeader = "tsp-dead-reason";
+    public const string DeadSourceHeader = "tsp-dead-source";
+
+    public static string DeadLetters(string project) => $"tsp.{project}.dead";
+
     public static string ConsumerGroup(string project) => $"tsp-ingest-{project}";
 
     /// <summary>The run of a Kafka message: the same message, redelivered, is the same run.</summary>

@@ -94,6 +94,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
     {
         var options = Options(TestServers.TempSqlitePath());
         options.MaxFrameBytes = 1000;
+        options.Kafka.DeadLetterTopic = true;
         using var host = await TestServers.StartHostAsync(options);
         var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), _project, Patience);
         var store = host.Services.GetRequiredService<RedisStore>();
@@ -129,6 +130,29 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         var stats = await Stats(host);
         Assert.Equal((good.Count + bad.Count, bad.Count), (stats.Consumed, stats.DeadLettered));
         host.System().Stop(subscriber);
+
+        // The same records, as they came, on the dead-letter topic, with the reason and the source.
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = _kafka.BootstrapServers,
+            GroupId = "dlq-reader",
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        consumer.Subscribe(KafkaTopics.DeadLetters(_project));
+        var onTopic = new Dictionary<string, string>();
+        var until = DateTime.UtcNow + Patience;
+        while (onTopic.Count < bad.Count && DateTime.UtcNow < until)
+        {
+            if (consumer.Consume(TimeSpan.FromSeconds(1)) is { } record)
+            {
+                var source = Encoding.UTF8.GetString(record.Message.Headers.GetLastBytes(KafkaTopics.DeadSourceHeader));
+                onTopic[source.Replace('/', '-')] = Encoding.UTF8.GetString(record.Message.Headers.GetLastBytes(KafkaTopics.DeadReasonHeader));
+            }
+        }
+
+        Assert.Equal(bad.Keys.Order(), onTopic.Keys.Order());
+        Assert.All(bad, b => Assert.StartsWith(b.Value, onTopic[b.Key], StringComparison.Ordinal));
+        consumer.Close();
     }
 
     [Fact]

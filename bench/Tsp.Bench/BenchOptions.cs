@@ -1,0 +1,41 @@
+using System.Globalization;
+
+namespace Tsp.Bench;
+
+internal sealed record BenchOptions(int Messages, int Size, string Redis, bool Record, int Repeats)
+{
+    public static BenchOptions Parse(string[] args)
+    {
+        string? Value(string flag) => args.SkipWhile(a => a != flag).Skip(1).FirstOrDefault();
+        int Int(string flag, int fallback) => Value(flag) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+        return new BenchOptions(Int("--messages", 5000), Int("--size", 1024), Value("--redis") ?? "127.0.0.1:6379", !args.Contains("--no-record"), Int("--repeats", 3));
+    }
+}
+
+internal static class Results
+{
+    /// <summary>Appends a row to bench/RESULTS.md (found upwards from the working directory).</summary>
+    public static void Record(BenchOptions options, string command, string figures, string note)
+    {
+        if (!options.Record)
+        {
+            return;
+        }
+
+        var dir = new DirectoryInfo(Directory.GetCurrentDirectory());
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "bench", "RESULTS.md")))
+        {
+            dir = dir.Parent;
+        }
+
+        if (dir is null)
+        {
+            Console.Error.WriteLine("bench/RESULTS.md not found above the working directory; not recorded");
+            return;
+        }
+
+        var machine = $"{Environment.MachineName} ({Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes >> 30} GiB)";
+        var row = $"| {DateTime.UtcNow:yyyy-MM-dd} | {machine} | `{command}` | {figures} | {note} |";
+        File.AppendAllText(Path.Combine(dir.FullName, "bench", "RESULTS.md"), row + Environment.NewLine);
+    }
+}

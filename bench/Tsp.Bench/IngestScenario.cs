@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Globalization;
+using Akka.Actor;
+using Akka.Hosting;
+using Confluent.Kafka;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Tsp.Actors.Hosting;
+using Tsp.Actors.Ingest;
+
+namespace Tsp.Bench;
+
+/// <summary>
+/// <c>ingest</c>: the same N records are read by a bare Confluent consumer loop (consume and store
+/// offsets, nothing else) and by TSP's ingest into accepted — durably persisted — runs, on the same
+/// embedded broker, in the same run. Figure: records/s for both and their ratio (median of repeats).
+/// </summary>
+internal static class IngestScenario
+{
+    public static async Task<int> RunAsync(BenchOptions options)
+    {
+        var bare = new List<double>();
+        var tsp = new List<double>();
+        for (var repeat = 0; repeat < options.Repeats; repeat++)
+        {
+            using var kafka = EmbeddedKafka.Start();
+            var project = $"bench{repeat}-{Guid.NewGuid():N}"[..16];
+            await ProduceAsync(kafka.BootstrapServers, project, options);
+            bare.Add(BareLoop(kafka.BootstrapServers, project, options.Messages));
+            tsp.Add(await TspIngestAsync(kafka.BootstrapServers, project, options));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat + 1}: bare={bare[^1]:0} tsp={tsp[^1]:0} records/s"));
+        }
+
+        var (bareMedian, tspMedian) = (Median(bare), Median(tsp));
+        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={bareMedian:0} tsp_per_s={tspMedian:0} ratio={tspMedian / bareMedian:0.000}");
+        Console.WriteLine($"ingest: {figures} messages={options.Messages} size={options.Size}");
+        Results.Record(options, $"bench/run.sh ingest --messages {options.Messages} --size {options.Size}", figures, $"median of {options.Repeats}; SQLite journal, redis-server, mock broker");
+        return 0;
+    }
+
+    private static async Task ProduceAsync(string bootstrap, string project, BenchOptions options)
+    {
+        using var producer = new FrameProducer(bootstrap);
+        var data = new byte[options.Size];
+        Random.Shared.NextBytes(data);
+        var sends = new List<Task>();
+        for (var i = 0; i < options.Messages; i++)
+        {
+            sends.Add(producer.ProduceAsync(project, data));
+            if (sends.Count == 1000)
+            {
+                await Task.WhenAll(sends);
+                sends.Clear();
+            }
+        }
+
+        await Task.WhenAll(sends);
+    }
+
+    private static double BareLoop(string bootstrap, string project, int messages)
+    {
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = bootstrap,
+            GroupId = "bare-" + project,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            EnableAutoOffsetStore = false,
+        }).Build();
+        consumer.Subscribe(KafkaTopics.Frames(project));
+        // Timed from the first record, so the group join (seconds on the mock broker) is not counted.
+        var first = consumer.Consume(TimeSpan.FromSeconds(30)) ?? throw new InvalidOperationException("no record within 30 s");
+        consumer.StoreOffset(first);
+        var clock = Stopwatch.StartNew();
+        for (var count = 1; count < messages;)
+        {
+            if (consumer.Consume(TimeSpan.FromSeconds(10)) is { } record)
+            {
+                consumer.StoreOffset(record);
+                count++;
+            }
+        }
+
+        var rate = (messages - 1) / clock.Elapsed.TotalSeconds;
+        consumer.Close();
+        return rate;
+    }
+
+    private static async Task<double> TspIngestAsync(string bootstrap, string project, BenchOptions options)
+    {
+        var workflow = Path.Combine(Path.GetTempPath(), $"{project}.yaml");
+        await File.WriteAllTextAsync(workflow, $"project: {project}\nnodes:\n  - {{ id: n, processor: passthrough, role: cpu, queue: cpu-bench }}\n");
+        var journal = Path.Combine(Path.GetTempPath(), $"{project}.db");
+        var tsp = new TspOptions
+        {
+            Redis = options.Redis,
+            SqlitePath = journal,
+            Workflows = [workflow],
+            Roles = [.. TspRoles.All],
+            Kafka = new KafkaOptions { Bootstrap = bootstrap, MaxInFlightRuns = options.Messages + 1 },
+        };
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddTspServices(tsp);
+        builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
+        {
+            akka.ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.WarningLevel);
+            akka.AddTsp(tsp);
+        });
+        using var host = builder.Build();
+        await host.StartAsync();
+        var ingest = host.Services.GetRequiredService<KafkaIngests>().ByProject[project];
+        async Task<long> Started() => (await ingest.Ask<IngestStats>(GetIngestStats.Instance, TimeSpan.FromSeconds(10))).Started;
+
+        while (await Started() == 0)
+        {
+            await Task.Delay(5);
+        }
+
+        var clock = Stopwatch.StartNew();
+        var from = await Started();
+        long started;
+        while ((started = await Started()) < options.Messages)
+        {
+            await Task.Delay(5);
+        }
+
+        var rate = (started - from) / clock.Elapsed.TotalSeconds;
+        await host.StopAsync();
+        File.Delete(workflow);
+        return rate;
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted[sorted.Count / 2];
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs a benchmark scenario on a fresh machine: starts the real servers it needs (as ./test.sh does),
+# builds in Release, runs it; the scenario appends its row to bench/RESULTS.md.
+#   ./bench/run.sh ingest [--messages N] [--size BYTES] [--repeats N] [--no-record]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ./scripts/servers.sh
+ensure_servers
+dotnet build bench/Tsp.Bench/Tsp.Bench.csproj -c Release -nologo -v quiet
+exec dotnet bench/Tsp.Bench/bin/Release/net10.0/Tsp.Bench.dll "${@:-help}"
