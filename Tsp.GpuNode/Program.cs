@@ -1,5 +1,6 @@
 using Akka.Hosting;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tsp.Actors.Hosting;
@@ -38,5 +39,16 @@ builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
     akka.AddTsp(options);
 });
 using var host = builder.Build();
+try
+{
+    // Connect now, so an unreachable Redis fails the start with its address, not the first task.
+    host.Services.GetRequiredService<Tsp.Actors.Storage.RedisStore>();
+}
+catch (InvalidOperationException e)
+{
+    await Console.Error.WriteLineAsync($"error: {e.Message}");
+    return 4;
+}
+
 await host.RunAsync();
 return 0;

@@ -24,3 +24,8 @@ catch (WorkflowValidationException e)
     await Console.Error.WriteLineAsync(e.Message);
     return 3;
 }
+catch (InvalidOperationException e) when (e.Message.StartsWith("cannot reach", StringComparison.Ordinal) || e.Message.StartsWith("no Redis", StringComparison.Ordinal))
+{
+    await Console.Error.WriteLineAsync($"error: {e.Message}");
+    return 4;
+}

@@ -34,7 +34,10 @@ public static class SeedHost
             });
             akka.AddTsp(options);
         });
-        return builder.Build();
+        var host = builder.Build();
+        // Connect now, so an unreachable Redis fails the start with its address, not the first run.
+        host.Services.GetRequiredService<Tsp.Actors.Storage.RedisStore>();
+        return host;
     }
 
     /// <summary>A workflow path as given, else relative to the executable (samples are copied there).</summary>

@@ -43,8 +43,18 @@ public sealed class NodeActor : ReceiveActor
     protected override void PreStart()
     {
         var services = DependencyResolver.For(Context.System).Resolver;
-        _processors = services.GetService<NodeProcessorRegistry>();
-        _store = services.GetService<RedisStore>();
+        try
+        {
+            _processors = services.GetService<NodeProcessorRegistry>();
+            _store = services.GetService<RedisStore>();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Redeployed by its pool while the host shuts down: nothing left to serve.
+            Context.Stop(Self);
+            return;
+        }
+
         _queue.Tell(new WorkerReady { Queue = _queueName, Slots = _slots, Worker = _worker });
     }
 

@@ -282,4 +282,36 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.Contains("progress: 40/40 results", text, StringComparison.Ordinal);
         Assert.Matches(@"(?m)^demo: frames=40 results=40 failed=0 dead=0 runs_per_s=\d+(\.\d)? p99_ms=\d+(\.\d)?$", text);
     }
+
+    private static async Task<(int ExitCode, string Output)> RunSeedAsync(params string[] args)
+    {
+        var seed = Path.Combine(AppContext.BaseDirectory, "Tsp.Seed.dll");
+        using var process = Process.Start(new ProcessStartInfo("dotnet", [seed, .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        })!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    [Fact]
+    public async Task A_member_with_an_unreachable_redis_or_a_bad_workflow_exits_at_start_saying_why()
+    {
+        var unreachable = await RunSeedAsync("run", "--redis", "127.0.0.1:1", "--journal", TestServers.TempSqlitePath(), "--workflow", DemoWorkflow);
+        var badWorkflow = TestServers.WriteWorkflow("project: p\nnodes:\n  - { id: a, processor: nope, role: cpu, queue: q }\n");
+        var invalid = await RunSeedAsync("run", "--redis", TestServers.Redis, "--workflow", badWorkflow);
+        var badFlag = await RunSeedAsync("run", "--colour", "blue");
+
+        Assert.Equal(4, unreachable.ExitCode);
+        Assert.Contains("error: cannot reach Redis at 127.0.0.1:1", unreachable.Output, StringComparison.Ordinal);
+        Assert.Equal(3, invalid.ExitCode);
+        Assert.Contains($"{badWorkflow}:3: node 'a': unknown processor 'nope'", invalid.Output, StringComparison.Ordinal);
+        Assert.Equal(2, badFlag.ExitCode);
+        Assert.Contains("error: unknown flag '--colour' for 'run'", badFlag.Output, StringComparison.Ordinal);
+    }
 }
