@@ -253,32 +253,10 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     [Fact]
     public async Task The_demo_command_prints_progress_and_one_summary_line()
     {
-        var seed = Path.Combine(AppContext.BaseDirectory, "Tsp.Seed.dll");
-        var start = new ProcessStartInfo("dotnet", [seed, "demo", "--frames", "40", "--size", "2048"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        finally
-        {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-            }
-        }
+        var (exitCode, text) = await RunSeedAsync("demo", "--frames", "40", "--size", "2048");
 
-        var text = await stdout;
-        output.WriteLine(text + await stderr);
-        Assert.Equal(0, process.ExitCode);
+        output.WriteLine(text);
+        Assert.Equal(0, exitCode);
         Assert.Contains("progress: 40/40 results", text, StringComparison.Ordinal);
         Assert.Matches(@"(?m)^demo: frames=40 results=40 failed=0 dead=0 runs_per_s=\d+(\.\d)? p99_ms=\d+(\.\d)?$", text);
     }
@@ -294,8 +272,19 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         })!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-        await process.WaitForExitAsync(timeout.Token);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+
         return (process.ExitCode, await stdout + await stderr);
     }
 
