@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Text;
+using Tsp.Actors.Hosting;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Tests.Shared;
+using Xunit.Abstractions;
+
+namespace Tsp.Integration.Tests;
+
+/// <summary>The cluster topology with real processes on loopback: a seed/orchestrator and a worker.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly List<Process> _processes = [];
+    private readonly EmbeddedKafka _kafka = EmbeddedKafka.Start();
+
+    public void Dispose()
+    {
+        foreach (var process in _processes.Where(p => !p.HasExited))
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit(10_000);
+        }
+
+        foreach (var process in _processes)
+        {
+            process.Dispose();
+        }
+
+        _kafka.Dispose();
+    }
+
+    private Process Start(string dll, params string[] args)
+    {
+        var process = Process.Start(new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, dll), .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        })!;
+        var name = Path.GetFileNameWithoutExtension(dll);
+        process.OutputDataReceived += (_, e) => Log(name, e.Data);
+        process.ErrorDataReceived += (_, e) => Log(name, e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _processes.Add(process);
+        return process;
+    }
+
+    private void Log(string name, string? line)
+    {
+        if (line is not null && (line.Contains("WARN", StringComparison.OrdinalIgnoreCase) || line.Contains("ERROR", StringComparison.OrdinalIgnoreCase) || line.Contains("routee", StringComparison.Ordinal)))
+        {
+            try
+            {
+                output.WriteLine($"[{name}] {line}");
+            }
+            catch (InvalidOperationException)
+            {
+                // The test has finished; its output is closed.
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Node_work_runs_on_a_separate_worker_process_and_every_frame_gets_its_result()
+    {
+        var project = TestServers.Unique("proc");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-p }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-p, after: [pre], params: { ms: 5 } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-p, after: [model] }
+            """);
+        var seedPort = TspHostingExtensions.FreePort();
+        var workerPort = TspHostingExtensions.FreePort();
+        Start("Tsp.Seed.dll", "run", "--port", seedPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", workerPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var expected = new List<string>();
+        for (var i = 0; i < 50; i++)
+        {
+            expected.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+        }
+
+        await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
+        var deadline = Stopwatch.StartNew();
+        IReadOnlyList<PositionedResult> logged = [];
+        while (deadline.Elapsed < TimeSpan.FromSeconds(120) && logged.Count < expected.Count)
+        {
+            Assert.All(_processes, p => Assert.False(p.HasExited, $"a process exited early with {(p.HasExited ? p.ExitCode : 0)}"));
+            await Task.Delay(200);
+            logged = await store.ReadResultsAsync(project, 0, 1000);
+        }
+
+        Assert.Equal(expected.Order(), logged.Select(r => r.Result.RunId).Order());
+        Assert.All(logged, r => Assert.Equal(RunStatus.Succeeded, r.Result.Status));
+        // The seed has roles seed and orchestrator only: every node ran on the worker's member.
+        Assert.All(logged.SelectMany(r => r.Result.Nodes), n => Assert.StartsWith($"tsp@127.0.0.1:{workerPort}/", n.Worker, StringComparison.Ordinal));
+    }
+}
