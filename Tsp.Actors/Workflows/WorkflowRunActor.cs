@@ -38,6 +38,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
     private readonly List<IActorRef> _startWaiters = [];
     private RunState? _state;
     private bool _finishedEarlier;
+    private string? _undeployedProject;
     private bool _completing;
     private bool _starting;
     private int _unwrittenEvents;
@@ -84,6 +85,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
         if (!_services.Catalog.TryGet(started.Project, out var workflow))
         {
             _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", _runId, started.Project, _services.Catalog.Describe());
+            _undeployedProject = started.Project;
             return null;
         }
 
@@ -99,7 +101,9 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
     {
         if (_state is null)
         {
-            _finishedEarlier = LastSequenceNr > 0;
+            // No events left but a sequence number: a finished run whose events were deleted. Events
+            // of a project no longer deployed are not that: the run stays, unfinished.
+            _finishedEarlier = LastSequenceNr > 0 && _undeployedProject is null;
             return;
         }
 
@@ -125,6 +129,17 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
         if (_state is not null)
         {
             Sender.Tell(new RunAccepted { RunId = _runId, Outcome = StartOutcome.AlreadyRunning });
+            return;
+        }
+
+        if (_undeployedProject is not null)
+        {
+            Sender.Tell(new RunAccepted
+            {
+                RunId = _runId,
+                Outcome = StartOutcome.Rejected,
+                Error = $"run {_runId} of project '{_undeployedProject}' waits: the project is not deployed (deployed: {_services.Catalog.Describe()})",
+            });
             return;
         }
 
@@ -337,7 +352,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
         var view = new RunStateView
         {
             RunId = _runId,
-            Exists = _state is not null || _finishedEarlier,
+            Exists = _state is not null || _finishedEarlier || _undeployedProject is not null,
             Completed = _finishedEarlier || _state?.IsCompleted == true,
             UnwrittenEvents = _unwrittenEvents,
         };

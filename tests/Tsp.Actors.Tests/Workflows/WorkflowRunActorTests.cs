@@ -168,6 +168,31 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public void A_run_whose_project_is_no_longer_deployed_is_not_taken_for_finished()
+    {
+        var runId = TestServers.Unique("r");
+        var first = StartEntity(runId, CreateTestProbe());
+        first.Tell(Start(runId), TestActor);
+        ExpectMsg<RunAccepted>();
+        ExpectTask("pre");
+        Watch(first);
+        Sys.Stop(first);
+        ExpectTerminated(first);
+
+        var undeployed = _services with { Catalog = new WorkflowCatalog() };
+        var second = Sys.ActorOf(Props.Create(() => new ShardStandIn(WorkflowRunActor.Props(runId, undeployed), TestActor)));
+        var view = View(second, runId);
+        second.Tell(Start(runId), TestActor);
+
+        Assert.True(view.Exists);
+        Assert.False(view.Completed);
+        var reply = ExpectMsg<RunAccepted>();
+        Assert.Equal(StartOutcome.Rejected, reply.Outcome);
+        Assert.Contains($"project '{_project}' waits: the project is not deployed", reply.Error, StringComparison.Ordinal);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
     public async Task Concurrent_duplicate_starts_persist_once_and_all_get_accepted()
     {
         var runId = TestServers.Unique("r");
