@@ -41,6 +41,9 @@ public sealed class EmbeddedRedis : IDisposable
             QuietMode = true,
             LogMemorySize = "256m",
             IndexMemorySize = "16m",
+            // The results log appends with a script (see RedisStore).
+            EnableLua = true,
+            LuaOptions = new LuaOptions(logger: null),
         });
         server.Start();
         return new EmbeddedRedis(server, endPoint);

@@ -73,52 +73,78 @@ public sealed class RedisStore : IAsyncDisposable
         return values.Select(v => (byte[]?)v).ToArray();
     }
 
-    /// <summary>Appends a result to the project's log and returns its position (1, 2, 3, …).</summary>
-    /// <param name="republish">The run may have been appended before (a re-publish after a crash):
-    /// then its earlier position is reused and the entry written only if it is missing. One run is
-    /// published by one entity at a time (sharding), so this needs no lock.</param>
+    // One atomic step, so the log has no reserved-but-empty positions: when a result at position P
+    // is visible (or published live), every position below P is already in the log. Subscribers rely
+    // on that to resume without gaps. The run's marker makes a re-publish after a crash a no-op, and a
+    // failed run's dead letter is written in the same step, so it exists exactly once.
+    private static readonly LuaScript AppendScript = LuaScript.Prepare("""
+        local earlier = redis.call('GET', @marker)
+        if earlier then return {tonumber(earlier), 0} end
+        local position = redis.call('INCR', @sequence)
+        redis.call('ZADD', @results, position, @entry)
+        redis.call('SET', @marker, position, 'EX', @markerTtl)
+        if position % 256 == 0 then
+          redis.call('ZREMRANGEBYRANK', @results, 0, -tonumber(@retention) - 1)
+        end
+        if @deadLetter ~= '' then
+          redis.call('LPUSH', @dead, @deadLetter)
+          redis.call('LTRIM', @dead, 0, tonumber(@deadRetention) - 1)
+        end
+        return {position, 1}
+        """);
+
+    /// <summary>Appends a run's result to its project's log (1, 2, 3, …) and sets
+    /// <see cref="TpResult.Position"/>. Idempotent per run: a run appended before keeps its one entry
+    /// and position.</summary>
+    /// <param name="deadLetter">For a failed run: written with the result, once.</param>
     /// <returns>The position, and whether this call appended the result (false: it was there).</returns>
-    public async Task<(long Position, bool Appended)> AppendResultAsync(TpResult result, bool republish = false)
+    public async Task<(long Position, bool Appended)> AppendResultAsync(TpResult result, DeadLetter? deadLetter = null)
     {
-        var key = RedisKeys.Results(result.Project);
-        var marker = RedisKeys.ResultPosition(result.Project, result.RunId);
-        if (republish && (long?)await _db.StringGetAsync(marker) is { } earlier)
+        // The position lives in the score; the stored entry is written without it and filled on read.
+        result.Position = 0;
+        var reply = (RedisResult[])(await _db.ScriptEvaluateAsync(AppendScript, new
         {
-            result.Position = earlier;
-            if (await _db.SortedSetLengthAsync(key, earlier, earlier) > 0)
-            {
-                return (earlier, false);
-            }
-
-            await _db.SortedSetAddAsync(key, result.ToByteArray(), earlier);
-            return (earlier, true);
-        }
-
-        var position = await _db.StringIncrementAsync(RedisKeys.ResultsSequence(result.Project));
-        result.Position = position;
-        // Marker first: a crash between the two leaves a reserved position that a re-publish fills.
-        var mark = _db.StringSetAsync(marker, position, Options.ResultMarkerTtl);
-        var add = _db.SortedSetAddAsync(key, result.ToByteArray(), position);
-        if (position % 256 == 0)
-        {
-            // Trimming in steps keeps the log bounded without a second round trip per result.
-            _ = _db.SortedSetRemoveRangeByRankAsync(key, 0, -Options.ResultsRetention - 1, CommandFlags.FireAndForget);
-        }
-
-        await Task.WhenAll(mark, add);
-        return (position, true);
+            marker = (RedisKey)RedisKeys.ResultPosition(result.Project, result.RunId),
+            sequence = (RedisKey)RedisKeys.ResultsSequence(result.Project),
+            results = (RedisKey)RedisKeys.Results(result.Project),
+            dead = (RedisKey)RedisKeys.DeadLetters(result.Project),
+            entry = (RedisValue)result.ToByteArray(),
+            markerTtl = (long)Options.ResultMarkerTtl.TotalSeconds,
+            retention = Options.ResultsRetention,
+            deadLetter = deadLetter is null ? RedisValue.EmptyString : (RedisValue)deadLetter.ToByteArray(),
+            deadRetention = Options.DeadLetterRetention,
+        }))!;
+        result.Position = (long)reply[0];
+        return (result.Position, (long)reply[1] == 1);
     }
 
     /// <summary>Whether the run's result is in the project's log.</summary>
     public async Task<bool> IsResultLoggedAsync(string project, string runId) =>
-        (long?)await _db.StringGetAsync(RedisKeys.ResultPosition(project, runId)) is { } position &&
-        await _db.SortedSetLengthAsync(RedisKeys.Results(project), position, position) > 0;
+        await GetResultAsync(project, runId) is not null;
+
+    /// <summary>The run's result from the log; null when it is not there (not finished, unknown, or
+    /// trimmed by retention).</summary>
+    public async Task<TpResult?> GetResultAsync(string project, string runId)
+    {
+        if ((long?)await _db.StringGetAsync(RedisKeys.ResultPosition(project, runId)) is not { } position)
+        {
+            return null;
+        }
+
+        var entries = await ReadResultsAsync(project, position, 1);
+        return entries is [{ Position: var found } entry] && found == position ? entry.Result : null;
+    }
 
     /// <summary>Results with position ≥ <paramref name="fromPosition"/>, oldest first.</summary>
     public async Task<IReadOnlyList<PositionedResult>> ReadResultsAsync(string project, long fromPosition, int max)
     {
-        var values = await _db.SortedSetRangeByScoreAsync(RedisKeys.Results(project), fromPosition, double.PositiveInfinity, take: max);
-        return values.Select(v => TpResult.Parser.ParseFrom((byte[])v!)).Select(r => new PositionedResult(r.Position, r)).ToList();
+        var entries = await _db.SortedSetRangeByScoreWithScoresAsync(RedisKeys.Results(project), fromPosition, double.PositiveInfinity, take: max);
+        return entries.Select(e =>
+        {
+            var result = TpResult.Parser.ParseFrom((byte[])e.Element!);
+            result.Position = (long)e.Score;
+            return new PositionedResult(result.Position, result);
+        }).ToList();
     }
 
     /// <summary>The position the next result will get, minus one (0 for an empty log).</summary>

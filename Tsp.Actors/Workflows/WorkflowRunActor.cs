@@ -64,7 +64,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
             _log.Warning("run {0}: publishing its result failed ({1}); retrying", _runId, failed.Reason);
             Timers.StartSingleTimer("publish", RetryPublish.Instance, TimeSpan.FromSeconds(1));
         });
-        Command<RetryPublish>(_ => Publish(republish: true));
+        Command<RetryPublish>(_ => Publish());
         Command<DeleteMessagesSuccess>(_ => Passivate());
         Command<DeleteMessagesFailure>(failure =>
         {
@@ -109,7 +109,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
 
         if (_state.IsCompleted)
         {
-            Publish(republish: true);
+            Publish();
         }
         else
         {
@@ -222,7 +222,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
             PersistAsync(state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), e =>
             {
                 _state = _state!.Apply(e);
-                Publish(republish: false);
+                Publish();
             });
             return;
         }
@@ -308,9 +308,9 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
     private static TimeSpan WatchdogInterval(WorkflowDefinition workflow) =>
         TimeSpan.FromMilliseconds(workflow.Nodes.Max(n => n.Timeout.TotalMilliseconds * n.MaxAttempts)) + TimeSpan.FromSeconds(30);
 
-    /// <param name="republish">After a crash or a failed attempt the result may be logged already:
-    /// the log then keeps its one entry and no second dead letter is written.</param>
-    private void Publish(bool republish)
+    /// <summary>Logs and publishes the result. Safe to repeat (after a crash or a failed attempt): the
+    /// log keeps the run's one entry, and a failed run its one dead letter.</summary>
+    private void Publish()
     {
         var state = _state!;
         var result = state.ToResult();
@@ -320,10 +320,8 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
 
         async Task<ResultPublished> PublishAsync()
         {
-            var logged = republish && await store.IsResultLoggedAsync(result.Project, result.RunId);
-            if (!logged && state.Failure is { } failure)
-            {
-                await store.AppendDeadLetterAsync(new Protocol.DeadLetter
+            var deadLetter = state.Failure is { } failure
+                ? new Protocol.DeadLetter
                 {
                     Project = result.Project,
                     Origin = "run",
@@ -331,15 +329,11 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
                     NodeId = failure.NodeId,
                     Reason = result.Error,
                     AtUnixMs = result.CompletedAtUnixMs,
-                });
-            }
+                }
+                : null;
+            await store.AppendResultAsync(result, deadLetter);
 
-            if (!logged)
-            {
-                await store.AppendResultAsync(result, republish);
-            }
-
-            // Live subscribers may see a re-published result again; they dedupe by run id.
+            // Live subscribers may see a re-published result again; they drop positions already seen.
             mediator.Tell(new Publish(ResultTopics.For(result.Project), result));
             return ResultPublished.Instance;
         }

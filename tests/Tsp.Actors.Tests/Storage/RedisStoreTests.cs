@@ -50,23 +50,26 @@ public sealed class RedisStoreTests : IAsyncLifetime
     [Theory]
     [InlineData("redis")]
     [InlineData("garnet")]
-    public async Task A_republished_run_keeps_its_one_entry_and_position(string server)
+    public async Task A_republished_run_keeps_its_one_entry_position_and_dead_letter(string server)
     {
         await using var store = await Connect(server);
         var project = TestServers.Unique("again");
-        var result = new TpResult { Project = project, RunId = "run-a" };
+        var result = new TpResult { Project = project, RunId = "run-a", Status = RunStatus.Failed, Error = "node x failed" };
+        var deadLetter = new DeadLetter { Project = project, Origin = "run", Reference = "run-a", Reason = "node x failed" };
         await store.AppendResultAsync(new TpResult { Project = project, RunId = "run-0" });
         Assert.False(await store.IsResultLoggedAsync(project, "run-a"));
+        Assert.Null(await store.GetResultAsync(project, "run-a"));
 
-        Assert.Equal((2, true), await store.AppendResultAsync(result));
-        Assert.True(await store.IsResultLoggedAsync(project, "run-a"));
-        Assert.Equal((2, false), await store.AppendResultAsync(result.Clone(), republish: true));
+        Assert.Equal((2, true), await store.AppendResultAsync(result, deadLetter));
+        Assert.Equal((2, false), await store.AppendResultAsync(result.Clone(), deadLetter));
+        Assert.Equal((2, false), await store.AppendResultAsync(result.Clone(), deadLetter));
 
-        // A crash after the position was reserved but before the entry was written: the re-publish fills it.
-        await store.Connection.GetDatabase().SortedSetRemoveRangeByScoreAsync(RedisKeys.Results(project), 2, 2);
-        Assert.False(await store.IsResultLoggedAsync(project, "run-a"));
-        Assert.Equal((2, true), await store.AppendResultAsync(result.Clone(), republish: true));
+        var logged = await store.GetResultAsync(project, "run-a");
+        Assert.NotNull(logged);
+        Assert.Equal(2, logged.Position);
+        Assert.Equal("node x failed", logged.Error);
         Assert.Equal([1L, 2], (await store.ReadResultsAsync(project, 0, 10)).Select(r => r.Position));
+        Assert.Equal(["run-a"], (await store.ReadDeadLettersAsync(project)).Select(d => d.Reference));
     }
 
     [Theory]
