@@ -5,7 +5,7 @@ COPY . .
 RUN dotnet publish Tsp.Seed/Tsp.Seed.csproj -c Release -o /app/seed \
  && dotnet publish Tsp.GpuNode/Tsp.GpuNode.csproj -c Release -o /app/gpunode
 
-FROM mcr.microsoft.com/dotnet/runtime:10.0
+FROM mcr.microsoft.com/dotnet/aspnet:10.0
 WORKDIR /app
 COPY --from=build /app /app
 COPY samples /app/samples

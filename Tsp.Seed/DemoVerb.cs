@@ -26,6 +26,8 @@ internal static class DemoVerb
         var concurrency = cli.IntOption("concurrency", 64);
         var size = cli.IntOption("size", 64 * 1024);
         var options = SeedHost.ReadOptions(cli.Configuration);
+        // The demo reads its results in-process; a fixed gRPC port would only collide with a running TSP.
+        options.Grpc.Port = -1;
         var scratch = Path.Combine(Path.GetTempPath(), $"tsp-demo-{Environment.ProcessId}");
         options.SqlitePath = Path.Combine(scratch, "journal.db");
         using var embedded = StandaloneServers.Apply(options);

@@ -11,6 +11,7 @@ try
         "standalone" => await ServeVerb.RunAsync(cli, standalone: true),
         "run" => await ServeVerb.RunAsync(cli, standalone: false),
         "produce" => await ProduceVerb.RunAsync(cli),
+        "subscribe" => await SubscribeVerb.RunAsync(cli.VerbOptions),
         "help" or "--help" or "-h" => Verbs.Usage(Console.Out, 0),
         _ => Verbs.Usage(Console.Error, 2, $"unknown verb '{cli.Verb}'"),
     };

@@ -1,9 +1,11 @@
 using Akka.Hosting;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tsp.Actors.Hosting;
+using Tsp.Seed.Grpc;
 
 namespace Tsp.Seed;
 
@@ -20,12 +22,45 @@ public static class SeedHost
         return configuration.GetSection(TspOptions.Section).Get<TspOptions>() ?? new TspOptions();
     }
 
+    /// <summary>Whether this process serves gRPC: orchestrators do, unless the port is -1.</summary>
+    public static bool ServesGrpc(TspOptions options) =>
+        options.Grpc.Port >= 0 && (options.Roles.Count == 0 || options.Roles.Contains(TspRoles.Orchestrator));
+
     public static IHost Build(TspOptions options, bool quiet)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(quiet ? LogLevel.Warning : LogLevel.Information);
-        builder.Services.AddTspServices(options);
-        builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
+        IHost host;
+        if (ServesGrpc(options))
+        {
+            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+            Configure(builder.Services, builder.Logging, options, quiet);
+            GrpcGateway.Add(builder, options);
+            var app = builder.Build();
+            GrpcGateway.Map(app);
+            host = app;
+        }
+        else
+        {
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            Configure(builder.Services, builder.Logging, options, quiet);
+            host = builder.Build();
+        }
+
+        // Connect now, so an unreachable Redis fails the start with its address, not the first run.
+        host.Services.GetRequiredService<Tsp.Actors.Storage.RedisStore>();
+        return host;
+    }
+
+    /// <summary>The gRPC gateway's URL once started; null when this process serves none.</summary>
+    public static string? GrpcUrl(IHost host) => GrpcGateway.Url(host.Services, host.Services.GetRequiredService<TspOptions>());
+
+    private static void Configure(IServiceCollection services, ILoggingBuilder logging, TspOptions options, bool quiet)
+    {
+        logging.ClearProviders();
+        logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(quiet ? LogLevel.Warning : LogLevel.Information);
+        // Kestrel's and gRPC's per-request information lines drown the platform's own.
+        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        services.AddTspServices(options);
+        services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
         {
             akka.ConfigureLoggers(l =>
             {
@@ -34,10 +69,6 @@ public static class SeedHost
             });
             akka.AddTsp(options);
         });
-        var host = builder.Build();
-        // Connect now, so an unreachable Redis fails the start with its address, not the first run.
-        host.Services.GetRequiredService<Tsp.Actors.Storage.RedisStore>();
-        return host;
     }
 
     /// <summary>A workflow path as given, else relative to the executable (samples are copied there).</summary>

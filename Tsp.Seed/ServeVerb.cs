@@ -16,13 +16,26 @@ internal static class ServeVerb
         }
 
         using var host = SeedHost.Build(options, quiet: false);
-        await host.StartAsync();
+        try
+        {
+            await host.StartAsync();
+        }
+        catch (IOException e) when (SeedHost.ServesGrpc(options))
+        {
+            await Console.Error.WriteLineAsync($"error: cannot serve gRPC on {options.Host}:{options.Grpc.Port} ({e.Message}); choose another with --grpc-port (0: any free port, -1: none)");
+            return 5;
+        }
+
         if (!string.IsNullOrWhiteSpace(options.Kafka.Bootstrap))
         {
             Console.WriteLine($"kafka: {options.Kafka.Bootstrap}");
         }
 
         Console.WriteLine($"redis: {options.Redis}");
+        if (SeedHost.GrpcUrl(host) is { } grpc)
+        {
+            Console.WriteLine($"grpc: {grpc}");
+        }
 
         Console.WriteLine($"cluster: {options.Host}:{options.Port} roles={string.Join(',', options.Roles.Count > 0 ? options.Roles : TspRoles.All)}");
         await host.WaitForShutdownAsync();

@@ -2,7 +2,7 @@ namespace Tsp.Seed;
 
 internal static class Verbs
 {
-    public static readonly IReadOnlySet<string> Flags = new HashSet<string>(StringComparer.Ordinal) { "frames", "concurrency", "size", "bootstrap", "project", "dir", "rate" };
+    public static readonly IReadOnlySet<string> Flags = new HashSet<string>(StringComparer.Ordinal) { "frames", "concurrency", "size", "bootstrap", "project", "dir", "rate", "grpc", "from", "token" };
 
     public static int Usage(TextWriter writer, int exitCode, string? problem = null)
     {
@@ -22,11 +22,13 @@ internal static class Verbs
               run          a cluster member (roles seed + orchestrator unless --roles says otherwise)
               produce      publish every file of a folder as a frame to a project's Kafka topic
                            --bootstrap HOST:PORT --project P --dir FOLDER [--rate PER_SECOND]
+              subscribe    print a project's results from a gRPC gateway as they arrive
+                           --grpc URL --project P[,P...] [--from latest|earliest|N|P=N,...] [--token T]
 
             shared flags (also Tsp__* environment variables and appsettings.json, section "Tsp"):
               --host HOST  --port PORT  --seed HOST:PORT (repeatable)  --roles seed,orchestrator,gpu,cpu
               --redis HOST:PORT  --postgres CONNSTRING  --journal SQLITE_FILE  --workflow FILE (repeatable)
-              --kafka HOST:PORT[,HOST:PORT]  --public-host HOST
+              --kafka HOST:PORT[,HOST:PORT]  --public-host HOST  --grpc-port PORT (5000; 0 any, -1 none)
             """);
         return exitCode;
     }

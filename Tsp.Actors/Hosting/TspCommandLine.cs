@@ -18,6 +18,7 @@ public sealed class TspCommandLine
         ["--postgres"] = "Postgres",
         ["--journal"] = "SqlitePath",
         ["--kafka"] = "Kafka:Bootstrap",
+        ["--grpc-port"] = "Grpc:Port",
     };
 
     private static readonly Dictionary<string, string> Lists = new(StringComparer.Ordinal)

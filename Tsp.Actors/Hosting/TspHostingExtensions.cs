@@ -16,6 +16,7 @@ using StackExchange.Redis;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Nodes;
+using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
 using Tsp.Actors.Workflows;
@@ -97,7 +98,8 @@ public static class TspHostingExtensions
                 SeedNodes = seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray(),
                 SplitBrainResolver = new KeepMajorityOption(),
             })
-            .WithDistributedPubSub(role: null!);
+            .WithDistributedPubSub(role: null!)
+            .WithClusterClientReceptionist(role: TspRoles.Orchestrator);
 
         // Every member knows the node dispatchers: a router pool checks its routees' Props where the
         // pool lives (an orchestrator), and the routees run them where they are deployed (a worker).
@@ -116,6 +118,15 @@ public static class TspHostingExtensions
 
     /// <summary>Binds every TP message type to <see cref="TspProtobufSerializer"/>. Bound by concrete
     /// type: Akka's own protobuf serializer is bound to Google.Protobuf.IMessage and would otherwise win.</summary>
+    /// <summary>For an external Akka.NET system that subscribes to TP results (see
+    /// <see cref="RemoteResults.SubscribeAsync"/>): TSP's serializer and a ClusterClient, registered as
+    /// <see cref="TspClusterClient"/>, that contacts the receptionists of the given members (host:port,
+    /// orchestrators). The system needs remoting (<c>WithRemoting</c>) reachable from the cluster.</summary>
+    public static AkkaConfigurationBuilder AddTspResultClient(this AkkaConfigurationBuilder builder, IEnumerable<string> contacts) =>
+        builder
+            .AddTspSerialization()
+            .WithClusterClient<TspClusterClient>(contacts.Select(c => $"akka.tcp://{SystemName}@{c}/system/receptionist").ToList());
+
     public static AkkaConfigurationBuilder AddTspSerialization(this AkkaConfigurationBuilder builder) =>
         builder.WithCustomSerializer(
             "tsp-protobuf",
@@ -146,6 +157,8 @@ public static class TspHostingExtensions
             {
                 queues.Add(name, system.ActorOf(NodeQueue.Props(name, options.QueueOptionsFor(name, role)), "queue-" + name));
             }
+
+            RemoteResults.Register(system, catalog, resolver.GetService<RedisStore>(), options.SubscriberBuffer, options.AskTimeout);
         });
         builder.WithShardRegion<WorkflowRuns>(
             RunsTypeName,
@@ -262,3 +275,6 @@ public static class TspHostingExtensions
         return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 }
+
+/// <summary>Registry key of the ClusterClient that external systems subscribe through.</summary>
+public sealed class TspClusterClient;

@@ -5,6 +5,7 @@ using Akka.Event;
 using Akka.Streams;
 using Akka.Streams.Dsl;
 using Confluent.Kafka;
+using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
 using Tsp.Actors.Workflows;
@@ -63,7 +64,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
 
     protected override void PreStart()
     {
-        DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(ResultTopics.For(_project), Self));
+        DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(ResultPublisher.TopicFor(_project), Self));
         var config = new ConsumerConfig(new Dictionary<string, string>(_options.Consumer))
         {
             BootstrapServers = _options.Bootstrap,
@@ -108,7 +109,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         _deadLetterProducer?.Flush(TimeSpan.FromSeconds(5));
         _deadLetterProducer?.Dispose();
         _deadLetterProducer = null;
-        DistributedPubSub.Get(Context.System).Mediator.Tell(new Unsubscribe(ResultTopics.For(_project), Self));
+        DistributedPubSub.Get(Context.System).Mediator.Tell(new Unsubscribe(ResultPublisher.TopicFor(_project), Self));
     }
 
     public void Dispose()

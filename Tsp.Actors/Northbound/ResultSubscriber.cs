@@ -2,33 +2,49 @@ using System.Threading.Channels;
 using Akka.Actor;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Tsp.Actors.Protocol;
-using Tsp.Actors.Workflows;
 
 namespace Tsp.Actors.Northbound;
 
 /// <summary>
-/// Subscribes to a project's TP results on DistributedPubSub and writes them to a channel, for
-/// in-process consumers (the demo, tests, and later the gRPC gateway). Delivery here is live only;
-/// replay from a position reads the results log in Redis.
+/// Follows projects' live TP results on DistributedPubSub and writes them to a channel. Live only:
+/// <see cref="ResultFeed"/> adds replay from the results log and ordering by position.
 /// </summary>
 public sealed class ResultSubscriber : ReceiveActor
 {
-    private readonly string _topic;
-    private readonly TaskCompletionSource _subscribed;
+    private readonly IReadOnlyList<string> _topics;
 
-    public ResultSubscriber(string project, ChannelWriter<TpResult> results, TaskCompletionSource subscribed)
+    public ResultSubscriber(IReadOnlyCollection<string> projects, ChannelWriter<TpResult> results, TaskCompletionSource subscribed)
     {
-        _topic = ResultTopics.For(project);
-        _subscribed = subscribed;
-        Receive<SubscribeAck>(_ => _subscribed.TrySetResult());
+        _topics = projects.Select(ResultPublisher.TopicFor).ToList();
+        var pending = new HashSet<string>(_topics, StringComparer.Ordinal);
+        Receive<SubscribeAck>(ack =>
+        {
+            if (pending.Remove(ack.Subscribe.Topic) && pending.Count == 0)
+            {
+                subscribed.TrySetResult();
+            }
+        });
+        // A full bounded channel drops the write; its owner learns of it through the channel's callback.
         Receive<TpResult>(result => results.TryWrite(result));
     }
 
-    protected override void PreStart() =>
-        DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(_topic, Self));
+    protected override void PreStart()
+    {
+        var mediator = DistributedPubSub.Get(Context.System).Mediator;
+        foreach (var topic in _topics)
+        {
+            mediator.Tell(new Subscribe(topic, Self));
+        }
+    }
 
-    protected override void PostStop() =>
-        DistributedPubSub.Get(Context.System).Mediator.Tell(new Unsubscribe(_topic, Self));
+    protected override void PostStop()
+    {
+        var mediator = DistributedPubSub.Get(Context.System).Mediator;
+        foreach (var topic in _topics)
+        {
+            mediator.Tell(new Unsubscribe(topic, Self));
+        }
+    }
 }
 
 /// <summary>Starts <see cref="ResultSubscriber"/>s.</summary>
@@ -38,9 +54,24 @@ public static class ResultSubscriptions
     public static async Task<(IActorRef Subscriber, ChannelReader<TpResult> Results)> SubscribeAsync(ActorSystem system, string project, TimeSpan timeout)
     {
         var channel = Channel.CreateUnbounded<TpResult>(new UnboundedChannelOptions { SingleReader = true });
+        var subscriber = await SubscribeAsync(system, [project], channel.Writer, timeout);
+        return (subscriber, channel.Reader);
+    }
+
+    public static async Task<IActorRef> SubscribeAsync(ActorSystem system, IReadOnlyCollection<string> projects, ChannelWriter<TpResult> results, TimeSpan timeout)
+    {
         var subscribed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var actor = system.ActorOf(Props.Create(() => new ResultSubscriber(project, channel.Writer, subscribed)));
-        await subscribed.Task.WaitAsync(timeout);
-        return (actor, channel.Reader);
+        var actor = system.ActorOf(Props.Create(() => new ResultSubscriber(projects, results, subscribed)));
+        try
+        {
+            await subscribed.Task.WaitAsync(timeout);
+        }
+        catch
+        {
+            actor.Tell(PoisonPill.Instance);
+            throw;
+        }
+
+        return actor;
     }
 }

@@ -37,3 +37,6 @@ public sealed partial class RunStarted : IRunEvent;
 public sealed partial class NodeCompleted : IRunEvent;
 public sealed partial class NodeFailed : IRunEvent;
 public sealed partial class RunCompleted : IRunEvent;
+public sealed partial class SubscribeResults : ITspMessage;
+public sealed partial class ResultSubscriptionStarted : ITspMessage;
+public sealed partial class ResultSubscriptionEnded : ITspMessage;

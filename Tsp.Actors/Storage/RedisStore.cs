@@ -61,6 +61,8 @@ public sealed class RedisStore : IAsyncDisposable
     /// <returns>The blob, or null when the key does not exist (expired or never written).</returns>
     public async Task<byte[]?> GetBlobAsync(string key) => (byte[]?)await _db.StringGetAsync(key);
 
+    public Task<bool> BlobExistsAsync(string key) => _db.KeyExistsAsync(key);
+
     /// <returns>The blobs in key order; null for a missing key.</returns>
     public async Task<byte[]?[]> GetBlobsAsync(IReadOnlyList<string> keys)
     {

@@ -60,6 +60,9 @@ public sealed class WorkflowDefinition
     /// <summary>Where the workflow came from (a file path), for error messages.</summary>
     public string Source { get; }
 
+    /// <summary>The workflow's text as deployed.</summary>
+    public string Yaml { get; internal init; } = "";
+
     /// <summary>A hash of the workflow's text; recorded with every run.</summary>
     public string Hash { get; }
 

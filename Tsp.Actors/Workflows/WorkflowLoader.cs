@@ -220,7 +220,7 @@ public static class WorkflowLoader
         }
 
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(yaml)))[..16];
-        return new WorkflowDefinition(project!, source, hash, nodes);
+        return new WorkflowDefinition(project!, source, hash, nodes) { Yaml = yaml };
     }
 
     private static void CheckGraph(List<NodeDefinition> nodes, Dictionary<string, YamlNode> nodeLines, Action<YamlNode?, string> error)

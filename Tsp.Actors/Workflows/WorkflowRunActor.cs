@@ -4,6 +4,7 @@ using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Event;
 using Akka.Persistence;
 using Tsp.Actors.Dispatch;
+using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
 
@@ -331,10 +332,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
                     AtUnixMs = result.CompletedAtUnixMs,
                 }
                 : null;
-            await store.AppendResultAsync(result, deadLetter);
-
-            // Live subscribers may see a re-published result again; they drop positions already seen.
-            mediator.Tell(new Publish(ResultTopics.For(result.Project), result));
+            await ResultPublisher.PublishAsync(store, mediator, result, deadLetter);
             return ResultPublished.Instance;
         }
     }
@@ -377,10 +375,4 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
     {
         public static readonly RetryPublish Instance = new();
     }
-}
-
-/// <summary>DistributedPubSub topics that carry TP results.</summary>
-public static class ResultTopics
-{
-    public static string For(string project) => $"tp.{project}";
 }

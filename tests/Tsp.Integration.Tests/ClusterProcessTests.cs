@@ -13,55 +13,13 @@ namespace Tsp.Integration.Tests;
 [Collection(ClusterCollection.Name)]
 public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
 {
-    private readonly List<Process> _processes = [];
+    private readonly ChildProcesses _processes = new(output);
     private readonly EmbeddedKafka _kafka = EmbeddedKafka.Start();
 
     public void Dispose()
     {
-        foreach (var process in _processes.Where(p => !p.HasExited))
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit(10_000);
-        }
-
-        foreach (var process in _processes)
-        {
-            process.Dispose();
-        }
-
+        _processes.Dispose();
         _kafka.Dispose();
-    }
-
-    private Process Start(string dll, params string[] args)
-    {
-        var process = Process.Start(new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, dll), .. args])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = AppContext.BaseDirectory,
-        })!;
-        var name = Path.GetFileNameWithoutExtension(dll);
-        process.OutputDataReceived += (_, e) => Log(name, e.Data);
-        process.ErrorDataReceived += (_, e) => Log(name, e.Data);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        _processes.Add(process);
-        return process;
-    }
-
-    private void Log(string name, string? line)
-    {
-        if (line is not null && (line.Contains("WARN", StringComparison.OrdinalIgnoreCase) || line.Contains("ERROR", StringComparison.OrdinalIgnoreCase) || line.Contains("routee", StringComparison.Ordinal)))
-        {
-            try
-            {
-                output.WriteLine($"[{name}] {line}");
-            }
-            catch (InvalidOperationException)
-            {
-                // The test has finished; its output is closed.
-            }
-        }
     }
 
     [Fact]
@@ -77,8 +35,8 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             """);
         var seedPort = TspHostingExtensions.FreePort();
         var workerPort = TspHostingExtensions.FreePort();
-        Start("Tsp.Seed.dll", "run", "--port", seedPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
-        Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", workerPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+        _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", seedPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", workerPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
 
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         var expected = new List<string>();
@@ -92,7 +50,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         IReadOnlyList<PositionedResult> logged = [];
         while (deadline.Elapsed < TimeSpan.FromSeconds(120) && logged.Count < expected.Count)
         {
-            Assert.All(_processes, p => Assert.False(p.HasExited, $"a process exited early with {(p.HasExited ? p.ExitCode : 0)}"));
+            Assert.All(_processes.Started, p => Assert.False(p.Process.HasExited, $"a process exited early with {(p.Process.HasExited ? p.Process.ExitCode : 0)}"));
             await Task.Delay(200);
             logged = await store.ReadResultsAsync(project, 0, 1000);
         }

@@ -1,0 +1,158 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Akka.Actor;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+
+namespace Tsp.Actors.Northbound;
+
+/// <summary>A subscriber fell further behind the live results than its buffer holds.</summary>
+public sealed class SubscriberOverflowException(string resumeFrom, int bufferSize)
+    : Exception($"subscriber fell more than {bufferSize} results behind; resume with from=\"{resumeFrom}\"")
+{
+    /// <summary>The <c>from</c> that continues exactly after the last result delivered.</summary>
+    public string ResumeFrom { get; } = resumeFrom;
+}
+
+/// <summary>
+/// One subscription's TP results, in position order per project, with no gap and no duplicate:
+/// the stored results from the start position (the results log in Redis), then live ones
+/// (DistributedPubSub), with gaps in the live order filled from the log. The log is appended
+/// atomically, so a live result at position P means every position below P is readable.
+/// <para>The live buffer is bounded. While catching up, an overflow costs nothing (the dropped
+/// results are in the log and are read from there); once live, it ends the feed with
+/// <see cref="SubscriberOverflowException"/> — the consumer is not keeping up, and the cluster must
+/// neither wait for it nor buffer for it without bound.</para>
+/// </summary>
+public sealed class ResultFeed : IAsyncDisposable
+{
+    private const int PageSize = 256;
+
+    private readonly RedisStore _store;
+    private readonly IActorRef _subscriber;
+    private readonly ChannelReader<TpResult> _live;
+    private readonly Dictionary<string, long> _next;
+    private readonly int _bufferSize;
+    private int _dropped;
+
+    private ResultFeed(RedisStore store, IActorRef subscriber, ChannelReader<TpResult> live, Dictionary<string, long> next, int bufferSize)
+    {
+        _store = store;
+        _subscriber = subscriber;
+        _live = live;
+        _next = next;
+        _bufferSize = bufferSize;
+    }
+
+    /// <summary>Per project, the next position this feed will deliver.</summary>
+    public IReadOnlyDictionary<string, long> Next => _next;
+
+    /// <summary>The <c>from</c> that resumes exactly after what this feed delivered.</summary>
+    public string ResumeFrom => FeedStart.Format(_next);
+
+    /// <param name="starts">Per project, the first position, or null for latest (see <see cref="FeedStart"/>).</param>
+    public static async Task<ResultFeed> OpenAsync(ActorSystem system, RedisStore store, IReadOnlyDictionary<string, long?> starts, int bufferSize, TimeSpan timeout)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(bufferSize, 1);
+        ResultFeed? feed = null;
+        var channel = Channel.CreateBounded<TpResult>(
+            new BoundedChannelOptions(bufferSize) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true },
+            _ => Interlocked.Exchange(ref feed!._dropped, 1));
+        // Live first, then the log's end: a result logged in between is in both, and dropped once seen.
+        var subscriber = await ResultSubscriptions.SubscribeAsync(system, starts.Keys.ToList(), channel.Writer, timeout);
+        var next = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (project, start) in starts)
+        {
+            next[project] = start ?? await store.LatestPositionAsync(project) + 1;
+        }
+
+        feed = new ResultFeed(store, subscriber, channel.Reader, next, bufferSize);
+        return feed;
+    }
+
+    /// <exception cref="SubscriberOverflowException">The consumer fell a buffer behind the live results.</exception>
+    public async IAsyncEnumerable<TpResult> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var live = false;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            if (!live)
+            {
+                Volatile.Write(ref _dropped, 0);
+                foreach (var project in _next.Keys.ToList())
+                {
+                    await foreach (var stored in ReadStoredAsync(project, long.MaxValue, cancellationToken))
+                    {
+                        yield return stored;
+                    }
+                }
+
+                // Results dropped while catching up are in the log: catch up again rather than go live with a hole.
+                live = Volatile.Read(ref _dropped) == 0;
+                continue;
+            }
+
+            if (!_live.TryRead(out var result))
+            {
+                if (!await _live.WaitToReadAsync(cancellationToken))
+                {
+                    yield break;
+                }
+
+                continue;
+            }
+
+            if (Volatile.Read(ref _dropped) != 0)
+            {
+                throw new SubscriberOverflowException(ResumeFrom, _bufferSize);
+            }
+
+            if (!_next.TryGetValue(result.Project, out var next) || result.Position < next)
+            {
+                continue;
+            }
+
+            if (result.Position > next)
+            {
+                // Published out of order (runs finish concurrently): everything below it is in the log.
+                await foreach (var stored in ReadStoredAsync(result.Project, result.Position, cancellationToken))
+                {
+                    yield return stored;
+                }
+            }
+
+            _next[result.Project] = result.Position + 1;
+            yield return result;
+        }
+    }
+
+    /// <summary>Logged results of a project from its next position up to (not including) <paramref name="before"/>.</summary>
+    private async IAsyncEnumerable<TpResult> ReadStoredAsync(string project, long before, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested && _next[project] < before)
+        {
+            var page = await _store.ReadResultsAsync(project, _next[project], PageSize);
+            foreach (var (position, result) in page)
+            {
+                if (position >= before)
+                {
+                    yield break;
+                }
+
+                _next[project] = position + 1;
+                yield return result;
+            }
+
+            if (page.Count < PageSize)
+            {
+                yield break;
+            }
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _subscriber.Tell(PoisonPill.Instance);
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,24 @@
+using Akka.Actor;
+using Akka.Cluster.Tools.PublishSubscribe;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+
+namespace Tsp.Actors.Northbound;
+
+/// <summary>
+/// How a TP result leaves the cluster: appended to the project's results log in Redis (its position
+/// is assigned there, atomically), then published live on the project's topic. Subscribers replay
+/// from the log and follow the topic (<see cref="ResultFeed"/>).
+/// </summary>
+public static class ResultPublisher
+{
+    public static string TopicFor(string project) => $"tp.{project}";
+
+    /// <summary>Safe to repeat: a run already logged keeps its one entry, position and dead letter;
+    /// live subscribers drop the positions they have seen.</summary>
+    public static async Task PublishAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, DeadLetter? deadLetter = null)
+    {
+        await store.AppendResultAsync(result, deadLetter);
+        pubSubMediator.Tell(new Publish(TopicFor(result.Project), result));
+    }
+}

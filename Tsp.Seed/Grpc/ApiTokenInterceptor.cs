@@ -1,0 +1,63 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Tsp.Actors.Hosting;
+
+namespace Tsp.Seed.Grpc;
+
+/// <summary>
+/// Bearer-token authentication for the TSP service. With no tokens configured every caller is let
+/// in (development); otherwise a call without a known token is UNAUTHENTICATED, and the service
+/// checks each project against the token's list (<see cref="ProjectAccess"/>).
+/// </summary>
+internal sealed class ApiTokenInterceptor(TspOptions options) : Interceptor
+{
+    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        Authenticate(context);
+        return continuation(request, context);
+    }
+
+    public override Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        Authenticate(context);
+        return continuation(request, responseStream, context);
+    }
+
+    private void Authenticate(ServerCallContext context)
+    {
+        if (options.Grpc.Tokens.Count == 0)
+        {
+            return;
+        }
+
+        var header = context.RequestHeaders.GetValue("authorization");
+        if (header is null || !header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "missing API token: send metadata 'authorization: Bearer <token>'"));
+        }
+
+        var presented = header["Bearer ".Length..].Trim();
+        var token = options.Grpc.Tokens.FirstOrDefault(t => FixedTimeEquals(t.Token, presented))
+            ?? throw new RpcException(new Status(StatusCode.Unauthenticated, "unknown API token"));
+        context.UserState[typeof(ApiToken)] = token;
+    }
+
+    private static bool FixedTimeEquals(string expected, string presented) =>
+        System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            System.Text.Encoding.UTF8.GetBytes(expected), System.Text.Encoding.UTF8.GetBytes(presented));
+}
+
+internal static class ProjectAccess
+{
+    public static bool Allows(ServerCallContext context, string project) =>
+        !context.UserState.TryGetValue(typeof(ApiToken), out var token) || ((ApiToken)token).Allows(project);
+
+    /// <exception cref="RpcException">PERMISSION_DENIED naming the project.</exception>
+    public static void Demand(ServerCallContext context, string project)
+    {
+        if (!Allows(context, project))
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"this API token may not access project '{project}'"));
+        }
+    }
+}

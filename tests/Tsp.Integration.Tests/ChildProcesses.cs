@@ -1,0 +1,107 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Xunit.Abstractions;
+
+namespace Tsp.Integration.Tests;
+
+/// <summary>TSP executables started by a test, with their output kept line by line; every process
+/// is killed (by its tree) when the test ends.</summary>
+public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
+{
+    private readonly List<ChildProcess> _started = [];
+
+    public IReadOnlyList<ChildProcess> Started => _started;
+
+    /// <param name="dll">An executable of the solution, copied beside the tests (e.g. Tsp.Seed.dll).</param>
+    public ChildProcess Start(string dll, params string[] args)
+    {
+        var process = Process.Start(new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, dll), .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        })!;
+        var child = new ChildProcess(Path.GetFileNameWithoutExtension(dll), process, output);
+        _started.Add(child);
+        return child;
+    }
+
+    public void Dispose()
+    {
+        foreach (var child in _started)
+        {
+            child.Dispose();
+        }
+    }
+}
+
+public sealed class ChildProcess : IDisposable
+{
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly ITestOutputHelper _output;
+    private readonly string _name;
+
+    internal ChildProcess(string name, Process process, ITestOutputHelper output)
+    {
+        _name = name;
+        Process = process;
+        _output = output;
+        process.OutputDataReceived += (_, e) => Add(e.Data);
+        process.ErrorDataReceived += (_, e) => Add(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public Process Process { get; }
+
+    public IReadOnlyCollection<string> Lines => _lines;
+
+    /// <summary>The first line that matches, waiting for it; fails if the process exits or time runs out.</summary>
+    public async Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            if (_lines.FirstOrDefault(match) is { } line)
+            {
+                return line;
+            }
+
+            Assert.False(Process.HasExited, $"{_name} exited with {(Process.HasExited ? Process.ExitCode : 0)} before printing the expected line");
+            Assert.True(deadline.Elapsed < timeout, $"{_name} did not print the expected line within {timeout.TotalSeconds} s");
+            await Task.Delay(50);
+        }
+    }
+
+    private void Add(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        _lines.Enqueue(line);
+        if (line.Contains("WARN", StringComparison.OrdinalIgnoreCase) || line.Contains("ERROR", StringComparison.OrdinalIgnoreCase) || line.Contains("routee", StringComparison.Ordinal))
+        {
+            try
+            {
+                _output.WriteLine($"[{_name}] {line}");
+            }
+            catch (InvalidOperationException)
+            {
+                // The test has finished; its output is closed.
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!Process.HasExited)
+        {
+            Process.Kill(entireProcessTree: true);
+            Process.WaitForExit(10_000);
+        }
+
+        Process.Dispose();
+    }
+}
