@@ -40,3 +40,7 @@ public sealed partial class RunCompleted : IRunEvent;
 public sealed partial class SubscribeResults : ITspMessage;
 public sealed partial class ResultSubscriptionStarted : ITspMessage;
 public sealed partial class ResultSubscriptionEnded : ITspMessage;
+public sealed partial class Tensor : ITspMessage;
+public sealed partial class TensorSet : ITspMessage;
+public sealed partial class TrainingSet : ITspMessage;
+public sealed partial class DetectionList : ITspMessage;

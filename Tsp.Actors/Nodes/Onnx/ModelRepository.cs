@@ -1,0 +1,146 @@
+using System.Globalization;
+using YamlDotNet.RepresentationModel;
+
+namespace Tsp.Actors.Nodes.Onnx;
+
+/// <summary>A tensor a model takes or gives: its name and shape (-1 for a dynamic dimension).</summary>
+public sealed record TensorSpec(string Name, IReadOnlyList<long> Shape)
+{
+    public override string ToString() => $"{Name} {TensorSets.Shape(Shape)}";
+
+    /// <summary>Whether a concrete or partly dynamic <paramref name="shape"/> fits this spec.</summary>
+    public bool Accepts(IReadOnlyList<long> shape) =>
+        shape.Count == Shape.Count && Shape.Zip(shape).All(p => p.Item1 < 0 || p.Item2 < 0 || p.Item1 == p.Item2);
+}
+
+/// <summary>A model's <c>config.yaml</c>.</summary>
+public sealed record ModelConfig(
+    string Name,
+    IReadOnlyList<TensorSpec> Inputs,
+    IReadOnlyList<TensorSpec> Outputs,
+    int MaxBatchSize,
+    TimeSpan MaxQueueDelay,
+    int? PinnedVersion);
+
+/// <summary>
+/// Triton-style model repository: <c>{root}/{model}/config.yaml</c> and
+/// <c>{root}/{model}/{version}/model.onnx</c>, versions being whole numbers. The version served is
+/// the highest (policy <c>latest</c>) or the one pinned in config.yaml (<c>version: N</c>).
+/// </summary>
+public sealed class ModelRepository(string root)
+{
+    public const string ModelFile = "model.onnx";
+    public const string ConfigFile = "config.yaml";
+
+    public string Root { get; } = Path.GetFullPath(root);
+
+    public IReadOnlyList<string> Models() =>
+        Directory.Exists(Root) ? Directory.GetDirectories(Root).Select(d => Path.GetFileName(d)).Where(n => File.Exists(Path.Combine(Root, n, ConfigFile))).Order(StringComparer.Ordinal).ToList() : [];
+
+    /// <summary>Versions that have a model file, ascending.</summary>
+    public IReadOnlyList<int> Versions(string model)
+    {
+        var folder = Path.Combine(Root, model);
+        return Directory.Exists(folder)
+            ? Directory.GetDirectories(folder)
+                .Select(d => int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out var v) && File.Exists(Path.Combine(d, ModelFile)) ? v : -1)
+                .Where(v => v >= 0).Order().ToList()
+            : [];
+    }
+
+    public string ModelPath(string model, int version) => Path.Combine(Root, model, version.ToString(CultureInfo.InvariantCulture), ModelFile);
+
+    /// <summary>The version to serve: <paramref name="requested"/> if given, else the config's pin, else the latest.</summary>
+    /// <returns>Null when there is none.</returns>
+    public int? ServedVersion(ModelConfig config, int? requested = null)
+    {
+        var versions = Versions(config.Name);
+        var wanted = requested ?? config.PinnedVersion;
+        return wanted is { } pinned ? (versions.Contains(pinned) ? pinned : null) : versions.Count > 0 ? versions[^1] : null;
+    }
+
+    /// <exception cref="ModelRepositoryException">No such model, or its config.yaml is invalid (the message says where).</exception>
+    public ModelConfig Config(string model)
+    {
+        var path = Path.Combine(Root, model, ConfigFile);
+        if (!File.Exists(path))
+        {
+            var known = string.Join(", ", Models());
+            throw new ModelRepositoryException($"model '{model}' is not in the repository {Root} (no {model}/{ConfigFile}; models: {(known.Length > 0 ? known : "none")})");
+        }
+
+        try
+        {
+            var yaml = new YamlStream();
+            using (var reader = new StringReader(File.ReadAllText(path)))
+            {
+                yaml.Load(reader);
+            }
+
+            var rootNode = yaml.Documents.Count > 0 ? yaml.Documents[0].RootNode as YamlMappingNode : null;
+            if (rootNode is null)
+            {
+                throw new FormatException("expected a mapping with inputs and outputs");
+            }
+
+            var batching = Child(rootNode, "batching") as YamlMappingNode;
+            int? pinned = Child(rootNode, "version") is YamlScalarNode v ? ParseInt(v, "version") : null;
+            return new ModelConfig(
+                model,
+                Specs(rootNode, "inputs"),
+                Specs(rootNode, "outputs"),
+                batching is not null && Child(batching, "max_batch_size") is YamlScalarNode mb ? ParseInt(mb, "batching.max_batch_size") : 1,
+                TimeSpan.FromMilliseconds(batching is not null && Child(batching, "max_queue_delay_ms") is YamlScalarNode md ? ParseInt(md, "batching.max_queue_delay_ms") : 0),
+                pinned);
+        }
+        catch (Exception e) when (e is FormatException or YamlDotNet.Core.YamlException)
+        {
+            throw new ModelRepositoryException($"{path}: {e.Message}", e);
+        }
+    }
+
+    private static YamlNode? Child(YamlMappingNode node, string key) =>
+        node.Children.TryGetValue(new YamlScalarNode(key), out var child) ? child : null;
+
+    private static int ParseInt(YamlScalarNode node, string what) =>
+        int.TryParse(node.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= 0
+            ? value
+            : throw new FormatException($"line {node.Start.Line}: {what} '{node.Value}' is not a whole number ≥ 0");
+
+    private static List<TensorSpec> Specs(YamlMappingNode root, string key)
+    {
+        if (Child(root, key) is not YamlSequenceNode items || items.Children.Count == 0)
+        {
+            throw new FormatException($"'{key}' must list at least one tensor (name, shape)");
+        }
+
+        return items.Children.Select(item =>
+        {
+            if (item is not YamlMappingNode map || Child(map, "name") is not YamlScalarNode { Value: { Length: > 0 } name } || Child(map, "shape") is not YamlSequenceNode shape)
+            {
+                throw new FormatException($"line {item.Start.Line}: each of '{key}' needs a name and a shape, e.g. {{ name: x, shape: [-1, 3, 256, 256] }}");
+            }
+
+            return new TensorSpec(name, shape.Children.Select(d => d is YamlScalarNode s && long.TryParse(s.Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n) && n >= -1 && n != 0
+                ? n
+                : throw new FormatException($"line {d.Start.Line}: dimension '{d}' of '{name}' is not a positive whole number or -1")).ToList());
+        }).ToList();
+    }
+}
+
+public sealed class ModelRepositoryException : Exception
+{
+    public ModelRepositoryException(string message)
+        : base(message)
+    {
+    }
+
+    public ModelRepositoryException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    public ModelRepositoryException()
+    {
+    }
+}

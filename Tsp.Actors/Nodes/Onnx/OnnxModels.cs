@@ -1,0 +1,292 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.ML.OnnxRuntime;
+
+namespace Tsp.Actors.Nodes.Onnx;
+
+/// <summary>Settings of the ONNX nodes on a process (section <c>Tsp:Onnx</c>).</summary>
+public sealed class OnnxOptions
+{
+    /// <summary>The model repository (a shared volume in a cluster).</summary>
+    public string Repository { get; set; } = "models";
+
+    /// <summary>auto (CUDA on gpu-role processes when it loads, else CPU), cuda, or cpu.</summary>
+    public string ExecutionProvider { get; set; } = "auto";
+
+    public int DeviceId { get; set; }
+
+    /// <summary>Threads per session; 0 lets ONNX Runtime choose (one per core).</summary>
+    public int IntraOpThreads { get; set; }
+
+    /// <summary>How often the repository is checked for new versions.</summary>
+    public TimeSpan ReloadInterval { get; set; } = TimeSpan.FromSeconds(2);
+}
+
+/// <summary>A float tensor going into or coming out of a model.</summary>
+public sealed record TensorData(long[] Dims, float[] Values)
+{
+    public int Batch => (int)Dims[0];
+}
+
+public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Outputs, string Model, int Version, string Provider, int BatchSize);
+
+/// <summary>
+/// The models a process serves: one ONNX Runtime session per (model, version), loaded on first use,
+/// batched dynamically, and replaced without failing anything in flight when a newer version appears
+/// in the repository (loaded and warmed first, then switched to; the old one finishes its queue).
+/// </summary>
+public sealed class OnnxModels : IDisposable
+{
+    private readonly ConcurrentDictionary<(string Model, int? Pinned), Lazy<Task<ServedModel>>> _served = new();
+    private readonly OnnxOptions _options;
+    private readonly bool _preferCuda;
+    private readonly ILogger _log;
+    private readonly Timer _reload;
+    private readonly Lock _providerLock = new();
+    private string? _cudaProblem;
+    private int _reloading;
+
+    public OnnxModels(ModelRepository repository, OnnxOptions options, bool preferCuda, ILogger? log = null)
+    {
+        Repository = repository;
+        _options = options;
+        _preferCuda = options.ExecutionProvider.Equals("cuda", StringComparison.OrdinalIgnoreCase)
+            || (preferCuda && options.ExecutionProvider.Equals("auto", StringComparison.OrdinalIgnoreCase));
+        _log = log ?? NullLogger.Instance;
+        _reload = new Timer(_ => _ = ReloadAsync(), null, options.ReloadInterval, options.ReloadInterval);
+    }
+
+    public ModelRepository Repository { get; }
+
+    /// <summary>Why CUDA is not used, once it was tried and failed; null otherwise.</summary>
+    public string? CudaProblem => _cudaProblem;
+
+    /// <summary>Runs one request (its batch dimension may be more than 1, e.g. tiles) through the
+    /// model's batcher.</summary>
+    /// <exception cref="ModelRepositoryException">The model or version is not there, or does not load.</exception>
+    /// <exception cref="NodeInputException">The inputs do not fit the model.</exception>
+    public async Task<InferenceResult> InferAsync(string model, int? pinnedVersion, IReadOnlyDictionary<string, TensorData> inputs, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var served = await GetAsync(model, pinnedVersion);
+            var current = served.Current;
+            if (current.TryEnqueue(inputs, cancellationToken, out var result))
+            {
+                return await result;
+            }
+
+            // Retired between the lookup and the enqueue: the successor is already current.
+        }
+    }
+
+    /// <summary>The version now served for a model (loading it if needed).</summary>
+    public async Task<int> ServedVersionAsync(string model, int? pinnedVersion = null) => (await GetAsync(model, pinnedVersion)).Current.Version;
+
+    private Task<ServedModel> GetAsync(string model, int? pinnedVersion) =>
+        _served.GetOrAdd((model, pinnedVersion), key => new Lazy<Task<ServedModel>>(() => Task.Run(() =>
+        {
+            var config = Repository.Config(key.Model);
+            if (Repository.ServedVersion(config, key.Pinned) is not { } version)
+            {
+                var versions = string.Join(", ", Repository.Versions(key.Model));
+                var wanted = key.Pinned ?? config.PinnedVersion;
+                throw new ModelRepositoryException($"model '{key.Model}' has no version {(wanted is null ? "at all" : wanted.Value.ToString(System.Globalization.CultureInfo.InvariantCulture))} in {Repository.Root}/{key.Model} (versions: {(versions.Length > 0 ? versions : "none")})");
+            }
+
+            return new ServedModel(Load(config, version));
+        }))).Value.ContinueWith(t =>
+        {
+            if (t.IsFaulted)
+            {
+                // A failed load is not cached: the next task tries again (the version may be fixed by then).
+                _served.TryRemove((model, pinnedVersion), out _);
+            }
+
+            return t;
+        }, TaskScheduler.Default).Unwrap();
+
+    private LoadedModel Load(ModelConfig config, int version)
+    {
+        var path = Repository.ModelPath(config.Name, version);
+        var (options, provider) = CreateSessionOptions();
+        InferenceSession session;
+        try
+        {
+            session = new InferenceSession(path, options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new ModelRepositoryException($"model '{config.Name}' version {version} ({path}) does not load: {e.Message}", e);
+        }
+        finally
+        {
+            options.Dispose();
+        }
+
+        try
+        {
+            Check(config, version, session);
+            var loaded = new LoadedModel(config, version, session, provider, _log);
+            loaded.WarmUp();
+            _log.LogInformation("model {Model} version {Version} loaded on {Provider} (batch ≤ {Batch}, delay ≤ {Delay} ms)", config.Name, version, provider, config.MaxBatchSize, config.MaxQueueDelay.TotalMilliseconds);
+            return loaded;
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    private (SessionOptions Options, string Provider) CreateSessionOptions()
+    {
+        var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (_options.IntraOpThreads > 0)
+        {
+            options.IntraOpNumThreads = _options.IntraOpThreads;
+        }
+
+        if (!_preferCuda || _cudaProblem is not null)
+        {
+            return (options, "CPU");
+        }
+
+        try
+        {
+            options.AppendExecutionProvider_CUDA(_options.DeviceId);
+            return (options, $"CUDA:{_options.DeviceId}");
+        }
+        catch (OnnxRuntimeException e)
+        {
+            lock (_providerLock)
+            {
+                if (_cudaProblem is null)
+                {
+                    _cudaProblem = $"{e.Message} ({DiagnoseCuda()})";
+                    _log.LogWarning("CUDA execution provider unavailable, models run on the CPU provider: {Problem}", _cudaProblem);
+                }
+            }
+
+            options.Dispose();
+            var cpu = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+            if (_options.IntraOpThreads > 0)
+            {
+                cpu.IntraOpNumThreads = _options.IntraOpThreads;
+            }
+
+            return (cpu, "CPU");
+        }
+    }
+
+    /// <summary>ONNX Runtime says only that the CUDA provider failed to load; the loader says which
+    /// library it could not find (e.g. libcublasLt.so.13 of CUDA 13, or libcudnn.so.9).</summary>
+    private static string DiagnoseCuda()
+    {
+        const string provider = "libonnxruntime_providers_cuda.so";
+        var path = new[] { AppContext.BaseDirectory, Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native") }
+            .Select(folder => Path.Combine(folder, provider)).FirstOrDefault(File.Exists);
+        if (path is null)
+        {
+            return $"{provider} is not beside the application";
+        }
+
+        try
+        {
+            System.Runtime.InteropServices.NativeLibrary.Free(System.Runtime.InteropServices.NativeLibrary.Load(path));
+            return $"{provider} loads; see ONNX Runtime's message";
+        }
+        catch (DllNotFoundException e)
+        {
+            return e.Message;
+        }
+        catch (BadImageFormatException e)
+        {
+            return e.Message;
+        }
+    }
+
+    /// <summary>config.yaml must describe the model file: every declared tensor exists with a compatible shape.</summary>
+    private static void Check(ModelConfig config, int version, InferenceSession session)
+    {
+        void Compare(IReadOnlyList<TensorSpec> declared, IReadOnlyDictionary<string, NodeMetadata> actual, string kind)
+        {
+            foreach (var spec in declared)
+            {
+                if (!actual.TryGetValue(spec.Name, out var meta))
+                {
+                    throw new ModelRepositoryException($"model '{config.Name}' version {version}: config.yaml names {kind} '{spec.Name}', the model has {string.Join(", ", actual.Keys)}");
+                }
+
+                var shape = meta.Dimensions.Select(d => (long)d).ToList();
+                if (!spec.Accepts(shape))
+                {
+                    throw new ModelRepositoryException($"model '{config.Name}' version {version}: config.yaml says {kind} {spec}, the model has {TensorSets.Shape(shape)}");
+                }
+            }
+        }
+
+        Compare(config.Inputs, session.InputMetadata, "input");
+        Compare(config.Outputs, session.OutputMetadata, "output");
+    }
+
+    private async Task ReloadAsync()
+    {
+        if (Interlocked.Exchange(ref _reloading, 1) == 1)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (var ((model, pinned), lazy) in _served)
+            {
+                if (pinned is not null || !lazy.IsValueCreated || !lazy.Value.IsCompletedSuccessfully)
+                {
+                    continue;
+                }
+
+                var served = await lazy.Value;
+                try
+                {
+                    var config = Repository.Config(model);
+                    if (Repository.ServedVersion(config) is { } newest && newest != served.Current.Version)
+                    {
+                        var next = await Task.Run(() => Load(config, newest));
+                        var previous = served.Swap(next);
+                        previous.Retire();
+                        _log.LogInformation("model {Model}: now serving version {Version} (was {Previous})", model, newest, previous.Version);
+                    }
+                }
+                catch (ModelRepositoryException e)
+                {
+                    // A broken new version must not take down the one being served.
+                    _log.LogWarning("model {Model}: keeping version {Version}: {Problem}", model, served.Current.Version, e.Message);
+                }
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _reloading, 0);
+        }
+    }
+
+    public void Dispose()
+    {
+        _reload.Dispose();
+        foreach (var lazy in _served.Values.Where(l => l.IsValueCreated && l.Value.IsCompletedSuccessfully))
+        {
+            lazy.Value.Result.Current.Retire();
+        }
+    }
+
+    private sealed class ServedModel(LoadedModel initial)
+    {
+        private LoadedModel _current = initial;
+
+        public LoadedModel Current => Volatile.Read(ref _current);
+
+        public LoadedModel Swap(LoadedModel next) => Interlocked.Exchange(ref _current, next);
+    }
+}

@@ -1,0 +1,180 @@
+using Microsoft.Extensions.Logging;
+using Tsp.Actors.Nodes;
+using Tsp.Actors.Nodes.Onnx;
+
+namespace Tsp.Actors.Tests.Nodes;
+
+/// <summary>Real ONNX Runtime (CPU provider) on models written by <see cref="OnnxGraph"/>.</summary>
+public sealed class OnnxModelsTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "tsp-tests", "models-" + Guid.NewGuid().ToString("N")[..12]);
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root))
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+    }
+
+    /// <summary>y = x · scale + 1 on [N,4]; each version a different scale, so results tell versions apart.</summary>
+    internal static void WriteAffineModel(string root, string name, int version, float scale, int maxBatch = 8, int delayMs = 5)
+    {
+        var folder = Path.Combine(root, name, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(root, name, ModelRepository.ConfigFile), $$"""
+            inputs: [{ name: x, shape: [-1, 4] }]
+            outputs: [{ name: y, shape: [-1, 4] }]
+            batching: { max_batch_size: {{maxBatch}}, max_queue_delay_ms: {{delayMs}} }
+            """);
+        var model = new OnnxGraph(name)
+            .Input("x", -1, 4)
+            .Output("y", -1, 4)
+            .Constant("scale", [1], [scale])
+            .Constant("one", [1], [1f])
+            .Node("Mul", ["x", "scale"], ["scaled"])
+            .Node("Add", ["scaled", "one"], ["y"])
+            .ToModel();
+        // Written beside, then moved: a reader never sees half a model.
+        File.WriteAllBytes(Path.Combine(folder, "model.tmp"), model);
+        File.Move(Path.Combine(folder, "model.tmp"), Path.Combine(folder, ModelRepository.ModelFile));
+    }
+
+    private static Dictionary<string, TensorData> Input(int rows, float start) =>
+        new() { ["x"] = new TensorData([rows, 4], Enumerable.Range(0, rows * 4).Select(i => start + i).ToArray()) };
+
+    [Fact]
+    public async Task A_model_runs_on_the_CPU_provider_and_records_its_version()
+    {
+        WriteAffineModel(_root, "affine", 1, scale: 2);
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+
+        var result = await models.InferAsync("affine", null, Input(2, 0), CancellationToken.None);
+
+        Assert.Equal(("affine", 1, "CPU"), (result.Model, result.Version, result.Provider));
+        Assert.Equal([2L, 4], result.Outputs["y"].Dims);
+        Assert.Equal(Enumerable.Range(0, 8).Select(i => (i * 2f) + 1), result.Outputs["y"].Values);
+    }
+
+    [Fact]
+    public async Task Batched_outputs_equal_unbatched_ones()
+    {
+        WriteAffineModel(_root, "batched", 1, scale: 3, maxBatch: 16, delayMs: 50);
+        WriteAffineModel(_root, "single", 1, scale: 3, maxBatch: 1, delayMs: 0);
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+
+        var requests = Enumerable.Range(0, 40).Select(i => Input(1 + (i % 3), i * 100)).ToList();
+        var batched = await Task.WhenAll(requests.Select(r => models.InferAsync("batched", null, r, CancellationToken.None)));
+        var single = await Task.WhenAll(requests.Select(r => models.InferAsync("single", null, r, CancellationToken.None)));
+
+        for (var i = 0; i < requests.Count; i++)
+        {
+            Assert.Equal(single[i].Outputs["y"].Dims, batched[i].Outputs["y"].Dims);
+            Assert.Equal(single[i].Outputs["y"].Values, batched[i].Outputs["y"].Values);
+        }
+
+        Assert.Contains(batched, r => r.BatchSize > 1);
+        Assert.All(single, r => Assert.Equal(r.Outputs["y"].Batch, r.BatchSize));
+    }
+
+    [Fact]
+    public async Task A_bad_item_fails_alone_not_its_batch()
+    {
+        WriteAffineModel(_root, "affine", 1, scale: 2, maxBatch: 16, delayMs: 50);
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+
+        var good = Enumerable.Range(0, 6).Select(i => models.InferAsync("affine", null, Input(1, i), CancellationToken.None)).ToList();
+        // Declares [1,4] but carries 3 values: ONNX Runtime refuses it.
+        var bad = models.InferAsync("affine", null, new Dictionary<string, TensorData> { ["x"] = new([1, 4], [1f, 2f, 3f]) }, CancellationToken.None);
+
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => bad);
+        Assert.Contains("affine", error.Message, StringComparison.Ordinal);
+        Assert.All(await Task.WhenAll(good), r => Assert.Equal(4, r.Outputs["y"].Values.Length));
+    }
+
+    [Fact]
+    public async Task A_new_version_is_loaded_and_switched_to_under_load_without_failing_a_request()
+    {
+        WriteAffineModel(_root, "live", 1, scale: 2);
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromMilliseconds(100) }, preferCuda: false);
+        Assert.Equal(1, await models.ServedVersionAsync("live"));
+
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var seen = new System.Collections.Concurrent.ConcurrentBag<(int Version, float First)>();
+        var load = Enumerable.Range(0, 4).Select(_ => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested && !seen.Any(s => s.Version == 2))
+            {
+                var result = await models.InferAsync("live", null, Input(1, 1), CancellationToken.None);
+                seen.Add((result.Version, result.Outputs["y"].Values[0]));
+            }
+        })).ToList();
+
+        WriteAffineModel(_root, "live", 2, scale: 10);
+        await Task.WhenAll(load);
+
+        Assert.Contains(seen, s => s.Version == 1);
+        Assert.Contains(seen, s => s.Version == 2);
+        // Each answer comes from the version it names: 1·2+1 from v1, 1·10+1 from v2.
+        Assert.All(seen, s => Assert.Equal(s.Version == 1 ? 3f : 11f, s.First));
+        Assert.Equal(2, await models.ServedVersionAsync("live"));
+        Assert.Equal(1, await models.ServedVersionAsync("live", pinnedVersion: 1));
+    }
+
+    [Fact]
+    public async Task Without_CUDA_the_cuda_provider_falls_back_to_CPU_with_one_warning_naming_the_problem()
+    {
+        WriteAffineModel(_root, "affine", 1, scale: 2);
+        var log = new ListLogger();
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cuda" }, preferCuda: true, log);
+
+        var result = await models.InferAsync("affine", null, Input(1, 0), CancellationToken.None);
+        WriteAffineModel(_root, "other", 1, scale: 2);
+        await models.InferAsync("other", null, Input(1, 0), CancellationToken.None);
+
+        // This machine has no GPU: the CUDA provider cannot load its libraries.
+        Assert.Equal("CPU", result.Provider);
+        Assert.Equal([1f, 3, 5, 7], result.Outputs["y"].Values);
+        var warning = Assert.Single(log.Warnings);
+        Assert.Contains("CUDA execution provider unavailable", warning, StringComparison.Ordinal);
+        Assert.True(warning.Contains(".so", StringComparison.Ordinal), warning);
+        Assert.NotNull(models.CudaProblem);
+    }
+
+    [Fact]
+    public async Task A_config_that_does_not_describe_the_model_is_refused_with_both_shapes()
+    {
+        WriteAffineModel(_root, "mismatch", 1, scale: 2);
+        File.WriteAllText(Path.Combine(_root, "mismatch", ModelRepository.ConfigFile), """
+            inputs: [{ name: x, shape: [-1, 8] }]
+            outputs: [{ name: y, shape: [-1, 4] }]
+            """);
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+
+        var error = await Assert.ThrowsAsync<ModelRepositoryException>(() => models.InferAsync("mismatch", null, Input(1, 0), CancellationToken.None));
+        Assert.Contains("config.yaml says input x [-1,8], the model has [-1,4]", error.Message, StringComparison.Ordinal);
+        var missing = await Assert.ThrowsAsync<ModelRepositoryException>(() => models.InferAsync("absent", null, Input(1, 0), CancellationToken.None));
+        Assert.Contains("model 'absent' is not in the repository", missing.Message, StringComparison.Ordinal);
+    }
+
+    private sealed class ListLogger : ILogger
+    {
+        public List<string> Warnings { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel == LogLevel.Warning)
+            {
+                lock (Warnings)
+                {
+                    Warnings.Add(formatter(state, exception));
+                }
+            }
+        }
+    }
+}
