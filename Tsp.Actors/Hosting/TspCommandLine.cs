@@ -19,6 +19,7 @@ public sealed class TspCommandLine
         ["--journal"] = "SqlitePath",
         ["--kafka"] = "Kafka:Bootstrap",
         ["--grpc-port"] = "Grpc:Port",
+        ["--models"] = "Onnx:Repository",
     };
 
     private static readonly Dictionary<string, string> Lists = new(StringComparer.Ordinal)

@@ -16,6 +16,7 @@ using StackExchange.Redis;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Nodes;
+using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
@@ -51,7 +52,10 @@ public static class TspHostingExtensions
     /// <exception cref="WorkflowValidationException">A configured workflow is invalid.</exception>
     public static IServiceCollection AddTspServices(this IServiceCollection services, TspOptions options, NodeProcessorRegistry? processors = null)
     {
-        processors ??= NodeProcessorRegistry.WithBuiltIns();
+        var roles = options.Roles.Count > 0 ? options.Roles : [.. TspRoles.All];
+        // "auto" tries CUDA on gpu-role processes of a machine with an NVIDIA device; "cuda" always.
+        var models = new OnnxModels(new ModelRepository(options.Onnx.Repository), options.Onnx, preferCuda: roles.Contains(TspRoles.Gpu) && OnnxModels.GpuPresent);
+        processors ??= NodeProcessorRegistry.Standard(models);
         var catalog = new WorkflowCatalog();
         foreach (var file in options.Workflows)
         {
@@ -60,6 +64,11 @@ public static class TspHostingExtensions
 
         services.AddSingleton(options);
         services.AddSingleton(processors);
+        services.AddSingleton(sp =>
+        {
+            models.Logger = sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Tsp.Onnx");
+            return models;
+        });
         services.AddSingleton(catalog);
         services.AddSingleton<NodeQueues>();
         services.AddSingleton<KafkaIngests>();
@@ -104,6 +113,8 @@ public static class TspHostingExtensions
         // Every member knows the node dispatchers: a router pool checks its routees' Props where the
         // pool lives (an orchestrator), and the routees run them where they are deployed (a worker).
         builder.AddTspNodeDispatchers(options);
+        // Resolved at start: hands the ONNX models the host's logging (and the host their disposal).
+        builder.WithActors((_, _, resolver) => resolver.GetService<OnnxModels>());
         if (roles.Contains(TspRoles.Orchestrator))
         {
             builder.AddTspOrchestrator(options);

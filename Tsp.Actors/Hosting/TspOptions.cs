@@ -1,3 +1,4 @@
+using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Storage;
@@ -50,6 +51,9 @@ public sealed class TspOptions
     public StorageOptions Storage { get; set; } = new();
 
     public KafkaOptions Kafka { get; set; } = new();
+
+    /// <summary>ONNX nodes: model repository, execution provider, threads.</summary>
+    public OnnxOptions Onnx { get; set; } = new();
 
     /// <summary>The gRPC gateway on orchestrators (Tsp.Seed).</summary>
     public GrpcOptions Grpc { get; set; } = new();

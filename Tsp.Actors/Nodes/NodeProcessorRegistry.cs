@@ -1,4 +1,7 @@
 using System.Collections.Concurrent;
+using Tsp.Actors.Nodes.Imaging;
+using Tsp.Actors.Nodes.Onnx;
+using Tsp.Actors.Nodes.Training;
 
 namespace Tsp.Actors.Nodes;
 
@@ -18,6 +21,18 @@ public sealed class NodeProcessorRegistry
 
     public static NodeProcessorRegistry WithBuiltIns() =>
         new([new PassthroughProcessor(), new ChecksumProcessor(), new SleepProcessor(), new FlakyProcessor()]);
+
+    /// <summary>The built-ins plus the AI nodes: imaging, ONNX models, postprocessing, training.</summary>
+    public static NodeProcessorRegistry Standard(OnnxModels models)
+    {
+        var registry = WithBuiltIns();
+        registry.Register(new ImageNormalizeProcessor());
+        registry.Register(new MapRegionsProcessor());
+        registry.Register(new OnnxProcessor(models));
+        registry.Register(new FitNormalProcessor());
+        registry.Register(new ExportOnnxProcessor(models.Repository));
+        return registry;
+    }
 
     public IReadOnlySet<string> Names => _processors.Keys.ToHashSet(StringComparer.Ordinal);
 

@@ -41,7 +41,7 @@ public sealed class OnnxModels : IDisposable
     private readonly ConcurrentDictionary<(string Model, int? Pinned), Lazy<Task<ServedModel>>> _served = new();
     private readonly OnnxOptions _options;
     private readonly bool _preferCuda;
-    private readonly ILogger _log;
+    private ILogger _log;
     private readonly Timer _reload;
     private readonly Lock _providerLock = new();
     private string? _cudaProblem;
@@ -58,6 +58,16 @@ public sealed class OnnxModels : IDisposable
     }
 
     public ModelRepository Repository { get; }
+
+    /// <summary>Where loads, swaps and the CUDA fallback are reported (set once the host's logging exists).</summary>
+    public ILogger Logger
+    {
+        get => _log;
+        set => _log = value;
+    }
+
+    /// <summary>Whether this machine shows an NVIDIA device (the driver's control node).</summary>
+    public static bool GpuPresent => File.Exists("/dev/nvidiactl");
 
     /// <summary>Why CUDA is not used, once it was tried and failed; null otherwise.</summary>
     public string? CudaProblem => _cudaProblem;
