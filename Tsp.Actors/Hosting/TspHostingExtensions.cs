@@ -59,7 +59,9 @@ public static class TspHostingExtensions
         var catalog = new WorkflowCatalog();
         foreach (var file in options.Workflows)
         {
-            catalog.Deploy(WorkflowLoader.LoadFile(file, processors.Names));
+            var workflow = WorkflowLoader.LoadFile(file, processors.Names);
+            NodeContracts.Check(workflow, processors);
+            catalog.Deploy(workflow);
         }
 
         services.AddSingleton(options);

@@ -12,11 +12,24 @@ namespace Tsp.Actors.Nodes.Imaging;
 /// Parameters: width, height (256), channels (3, or 1 for gray), mean, std ("0.485,0.456,0.406"
 /// style; default 0 and 1), tensor (its name, "x"), tiles ("2x3"; default one), max_pixels (64e6).
 /// </summary>
-public sealed class ImageNormalizeProcessor : INodeProcessor
+public sealed class ImageNormalizeProcessor : INodeProcessor, INodeContract
 {
     public const string ProcessorName = "image.normalize";
 
     public string Name => ProcessorName;
+
+    public (IReadOnlyList<Onnx.TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(Workflows.NodeDefinition node, IReadOnlyList<NodeInputSpec> inputs)
+    {
+        try
+        {
+            var settings = ImageSettings.From(node.Parameters, node.Id);
+            return ([new Onnx.TensorSpec(settings.TensorName, settings.Dims)], []);
+        }
+        catch (NodeInputException e)
+        {
+            return (null, [e.Message.Replace($"node '{node.Id}': ", "", StringComparison.Ordinal)]);
+        }
+    }
 
     public Task<NodeOutput> ProcessAsync(NodeInvocation invocation, CancellationToken cancellationToken)
     {

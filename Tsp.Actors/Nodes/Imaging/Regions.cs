@@ -101,11 +101,32 @@ public static class Regions
 /// cut), then non-maximum suppression. Parameters: tensor, threshold (0.5), min_area (4), label
 /// ("defect"), iou (0.3), max_detections (100). Metrics: max_score (the image-level score), regions.
 /// </summary>
-public sealed class MapRegionsProcessor : INodeProcessor
+public sealed class MapRegionsProcessor : INodeProcessor, INodeContract
 {
     public const string ProcessorName = "map.regions";
 
     public string Name => ProcessorName;
+
+    public (IReadOnlyList<Onnx.TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(Workflows.NodeDefinition node, IReadOnlyList<NodeInputSpec> inputs)
+    {
+        var from = node.Parameters.GetValueOrDefault("from");
+        var input = from is null ? (inputs.Count == 1 ? inputs[0] : null) : inputs.FirstOrDefault(i => i.Parent == from);
+        if (input?.Tensors is not { } tensors)
+        {
+            return (null, input is null ? [$"takes one score map: name its parent with parameter 'from' (parents: {string.Join(", ", inputs.Select(i => i.Parent))})"] : []);
+        }
+
+        var name = node.Parameters.GetValueOrDefault("tensor");
+        var map = name is null ? (tensors.Count == 1 ? tensors[0] : null) : tensors.FirstOrDefault(t => t.Name == name);
+        if (map is null)
+        {
+            return (null, [$"no tensor {(name is null ? "chosen" : $"'{name}'")} among {string.Join(", ", tensors)} from '{input.Parent}'; name one with parameter 'tensor'"]);
+        }
+
+        return map.Shape.Count is 3 || (map.Shape.Count == 4 && map.Shape[1] is 1 or -1)
+            ? (null, [])
+            : (null, [$"tensor {map} from '{input.Parent}' is not a score map ([N,1,H,W] or [N,H,W])"]);
+    }
 
     public Task<NodeOutput> ProcessAsync(NodeInvocation invocation, CancellationToken cancellationToken)
     {

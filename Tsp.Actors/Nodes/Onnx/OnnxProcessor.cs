@@ -11,11 +11,61 @@ namespace Tsp.Actors.Nodes.Onnx;
 /// only tensor), from (the parent; default the only input). The output set holds every model output,
 /// and keeps the source image size and tiling. Every result records model name and version.
 /// </summary>
-public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor
+public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor, INodeContract
 {
     public const string ProcessorName = "onnx";
 
     public string Name => ProcessorName;
+
+    /// <summary>Checks the model's config.yaml against the tensor the node is fed. A model not in the
+    /// repository yet (e.g. trained later) is not an error here: its runs fail until it is there.</summary>
+    public (IReadOnlyList<TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(Workflows.NodeDefinition node, IReadOnlyList<NodeInputSpec> inputs)
+    {
+        if (!node.Parameters.TryGetValue("model", out var model) || model.Length == 0)
+        {
+            return (null, ["parameter 'model' is missing"]);
+        }
+
+        ModelConfig config;
+        try
+        {
+            if (!File.Exists(Path.Combine(models.Repository.Root, model, ModelRepository.ConfigFile)))
+            {
+                return (null, []);
+            }
+
+            config = models.Repository.Config(model);
+        }
+        catch (ModelRepositoryException e)
+        {
+            return (null, [e.Message]);
+        }
+
+        var inputName = node.Parameters.GetValueOrDefault("input") ?? (config.Inputs.Count == 1 ? config.Inputs[0].Name : null);
+        var spec = config.Inputs.FirstOrDefault(i => i.Name == inputName);
+        if (spec is null)
+        {
+            return (config.Outputs, [$"model '{model}' has inputs {string.Join(", ", config.Inputs)}; parameter 'input' must name one"]);
+        }
+
+        var from = node.Parameters.GetValueOrDefault("from");
+        var parent = from is null ? (inputs.Count == 1 ? inputs[0] : null) : inputs.FirstOrDefault(i => i.Parent == from);
+        if (parent?.Tensors is not { } tensors)
+        {
+            return (config.Outputs, parent is null ? [$"takes one tensor set: name its parent with parameter 'from' (parents: {string.Join(", ", inputs.Select(i => i.Parent))})"] : []);
+        }
+
+        var tensorName = node.Parameters.GetValueOrDefault("tensor") ?? (tensors.Any(t => t.Name == spec.Name) ? spec.Name : null);
+        var tensor = tensorName is null ? (tensors.Count == 1 ? tensors[0] : null) : tensors.FirstOrDefault(t => t.Name == tensorName);
+        if (tensor is null)
+        {
+            return (config.Outputs, [$"no tensor for model input '{spec.Name}' among {string.Join(", ", tensors)} from '{parent.Parent}'; name one with parameter 'tensor'"]);
+        }
+
+        return spec.Accepts(tensor.Shape)
+            ? (config.Outputs, [])
+            : (config.Outputs, [$"tensor '{tensor.Name}' from '{parent.Parent}' is {TensorSets.Shape(tensor.Shape)}, but model '{model}' input '{spec.Name}' is {TensorSets.Shape(spec.Shape)}"]);
+    }
 
     public OnnxModels Models => models;
 
