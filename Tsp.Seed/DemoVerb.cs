@@ -6,7 +6,10 @@ using Microsoft.Extensions.DependencyInjection;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Ingest;
+using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Northbound;
+using Google.Protobuf;
+using Tsp.Actors.Samples;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
 using Tsp.Actors.Workflows;
@@ -43,9 +46,10 @@ internal static class DemoVerb
         }
     }
 
-    public sealed record Summary(int Frames, int Results, int Failed, int Dead, double RunsPerSecond, double P99Ms)
+    public sealed record Summary(int Frames, int Results, int Failed, int Dead, double RunsPerSecond, double P99Ms, double? Auroc = null, double? Recall = null)
     {
-        public string Line => string.Create(CultureInfo.InvariantCulture, $"demo: frames={Frames} results={Results} failed={Failed} dead={Dead} runs_per_s={RunsPerSecond:0.0} p99_ms={P99Ms:0.0}");
+        public string Line => string.Create(CultureInfo.InvariantCulture, $"demo: frames={Frames} results={Results} failed={Failed} dead={Dead} runs_per_s={RunsPerSecond:0.0} p99_ms={P99Ms:0.0}")
+            + (Auroc is { } auroc && Recall is { } recall ? string.Create(CultureInfo.InvariantCulture, $" auroc={auroc:0.000} recall={recall:0.000}") : "");
     }
 
     /// <summary>Runs the demo on <paramref name="options"/>, which must name Redis and Kafka.</summary>
@@ -63,17 +67,27 @@ internal static class DemoVerb
         {
             var system = host.Services.GetRequiredService<ActorSystem>();
             var store = host.Services.GetRequiredService<RedisStore>();
-            var project = host.Services.GetRequiredService<WorkflowCatalog>().Projects.First();
-            output.WriteLine($"demo: project '{project}', {frames} frames of {size} bytes, at most {concurrency} runs in flight");
+            var catalog = host.Services.GetRequiredService<WorkflowCatalog>();
+            await SeedHost.PrepareSampleModelsAsync(host);
+            var inspection = InspectionFrames.Find(catalog);
+            IDemoFrames source = inspection is null ? new RandomFrames(size) : new InspectionFrames();
+            var project = inspection?.Inspection.Project ?? catalog.Projects.First();
+            output.WriteLine(inspection is null
+                ? $"demo: project '{project}', {frames} frames of {size} bytes, at most {concurrency} runs in flight"
+                : $"demo: project '{project}', {frames} generated surface images (every second one defective), at most {concurrency} runs in flight");
             output.WriteLine($"demo: kafka {options.Kafka.Bootstrap} (topic {KafkaTopics.Frames(project)}), redis {options.Redis}, journal {options.SqlitePath}");
             var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
             await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
+            if (inspection is { } scenario)
+            {
+                await TrainIfNeededAsync(host, scenario.Training.Project, scenario.Model, output);
+            }
 
             // One frame first, not counted: the consumer group joins (≈3 s on the mock broker), code
             // paths warm up, and the figures below measure the pipeline, not its start.
             using (var warmUp = new FrameProducer(options.Kafka.Bootstrap!))
             {
-                var warmUpRun = await warmUp.ProduceAsync(project, new byte[size], "warm-up");
+                var warmUpRun = await warmUp.ProduceAsync(project, inspection is null ? new byte[size] : SurfaceImages.Generate(InspectionFrames.FirstSeed - 1, defective: false).Png, "warm-up");
                 using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(60));
                 while ((await results.ReadAsync(patience.Token)).RunId != warmUpRun)
                 {
@@ -96,7 +110,8 @@ internal static class DemoVerb
                         continue;
                     }
 
-                    example = result.Status == RunStatus.Succeeded ? result : example;
+                    source.Judge(result);
+                    example = result.Status == RunStatus.Succeeded && (example is null || (example.Detections.Count < 2 && result.Detections.Count > example.Detections.Count)) ? result : example;
                     if (result.Status != RunStatus.Succeeded)
                     {
                         failed++;
@@ -119,10 +134,10 @@ internal static class DemoVerb
             // The embedded mock broker keeps only the newest few MB of each partition: a producer far
             // ahead of ingest would lose frames there. So the demo stays at most `ahead` frames ahead
             // of the results (a real Kafka has no such limit).
-            var ahead = Math.Clamp((8 << 20) / size, 1, 2 * concurrency);
+            var frameBytes = inspection is null ? size : 160 * 1024;
+            var ahead = Math.Clamp((8 << 20) / frameBytes, 1, 2 * concurrency);
             using (var producer = new FrameProducer(options.Kafka.Bootstrap!))
             {
-                var random = new Random(42);
                 var deliveries = new List<Task>(frames);
                 for (var i = 0; i < frames; i++)
                 {
@@ -131,9 +146,8 @@ internal static class DemoVerb
                         await Task.Delay(1);
                     }
 
-                    var data = new byte[size];
-                    random.NextBytes(data);
-                    deliveries.Add(ProduceAsync(producer, project, data, $"camera-{i % 4}"));
+                    var (data, sourceId) = source.Frame(i);
+                    deliveries.Add(ProduceAsync(producer, project, data, sourceId));
                 }
 
                 await Task.WhenAll(deliveries);
@@ -168,7 +182,13 @@ internal static class DemoVerb
                 foreach (var node in example.Nodes)
                 {
                     var metrics = string.Join(' ', node.Metrics.Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Key}={m.Value:0.###}")));
-                    output.WriteLine($"    {node.NodeId,-10} {node.Status,-9} {node.DurationUs / 1000.0,7:0.00} ms  {metrics}");
+                    var model = node.ModelName.Length > 0 ? $"  model {node.ModelName} v{node.ModelVersion}" : "";
+                    output.WriteLine($"    {node.NodeId,-10} {node.Status,-9} {node.DurationUs / 1000.0,7:0.00} ms  {metrics}{model}");
+                }
+
+                foreach (var detection in example.Detections)
+                {
+                    output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    {detection.Label} {detection.Score:0.00} at x={detection.Box.X:0} y={detection.Box.Y:0} w={detection.Box.Width:0} h={detection.Box.Height:0} (node {detection.NodeId})"));
                 }
             }
 
@@ -179,11 +199,56 @@ internal static class DemoVerb
                 .Order()
                 .ToList();
             var p99 = latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)Math.Ceiling(latencies.Count * 0.99) - 1)];
-            return new Summary(frames, completedAt.Count, failed, dead, completedAt.Count / elapsed.TotalSeconds, p99);
+            var (auroc, recall) = source.Quality;
+            return new Summary(frames, completedAt.Count, failed, dead, completedAt.Count / elapsed.TotalSeconds, p99, auroc, recall);
         }
         finally
         {
             await host.StopAsync();
+        }
+    }
+
+    /// <summary>Fits the model on good images through the training project when the repository has no version of it yet.</summary>
+    private static async Task TrainIfNeededAsync(Microsoft.Extensions.Hosting.IHost host, string trainingProject, string model, TextWriter output)
+    {
+        var models = host.Services.GetRequiredService<OnnxModels>();
+        if (models.Repository.Versions(model).Count > 0)
+        {
+            output.WriteLine($"demo: model '{model}' version {models.Repository.Versions(model)[^1]} found in {models.Repository.Root}; delete it to train again");
+            return;
+        }
+
+        const int images = 40;
+        output.WriteLine($"demo: no version of model '{model}' yet: training it on {images} good images (project '{trainingProject}')");
+        var clock = Stopwatch.StartNew();
+        var system = host.Services.GetRequiredService<ActorSystem>();
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, trainingProject, TimeSpan.FromSeconds(30));
+        try
+        {
+            var frame = new Frame { Project = trainingProject, SourceId = "demo-training", Data = InspectionFrames.TrainingSet(images).ToByteString() };
+            var accepted = await host.Services.GetRequiredService<RunSubmitter>().SubmitAsync(frame);
+            if (accepted.Outcome == StartOutcome.Rejected)
+            {
+                throw new InvalidOperationException($"training run rejected: {accepted.Error}");
+            }
+
+            using var patience = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+            TpResult result;
+            while ((result = await results.ReadAsync(patience.Token)).RunId != accepted.RunId)
+            {
+            }
+
+            if (result.Status != RunStatus.Succeeded)
+            {
+                throw new InvalidOperationException($"training failed: {result.Error}");
+            }
+
+            var export = result.Nodes.First(n => n.ModelName == model);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"demo: trained '{model}' version {export.ModelVersion} in {clock.Elapsed.TotalSeconds:0.0} s"));
+        }
+        finally
+        {
+            system.Stop(subscriber);
         }
     }
 }

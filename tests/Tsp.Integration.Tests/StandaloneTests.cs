@@ -251,14 +251,22 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task The_demo_command_prints_progress_and_one_summary_line()
+    public async Task The_demo_command_trains_then_inspects_the_sample_and_prints_one_summary_line()
     {
-        var (exitCode, text) = await RunSeedAsync("demo", "--frames", "40", "--size", "2048");
+        var models = Path.Combine(Path.GetTempPath(), "tsp-tests", TestServers.Unique("models"));
+        var (exitCode, text) = await RunSeedAsync("demo", "--frames", "40", "--models", models);
 
         output.WriteLine(text);
         Assert.Equal(0, exitCode);
+        Assert.Contains("demo: project 'rail-inspection'", text, StringComparison.Ordinal);
+        Assert.Contains("demo: trained 'rail-anomaly' version 1", text, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(models, "rail-anomaly", "1", "model.onnx")));
         Assert.Contains("progress: 40/40 results", text, StringComparison.Ordinal);
-        Assert.Matches(@"(?m)^demo: frames=40 results=40 failed=0 dead=0 runs_per_s=\d+(\.\d)? p99_ms=\d+(\.\d)?$", text);
+        Assert.Matches(@"(?m)^    anomaly +Completed .* model rail-anomaly v1$", text);
+        var summary = System.Text.RegularExpressions.Regex.Match(text, @"(?m)^demo: frames=40 results=40 failed=0 dead=0 runs_per_s=\d+(\.\d)? p99_ms=\d+(\.\d)? auroc=(?<auroc>[01]\.\d{3}) recall=(?<recall>[01]\.\d{3})$");
+        Assert.True(summary.Success, "no summary line");
+        Assert.InRange(double.Parse(summary.Groups["auroc"].Value, System.Globalization.CultureInfo.InvariantCulture), 0.9, 1.0);
+        Assert.InRange(double.Parse(summary.Groups["recall"].Value, System.Globalization.CultureInfo.InvariantCulture), 0.7, 1.0);
     }
 
     private static async Task<(int ExitCode, string Output)> RunSeedAsync(params string[] args)

@@ -9,7 +9,7 @@ namespace Tsp.Actors.Nodes.Onnx;
 public sealed class OnnxOptions
 {
     /// <summary>The model repository (a shared volume in a cluster).</summary>
-    public string Repository { get; set; } = "models";
+    public string Repository { get; set; } = Path.Combine(".tsp", "models");
 
     /// <summary>auto (CUDA on gpu-role processes when it loads, else CPU), cuda, or cpu.</summary>
     public string ExecutionProvider { get; set; } = "auto";
