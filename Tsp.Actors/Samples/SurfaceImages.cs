@@ -148,6 +148,9 @@ public static class SurfaceImages
     private static Box DrawDefect(SKCanvas canvas, SKCanvas mask, Random random)
     {
         var kind = random.Next(3);
+        // How visible it is: from faint (barely above the texture's grain) to obvious.
+        var severity = 0.25f + (0.75f * (float)random.NextDouble());
+        byte Shade(int from, int to) => (byte)Math.Clamp(from + ((to - from) * severity), 0, 255);
         // Away from the serial plate.
         var (cx, cy) = (60 + (float)(random.NextDouble() * 170), 60 + (float)(random.NextDouble() * 170));
         using var paint = new SKPaint { IsAntialias = true, StrokeCap = SKStrokeCap.Round, Style = SKPaintStyle.Stroke };
@@ -162,7 +165,7 @@ public static class SurfaceImages
                 var (dx, dy) = ((float)(Math.Cos(angle) * length / 2), (float)(Math.Sin(angle) * length / 2));
                 builder.MoveTo(cx - dx, cy - dy);
                 builder.LineTo(cx + dx, cy + dy);
-                paint.Color = random.Next(2) == 0 ? new SKColor(222, 226, 232) : new SKColor(52, 54, 58);
+                paint.Color = random.Next(2) == 0 ? new SKColor(Shade(138, 222), Shade(140, 226), Shade(146, 232)) : new SKColor(Shade(128, 52), Shade(130, 54), Shade(136, 58));
                 paint.StrokeWidth = maskPaint.StrokeWidth = 2 + random.Next(2);
                 break;
             }
@@ -180,17 +183,17 @@ public static class SurfaceImages
                     builder.LineTo(x, y);
                 }
 
-                paint.Color = new SKColor(34, 30, 28);
+                paint.Color = new SKColor(Shade(126, 34), Shade(128, 30), Shade(130, 28));
                 paint.StrokeWidth = maskPaint.StrokeWidth = 2.5f;
                 break;
             }
 
             default: // spot: a rust-coloured blot
             {
-                var radius = 5 + (float)(random.NextDouble() * 9);
+                var radius = 3 + (float)(random.NextDouble() * 11);
                 builder.AddCircle(cx, cy, radius);
                 paint.Style = maskPaint.Style = SKPaintStyle.Fill;
-                paint.Color = new SKColor(118, 62, 34);
+                paint.Color = new SKColor(Shade(136, 118), Shade(136, 62), Shade(136, 34));
                 break;
             }
         }

@@ -9,6 +9,11 @@ public sealed record StorageOptions
     /// <summary>How long a frame and node outputs stay in Redis (claim-check blobs).</summary>
     public TimeSpan BlobTtl { get; init; } = TimeSpan.FromHours(1);
 
+    /// <summary>How long a finished run's frame and node outputs stay (for subscribers that fetch an
+    /// output by its key). Blobs are large (tensors, images): at a few hundred runs per second an hour
+    /// of them would fill Redis.</summary>
+    public TimeSpan FinishedBlobTtl { get; init; } = TimeSpan.FromMinutes(5);
+
     /// <summary>How many TP results each project's results log keeps (oldest trimmed first).</summary>
     public int ResultsRetention { get; init; } = 100_000;
 
@@ -62,6 +67,15 @@ public sealed class RedisStore : IAsyncDisposable
     public async Task<byte[]?> GetBlobAsync(string key) => (byte[]?)await _db.StringGetAsync(key);
 
     public Task<bool> BlobExistsAsync(string key) => _db.KeyExistsAsync(key);
+
+    /// <summary>Shortens the blobs' time to live to <see cref="StorageOptions.FinishedBlobTtl"/> (never lengthens it).</summary>
+    public Task ExpireFinishedAsync(IEnumerable<string> keys)
+    {
+        var batch = _db.CreateBatch();
+        var expiries = keys.Select(k => batch.KeyExpireAsync(k, Options.FinishedBlobTtl, ExpireWhen.LessThanCurrentExpiry)).ToList();
+        batch.Execute();
+        return Task.WhenAll(expiries);
+    }
 
     /// <returns>The blobs in key order; null for a missing key.</returns>
     public async Task<byte[]?[]> GetBlobsAsync(IReadOnlyList<string> keys)

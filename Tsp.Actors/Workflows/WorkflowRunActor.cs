@@ -333,6 +333,7 @@ public sealed class WorkflowRunActor : ReceivePersistentActor, IWithTimers
                 }
                 : null;
             await ResultPublisher.PublishAsync(store, mediator, result, deadLetter);
+            await store.ExpireFinishedAsync(result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey).Append(RedisKeys.Frame(result.Project, result.RunId)));
             return ResultPublished.Instance;
         }
     }

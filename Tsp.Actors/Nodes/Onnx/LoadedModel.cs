@@ -186,7 +186,7 @@ internal sealed class LoadedModel
                 var parts = batch.Select(r => r.Inputs.TryGetValue(name, out var t) ? t : throw new NodeInputException($"model '{Config.Name}' needs input '{name}'")).ToList();
                 var dims = (long[])parts[0].Dims.Clone();
                 dims[0] = parts.Sum(p => p.Dims[0]);
-                var data = parts.Count == 1 ? parts[0].Values : parts.SelectMany(p => p.Values).ToArray();
+                var data = parts.Count == 1 ? parts[0].Values : Concatenate(parts);
                 names.Add(name);
                 values.Add(OrtValue.CreateTensorValueFromMemory(data, dims));
             }
@@ -208,6 +208,19 @@ internal sealed class LoadedModel
                 value.Dispose();
             }
         }
+    }
+
+    private static float[] Concatenate(List<TensorData> parts)
+    {
+        var data = GC.AllocateUninitializedArray<float>(parts.Sum(p => p.Values.Length));
+        var offset = 0;
+        foreach (var part in parts)
+        {
+            part.Values.CopyTo(data, offset);
+            offset += part.Values.Length;
+        }
+
+        return data;
     }
 
     private sealed record Request(IReadOnlyDictionary<string, TensorData> Inputs, CancellationToken Cancellation)

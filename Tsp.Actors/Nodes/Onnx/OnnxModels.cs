@@ -19,6 +19,10 @@ public sealed class OnnxOptions
     /// <summary>Threads per session; 0 lets ONNX Runtime choose (one per core).</summary>
     public int IntraOpThreads { get; set; }
 
+    /// <summary>Whether ONNX Runtime's worker threads spin while waiting for work. Spinning wins in a
+    /// bare loop but steals the cores the rest of the node (actors, Redis I/O) needs between batches.</summary>
+    public bool AllowSpinning { get; set; }
+
     /// <summary>How often the repository is checked for new versions.</summary>
     public TimeSpan ReloadInterval { get; set; } = TimeSpan.FromSeconds(2);
 }
@@ -150,13 +154,21 @@ public sealed class OnnxModels : IDisposable
         }
     }
 
-    private (SessionOptions Options, string Provider) CreateSessionOptions()
+    private SessionOptions NewSessionOptions()
     {
         var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (_options.IntraOpThreads > 0)
         {
             options.IntraOpNumThreads = _options.IntraOpThreads;
         }
+
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", _options.AllowSpinning ? "1" : "0");
+        return options;
+    }
+
+    private (SessionOptions Options, string Provider) CreateSessionOptions()
+    {
+        var options = NewSessionOptions();
 
         if (!_preferCuda || _cudaProblem is not null)
         {
@@ -180,13 +192,7 @@ public sealed class OnnxModels : IDisposable
             }
 
             options.Dispose();
-            var cpu = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-            if (_options.IntraOpThreads > 0)
-            {
-                cpu.IntraOpNumThreads = _options.IntraOpThreads;
-            }
-
-            return (cpu, "CPU");
+            return (NewSessionOptions(), "CPU");
         }
     }
 

@@ -75,6 +75,24 @@ public sealed class RedisStoreTests : IAsyncLifetime
     [Theory]
     [InlineData("redis")]
     [InlineData("garnet")]
+    public async Task A_finished_runs_blobs_get_the_short_ttl_and_a_shorter_one_is_kept(string server)
+    {
+        await using var store = await Connect(server, new StorageOptions { FinishedBlobTtl = TimeSpan.FromSeconds(30) });
+        var db = store.Connection.GetDatabase();
+        var (frame, output) = (TestServers.Unique("frame"), TestServers.Unique("output"));
+        await store.PutBlobAsync(frame, new byte[] { 1 });
+        await db.StringSetAsync(output, new byte[] { 2 }, TimeSpan.FromSeconds(10));
+
+        await store.ExpireFinishedAsync([frame, output, TestServers.Unique("missing")]);
+
+        Assert.InRange((await db.KeyTimeToLiveAsync(frame))!.Value.TotalSeconds, 1, 30);
+        Assert.InRange((await db.KeyTimeToLiveAsync(output))!.Value.TotalSeconds, 1, 10);
+        Assert.NotNull(await store.GetBlobAsync(frame));
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("garnet")]
     public async Task The_results_log_keeps_only_its_retention(string server)
     {
         await using var store = await Connect(server, new StorageOptions { ResultsRetention = 100 });
