@@ -179,6 +179,12 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<KafkaMessage>>
                 var record = _consumer.Consume(TimeSpan.Zero);
                 return record is null || record.IsPartitionEOF ? null : new KafkaMessage(record, _consumer);
             }
+            catch (ConsumeException e) when (e.Error.Code == ErrorCode.UnknownTopicOrPart)
+            {
+                // Normal before the first record: topics are created by their first producer.
+                Log.Info("kafka consumer {0}: topic does not exist yet; waiting for it", _stage._topic);
+                return null;
+            }
             catch (ConsumeException e) when (!e.Error.IsFatal)
             {
                 Log.Warning("kafka consumer {0}: {1}", _stage._topic, e.Error.Reason);

@@ -55,7 +55,7 @@ public sealed class GrpcGatewayFixture : IAsyncLifetime
             SqlitePath = TestServers.TempSqlitePath(),
             Workflows = [GrpcTestClients.Workflow(ProjectA), GrpcTestClients.Workflow(ProjectB)],
             MaxFrameBytes = 64 * 1024,
-            SubscriberBuffer = 8,
+            SubscriberBuffer = 256,
             Grpc = new GrpcOptions
             {
                 Port = 0,
@@ -220,19 +220,40 @@ public sealed class GrpcTests(GrpcGatewayFixture gateway) : IClassFixture<GrpcGa
         var start = long.Parse((await slow.ResponseHeadersAsync).GetValue(TspGrpcService.FromHeader)!.Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
         await fast.ResponseHeadersAsync;
 
-        // Published the way runs publish, with 2 KiB each, far more than the HTTP/2 windows and the
-        // subscriber buffer (8) hold.
+        // Published the way runs publish, 2 KiB each: far more than the HTTP/2 windows and the
+        // subscriber buffer (256) hold. The reading subscriber is never more than 100 behind.
         const int count = 1500;
         var system = gateway.Host.Services.GetRequiredService<ActorSystem>();
         var store = gateway.Host.Services.GetRequiredService<RedisStore>();
         var mediator = DistributedPubSub.Get(system).Mediator;
-        var fastReading = GrpcTestClients.ReadAsync(fast.ResponseStream, count, Timeout);
-        var padding = new string('x', 2048);
-        for (var i = 0; i < count; i++)
+        var everyoneSoFar = new List<TpResult>();
+        var fastReading = Task.Run(async () =>
         {
-            var result = new TpResult { Project = project, RunId = $"synthetic-{i}", Status = RunStatus.Succeeded };
-            result.Nodes.Add(new NodeResult { NodeId = "pre", Labels = { ["padding"] = padding } });
-            await ResultPublisher.PublishAsync(store, mediator, result);
+            using var deadline = new CancellationTokenSource(Timeout);
+            while (everyoneSoFar.Count < count && await fast.ResponseStream.MoveNext(deadline.Token))
+            {
+                lock (everyoneSoFar)
+                {
+                    everyoneSoFar.Add(fast.ResponseStream.Current);
+                }
+            }
+
+            return everyoneSoFar;
+        });
+        var padding = new string('x', 2048);
+        using (var pace = new CancellationTokenSource(Timeout))
+        {
+            for (var i = 0; i < count; i++)
+            {
+                while (i - Volatile.Read(ref everyoneSoFar).Count > 100 && !fastReading.IsCompleted)
+                {
+                    await Task.Delay(1, pace.Token);
+                }
+
+                var result = new TpResult { Project = project, RunId = $"synthetic-{i}", Status = RunStatus.Succeeded };
+                result.Nodes.Add(new NodeResult { NodeId = "pre", Labels = { ["padding"] = padding } });
+                await ResultPublisher.PublishAsync(store, mediator, result);
+            }
         }
 
         var everyone = await fastReading;
