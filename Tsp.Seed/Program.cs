@@ -12,6 +12,7 @@ try
         "run" => await ServeVerb.RunAsync(cli, standalone: false),
         "produce" => await ProduceVerb.RunAsync(cli),
         "subscribe" => await SubscribeVerb.RunAsync(cli.VerbOptions),
+        "status" => await StatusVerb.RunAsync(cli),
         "help" or "--help" or "-h" => Verbs.Usage(Console.Out, 0),
         _ => Verbs.Usage(Console.Error, 2, $"unknown verb '{cli.Verb}'"),
     };

@@ -22,6 +22,8 @@ internal static class Verbs
               run          a cluster member (roles seed + orchestrator unless --roles says otherwise)
               produce      publish every file of a folder as a frame to a project's Kafka topic
                            --bootstrap HOST:PORT --project P --dir FOLDER [--rate PER_SECOND]
+              status       members, roles, reachability, queues and in-flight runs, asked of an orchestrator
+                           --seed HOST:PORT
               subscribe    print a project's results from a gRPC gateway as they arrive
                            --grpc URL --project P[,P...] [--from latest|earliest|N|P=N,...] [--token T]
 

@@ -208,6 +208,15 @@ public static class TspHostingExtensions
             });
         }
 
+        builder.WithActors((system, registry, resolver) => StatusServices.Register(
+            system,
+            resolver.GetService<WorkflowCatalog>(),
+            resolver.GetService<NodeQueues>(),
+            resolver.GetService<KafkaIngests>(),
+            resolver.GetService<RedisStore>(),
+            registry.Get<WorkflowRuns>(),
+            options.AskTimeout));
+
         return builder;
     }
 

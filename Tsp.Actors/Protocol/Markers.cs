@@ -44,3 +44,8 @@ public sealed partial class Tensor : ITspMessage;
 public sealed partial class TensorSet : ITspMessage;
 public sealed partial class TrainingSet : ITspMessage;
 public sealed partial class DetectionList : ITspMessage;
+public sealed partial class GetClusterStatus : ITspMessage;
+public sealed partial class MemberStatus : ITspMessage;
+public sealed partial class QueueStatus : ITspMessage;
+public sealed partial class ProjectStatus : ITspMessage;
+public sealed partial class ClusterStatus : ITspMessage;

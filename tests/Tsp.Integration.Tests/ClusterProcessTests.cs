@@ -60,4 +60,43 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         // The seed has roles seed and orchestrator only: every node ran on the worker's member.
         Assert.All(logged.SelectMany(r => r.Result.Nodes), n => Assert.StartsWith($"tsp@127.0.0.1:{workerPort}/", n.Worker, StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task The_status_command_shows_members_roles_queues_and_projects()
+    {
+        var project = TestServers.Unique("status");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-status }
+            """);
+        var seedPort = TspHostingExtensions.FreePort();
+        var workerPort = TspHostingExtensions.FreePort();
+        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", seedPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", workerPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--roles", "cpu", "--redis", TestServers.Redis);
+
+        // Until the worker is up and its routees are counted.
+        var deadline = Stopwatch.StartNew();
+        string text;
+        do
+        {
+            var status = _processes.Start("Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{seedPort}");
+            Assert.True(status.Process.WaitForExit(60_000), "status did not finish");
+            status.Process.WaitForExit();
+            Assert.Equal(0, status.Process.ExitCode);
+            text = string.Join('\n', status.Lines);
+        }
+        while ((!text.Contains("routees=", StringComparison.Ordinal) || text.Contains("routees=0", StringComparison.Ordinal)) && deadline.Elapsed < TimeSpan.FromSeconds(60));
+
+        output.WriteLine(text);
+        Assert.Matches($@"akka.tcp://tsp@127.0.0.1:{seedPort}  Up  reachable  roles=orchestrator,seed", text);
+        Assert.Matches($@"akka.tcp://tsp@127.0.0.1:{workerPort}  Up  reachable  roles=cpu", text);
+        Assert.Matches(@"cpu-status \(cpu\)  routees=[1-9]\d* credits=\d+/\d+ waiting=0 in_flight=0", text);
+        Assert.Contains($"  {project}  kafka_in_flight_runs=0", text, StringComparison.Ordinal);
+
+        var unreachable = _processes.Start("Tsp.Seed.dll", "status", "--seed", "127.0.0.1:1");
+        Assert.True(unreachable.Process.WaitForExit(60_000));
+        Assert.Equal(4, unreachable.Process.ExitCode);
+    }
 }

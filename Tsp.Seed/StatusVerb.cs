@@ -1,0 +1,80 @@
+using System.Globalization;
+using Akka.Actor;
+using Akka.Cluster.Tools.Client;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Tsp.Actors.Hosting;
+using Tsp.Actors.Protocol;
+
+namespace Tsp.Seed;
+
+/// <summary><c>status --seed HOST:PORT</c>: asks an orchestrator (through ClusterClient) for members,
+/// roles, reachability, its node queues and each project's in-flight runs, and prints them.</summary>
+internal static class StatusVerb
+{
+    public static async Task<int> RunAsync(TspCommandLine cli)
+    {
+        var options = SeedHost.ReadOptions(cli.Configuration);
+        if (options.Seeds.Count == 0)
+        {
+            return Verbs.Usage(Console.Error, 2, "status needs --seed HOST:PORT (an orchestrator, e.g. the seed)");
+        }
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddAkka("tsp-status", (akka, _) => akka
+            .ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.ErrorLevel)
+            .WithRemoting(options.Host, 0)
+            .AddTspResultClient(options.Seeds));
+        using var host = builder.Build();
+        await host.StartAsync();
+        try
+        {
+            var client = await host.Services.GetRequiredService<IRequiredActor<TspClusterClient>>().GetAsync();
+            ClusterStatus status;
+            try
+            {
+                status = await client.Ask<ClusterStatus>(new ClusterClient.Send(StatusService.Path, new GetClusterStatus()), options.AskTimeout);
+            }
+            catch (AskTimeoutException)
+            {
+                await Console.Error.WriteLineAsync($"error: no answer from {string.Join(", ", options.Seeds)} within {options.AskTimeout.TotalSeconds:0} s (is it running, and an orchestrator?)");
+                return 4;
+            }
+
+            Console.Write(Describe(status));
+            return 0;
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    public static string Describe(ClusterStatus status)
+    {
+        var text = new System.Text.StringBuilder();
+        text.AppendLine($"answered by {status.AnsweredBy}");
+        text.AppendLine("members:");
+        foreach (var m in status.Members)
+        {
+            text.AppendLine($"  {m.Address}  {m.Status}  {(m.Reachable ? "reachable" : "UNREACHABLE")}  roles={string.Join(',', m.Roles)}");
+        }
+
+        text.AppendLine("queues (this orchestrator):");
+        foreach (var q in status.Queues)
+        {
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {q.Name} ({q.Role})  routees={q.Routees} credits={q.FreeSlots}/{q.Slots} waiting={q.Waiting} in_flight={q.InFlight} dispatched={q.Dispatched} retried={q.Retried} failed={q.Failed}"));
+        }
+
+        text.AppendLine("projects:");
+        foreach (var p in status.Projects)
+        {
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {p.Project}  kafka_in_flight_runs={p.KafkaInFlightRuns} kafka_consumed={p.KafkaConsumed} dead_lettered={p.DeadLettered} results={p.LatestPosition}"));
+        }
+
+        text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"active runs on this orchestrator: {status.ActiveRuns}"));
+        return text.ToString();
+    }
+}
