@@ -99,4 +99,82 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.True(unreachable.Process.WaitForExit(60_000));
         Assert.Equal(4, unreachable.Process.ExitCode);
     }
+
+    [Fact]
+    public async Task A_worker_killed_mid_stream_loses_no_frame_and_the_subscriber_sees_no_run_twice()
+    {
+        var project = TestServers.Unique("kill");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            defaults: { timeout: 10s }
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-k }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-k, after: [pre], params: { ms: 5 } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-k, after: [model] }
+            """);
+        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", Port(grpcPort), "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var workerPorts = new[] { TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort() };
+        var workers = workerPorts.Select(p => _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(p), "--roles", "gpu,cpu", "--redis", TestServers.Redis)).ToList();
+
+        using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");
+        using var subscription = new TspService.TspServiceClient(channel).Subscribe(new SubscribeRequest { Projects = { project }, From = "earliest" });
+        var received = new List<TpResult>();
+        const int frames = 2000;
+        var reading = Task.Run(async () =>
+        {
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(180));
+            while (received.Select(r => r.RunId).Distinct().Count() < frames && await subscription.ResponseStream.MoveNext(deadline.Token))
+            {
+                lock (received)
+                {
+                    received.Add(subscription.ResponseStream.Current);
+                }
+            }
+        });
+
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        for (var i = 0; i < frames; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+            if (i == frames / 2)
+            {
+                // Mid-stream, once the victim has done work: kill -9, no goodbye to the cluster.
+                var victim = $"tsp@127.0.0.1:{workerPorts[0]}/";
+                var patience = Stopwatch.StartNew();
+                while (patience.Elapsed < TimeSpan.FromSeconds(60))
+                {
+                    lock (received)
+                    {
+                        if (received.Any(r => r.Nodes.Any(n => n.Worker.StartsWith(victim, StringComparison.Ordinal))))
+                        {
+                            break;
+                        }
+                    }
+
+                    await Task.Delay(20);
+                }
+
+                workers[0].Process.Kill();
+            }
+        }
+
+        await reading;
+        List<TpResult> results;
+        lock (received)
+        {
+            results = [.. received];
+        }
+
+        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        Assert.Contains(results, r => r.Nodes.Any(n => n.Worker.StartsWith($"tsp@127.0.0.1:{workerPorts[0]}/", StringComparison.Ordinal)));
+        Assert.Contains(results, r => r.Nodes.Any(n => n.Worker.StartsWith($"tsp@127.0.0.1:{workerPorts[1]}/", StringComparison.Ordinal)));
+        Assert.True(workers[0].Process.HasExited);
+    }
 }
+
