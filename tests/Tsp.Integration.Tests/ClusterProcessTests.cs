@@ -176,5 +176,57 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(results, r => r.Nodes.Any(n => n.Worker.StartsWith($"tsp@127.0.0.1:{workerPorts[1]}/", StringComparison.Ordinal)));
         Assert.True(workers[0].Process.HasExited);
     }
+
+    [Fact]
+    public async Task A_worker_started_mid_stream_gets_routees_and_takes_work_while_every_result_arrives()
+    {
+        var project = TestServers.Unique("scale");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-s }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-s, after: [pre], params: { ms: 10 } }
+            """);
+        string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var seedPort = TspHostingExtensions.FreePort();
+        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var (first, second) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(first), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+
+        const int frames = 2000;
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
+        for (var i = 0; i < frames; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+            if (i == frames / 4)
+            {
+                // Scale out once the first worker is busy.
+                while ((await store.LatestPositionAsync(project)) == 0)
+                {
+                    Assert.False(seed.Process.HasExited);
+                    await Task.Delay(50);
+                }
+
+                _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(second), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+            }
+        }
+
+        var deadline = Stopwatch.StartNew();
+        IReadOnlyList<PositionedResult> logged = [];
+        while (deadline.Elapsed < TimeSpan.FromSeconds(150) && logged.Count < frames)
+        {
+            Assert.All(_processes.Started, p => Assert.False(p.Process.HasExited, $"a process exited early with {(p.Process.HasExited ? p.Process.ExitCode : 0)}"));
+            await Task.Delay(200);
+            logged = await store.ReadResultsAsync(project, 0, frames + 10);
+        }
+
+        Assert.Equal(produced.Order(StringComparer.Ordinal), logged.Select(r => r.Result.RunId).Order(StringComparer.Ordinal));
+        var workers = logged.SelectMany(r => r.Result.Nodes).Select(n => n.Worker.Split('/')[0]).ToHashSet();
+        Assert.Contains($"tsp@127.0.0.1:{first}", workers);
+        Assert.Contains($"tsp@127.0.0.1:{second}", workers);
+    }
 }
 
