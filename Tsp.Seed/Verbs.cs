@@ -15,10 +15,12 @@ internal static class Verbs
             usage: Tsp.Seed <verb> [flags]
 
             verbs:
-              demo         run the sample project end to end in one process on embedded defaults
-                           [--frames N (200)] [--concurrency N (64)] [--size BYTES (65536)] [--workflow FILE]
+              demo         run the rail-inspection sample end to end in one process on embedded defaults
+                           (trains its model first when --models has none)
+                           [--frames N (200)] [--concurrency N (64)] [--models DIR (.tsp/models)]
+                           [--workflow FILE] [--size BYTES (65536), random frames for other workflows]
               standalone   every role in one process on embedded defaults, until Ctrl+C
-                           [--workflow FILE ...] (default: samples/demo/workflow.yaml)
+                           [--workflow FILE ...] (default: samples/rail-inspection, inspection + training)
               run          a cluster member (roles seed + orchestrator unless --roles says otherwise)
               produce      publish every file of a folder as a frame to a project's Kafka topic
                            --bootstrap HOST:PORT --project P --dir FOLDER [--rate PER_SECOND]
@@ -31,6 +33,7 @@ internal static class Verbs
               --host HOST  --port PORT  --seed HOST:PORT (repeatable)  --roles seed,orchestrator,gpu,cpu
               --redis HOST:PORT  --postgres CONNSTRING  --journal SQLITE_FILE  --workflow FILE (repeatable)
               --kafka HOST:PORT[,HOST:PORT]  --public-host HOST  --grpc-port PORT (5000; 0 any, -1 none)
+              --models DIR (model repository, .tsp/models)
             """);
         return exitCode;
     }
