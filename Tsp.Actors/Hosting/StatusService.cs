@@ -20,7 +20,7 @@ public sealed class StatusService : ReceiveActor
     public const string Name = "tsp-status";
     public const string Path = "/user/" + Name;
 
-    public StatusService(WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, IActorRef runs, TimeSpan timeout)
+    public StatusService(WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, ActiveRunCounter activeRuns, TimeSpan timeout)
     {
         Receive<GetClusterStatus>(_ => CollectAsync().PipeTo(Sender, failure: e => new Status.Failure(e)));
 
@@ -70,8 +70,7 @@ public sealed class StatusService : ReceiveActor
                 status.Projects.Add(described);
             }
 
-            var regionStats = await runs.Ask<ShardRegionStats>(GetShardRegionStats.Instance, timeout);
-            status.ActiveRuns = regionStats.Stats.Values.Sum();
+            status.ActiveRuns = (int)activeRuns.Count;
             return status;
         }
     }
@@ -79,9 +78,9 @@ public sealed class StatusService : ReceiveActor
 
 public static class StatusServices
 {
-    public static void Register(ActorSystem system, WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, IActorRef runs, TimeSpan timeout)
+    public static void Register(ActorSystem system, WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, ActiveRunCounter activeRuns, TimeSpan timeout)
     {
-        var service = system.ActorOf(Props.Create(() => new StatusService(catalog, queues, ingests, store, runs, timeout)), StatusService.Name);
+        var service = system.ActorOf(Props.Create(() => new StatusService(catalog, queues, ingests, store, activeRuns, timeout)), StatusService.Name);
         ClusterClientReceptionist.Get(system).RegisterService(service);
     }
 }

@@ -45,7 +45,7 @@ public sealed class KafkaIngests
 public static class TspHostingExtensions
 {
     public const string SystemName = "tsp";
-    public const string RunsTypeName = "workflow-run";
+    public const string RunsTypeName = "workflow-runs";
 
     /// <summary>Registers the processor registry, the workflow catalog (loading and validating every
     /// configured workflow), the Redis store and the node-queue registry.</summary>
@@ -76,6 +76,7 @@ public static class TspHostingExtensions
         services.AddSingleton<KafkaIngests>();
         services.AddSingleton<IConnectionMultiplexer>(_ => ConnectRedis(options));
         services.AddSingleton(sp => new RedisStore(sp.GetRequiredService<IConnectionMultiplexer>(), options.Storage));
+        services.AddSingleton<ActiveRunCounter>();
         services.AddSingleton(sp => new RunSubmitter(
             catalog,
             sp.GetRequiredService<RedisStore>(),
@@ -123,7 +124,7 @@ public static class TspHostingExtensions
         }
         else
         {
-            builder.WithShardRegionProxy<WorkflowRuns>(RunsTypeName, TspRoles.Orchestrator, new RunMessageExtractor(options.Shards));
+            builder.WithShardRegionProxy<WorkflowRuns>(RunsTypeName, TspRoles.Orchestrator, new RunMessageExtractor(options.Shards, options.RunHosts));
         }
 
         return builder;
@@ -181,10 +182,12 @@ public static class TspHostingExtensions
                     resolver.GetService<WorkflowCatalog>(),
                     resolver.GetService<NodeQueues>(),
                     resolver.GetService<RedisStore>(),
-                    DistributedPubSub.Get(system).Mediator);
-                return runId => WorkflowRunActor.Props(runId, services);
+                    DistributedPubSub.Get(system).Mediator,
+                    options.RunHost,
+                    resolver.GetService<ActiveRunCounter>());
+                return hostId => WorkflowRunHost.Props(hostId, services);
             },
-            new RunMessageExtractor(options.Shards),
+            new RunMessageExtractor(options.Shards, options.RunHosts),
             new ShardOptions
             {
                 Role = TspRoles.Orchestrator,
@@ -214,7 +217,7 @@ public static class TspHostingExtensions
             resolver.GetService<NodeQueues>(),
             resolver.GetService<KafkaIngests>(),
             resolver.GetService<RedisStore>(),
-            registry.Get<WorkflowRuns>(),
+            resolver.GetService<ActiveRunCounter>(),
             options.AskTimeout));
 
         return builder;

@@ -3,6 +3,8 @@ using Tsp.Actors.Dispatch;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Storage;
 
+using Tsp.Actors.Workflows;
+
 namespace Tsp.Actors.Hosting;
 
 /// <summary>Every setting of a TSP process, bound from the <c>Tsp</c> configuration section
@@ -42,6 +44,13 @@ public sealed class TspOptions
     public List<string> Roles { get; set; } = [];
 
     public int Shards { get; set; } = 64;
+
+    /// <summary>Workflow-run hosts (sharded entities that hold the runs; a run's id picks its host).
+    /// Must not change while runs are unfinished.</summary>
+    public int RunHosts { get; set; } = 64;
+
+    /// <summary>Snapshot cadence and finished-run memory of each run host.</summary>
+    public RunHostTuning RunHost { get; set; } = new();
 
     /// <summary>How long the edge waits for a run to be accepted.</summary>
     public TimeSpan AskTimeout { get; set; } = TimeSpan.FromSeconds(10);

@@ -12,9 +12,10 @@ public interface IRunMessage : ITspMessage
     string RunId { get; }
 }
 
-/// <summary>A persisted event of a workflow run.</summary>
+/// <summary>A persisted event of a workflow run (in its run host's journal, so it names its run).</summary>
 public interface IRunEvent : ITspMessage
 {
+    string RunId { get; }
 }
 
 public sealed partial class Frame : ITspMessage;
@@ -37,6 +38,9 @@ public sealed partial class RunStarted : IRunEvent;
 public sealed partial class NodeCompleted : IRunEvent;
 public sealed partial class NodeFailed : IRunEvent;
 public sealed partial class RunCompleted : IRunEvent;
+public sealed partial class RunRecord : ITspMessage;
+public sealed partial class RunEvent : ITspMessage;
+public sealed partial class RunHostSnapshot : ITspMessage;
 public sealed partial class SubscribeResults : ITspMessage;
 public sealed partial class ResultSubscriptionStarted : ITspMessage;
 public sealed partial class ResultSubscriptionEnded : ITspMessage;

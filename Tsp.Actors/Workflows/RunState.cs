@@ -5,7 +5,7 @@ namespace Tsp.Actors.Workflows;
 
 /// <summary>
 /// The state of one workflow run as a pure function of its workflow and its events: which nodes
-/// are ready, skipped, done or failed. No Akka here; <see cref="WorkflowRunActor"/> persists the
+/// are ready, skipped, done or failed. No Akka here; <see cref="WorkflowRunHost"/> persists the
 /// events this class decides and applies them back.
 /// </summary>
 /// <remarks>
@@ -102,7 +102,7 @@ public sealed record RunState
         };
         result.Metrics.Add(done.Metrics);
         result.Labels.Add(done.Labels);
-        var completed = new NodeCompleted { Result = result };
+        var completed = new NodeCompleted { RunId = RunId, Result = result };
         completed.Detections.Add(done.Detections);
         return [completed];
     }
@@ -116,7 +116,7 @@ public sealed record RunState
             return [];
         }
 
-        return [new NodeFailed { NodeId = failed.NodeId, Reason = failed.Reason, Attempts = attempts }];
+        return [new NodeFailed { RunId = RunId, NodeId = failed.NodeId, Reason = failed.Reason, Attempts = attempts }];
     }
 
     public RunState Apply(IRunEvent e) => e switch
@@ -130,6 +130,7 @@ public sealed record RunState
 
     public RunCompleted Complete(long nowUnixMs) => new()
     {
+        RunId = RunId,
         Status = Failure is null ? RunStatus.Succeeded : RunStatus.Failed,
         CompletedAtUnixMs = nowUnixMs,
     };

@@ -5,6 +5,7 @@ var scenario = args.Length > 0 ? args[0] : "help";
 var options = BenchOptions.Parse(args.Skip(1).ToArray());
 return scenario switch
 {
+    "orchestration" => await OrchestrationScenario.RunAsync(options with { Size = args.Contains("--size") ? options.Size : 64 * 1024, Messages = args.Contains("--messages") ? options.Messages : 20_000 }),
     "ingest" => await IngestScenario.RunAsync(options),
     "model" => await ModelScenario.RunAsync(options),
     "quality" => await QualityScenario.RunAsync(options),
@@ -15,6 +16,8 @@ static int Usage()
 {
     Console.Error.WriteLine("""
         usage: Tsp.Bench <scenario> [--messages N] [--size BYTES] [--repeats N] [--redis HOST:PORT] [--no-record]
+                        [--in-flight N] [--journal sqlite|postgres]
+          orchestration  runs/s and latency of a 5-node DAG of checksum nodes (64 KiB frames, 20,000 runs)
           ingest   messages/s from Kafka into accepted runs vs a bare Confluent consumer loop
           model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--cuda]
           quality  AUROC and region recall of the rail-inspection anomaly path on generated images

@@ -15,10 +15,11 @@ using Xunit.Abstractions;
 namespace Tsp.Actors.Tests.Workflows;
 
 /// <summary>
-/// The run entity against the real journal and real Redis, with a probe as its node queue. Run once
-/// on SQLite and once on PostgreSQL (same code path, different provider).
+/// The run host against the real journal and real Redis, with a probe as its node queue. Run once
+/// on SQLite and once on PostgreSQL (same code path, different provider). Stopping a host and
+/// starting another with the same id is what a crash and a restart elsewhere look like to it.
 /// </summary>
-public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
+public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
 {
     private const string Yaml = """
         project: PROJECT
@@ -35,7 +36,7 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
     private RedisStore _store = null!;
     private RunServices _services = null!;
 
-    protected WorkflowRunActorTests(JournalledSystem system, ITestOutputHelper output)
+    protected WorkflowRunHostTests(JournalledSystem system, ITestOutputHelper output)
         : base(system.System, output)
     {
         _system = system;
@@ -58,23 +59,25 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
         _system.Dispose();
     }
 
-    /// <summary>Hosts a run entity as sharding would: stops it when it asks to passivate, and tells the test.</summary>
-    private sealed class ShardStandIn : ReceiveActor
+    private readonly string _hostId = TestServers.Unique("host");
+
+    private IActorRef StartHost(RunServices? services = null) => Sys.ActorOf(WorkflowRunHost.Props(_hostId, services ?? _services));
+
+    private void Crash(IActorRef host)
     {
-        public ShardStandIn(Props entity, IActorRef observer)
-        {
-            var child = Context.ActorOf(entity, "entity");
-            Receive<Passivate>(_ =>
-            {
-                observer.Tell("passivated");
-                Context.Stop(child);
-            });
-            ReceiveAny(message => child.Forward(message));
-        }
+        Watch(host);
+        Sys.Stop(host);
+        ExpectTerminated(host);
     }
 
-    private IActorRef StartEntity(string runId, TestProbe observer) =>
-        Sys.ActorOf(Props.Create(() => new ShardStandIn(WorkflowRunActor.Props(runId, _services), observer.Ref)));
+    private async Task<TpResult> AwaitResultAsync(string runId)
+    {
+        TpResult? found = null;
+        await AwaitAssertAsync(
+            async () => found = Assert.Single(await _store.ReadResultsAsync(_project, 0, 100), r => r.Result.RunId == runId).Result,
+            TimeSpan.FromSeconds(10));
+        return found!;
+    }
 
     private StartRun Start(string runId) => new()
     {
@@ -113,8 +116,7 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
     {
         var runId = TestServers.Unique("r");
         await _store.PutBlobAsync(RedisKeys.Frame(_project, runId), new byte[] { 1, 2, 3 });
-        var observer = CreateTestProbe();
-        var first = StartEntity(runId, observer);
+        var first = StartHost();
 
         first.Tell(Start(runId), TestActor);
         Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
@@ -133,11 +135,9 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
             },
             TimeSpan.FromSeconds(10));
 
-        Watch(first);
-        Sys.Stop(first);
-        ExpectTerminated(first);
+        Crash(first);
 
-        var second = StartEntity(runId, observer);
+        var second = StartHost();
         var redispatched = ExpectTask("b");
         _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
         second.Tell(Start(runId), TestActor);
@@ -148,19 +148,17 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
         Assert.Equal(["a", "b"], join.Inputs.Select(i => i.NodeId).Order());
         second.Tell(Done(join), _queue);
 
-        observer.ExpectMsg("passivated", TimeSpan.FromSeconds(10));
-        var results = await _store.ReadResultsAsync(_project, 0, 10);
-        var result = Assert.Single(results).Result;
-        Assert.Equal(runId, result.RunId);
+        var result = await AwaitResultAsync(runId);
         Assert.Equal(RunStatus.Succeeded, result.Status);
         Assert.All(result.Nodes, n => Assert.Equal(NodeStatus.Completed, n.Status));
         Assert.Empty(await _store.ReadDeadLettersAsync(_project));
 
-        // Its events are gone, yet the run is known as finished: a redelivered start is a no-op.
-        var third = StartEntity(runId, observer);
+        // Recovered again, the host knows the run as finished: a redelivered start is a no-op.
+        await AwaitAssertAsync(async () => Assert.True(View(second, runId).Completed), TimeSpan.FromSeconds(10));
+        Crash(second);
+        var third = StartHost();
         var view = View(third, runId);
         Assert.True(view.Exists && view.Completed);
-        Assert.Empty(view.Nodes);
         third.Tell(Start(runId), TestActor);
         Assert.Equal(StartOutcome.AlreadyCompleted, ExpectMsg<RunAccepted>().Outcome);
         _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
@@ -168,19 +166,101 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public async Task Runs_interleaved_in_one_host_survive_recovery_from_a_snapshot_and_the_events_after_it()
+    {
+        // A snapshot every 4 events: the crash below lands after several snapshots and some events.
+        var services = _services with { Tuning = new RunHostTuning { SnapshotEvery = 4 } };
+        var runs = Enumerable.Range(0, 6).Select(_ => TestServers.Unique("r")).ToList();
+        var first = StartHost(services);
+        foreach (var runId in runs)
+        {
+            first.Tell(Start(runId), TestActor);
+        }
+
+        var accepted = Enumerable.Range(0, runs.Count).Select(_ => ExpectMsg<RunAccepted>()).ToList();
+        Assert.All(accepted, a => Assert.Equal(StartOutcome.Accepted, a.Outcome));
+        var pres = Enumerable.Range(0, runs.Count).Select(_ => ExpectTask("pre")).ToList();
+
+        // Runs 0-2 finish; runs 3-5 get as far as a and b of which only a completes.
+        foreach (var pre in pres)
+        {
+            first.Tell(Done(pre), _queue);
+        }
+
+        var fanOut = Enumerable.Range(0, 2 * runs.Count).Select(_ => _queue.ExpectMsg<NodeTask>()).ToList();
+        foreach (var task in fanOut.Where(t => runs.IndexOf(t.RunId) < 3 || t.NodeId == "a"))
+        {
+            first.Tell(Done(task), _queue);
+        }
+
+        var joins = Enumerable.Range(0, 3).Select(_ => ExpectTask("join")).ToList();
+        foreach (var join in joins)
+        {
+            first.Tell(Done(join), _queue);
+        }
+
+        foreach (var runId in runs.Take(3))
+        {
+            await AwaitResultAsync(runId);
+        }
+
+        AwaitAssert(() => Assert.All(runs.Skip(3), r => Assert.Equal(0, View(first, r).UnwrittenEvents)), TimeSpan.FromSeconds(10));
+        RunHostStats before = null!;
+        AwaitAssert(
+            () =>
+            {
+                first.Tell(GetRunHostStats.Instance, TestActor);
+                before = ExpectMsg<RunHostStats>();
+                Assert.True(before.LastSnapshot > 0, "no snapshot saved yet");
+            },
+            TimeSpan.FromSeconds(10));
+        Crash(first);
+
+        var second = StartHost(services);
+        second.Tell(GetRunHostStats.Instance, TestActor);
+        var after = ExpectMsg<RunHostStats>();
+        Assert.Equal(before.LastSnapshot, after.RecoveredFromSnapshot);
+        // The three unfinished runs, plus any finished one whose completion came after the snapshot:
+        // it is published again (a no-op for the results log) and then let go.
+        Assert.InRange(after.Runs, 3, 6);
+        var redispatched = Enumerable.Range(0, 3).Select(_ => ExpectTask("b")).ToList();
+        Assert.Equal(runs.Skip(3).Order(), redispatched.Select(t => t.RunId).Order());
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        foreach (var runId in runs.Take(3))
+        {
+            second.Tell(Start(runId), TestActor);
+            Assert.Equal(StartOutcome.AlreadyCompleted, ExpectMsg<RunAccepted>().Outcome);
+        }
+
+        foreach (var task in redispatched)
+        {
+            second.Tell(Done(task), _queue);
+        }
+
+        foreach (var join in Enumerable.Range(0, 3).Select(_ => ExpectTask("join")).ToList())
+        {
+            second.Tell(Done(join), _queue);
+        }
+
+        foreach (var runId in runs)
+        {
+            Assert.Equal(RunStatus.Succeeded, (await AwaitResultAsync(runId)).Status);
+        }
+
+        Assert.Equal(runs.Count, (await _store.ReadResultsAsync(_project, 0, 100)).Count);
+    }
+
+    [Fact]
     public void A_run_whose_project_is_no_longer_deployed_is_not_taken_for_finished()
     {
         var runId = TestServers.Unique("r");
-        var first = StartEntity(runId, CreateTestProbe());
+        var first = StartHost();
         first.Tell(Start(runId), TestActor);
         ExpectMsg<RunAccepted>();
         ExpectTask("pre");
-        Watch(first);
-        Sys.Stop(first);
-        ExpectTerminated(first);
+        Crash(first);
 
-        var undeployed = _services with { Catalog = new WorkflowCatalog() };
-        var second = Sys.ActorOf(Props.Create(() => new ShardStandIn(WorkflowRunActor.Props(runId, undeployed), TestActor)));
+        var second = StartHost(_services with { Catalog = new WorkflowCatalog() });
         var view = View(second, runId);
         second.Tell(Start(runId), TestActor);
 
@@ -193,35 +273,32 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
-    public async Task Concurrent_duplicate_starts_persist_once_and_all_get_accepted()
+    public void Concurrent_duplicate_starts_persist_once_and_all_get_accepted()
     {
         var runId = TestServers.Unique("r");
-        var entity = StartEntity(runId, CreateTestProbe());
+        var host = StartHost();
 
-        entity.Tell(Start(runId), TestActor);
-        entity.Tell(Start(runId), TestActor);
+        host.Tell(Start(runId), TestActor);
+        host.Tell(Start(runId), TestActor);
 
         var replies = new[] { ExpectMsg<RunAccepted>(), ExpectMsg<RunAccepted>() };
         Assert.All(replies, r => Assert.Equal(StartOutcome.Accepted, r.Outcome));
         ExpectTask("pre");
         _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
-        await Task.CompletedTask;
     }
 
     [Fact]
     public async Task A_node_that_fails_for_good_fails_the_run_and_writes_a_dead_letter()
     {
         var runId = TestServers.Unique("r");
-        var observer = CreateTestProbe();
-        var entity = StartEntity(runId, observer);
-        entity.Tell(Start(runId), TestActor);
+        var host = StartHost();
+        host.Tell(Start(runId), TestActor);
         ExpectMsg<RunAccepted>();
 
         var pre = ExpectTask("pre");
-        entity.Tell(new NodeTaskFailed { TaskId = pre.TaskId, RunId = runId, NodeId = "pre", Reason = "corrupt image: bad PNG header", Attempts = 2 }, _queue);
+        host.Tell(new NodeTaskFailed { TaskId = pre.TaskId, RunId = runId, NodeId = "pre", Reason = "corrupt image: bad PNG header", Attempts = 2 }, _queue);
 
-        observer.ExpectMsg("passivated", TimeSpan.FromSeconds(10));
-        var result = Assert.Single(await _store.ReadResultsAsync(_project, 0, 10)).Result;
+        var result = await AwaitResultAsync(runId);
         Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Equal("node 'pre' failed after 2 attempt(s): corrupt image: bad PNG header", result.Error);
         var dead = Assert.Single(await _store.ReadDeadLettersAsync(_project));
@@ -233,9 +310,9 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
     public void A_start_for_an_unknown_project_is_rejected_with_the_deployed_ones_named()
     {
         var runId = TestServers.Unique("r");
-        var entity = StartEntity(runId, CreateTestProbe());
+        var host = StartHost();
 
-        entity.Tell(new StartRun { RunId = runId, Project = "nope", FrameKey = "k" }, TestActor);
+        host.Tell(new StartRun { RunId = runId, Project = "nope", FrameKey = "k" }, TestActor);
 
         var reply = ExpectMsg<RunAccepted>();
         Assert.Equal(StartOutcome.Rejected, reply.Outcome);
@@ -247,12 +324,18 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
     public void Run_events_round_trip_through_the_protobuf_serializer()
     {
         var serialization = Sys.Serialization;
-        IRunEvent[] events =
+        var completed = new NodeCompleted { RunId = "r", Result = new NodeResult { NodeId = "n", Metrics = { ["score"] = 0.25 } }, Detections = { new Detection { Label = "crack", Score = 0.9f } } };
+        ITspMessage[] events =
         [
             new RunStarted { RunId = "r", Project = "p", FrameKey = "k", WorkflowHash = "h" },
-            new NodeCompleted { Result = new NodeResult { NodeId = "n", Metrics = { ["score"] = 0.25 } }, Detections = { new Detection { Label = "crack", Score = 0.9f } } },
-            new NodeFailed { NodeId = "n", Reason = "x", Attempts = 3 },
-            new RunCompleted { Status = RunStatus.Failed, CompletedAtUnixMs = 9 },
+            completed,
+            new NodeFailed { RunId = "r", NodeId = "n", Reason = "x", Attempts = 3 },
+            new RunCompleted { RunId = "r", Status = RunStatus.Failed, CompletedAtUnixMs = 9 },
+            new RunHostSnapshot
+            {
+                Runs = { new RunRecord { Started = new RunStarted { RunId = "r" }, Events = { new RunEvent { NodeCompleted = completed } } } },
+                FinishedRunIds = { "q" },
+            },
         ];
 
         foreach (var e in events)
@@ -267,8 +350,8 @@ public abstract class WorkflowRunActorTests : TestKit, IAsyncLifetime
     }
 }
 
-public sealed class WorkflowRunActorOnSqliteTests(ITestOutputHelper output)
-    : WorkflowRunActorTests(JournalledSystem.Start(new TspOptions { SqlitePath = TestServers.TempSqlitePath() }), output);
+public sealed class WorkflowRunHostOnSqliteTests(ITestOutputHelper output)
+    : WorkflowRunHostTests(JournalledSystem.Start(new TspOptions { SqlitePath = TestServers.TempSqlitePath() }), output);
 
-public sealed class WorkflowRunActorOnPostgresTests(ITestOutputHelper output)
-    : WorkflowRunActorTests(JournalledSystem.Start(new TspOptions { Postgres = TestServers.CreatePostgresDatabaseAsync().GetAwaiter().GetResult() }), output);
+public sealed class WorkflowRunHostOnPostgresTests(ITestOutputHelper output)
+    : WorkflowRunHostTests(JournalledSystem.Start(new TspOptions { Postgres = TestServers.CreatePostgresDatabaseAsync().GetAwaiter().GetResult() }), output);

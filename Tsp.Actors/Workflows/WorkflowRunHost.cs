@@ -1,0 +1,623 @@
+using Akka.Actor;
+using Akka.Event;
+using Akka.Persistence;
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Northbound;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+
+namespace Tsp.Actors.Workflows;
+
+/// <summary>What a run host needs from its orchestrator.</summary>
+/// <param name="Tuning">Snapshot cadence and finished-run memory.</param>
+/// <param name="Active">Counts the runs held by the hosts of this process (for status).</param>
+public sealed record RunServices(WorkflowCatalog Catalog, NodeQueues Queues, RedisStore Store, IActorRef PubSubMediator, RunHostTuning? Tuning = null, ActiveRunCounter? Active = null)
+{
+    public ActiveRunCounter Active { get; } = Active ?? new();
+}
+
+/// <summary>How often a run host snapshots, and how many finished run ids it remembers.</summary>
+public sealed record RunHostTuning
+{
+    /// <summary>Events between snapshots; a snapshot lets the host delete the events before it, so
+    /// recovery replays at most about this many.</summary>
+    public int SnapshotEvery { get; init; } = 2000;
+
+    /// <summary>Finished run ids each host remembers, newest first, to answer a redelivered start
+    /// with AlreadyCompleted at once. Older ones are still recognized by the results log's marker.</summary>
+    public int FinishedRunMemory { get; init; } = 4096;
+
+    /// <summary>How often a host looks for tasks in flight for longer than their node's timeout ×
+    /// attempts + 30 s, and re-sends them (a queue lost with its orchestrator).</summary>
+    public TimeSpan WatchdogInterval { get; init; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>Asks a run host (directly, not through sharding) for <see cref="RunHostStats"/>.</summary>
+public sealed record GetRunHostStats
+{
+    public static readonly GetRunHostStats Instance = new();
+}
+
+/// <param name="RecoveredFromSnapshot">Sequence number of the snapshot this incarnation started from (0: none).</param>
+/// <param name="LastSnapshot">Sequence number of the last snapshot it saved (0: none yet).</param>
+public sealed record RunHostStats(int Runs, int Waiting, long LastSequenceNr, long RecoveredFromSnapshot, long LastSnapshot);
+
+/// <summary>The number of runs held by the run hosts of one process.</summary>
+public sealed class ActiveRunCounter
+{
+    private long _count;
+
+    public long Count => Interlocked.Read(ref _count);
+
+    internal void Add(long delta) => Interlocked.Add(ref _count, delta);
+}
+
+/// <summary>
+/// A persistent, sharded entity that holds many workflow runs — all whose run id hashes to it (see
+/// <see cref="RunMessageExtractor"/>) — and walks each run's DAG. All decisions live in
+/// <see cref="RunState"/>; this actor persists the events (RunStarted, NodeCompleted, NodeFailed,
+/// RunCompleted) in its own journal stream, dispatches nodes and publishes results.
+/// </summary>
+/// <remarks>
+/// <para>Why a host of many runs and not an entity per run: an entity per run paid, per run, a
+/// journal recovery query when it started, a remember-entities write when it started and another when
+/// it stopped, and a delete of its events — about as many journal round trips as its own events. A
+/// host lives as long as the cluster: its events from many runs are written in shared batches, and a
+/// snapshot every <see cref="RunHostTuning.SnapshotEvery"/> events (the runs in flight plus recently
+/// finished ids) lets it delete everything before it.</para>
+/// <para>Start is idempotent: a second StartRun for a live run answers AlreadyRunning, for a finished
+/// one AlreadyCompleted. The reply to StartRun waits until RunStarted is written. Node results are
+/// applied and acted on at once and persisted asynchronously (RunCompleted, persisted after them, is
+/// written only once they are, so a result is never published ahead of its run's events). On recovery
+/// every ready node without NodeCompleted is dispatched again (at-least-once; outputs are keyed by run
+/// and node, so a re-run overwrites), and every completed run is published again (the results log
+/// keeps a run's one entry).</para>
+/// </remarks>
+public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
+{
+    public const string PersistenceIdPrefix = "runs-";
+    private const string WatchdogTimer = "watchdog";
+
+    private readonly string _hostId;
+    private readonly RunServices _services;
+    private readonly RunHostTuning _tuning;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Dictionary<string, LiveRun> _runs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
+    private readonly RecentIds _finished;
+    private long _eventsSinceSnapshot;
+    private bool _snapshotting;
+    private long _recoveredFromSnapshot;
+    private long _lastSnapshot;
+
+    public WorkflowRunHost(string hostId, RunServices services)
+    {
+        _hostId = hostId;
+        _services = services;
+        _tuning = services.Tuning ?? new RunHostTuning();
+        _finished = new RecentIds(_tuning.FinishedRunMemory);
+
+        Recover<SnapshotOffer>(offer =>
+        {
+            _recoveredFromSnapshot = offer.Metadata.SequenceNr;
+            Restore((RunHostSnapshot)offer.Snapshot);
+        });
+        Recover<RunStarted>(started => Restore(new RunRecord { Started = started }));
+        Recover<IRunEvent>(RecoverEvent);
+        Recover<RecoveryCompleted>(_ => OnRecovered());
+
+        Command<StartRun>(Start);
+        Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
+        Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
+        Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
+        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot)));
+        Command<ResumeRun>(_ => { });
+        Command<Watchdog>(_ => RedispatchOverdue());
+        Command<ResultPublished>(published => OnPublished(published.RunId));
+        Command<PublishFailed>(failed =>
+        {
+            _log.Warning("run {0}: publishing its result failed ({1}); retrying", failed.RunId, failed.Reason);
+            Timers.StartSingleTimer("publish-" + failed.RunId, new RetryPublish(failed.RunId), TimeSpan.FromSeconds(1));
+        });
+        Command<RetryPublish>(retry =>
+        {
+            if (_runs.TryGetValue(retry.RunId, out var run))
+            {
+                Publish(run);
+            }
+        });
+        Command<SaveSnapshotSuccess>(saved =>
+        {
+            _snapshotting = false;
+            _lastSnapshot = saved.Metadata.SequenceNr;
+            DeleteMessages(saved.Metadata.SequenceNr);
+            DeleteSnapshots(new SnapshotSelectionCriteria(saved.Metadata.SequenceNr - 1));
+            SnapshotIfDue();
+        });
+        Command<SaveSnapshotFailure>(failed =>
+        {
+            _snapshotting = false;
+            _log.Warning(failed.Cause, "run host {0}: snapshot failed; its events stay in the journal until the next one", _hostId);
+        });
+        Command<DeleteMessagesSuccess>(_ => { });
+        Command<DeleteSnapshotsSuccess>(_ => { });
+        Command<DeleteMessagesFailure>(failed => _log.Warning(failed.Cause, "run host {0}: deleting events up to {1} failed", _hostId, failed.ToSequenceNr));
+        Command<DeleteSnapshotsFailure>(failed => _log.Warning(failed.Cause, "run host {0}: deleting old snapshots failed", _hostId));
+    }
+
+    public override string PersistenceId => PersistenceIdPrefix + _hostId;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public static Props Props(string hostId, RunServices services) =>
+        Akka.Actor.Props.Create(() => new WorkflowRunHost(hostId, services));
+
+    protected override void PostStop()
+    {
+        _services.Active.Add(-_runs.Count);
+        base.PostStop();
+    }
+
+    private void Restore(RunHostSnapshot snapshot)
+    {
+        foreach (var record in snapshot.Runs)
+        {
+            Restore(record);
+        }
+
+        foreach (var id in snapshot.FinishedRunIds)
+        {
+            _finished.Add(id);
+        }
+    }
+
+    private void Restore(RunRecord record)
+    {
+        var runId = record.Started.RunId;
+        if (_runs.ContainsKey(runId) || _waiting.ContainsKey(runId))
+        {
+            return;
+        }
+
+        if (!_services.Catalog.TryGet(record.Started.Project, out var workflow))
+        {
+            _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", runId, record.Started.Project, _services.Catalog.Describe());
+            _waiting.Add(runId, record);
+            return;
+        }
+
+        if (workflow.Hash != record.Started.WorkflowHash)
+        {
+            _log.Warning("run {0}: started on workflow {1} of '{2}', resuming on {3}", runId, record.Started.WorkflowHash, record.Started.Project, workflow.Hash);
+        }
+
+        var run = Add(RunState.Start(workflow, record.Started));
+        foreach (var e in record.Events)
+        {
+            Apply(run, Unwrap(e));
+        }
+    }
+
+    private void RecoverEvent(IRunEvent e)
+    {
+        if (_runs.TryGetValue(e.RunId, out var run))
+        {
+            Apply(run, e);
+        }
+        else if (_waiting.TryGetValue(e.RunId, out var record))
+        {
+            record.Events.Add(Wrap(e));
+        }
+    }
+
+    private void OnRecovered()
+    {
+        if (_runs.Count + _waiting.Count > 0)
+        {
+            _log.Info("run host {0}: recovered {1} run(s) at event {2}; resuming", _hostId, _runs.Count + _waiting.Count, LastSequenceNr);
+        }
+
+        foreach (var run in _runs.Values.ToList())
+        {
+            if (run.State.IsCompleted)
+            {
+                Publish(run);
+            }
+            else
+            {
+                Advance(run);
+            }
+        }
+
+        Timers.StartPeriodicTimer(WatchdogTimer, Watchdog.Instance, _tuning.WatchdogInterval);
+    }
+
+    private void Start(StartRun start)
+    {
+        var runId = start.RunId;
+        if (_runs.TryGetValue(runId, out var live))
+        {
+            if (live.StartWaiters is { } waiters)
+            {
+                waiters.Add(Sender);
+            }
+            else
+            {
+                Reply(runId, live.State.IsCompleted ? StartOutcome.AlreadyCompleted : StartOutcome.AlreadyRunning);
+            }
+
+            return;
+        }
+
+        if (_finished.Contains(runId))
+        {
+            Reply(runId, StartOutcome.AlreadyCompleted);
+            return;
+        }
+
+        if (_waiting.TryGetValue(runId, out var waiting))
+        {
+            Reply(runId, StartOutcome.Rejected, $"run {runId} of project '{waiting.Started.Project}' waits: the project is not deployed (deployed: {_services.Catalog.Describe()})");
+            return;
+        }
+
+        if (!_services.Catalog.TryGet(start.Project, out var workflow))
+        {
+            Reply(runId, StartOutcome.Rejected, $"unknown project '{start.Project}' (deployed: {_services.Catalog.Describe()})");
+            return;
+        }
+
+        var started = new RunStarted
+        {
+            RunId = runId,
+            Project = start.Project,
+            FrameKey = start.FrameKey,
+            SourceId = start.SourceId,
+            AcceptedAtUnixMs = start.AcceptedAtUnixMs,
+            WorkflowHash = workflow.Hash,
+        };
+        // Held from now on (a snapshot taken while RunStarted is being written must contain the run);
+        // dispatched only once RunStarted is durable.
+        var run = Add(RunState.Start(workflow, started));
+        run.StartWaiters = [Sender];
+        PersistAsync(started, _ =>
+        {
+            foreach (var waiter in run.StartWaiters!)
+            {
+                waiter.Tell(new RunAccepted { RunId = runId, Outcome = StartOutcome.Accepted });
+            }
+
+            run.StartWaiters = null;
+            Advance(run);
+        });
+        Written(1);
+    }
+
+    private void Reply(string runId, StartOutcome outcome, string error = "") =>
+        Sender.Tell(new RunAccepted { RunId = runId, Outcome = outcome, Error = error });
+
+    private void OnNodeResult(string runId, Func<RunState, IReadOnlyList<IRunEvent>> decide)
+    {
+        if (!_runs.TryGetValue(runId, out var run) || run.StartWaiters is not null)
+        {
+            return;
+        }
+
+        var events = decide(run.State);
+        if (events.Count == 0)
+        {
+            return;
+        }
+
+        // Applied and acted on before the write completes: dispatching a child before its parent's
+        // completion is durable only risks re-running the parent after a crash (at-least-once), and it
+        // keeps journal latency off the DAG's critical path.
+        foreach (var e in events)
+        {
+            Apply(run, e);
+        }
+
+        run.Unwritten += events.Count;
+        PersistAllAsync(events, _ => run.Unwritten--);
+        Written(events.Count);
+        Advance(run);
+    }
+
+    /// <summary>Dispatches what became ready, or completes the run once nothing is left.</summary>
+    private void Advance(LiveRun run)
+    {
+        var state = run.State;
+        if (state.IsFinished)
+        {
+            if (run.Completing || state.IsCompleted)
+            {
+                return;
+            }
+
+            run.Completing = true;
+            PersistAsync(state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), e =>
+            {
+                Apply(run, e);
+                Publish(run);
+            });
+            Written(1);
+            return;
+        }
+
+        foreach (var node in state.Ready)
+        {
+            if (run.Dispatched.TryAdd(node, Environment.TickCount64))
+            {
+                Dispatch(run, node);
+            }
+        }
+    }
+
+    private void Dispatch(LiveRun run, int node)
+    {
+        var state = run.State;
+        var runId = state.RunId;
+        var definition = state.Workflow.Nodes[node];
+        var task = new NodeTask
+        {
+            TaskId = $"{runId}/{definition.Id}",
+            RunId = runId,
+            Project = state.Started.Project,
+            NodeId = definition.Id,
+            Processor = definition.Processor,
+            OutputKey = RedisKeys.NodeOutput(state.Started.Project, runId, definition.Id),
+            TimeoutMs = (long)definition.Timeout.TotalMilliseconds,
+            MaxAttempts = definition.MaxAttempts,
+            OutputTtlS = (int)_services.Store.Options.BlobTtl.TotalSeconds,
+        };
+        foreach (var (key, value) in definition.Parameters)
+        {
+            task.Parameters[key] = value;
+        }
+
+        var parents = state.Workflow.Parents[node];
+        if (parents.Length == 0)
+        {
+            task.Inputs.Add(new NodeInput { NodeId = RedisKeys.FrameNodeId, Key = state.Started.FrameKey });
+        }
+
+        foreach (var parent in parents)
+        {
+            if (state.ResultOf(parent) is { } result)
+            {
+                task.Inputs.Add(new NodeInput { NodeId = result.NodeId, Key = result.OutputKey });
+            }
+        }
+
+        if (_services.Queues.TryGet(definition.Queue, out var queue))
+        {
+            queue.Tell(task);
+        }
+        else
+        {
+            Self.Tell(new NodeTaskFailed
+            {
+                TaskId = task.TaskId,
+                RunId = runId,
+                NodeId = definition.Id,
+                Reason = $"queue '{definition.Queue}' does not exist on this orchestrator",
+                Attempts = 0,
+            });
+        }
+    }
+
+    /// <summary>A safety net for a task lost with its queue: queues drop a duplicate of a task they
+    /// hold, so re-sending one in flight is harmless.</summary>
+    private void RedispatchOverdue()
+    {
+        var now = Environment.TickCount64;
+        foreach (var run in _runs.Values)
+        {
+            if (run.State.IsFinished || run.Dispatched.Count == 0)
+            {
+                continue;
+            }
+
+            var overdueAfter = (long)OverdueAfter(run.State.Workflow).TotalMilliseconds;
+            foreach (var (node, at) in run.Dispatched.ToList())
+            {
+                if (run.State.StatusOf(node) == NodeStatus.Unspecified && now - at > overdueAfter)
+                {
+                    run.Dispatched[node] = now;
+                    Dispatch(run, node);
+                }
+            }
+        }
+    }
+
+    private static TimeSpan OverdueAfter(WorkflowDefinition workflow) =>
+        TimeSpan.FromMilliseconds(workflow.Nodes.Max(n => n.Timeout.TotalMilliseconds * n.MaxAttempts)) + TimeSpan.FromSeconds(30);
+
+    /// <summary>Logs and publishes the result. Safe to repeat (after a crash or a failed attempt): the
+    /// log keeps the run's one entry, and a failed run its one dead letter.</summary>
+    private void Publish(LiveRun run)
+    {
+        var state = run.State;
+        var result = state.ToResult();
+        var store = _services.Store;
+        var mediator = _services.PubSubMediator;
+        PublishAsync().PipeTo(Self, failure: e => new PublishFailed(result.RunId, e.Message));
+
+        async Task<ResultPublished> PublishAsync()
+        {
+            var deadLetter = state.Failure is { } failure
+                ? new Protocol.DeadLetter
+                {
+                    Project = result.Project,
+                    Origin = "run",
+                    Reference = result.RunId,
+                    NodeId = failure.NodeId,
+                    Reason = result.Error,
+                    AtUnixMs = result.CompletedAtUnixMs,
+                }
+                : null;
+            await ResultPublisher.PublishAsync(store, mediator, result, deadLetter);
+            await store.ExpireFinishedAsync(result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey).Append(RedisKeys.Frame(result.Project, result.RunId)));
+            return new ResultPublished(result.RunId);
+        }
+    }
+
+    private void OnPublished(string runId)
+    {
+        if (_runs.Remove(runId))
+        {
+            _services.Active.Add(-1);
+            _finished.Add(runId);
+        }
+    }
+
+    private LiveRun Add(RunState state)
+    {
+        var run = new LiveRun(state);
+        _runs.Add(state.RunId, run);
+        _services.Active.Add(1);
+        return run;
+    }
+
+    private static void Apply(LiveRun run, IRunEvent e)
+    {
+        var before = run.State;
+        run.State = before.Apply(e);
+        if (!ReferenceEquals(before, run.State) || e is RunCompleted)
+        {
+            run.Events.Add(Wrap(e));
+        }
+    }
+
+    /// <summary>Counts persisted events and snapshots when enough have accumulated.</summary>
+    private void Written(int events)
+    {
+        _eventsSinceSnapshot += events;
+        SnapshotIfDue();
+    }
+
+    private void SnapshotIfDue()
+    {
+        if (_eventsSinceSnapshot < _tuning.SnapshotEvery || _snapshotting)
+        {
+            return;
+        }
+
+        _eventsSinceSnapshot = 0;
+        _snapshotting = true;
+        // The snapshot is stamped with LastSequenceNr, but holds the effects of every event applied so
+        // far, including ones whose write is still in flight (they get higher sequence numbers).
+        // Recovery replays those too, and replaying an event whose effect is already in the state
+        // changes nothing (a run that exists, a node that is no longer pending), so recovering from
+        // the snapshot gives the same state as replaying the whole journal.
+        var snapshot = new RunHostSnapshot();
+        snapshot.Runs.Add(_runs.Values.Select(r => r.ToRecord()));
+        snapshot.Runs.Add(_waiting.Values);
+        snapshot.FinishedRunIds.Add(_finished.Newest());
+        SaveSnapshot(snapshot);
+    }
+
+    private RunStateView View(string runId)
+    {
+        var view = new RunStateView { RunId = runId };
+        if (_runs.TryGetValue(runId, out var run))
+        {
+            var state = run.State;
+            view.Exists = true;
+            view.Completed = state.IsCompleted;
+            view.Project = state.Started.Project;
+            view.UnwrittenEvents = run.Unwritten;
+            view.Nodes.Add(state.ToResult().Nodes);
+            view.Pending.Add(run.Dispatched.Keys.Where(n => state.StatusOf(n) == NodeStatus.Unspecified).Select(n => state.Workflow.Nodes[n].Id));
+        }
+        else if (_waiting.TryGetValue(runId, out var waiting))
+        {
+            view.Exists = true;
+            view.Project = waiting.Started.Project;
+        }
+        else if (_finished.Contains(runId))
+        {
+            view.Exists = true;
+            view.Completed = true;
+        }
+
+        return view;
+    }
+
+    private static RunEvent Wrap(IRunEvent e) => e switch
+    {
+        NodeCompleted c => new RunEvent { NodeCompleted = c },
+        NodeFailed f => new RunEvent { NodeFailed = f },
+        RunCompleted d => new RunEvent { RunCompleted = d },
+        _ => throw new ArgumentException($"not a run event to record: {e.GetType().Name}", nameof(e)),
+    };
+
+    private static IRunEvent Unwrap(RunEvent e) => e.EventCase switch
+    {
+        RunEvent.EventOneofCase.NodeCompleted => e.NodeCompleted,
+        RunEvent.EventOneofCase.NodeFailed => e.NodeFailed,
+        RunEvent.EventOneofCase.RunCompleted => e.RunCompleted,
+        _ => throw new InvalidOperationException("an empty run event in a snapshot"),
+    };
+
+    private sealed class LiveRun(RunState state)
+    {
+        public RunState State { get; set; } = state;
+
+        /// <summary>Events applied after RunStarted, in order: what a snapshot records for the run.</summary>
+        public List<RunEvent> Events { get; } = [];
+
+        /// <summary>Node index → when it was (last) sent to its queue (Environment.TickCount64).</summary>
+        public Dictionary<int, long> Dispatched { get; } = [];
+
+        /// <summary>Non-null while RunStarted is being written: who is waiting for the answer.</summary>
+        public List<IActorRef>? StartWaiters { get; set; }
+
+        public int Unwritten { get; set; }
+
+        public bool Completing { get; set; }
+
+        public RunRecord ToRecord()
+        {
+            var record = new RunRecord { Started = State.Started };
+            record.Events.Add(Events);
+            return record;
+        }
+    }
+
+    /// <summary>A bounded set of the most recently added ids.</summary>
+    private sealed class RecentIds(int capacity)
+    {
+        private readonly Queue<string> _order = new();
+        private readonly HashSet<string> _ids = new(StringComparer.Ordinal);
+
+        public bool Contains(string id) => _ids.Contains(id);
+
+        public void Add(string id)
+        {
+            if (capacity <= 0 || !_ids.Add(id))
+            {
+                return;
+            }
+
+            _order.Enqueue(id);
+            if (_order.Count > capacity)
+            {
+                _ids.Remove(_order.Dequeue());
+            }
+        }
+
+        public Queue<string> Newest() => _order;
+    }
+
+    private sealed record Watchdog
+    {
+        public static readonly Watchdog Instance = new();
+    }
+
+    private sealed record ResultPublished(string RunId);
+
+    private sealed record PublishFailed(string RunId, string Reason);
+
+    private sealed record RetryPublish(string RunId);
+}

@@ -1,0 +1,92 @@
+using System.Threading.Channels;
+using Akka.Actor;
+using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Npgsql;
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Hosting;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Northbound;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+
+namespace Tsp.Bench;
+
+/// <summary>A standalone TSP (every role, one process) for a scenario, with a subscriber on its project.</summary>
+internal sealed class BenchHost : IAsyncDisposable
+{
+    private readonly IHost _host;
+    private readonly string _workflow;
+    private readonly IActorRef _subscriber;
+
+    private BenchHost(IHost host, string workflow, IActorRef subscriber, ChannelReader<TpResult> results)
+    {
+        _host = host;
+        _workflow = workflow;
+        _subscriber = subscriber;
+        Results = results;
+    }
+
+    public ChannelReader<TpResult> Results { get; }
+
+    public RunSubmitter Submitter => _host.Services.GetRequiredService<RunSubmitter>();
+
+    public IServiceProvider Services => _host.Services;
+
+    /// <param name="configure">Adjusts the options (journal, queues) before the host starts.</param>
+    public static async Task<BenchHost> StartAsync(BenchOptions options, string project, string workflowYaml, Action<TspOptions>? configure = null)
+    {
+        var workflow = Path.Combine(Path.GetTempPath(), $"{project}.yaml");
+        await File.WriteAllTextAsync(workflow, workflowYaml);
+        var tsp = new TspOptions
+        {
+            Redis = options.Redis,
+            SqlitePath = Path.Combine(Path.GetTempPath(), $"{project}.db"),
+            Workflows = [workflow],
+            Roles = [.. TspRoles.All],
+            Storage = new StorageOptions { FinishedBlobTtl = TimeSpan.FromSeconds(10) },
+        };
+        if (options.Journal == "postgres")
+        {
+            tsp.Postgres = await CreatePostgresDatabaseAsync(project);
+        }
+
+        configure?.Invoke(tsp);
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddTspServices(tsp);
+        builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
+        {
+            akka.ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.WarningLevel);
+            akka.AddTsp(tsp);
+        });
+        var host = builder.Build();
+        await host.StartAsync();
+        await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
+        var system = host.Services.GetRequiredService<ActorSystem>();
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
+        return new BenchHost(host, workflow, subscriber, results);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _host.Services.GetRequiredService<ActorSystem>().Stop(_subscriber);
+        await _host.StopAsync();
+        _host.Dispose();
+        File.Delete(_workflow);
+    }
+
+    private static async Task<string> CreatePostgresDatabaseAsync(string project)
+    {
+        var server = Environment.GetEnvironmentVariable("TSP_TEST_POSTGRES") is { Length: > 0 } pg ? pg : "Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres";
+        var name = project.Replace('-', '_');
+        await using (var connection = new NpgsqlConnection(server + ";Database=postgres"))
+        {
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand($"CREATE DATABASE {name}", connection);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        return $"{server};Database={name}";
+    }
+}

@@ -1,0 +1,127 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Google.Protobuf;
+using Tsp.Actors.Protocol;
+
+namespace Tsp.Bench;
+
+/// <summary>
+/// <c>orchestration</c>: what TSP itself costs per run. The DAG <c>pre → (a ∥ b) → join → post</c>, every
+/// node the <c>checksum</c> processor, a frame of <c>--size</c> bytes (64 KiB) written to Redis before each
+/// run, each node reading its inputs from Redis and writing its output back, durable runs (SQLite or
+/// PostgreSQL journal), <c>--in-flight</c> runs in flight. Figures: runs/s and submit-to-result latency
+/// percentiles (median of repeats), then one run at a time for the single-run p50.
+/// </summary>
+internal static class OrchestrationScenario
+{
+    public static async Task<int> RunAsync(BenchOptions options)
+    {
+        var rates = new List<double>();
+        var p50s = new List<double>();
+        var p99s = new List<double>();
+        var singles = new List<double>();
+        for (var repeat = 0; repeat < options.Repeats; repeat++)
+        {
+            var project = $"orch{repeat}-{Guid.NewGuid():N}"[..16];
+            await using var host = await BenchHost.StartAsync(options, project, Workflow(project), tsp =>
+            {
+                tsp.Queues["cpu-bench"] = new Actors.Dispatch.QueueOptions { Role = Actors.Hosting.TspRoles.Cpu, RouteesPerMember = 2, SlotsPerRoutee = options.InFlight };
+            });
+            var frames = Enumerable.Range(0, 16).Select(_ => RandomFrame(project, options.Size)).ToList();
+            await RunAsync(host, frames, Math.Min(2000, options.Messages / 4), options.InFlight);
+            var (rate, latencies) = await RunAsync(host, frames, options.Messages, options.InFlight);
+            var (_, single) = await RunAsync(host, frames, 200, 1);
+            rates.Add(rate);
+            p50s.Add(Percentile(latencies, 0.50));
+            p99s.Add(Percentile(latencies, 0.99));
+            singles.Add(Percentile(single, 0.50));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat + 1}: runs_per_s={rate:0} p50_ms={p50s[^1]:0.0} p99_ms={p99s[^1]:0.0} single_p50_ms={singles[^1]:0.00}"));
+        }
+
+        var figures = string.Create(CultureInfo.InvariantCulture,
+            $"runs_per_s={Median(rates):0} p50_ms={Median(p50s):0.0} p99_ms={Median(p99s):0.0} single_p50_ms={Median(singles):0.00} journal={options.Journal}");
+        Console.WriteLine($"orchestration: {figures}");
+        Results.Record(options, $"bench/run.sh orchestration --messages {options.Messages} --in-flight {options.InFlight} --journal {options.Journal}", figures,
+            $"median of {options.Repeats}; 5-node DAG of checksum nodes, {options.Size} B frames, redis-server");
+        return 0;
+    }
+
+    private static string Workflow(string project) => $$"""
+        project: {{project}}
+        nodes:
+          - { id: pre, processor: checksum, role: cpu, queue: cpu-bench }
+          - { id: model_a, processor: checksum, role: cpu, queue: cpu-bench, after: [pre] }
+          - { id: model_b, processor: checksum, role: cpu, queue: cpu-bench, after: [pre] }
+          - { id: join, processor: checksum, role: cpu, queue: cpu-bench, after: [model_a, model_b] }
+          - { id: post, processor: checksum, role: cpu, queue: cpu-bench, after: [join] }
+        """;
+
+    private static Frame RandomFrame(string project, int size)
+    {
+        var data = new byte[size];
+        Random.Shared.NextBytes(data);
+        return new Frame { Project = project, Data = ByteString.CopyFrom(data) };
+    }
+
+    /// <summary>Submits <paramref name="count"/> runs keeping <paramref name="inFlight"/> in flight; returns
+    /// runs/s and each run's submit-to-result latency in ms.</summary>
+    private static async Task<(double Rate, List<double> LatenciesMs)> RunAsync(BenchHost host, List<Frame> frames, int count, int inFlight)
+    {
+        var submittedAt = new ConcurrentDictionary<string, long>();
+        var latencies = new List<double>(count);
+        using var slots = new SemaphoreSlim(inFlight);
+        var consumer = Task.Run(async () =>
+        {
+            for (var received = 0; received < count; received++)
+            {
+                var result = await host.Results.ReadAsync();
+                var now = Stopwatch.GetTimestamp();
+                if (result.Status != RunStatus.Succeeded)
+                {
+                    throw new InvalidOperationException($"run {result.RunId} failed: {result.Error}");
+                }
+
+                // The result can overtake the submission's own bookkeeping by a hair; spin until it is there.
+                long at;
+                while (!submittedAt.TryGetValue(result.RunId, out at))
+                {
+                    Thread.SpinWait(10);
+                }
+
+                latencies.Add(Stopwatch.GetElapsedTime(at, now).TotalMilliseconds);
+                slots.Release();
+            }
+        });
+        var clock = Stopwatch.StartNew();
+        var submissions = new List<Task>(count);
+        for (var i = 0; i < count; i++)
+        {
+            await slots.WaitAsync();
+            var runId = Guid.CreateVersion7().ToString("N");
+            submittedAt[runId] = Stopwatch.GetTimestamp();
+            submissions.Add(Submit(host, frames[i % frames.Count], runId));
+        }
+
+        await Task.WhenAll(submissions);
+        await consumer;
+        return (count / clock.Elapsed.TotalSeconds, latencies);
+    }
+
+    private static async Task Submit(BenchHost host, Frame frame, string runId)
+    {
+        var accepted = await host.Submitter.SubmitAsync(frame, runId);
+        if (accepted.Outcome != StartOutcome.Accepted)
+        {
+            throw new InvalidOperationException($"run {runId} not accepted: {accepted.Outcome} {accepted.Error}");
+        }
+    }
+
+    private static double Percentile(List<double> values, double p)
+    {
+        var sorted = values.Order().ToList();
+        return sorted[Math.Min(sorted.Count - 1, (int)(p * sorted.Count))];
+    }
+
+    private static double Median(List<double> values) => Percentile(values, 0.5);
+}
