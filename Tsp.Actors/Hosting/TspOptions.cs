@@ -47,7 +47,7 @@ public sealed class TspOptions
 
     /// <summary>Workflow-run hosts (sharded entities that hold the runs; a run's id picks its host).
     /// Must not change while runs are unfinished.</summary>
-    public int RunHosts { get; set; } = 64;
+    public int RunHosts { get; set; } = 8;
 
     /// <summary>Snapshot cadence and finished-run memory of each run host.</summary>
     public RunHostTuning RunHost { get; set; } = new();

@@ -40,6 +40,7 @@ public sealed partial class NodeFailed : IRunEvent;
 public sealed partial class RunCompleted : IRunEvent;
 public sealed partial class RunRecord : ITspMessage;
 public sealed partial class RunEvent : ITspMessage;
+public sealed partial class RunEventBatch : ITspMessage;
 public sealed partial class RunHostSnapshot : ITspMessage;
 public sealed partial class SubscribeResults : ITspMessage;
 public sealed partial class ResultSubscriptionStarted : ITspMessage;

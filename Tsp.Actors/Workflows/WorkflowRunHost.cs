@@ -55,16 +55,17 @@ public sealed class ActiveRunCounter
 /// <summary>
 /// A persistent, sharded entity that holds many workflow runs — all whose run id hashes to it (see
 /// <see cref="RunMessageExtractor"/>) — and walks each run's DAG. All decisions live in
-/// <see cref="RunState"/>; this actor persists the events (RunStarted, NodeCompleted, NodeFailed,
+/// <see cref="RunState"/>; this actor records the events (RunStarted, NodeCompleted, NodeFailed,
 /// RunCompleted) in its own journal stream, dispatches nodes and publishes results.
 /// </summary>
 /// <remarks>
 /// <para>Why a host of many runs and not an entity per run: an entity per run paid, per run, a
 /// journal recovery query when it started, a remember-entities write when it started and another when
-/// it stopped, and a delete of its events — about as many journal round trips as its own events. A
-/// host lives as long as the cluster: its events from many runs are written in shared batches, and a
-/// snapshot every <see cref="RunHostTuning.SnapshotEvery"/> events (the runs in flight plus recently
-/// finished ids) lets it delete everything before it.</para>
+/// it stopped, and a delete of its events. A host lives as long as the cluster; the events of its runs
+/// that arise while it works through its mailbox are written together as one journal entry
+/// (<see cref="RunEventBatch"/>), and a snapshot every <see cref="RunHostTuning.SnapshotEvery"/> events
+/// (the runs it holds plus recently finished ids) lets it delete everything before it. See
+/// docs/design.md, "Run hosts".</para>
 /// <para>Start is idempotent: a second StartRun for a live run answers AlreadyRunning, for a finished
 /// one AlreadyCompleted. The reply to StartRun waits until RunStarted is written. Node results are
 /// applied and acted on at once and persisted asynchronously (RunCompleted, persisted after them, is
@@ -77,6 +78,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 {
     public const string PersistenceIdPrefix = "runs-";
     private const string WatchdogTimer = "watchdog";
+    private const int MaxEventsPerWrite = 512;
 
     private readonly string _hostId;
     private readonly RunServices _services;
@@ -87,6 +89,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly RecentIds _finished;
     private long _eventsSinceSnapshot;
     private bool _snapshotting;
+    private readonly List<RunEvent> _unflushed = [];
+    private readonly List<Action> _afterFlush = [];
     private long _recoveredFromSnapshot;
     private long _lastSnapshot;
 
@@ -102,11 +106,24 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             _recoveredFromSnapshot = offer.Metadata.SequenceNr;
             Restore((RunHostSnapshot)offer.Snapshot);
         });
-        Recover<RunStarted>(started => Restore(new RunRecord { Started = started }));
-        Recover<IRunEvent>(RecoverEvent);
+        Recover<RunEventBatch>(batch =>
+        {
+            foreach (var e in batch.Events)
+            {
+                if (e.EventCase == RunEvent.EventOneofCase.RunStarted)
+                {
+                    Restore(new RunRecord { Started = e.RunStarted });
+                }
+                else
+                {
+                    RecoverEvent(Unwrap(e));
+                }
+            }
+        });
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
         Command<StartRun>(Start);
+        Command<FlushEvents>(_ => Flush());
         Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
         Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
@@ -280,7 +297,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         // dispatched only once RunStarted is durable.
         var run = Add(RunState.Start(workflow, started));
         run.StartWaiters = [Sender];
-        PersistAsync(started, _ =>
+        Record(new RunEvent { RunStarted = started }, () =>
         {
             foreach (var waiter in run.StartWaiters!)
             {
@@ -290,7 +307,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             run.StartWaiters = null;
             Advance(run);
         });
-        Written(1);
     }
 
     private void Reply(string runId, StartOutcome outcome, string error = "") =>
@@ -315,11 +331,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         foreach (var e in events)
         {
             Apply(run, e);
+            run.Unwritten++;
+            Record(Wrap(e), () => run.Unwritten--);
         }
 
-        run.Unwritten += events.Count;
-        PersistAllAsync(events, _ => run.Unwritten--);
-        Written(events.Count);
         Advance(run);
     }
 
@@ -335,12 +350,14 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
 
             run.Completing = true;
-            PersistAsync(state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), e =>
+            var completed = state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+            // Written after every earlier event of the run (one host, one ordered stream of batches),
+            // so a result is never published ahead of its run's events.
+            Record(Wrap(completed), () =>
             {
-                Apply(run, e);
+                Apply(run, completed);
                 Publish(run);
             });
-            Written(1);
             return;
         }
 
@@ -489,10 +506,44 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
     }
 
-    /// <summary>Counts persisted events and snapshots when enough have accumulated.</summary>
-    private void Written(int events)
+    /// <summary>Queues an event for the host's next journal write; <paramref name="afterWrite"/> runs once
+    /// it is durable. Events that arise while the host works through its mailbox share one write: the
+    /// flush is a message behind everything already queued.</summary>
+    private void Record(RunEvent e, Action afterWrite)
     {
-        _eventsSinceSnapshot += events;
+        if (_unflushed.Count == 0)
+        {
+            Self.Tell(FlushEvents.Instance);
+        }
+
+        _unflushed.Add(e);
+        _afterFlush.Add(afterWrite);
+        if (_unflushed.Count >= MaxEventsPerWrite)
+        {
+            Flush();
+        }
+    }
+
+    private void Flush()
+    {
+        if (_unflushed.Count == 0)
+        {
+            return;
+        }
+
+        var batch = new RunEventBatch();
+        batch.Events.Add(_unflushed);
+        var afterWrite = _afterFlush.ToArray();
+        _unflushed.Clear();
+        _afterFlush.Clear();
+        PersistAsync(batch, _ =>
+        {
+            foreach (var action in afterWrite)
+            {
+                action();
+            }
+        });
+        _eventsSinceSnapshot += batch.Events.Count;
         SnapshotIfDue();
     }
 
@@ -608,6 +659,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
 
         public Queue<string> Newest() => _order;
+    }
+
+    private sealed record FlushEvents
+    {
+        public static readonly FlushEvents Instance = new();
     }
 
     private sealed record Watchdog

@@ -59,6 +59,11 @@ internal sealed class BenchHost : IAsyncDisposable
         {
             akka.ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.WarningLevel);
             akka.AddTsp(tsp);
+            if (options.Journal == "inmem")
+            {
+                // Not durable: only to see what the journal costs (the ceiling without it).
+                akka.AddHocon("akka.persistence.journal.plugin = \"akka.persistence.journal.inmem\"\nakka.persistence.snapshot-store.plugin = \"akka.persistence.snapshot-store.inmem\"", HoconAddMode.Prepend);
+            }
         });
         var host = builder.Build();
         await host.StartAsync();

@@ -26,6 +26,11 @@ internal static class OrchestrationScenario
             var project = $"orch{repeat}-{Guid.NewGuid():N}"[..16];
             await using var host = await BenchHost.StartAsync(options, project, Workflow(project), tsp =>
             {
+                if (Environment.GetEnvironmentVariable("TSP_BENCH_RUN_HOSTS") is { } hosts)
+                {
+                    tsp.RunHosts = int.Parse(hosts, CultureInfo.InvariantCulture);
+                }
+
                 tsp.Queues["cpu-bench"] = new Actors.Dispatch.QueueOptions { Role = Actors.Hosting.TspRoles.Cpu, RouteesPerMember = 2, SlotsPerRoutee = options.InFlight };
             });
             var frames = Enumerable.Range(0, 16).Select(_ => RandomFrame(project, options.Size)).ToList();

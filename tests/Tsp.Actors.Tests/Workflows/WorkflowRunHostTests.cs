@@ -331,6 +331,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
             completed,
             new NodeFailed { RunId = "r", NodeId = "n", Reason = "x", Attempts = 3 },
             new RunCompleted { RunId = "r", Status = RunStatus.Failed, CompletedAtUnixMs = 9 },
+            new RunEventBatch { Events = { new RunEvent { RunStarted = new RunStarted { RunId = "r" } }, new RunEvent { NodeCompleted = completed } } },
             new RunHostSnapshot
             {
                 Runs = { new RunRecord { Started = new RunStarted { RunId = "r" }, Events = { new RunEvent { NodeCompleted = completed } } } },
