@@ -31,6 +31,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private long _dispatched;
     private long _retried;
     private long _failed;
+    private long _requeued;
 
     public NodeQueue(string name, QueueOptions options, bool deployRoutees)
     {
@@ -40,6 +41,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         Receive<NodeTask>(Enqueue);
         Receive<WorkerReady>(AddWorker);
+        Receive<WorkerDraining>(OnDraining);
         Receive<NodeTaskDone>(done => Finish(done.TaskId, done));
         Receive<NodeTaskFailed>(OnFailed);
         Receive<TaskDeadline>(OnDeadline);
@@ -91,6 +93,19 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Context.Watch(Sender);
         _log.Info("queue {0}: routee {1} ready with {2} slots ({3} routees)", _name, ready.Worker, ready.Slots, _workers.Count);
         Dispatch();
+    }
+
+    /// <summary>A routee whose member shuts down: no more tasks for it. It keeps and finishes the
+    /// ones it holds (their replies come as usual); the ack tells it none are still on the way.</summary>
+    private void OnDraining(WorkerDraining draining)
+    {
+        if (_workers.TryGetValue(Sender, out var worker))
+        {
+            worker.Draining = true;
+            _log.Info("queue {0}: routee {1} drains ({2} task(s) in hand)", _name, worker.Name, worker.Tasks.Count);
+        }
+
+        Sender.Tell(new WorkerDrainAck());
     }
 
     private void Dispatch()
@@ -261,6 +276,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
                 entry.Worker = null;
                 // Not the task's fault: the attempt it was on does not count.
                 entry.Attempt--;
+                _requeued++;
                 entry.Node = _pending.AddFirst(entry);
             }
         }
@@ -272,7 +288,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         var slots = _workers.Values.Sum(w => w.Slots);
         var free = _workers.Values.Sum(w => w.Free);
-        return new QueueStats(_name, _options.Role, _pending.Count, _entries.Count - _pending.Count, _workers.Count, slots, free, _dispatched, _retried, _failed);
+        return new QueueStats(_name, _options.Role, _pending.Count, _entries.Count - _pending.Count, _workers.Count, slots, free, _dispatched, _retried, _failed, _requeued, _workers.Values.Count(w => w.Draining));
     }
 
     private static string TimerKey(Entry entry) => entry.Task.TaskId;
@@ -302,7 +318,9 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         public HashSet<string> Tasks { get; } = new(StringComparer.Ordinal);
 
-        public int Free => Slots - Tasks.Count;
+        public bool Draining { get; set; }
+
+        public int Free => Draining ? 0 : Slots - Tasks.Count;
     }
 
     private sealed record TaskDeadline(string TaskId, int Attempt);

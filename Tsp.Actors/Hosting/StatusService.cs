@@ -54,6 +54,8 @@ public sealed class StatusService : ReceiveActor
                     InFlight = stats.InFlight,
                     Dispatched = stats.Dispatched,
                     Retried = stats.Retried,
+                    Requeued = stats.Requeued,
+                    Draining = stats.Draining,
                     Failed = stats.Failed,
                 });
             }

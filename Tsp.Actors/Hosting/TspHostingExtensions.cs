@@ -12,6 +12,7 @@ using Akka.Remote.Hosting;
 using LinqToDB;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using StackExchange.Redis;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Ingest;
@@ -77,6 +78,9 @@ public static class TspHostingExtensions
         services.AddSingleton<IConnectionMultiplexer>(_ => ConnectRedis(options));
         services.AddSingleton(sp => new RedisStore(sp.GetRequiredService<IConnectionMultiplexer>(), options.Storage));
         services.AddSingleton<ActiveRunCounter>();
+        services.AddSingleton<NodeRoutees>();
+        // The host waits for Akka's coordinated shutdown, which waits for node routees to drain.
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
         services.AddSingleton(sp => new RunSubmitter(
             catalog,
             sp.GetRequiredService<RedisStore>(),
@@ -108,10 +112,25 @@ public static class TspHostingExtensions
             {
                 Roles = [.. roles],
                 SeedNodes = seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray(),
-                SplitBrainResolver = new KeepMajorityOption(),
+                SplitBrainResolver = SplitBrainResolverFor(options.Cluster),
             })
+            .AddHocon(ClusterTimingHocon(options), HoconAddMode.Prepend)
             .WithDistributedPubSub(role: null!)
             .WithClusterClientReceptionist(role: TspRoles.Orchestrator);
+
+        if (roles.Contains(TspRoles.Gpu) || roles.Contains(TspRoles.Cpu))
+        {
+            builder.WithActors((system, _, resolver) =>
+            {
+                var routees = resolver.GetService<NodeRoutees>();
+                var logger = resolver.GetService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Tsp.Drain");
+                CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseServiceRequestsDone, "tsp-drain-node-routees", async () =>
+                {
+                    await routees.DrainAsync(options.DrainTimeout, logger);
+                    return Akka.Done.Instance;
+                });
+            });
+        }
 
         // Every member knows the node dispatchers: a router pool checks its routees' Props where the
         // pool lives (an orchestrator), and the routees run them where they are deployed (a worker).
@@ -128,6 +147,27 @@ public static class TspHostingExtensions
         }
 
         return builder;
+    }
+
+    private static SplitBrainResolverOption SplitBrainResolverFor(ClusterTuning tuning) => tuning.SplitBrainStrategy switch
+    {
+        "keep-majority" => new KeepMajorityOption(),
+        "keep-oldest" => new KeepOldestOption { DownIfAlone = true },
+        "static-quorum" when tuning.QuorumSize > 0 => new StaticQuorumOption { QuorumSize = tuning.QuorumSize },
+        "static-quorum" => throw new InvalidOperationException("Tsp:Cluster:SplitBrainStrategy static-quorum needs Tsp:Cluster:QuorumSize > 0"),
+        var other => throw new InvalidOperationException($"unknown Tsp:Cluster:SplitBrainStrategy '{other}' (keep-majority, keep-oldest or static-quorum)"),
+    };
+
+    /// <summary>Timings Akka.Hosting has no options for: the resolver's stable-after, the failure
+    /// detector's pause, and the shutdown phase in which node routees drain.</summary>
+    private static string ClusterTimingHocon(TspOptions options)
+    {
+        static string Ms(TimeSpan t) => ((long)t.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture) + "ms";
+        return $$"""
+            akka.cluster.split-brain-resolver.stable-after = {{Ms(options.Cluster.StableAfter)}}
+            akka.cluster.failure-detector.acceptable-heartbeat-pause = {{Ms(options.Cluster.AcceptableHeartbeatPause)}}
+            akka.coordinated-shutdown.phases.service-requests-done.timeout = {{Ms(options.DrainTimeout + TimeSpan.FromSeconds(5))}}
+            """;
     }
 
     /// <summary>Binds every TP message type to <see cref="TspProtobufSerializer"/>. Bound by concrete

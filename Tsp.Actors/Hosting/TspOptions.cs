@@ -52,6 +52,13 @@ public sealed class TspOptions
     /// <summary>Snapshot cadence and finished-run memory of each run host.</summary>
     public RunHostTuning RunHost { get; set; } = new();
 
+    /// <summary>On SIGTERM, how long a worker's node routees may take to finish the tasks they hold
+    /// before the member leaves (the tasks still unfinished then are retried elsewhere).</summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Membership and failure handling (split brain resolver, failure detector).</summary>
+    public ClusterTuning Cluster { get; set; } = new();
+
     /// <summary>How long the edge waits for a run to be accepted.</summary>
     public TimeSpan AskTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -114,4 +121,26 @@ public sealed class ApiToken
     public List<string> Projects { get; set; } = [];
 
     public bool Allows(string project) => Projects.Contains("*") || Projects.Contains(project);
+}
+
+/// <summary>
+/// How the cluster decides that a member is gone. The split brain resolver downs the members on the
+/// minority side of a partition (keep-majority) once the membership has been stable for
+/// <see cref="StableAfter"/>; a crashed member is downed the same way, and only then are its tasks
+/// retried and its run hosts restarted elsewhere. Shorter means faster failover but more risk of
+/// downing a member that was only slow (a long GC pause, a saturated network).
+/// </summary>
+public sealed record ClusterTuning
+{
+    /// <summary>keep-majority (default), keep-oldest or static-quorum.</summary>
+    public string SplitBrainStrategy { get; init; } = "keep-majority";
+
+    /// <summary>Static-quorum only: the smallest side that survives.</summary>
+    public int QuorumSize { get; init; }
+
+    /// <summary>Stable membership needed before the resolver acts (Akka's default is 20 s).</summary>
+    public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long heartbeats may be missing before a member is unreachable (Akka's default 3 s).</summary>
+    public TimeSpan AcceptableHeartbeatPause { get; init; } = TimeSpan.FromSeconds(3);
 }

@@ -21,8 +21,13 @@ public sealed class NodeActor : ReceiveActor
     private readonly IActorRef _queue;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly string _worker;
+    private readonly List<IActorRef> _drainWaiters = [];
     private NodeProcessorRegistry _processors = null!;
     private RedisStore _store = null!;
+    private NodeRoutees? _registry;
+    private int _inHand;
+    private bool _draining;
+    private bool _drainAcked;
 
     public NodeActor(string queueName, int slots, IActorRef queue)
     {
@@ -33,8 +38,44 @@ public sealed class NodeActor : ReceiveActor
         Receive<NodeTask>(task =>
         {
             var replyTo = Sender;
-            RunAsync(task).PipeTo(replyTo, Self);
+            _inHand++;
+            RunAsync(task).PipeTo(Self, success: reply => new Finished(replyTo, reply));
         });
+        Receive<Finished>(finished =>
+        {
+            _inHand--;
+            finished.ReplyTo.Tell(finished.Reply);
+            ReportIfDrained();
+        });
+        Receive<DrainNode>(_ =>
+        {
+            _drainWaiters.Add(Sender);
+            if (!_draining)
+            {
+                _draining = true;
+                _queue.Tell(new WorkerDraining { Worker = _worker });
+            }
+        });
+        Receive<WorkerDrainAck>(_ =>
+        {
+            _drainAcked = true;
+            ReportIfDrained();
+        });
+    }
+
+    private void ReportIfDrained()
+    {
+        if (!_drainAcked || _inHand > 0)
+        {
+            return;
+        }
+
+        foreach (var waiter in _drainWaiters)
+        {
+            waiter.Tell(new NodeDrained(_worker));
+        }
+
+        _drainWaiters.Clear();
     }
 
     public static Props Props(string queueName, int slots, IActorRef queue) =>
@@ -47,6 +88,7 @@ public sealed class NodeActor : ReceiveActor
         {
             _processors = services.GetService<NodeProcessorRegistry>();
             _store = services.GetService<RedisStore>();
+            _registry = services.GetService<NodeRoutees>();
         }
         catch (ObjectDisposedException)
         {
@@ -55,8 +97,11 @@ public sealed class NodeActor : ReceiveActor
             return;
         }
 
+        _registry.Add(Self);
         _queue.Tell(new WorkerReady { Queue = _queueName, Slots = _slots, Worker = _worker });
     }
+
+    protected override void PostStop() => _registry?.Remove(Self);
 
     private async Task<IRunMessage> RunAsync(NodeTask task)
     {
@@ -121,6 +166,9 @@ public sealed class NodeActor : ReceiveActor
             return Failed(task, $"{e.GetType().Name}: {e.Message}", retryable: true);
         }
     }
+
+    /// <summary>A task's reply, back on the actor's thread so it can count what it holds.</summary>
+    private sealed record Finished(IActorRef ReplyTo, IRunMessage Reply);
 
     private NodeTaskFailed Failed(NodeTask task, string reason, bool retryable) => new()
     {

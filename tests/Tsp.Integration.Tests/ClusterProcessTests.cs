@@ -103,14 +103,55 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task A_worker_killed_mid_stream_loses_no_frame_and_the_subscriber_sees_no_run_twice()
     {
-        var project = TestServers.Unique("kill");
+        var (results, victim, _) = await StreamWithAWorkerStoppedMidwayAsync("kill", victim =>
+        {
+            // kill -9: no goodbye to the cluster.
+            victim.Process.Kill();
+            return Task.CompletedTask;
+        });
+
+        Assert.True(victim.Process.HasExited);
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+    }
+
+    [Fact]
+    public async Task A_worker_stopped_with_SIGTERM_finishes_its_tasks_before_it_leaves_and_none_is_retried()
+    {
+        var (results, victim, seedPort) = await StreamWithAWorkerStoppedMidwayAsync("term", async victim =>
+        {
+            using var signal = Process.Start("kill", ["-TERM", victim.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            await signal.WaitForExitAsync();
+        });
+
+        Assert.True(victim.Process.WaitForExit(60_000), "the worker did not exit within 60 s of SIGTERM");
+        Assert.Equal(0, victim.Process.ExitCode);
+        Assert.All(results, r => Assert.All(r.Nodes, n => Assert.Equal(1, n.Attempts)));
+
+        // The orchestrator's queues took no task back from a routee: none was re-run elsewhere.
+        var status = _processes.Start("Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{seedPort}");
+        Assert.True(status.Process.WaitForExit(60_000), "status did not finish");
+        status.Process.WaitForExit();
+        var text = string.Join('\n', status.Lines);
+        output.WriteLine(text);
+        Assert.Matches(@"cpu-term \(cpu\) .* retried=0 requeued=0 failed=0", text);
+        Assert.Matches(@"gpu-term \(gpu\) .* retried=0 requeued=0 failed=0", text);
+        Assert.Contains(victim.Lines, l => l.Contains("node routees drained", StringComparison.Ordinal));
+        Assert.DoesNotContain(victim.Lines, l => l.Contains("did not drain", StringComparison.Ordinal));
+    }
+
+    /// <summary>Seed + two workers; 2,000 frames through Kafka while a gRPC subscriber reads from the
+    /// start; halfway, once the first worker has done work, <paramref name="stop"/> is applied to it.
+    /// Asserts every frame's result arrived exactly once and both workers executed tasks.</summary>
+    private async Task<(List<TpResult> Results, ChildProcess Victim, int SeedPort)> StreamWithAWorkerStoppedMidwayAsync(string name, Func<ChildProcess, Task> stop)
+    {
+        var project = TestServers.Unique(name);
         var workflow = TestServers.WriteWorkflow($$"""
             project: {{project}}
             defaults: { timeout: 10s }
             nodes:
-              - { id: pre, processor: passthrough, role: cpu, queue: cpu-k }
-              - { id: model, processor: sleep, role: gpu, queue: gpu-k, after: [pre], params: { ms: 5 } }
-              - { id: post, processor: checksum, role: cpu, queue: cpu-k, after: [model] }
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-{{name}} }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-{{name}}, after: [pre], params: { ms: 5 } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-{{name}}, after: [model] }
             """);
         var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
         string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -137,13 +178,13 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
 
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         var produced = new List<string>();
+        var victim = $"tsp@127.0.0.1:{workerPorts[0]}/";
         for (var i = 0; i < frames; i++)
         {
             produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
             if (i == frames / 2)
             {
-                // Mid-stream, once the victim has done work: kill -9, no goodbye to the cluster.
-                var victim = $"tsp@127.0.0.1:{workerPorts[0]}/";
+                // Mid-stream, once the victim has done work.
                 var patience = Stopwatch.StartNew();
                 while (patience.Elapsed < TimeSpan.FromSeconds(60))
                 {
@@ -158,7 +199,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
                     await Task.Delay(20);
                 }
 
-                workers[0].Process.Kill();
+                await stop(workers[0]);
             }
         }
 
@@ -171,10 +212,9 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
 
         Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
         Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());
-        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
-        Assert.Contains(results, r => r.Nodes.Any(n => n.Worker.StartsWith($"tsp@127.0.0.1:{workerPorts[0]}/", StringComparison.Ordinal)));
+        Assert.Contains(results, r => r.Nodes.Any(n => n.Worker.StartsWith(victim, StringComparison.Ordinal)));
         Assert.Contains(results, r => r.Nodes.Any(n => n.Worker.StartsWith($"tsp@127.0.0.1:{workerPorts[1]}/", StringComparison.Ordinal)));
-        Assert.True(workers[0].Process.HasExited);
+        return (results, workers[0], seedPort);
     }
 
     [Fact]
