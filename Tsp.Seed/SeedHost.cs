@@ -45,8 +45,12 @@ public static class SeedHost
             host = builder.Build();
         }
 
-        // Connect now, so an unreachable Redis fails the start with its address, not the first run.
+        // Connect now, so an unreachable Redis or journal fails the start with its address, not the first run.
         host.Services.GetRequiredService<Tsp.Actors.Storage.RedisStore>();
+        if (options.Roles.Count == 0 || options.Roles.Contains(TspRoles.Orchestrator))
+        {
+            TspHostingExtensions.CheckJournal(options);
+        }
         return host;
     }
 

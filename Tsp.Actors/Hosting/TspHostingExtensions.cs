@@ -285,6 +285,31 @@ public static class TspHostingExtensions
             .AddHocon("akka.persistence.journal.sql.parallelism = 1", HoconAddMode.Prepend);
     }
 
+    /// <summary>Fails at start, naming host, port and database (never the password), when the configured
+    /// PostgreSQL journal cannot be reached; Akka would otherwise retry persistence in the background
+    /// and every run would time out.</summary>
+    /// <exception cref="InvalidOperationException">"cannot reach PostgreSQL …".</exception>
+    public static void CheckJournal(TspOptions options)
+    {
+        if (string.IsNullOrWhiteSpace(options.Postgres))
+        {
+            return;
+        }
+
+        var settings = new Npgsql.NpgsqlConnectionStringBuilder(options.Postgres) { Timeout = 5 };
+        try
+        {
+            using var connection = new Npgsql.NpgsqlConnection(settings.ConnectionString);
+            connection.Open();
+            using var command = new Npgsql.NpgsqlCommand("SELECT 1", connection);
+            command.ExecuteScalar();
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            throw new InvalidOperationException($"cannot reach PostgreSQL journal at {settings.Host}:{settings.Port}/{settings.Database}: {e.Message}", e);
+        }
+    }
+
     /// <summary>Creates the SQLite file's folder and switches it to WAL (a property of the file, so
     /// every later connection uses it): per-event writes are several times faster.</summary>
     public static string PrepareSqlite(string path)

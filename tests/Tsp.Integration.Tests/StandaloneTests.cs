@@ -297,15 +297,19 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task A_member_with_an_unreachable_redis_or_a_bad_workflow_exits_at_start_saying_why()
+    public async Task A_member_with_an_unreachable_redis_or_journal_or_a_bad_workflow_exits_at_start_saying_why()
     {
         var unreachable = await RunSeedAsync("run", "--redis", "127.0.0.1:1", "--journal", TestServers.TempSqlitePath(), "--workflow", DemoWorkflow);
+        var noJournal = await RunSeedAsync("run", "--redis", TestServers.Redis, "--postgres", "Host=127.0.0.1;Port=1;Username=u;Password=secret-pw;Database=tsp", "--workflow", DemoWorkflow);
         var badWorkflow = TestServers.WriteWorkflow("project: p\nnodes:\n  - { id: a, processor: nope, role: cpu, queue: q }\n");
         var invalid = await RunSeedAsync("run", "--redis", TestServers.Redis, "--workflow", badWorkflow);
         var badFlag = await RunSeedAsync("run", "--colour", "blue");
 
         Assert.Equal(4, unreachable.ExitCode);
         Assert.Contains("error: cannot reach Redis at 127.0.0.1:1", unreachable.Output, StringComparison.Ordinal);
+        Assert.Equal(4, noJournal.ExitCode);
+        Assert.Contains("error: cannot reach PostgreSQL journal at 127.0.0.1:1/tsp", noJournal.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("secret-pw", noJournal.Output, StringComparison.Ordinal);
         Assert.Equal(3, invalid.ExitCode);
         Assert.Contains($"{badWorkflow}:3: node 'a': unknown processor 'nope'", invalid.Output, StringComparison.Ordinal);
         Assert.Equal(2, badFlag.ExitCode);
