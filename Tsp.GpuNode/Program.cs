@@ -32,6 +32,16 @@ if (options.Seeds.Count == 0)
     return 2;
 }
 
+try
+{
+    options.CheckMembership();
+}
+catch (FormatException e)
+{
+    await Console.Error.WriteLineAsync($"error: {e.Message}");
+    return 2;
+}
+
 builder.Services.AddTspServices(options);
 builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
 {

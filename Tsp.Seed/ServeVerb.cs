@@ -15,6 +15,7 @@ internal static class ServeVerb
             options.Roles = [TspRoles.Seed, TspRoles.Orchestrator];
         }
 
+        options.CheckMembership();
         using var host = SeedHost.Build(options, quiet: false);
         try
         {

@@ -22,6 +22,8 @@ internal static class StatusVerb
             return Verbs.Usage(Console.Error, 2, "status needs --seed HOST:PORT (an orchestrator, e.g. the seed)");
         }
 
+        options.CheckMembership();
+
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Services.AddAkka("tsp-status", (akka, _) => akka
             .ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.ErrorLevel)

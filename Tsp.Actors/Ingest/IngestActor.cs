@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Akka;
 using Akka.Actor;
 using Akka.Cluster.Tools.PublishSubscribe;
@@ -41,6 +42,9 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     private long _consumed;
     private long _started;
     private long _deadLettered;
+    private int _stalledStarts;
+    private long _stallSince;
+    private long _lastStallLog;
     private readonly Dictionary<int, long> _lastOffsets = [];
 
     public IngestActor(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store)
@@ -165,22 +169,48 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         _lastOffsets[partition] = offset;
     }
 
+    /// <summary>Starts a run, retrying until it is accepted or ingest stops. While the cluster cannot
+    /// take starts (a failover, the journal down) every record in progress retries; that is logged
+    /// when it begins, at most every 10 s while it lasts, and when it ends — not once per record.</summary>
     private async Task<RunAccepted> StartAsync(Frame frame, string runId)
     {
-        for (var attempt = 1; ; attempt++)
+        var stalled = false;
+        try
         {
-            try
+            while (true)
             {
-                return await _submitter.SubmitAsync(frame, runId, _stopping.Token);
-            }
-            catch (Exception e) when (!_stopping.IsCancellationRequested)
-            {
-                if (attempt == 1 || attempt % 30 == 0)
+                try
                 {
-                    _log.Warning("kafka ingest of '{0}': run {1} could not be started ({2}: {3}); retrying", _project, runId, e.GetType().Name, e.Message);
+                    return await _submitter.SubmitAsync(frame, runId, _stopping.Token);
                 }
+                catch (Exception e) when (!_stopping.IsCancellationRequested)
+                {
+                    if (!stalled)
+                    {
+                        stalled = true;
+                        if (Interlocked.Increment(ref _stalledStarts) == 1)
+                        {
+                            _stallSince = Stopwatch.GetTimestamp();
+                            Interlocked.Exchange(ref _lastStallLog, _stallSince);
+                            _log.Warning("kafka ingest of '{0}': runs cannot be started ({1}: {2}); retrying every {3} ms (first: {4})", _project, e.GetType().Name, e.Message, _options.RetryDelay.TotalMilliseconds, runId);
+                        }
+                    }
 
-                await Task.Delay(_options.RetryDelay, _stopping.Token);
+                    var lastLog = Interlocked.Read(ref _lastStallLog);
+                    if (Stopwatch.GetElapsedTime(lastLog) > TimeSpan.FromSeconds(10) && Interlocked.CompareExchange(ref _lastStallLog, Stopwatch.GetTimestamp(), lastLog) == lastLog)
+                    {
+                        _log.Warning("kafka ingest of '{0}': {1} run starts still retrying ({2}: {3})", _project, Volatile.Read(ref _stalledStarts), e.GetType().Name, e.Message);
+                    }
+
+                    await Task.Delay(_options.RetryDelay, _stopping.Token);
+                }
+            }
+        }
+        finally
+        {
+            if (stalled && Interlocked.Decrement(ref _stalledStarts) == 0 && !_stopping.IsCancellationRequested)
+            {
+                _log.Info("kafka ingest of '{0}': run starts accepted again after {1:0.0} s", _project, Stopwatch.GetElapsedTime(_stallSince).TotalSeconds);
             }
         }
     }

@@ -34,6 +34,27 @@ internal sealed class BenchHost : IAsyncDisposable
 
     public IServiceProvider Services => _host.Services;
 
+    public TspOptions Options => _host.Services.GetRequiredService<TspOptions>();
+
+    /// <summary>The numbers of one of this orchestrator's queues.</summary>
+    public Task<QueueStats> QueueStatsAsync(string queue) =>
+        _host.Services.GetRequiredService<NodeQueues>().All[queue].Ask<QueueStats>(GetQueueStats.Instance, TimeSpan.FromSeconds(10));
+
+    /// <summary>Waits until a queue counts exactly <paramref name="workers"/> routees (workers joined or removed).</summary>
+    public async Task WaitForWorkersAsync(string queue, int workers, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while ((await QueueStatsAsync(queue)).Workers != workers)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"queue {queue} did not reach {workers} routees within {timeout.TotalSeconds:0} s");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
     /// <param name="configure">Adjusts the options (journal, queues) before the host starts.</param>
     public static async Task<BenchHost> StartAsync(BenchOptions options, string project, string workflowYaml, Action<TspOptions>? configure = null)
     {
@@ -67,7 +88,12 @@ internal sealed class BenchHost : IAsyncDisposable
         });
         var host = builder.Build();
         await host.StartAsync();
-        await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
+        if (tsp.Roles.Contains(TspRoles.Cpu) || tsp.Roles.Contains(TspRoles.Gpu))
+        {
+            // Otherwise the routees come with worker processes the scenario starts.
+            await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
+        }
+
         var system = host.Services.GetRequiredService<ActorSystem>();
         var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
         return new BenchHost(host, workflow, subscriber, results);

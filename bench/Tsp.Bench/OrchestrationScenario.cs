@@ -62,7 +62,7 @@ internal static class OrchestrationScenario
           - { id: post, processor: checksum, role: cpu, queue: cpu-bench, after: [join] }
         """;
 
-    private static Frame RandomFrame(string project, int size)
+    internal static Frame RandomFrame(string project, int size)
     {
         var data = new byte[size];
         Random.Shared.NextBytes(data);
@@ -71,7 +71,7 @@ internal static class OrchestrationScenario
 
     /// <summary>Submits <paramref name="count"/> runs keeping <paramref name="inFlight"/> in flight; returns
     /// runs/s and each run's submit-to-result latency in ms.</summary>
-    private static async Task<(double Rate, List<double> LatenciesMs)> RunAsync(BenchHost host, List<Frame> frames, int count, int inFlight)
+    internal static async Task<(double Rate, List<double> LatenciesMs)> RunAsync(BenchHost host, List<Frame> frames, int count, int inFlight)
     {
         var submittedAt = new ConcurrentDictionary<string, long>();
         var latencies = new List<double>(count);
@@ -122,11 +122,11 @@ internal static class OrchestrationScenario
         }
     }
 
-    private static double Percentile(List<double> values, double p)
+    internal static double Percentile(List<double> values, double p)
     {
         var sorted = values.Order().ToList();
         return sorted[Math.Min(sorted.Count - 1, (int)(p * sorted.Count))];
     }
 
-    private static double Median(List<double> values) => Percentile(values, 0.5);
+    internal static double Median(List<double> values) => Percentile(values, 0.5);
 }

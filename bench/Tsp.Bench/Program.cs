@@ -9,8 +9,13 @@ return scenario switch
     "ingest" => await IngestScenario.RunAsync(options),
     "model" => await ModelScenario.RunAsync(options),
     "quality" => await QualityScenario.RunAsync(options),
+    "scaleout" => await ScaleoutScenario.RunAsync(options with { Messages = args.Contains("--messages") ? options.Messages : 1000 }),
+    "recovery" => await RecoveryScenario.RunAsync(options with { InFlight = args.Contains("--in-flight") ? options.InFlight : 32 }, StableAfter(args)),
     _ => Usage(),
 };
+
+static double? StableAfter(string[] args) =>
+    args.SkipWhile(a => a != "--stable-after").Skip(1).FirstOrDefault() is { } s ? double.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : null;
 
 static int Usage()
 {
@@ -21,6 +26,8 @@ static int Usage()
           ingest   messages/s from Kafka into accepted runs vs a bare Confluent consumer loop
           model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--cuda]
           quality  AUROC and region recall of the rail-inspection anomaly path on generated images
+          scaleout runs/s with 1, 2 and 3 worker processes (sleep 20 ms node, 4 slots per worker) and scaling efficiency
+          recovery time from kill -9 of one of two workers under load until the runs it held are done [--stable-after S]
         """);
     return 2;
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using System.Text.RegularExpressions;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Protocol;
@@ -35,8 +36,8 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             """);
         var seedPort = TspHostingExtensions.FreePort();
         var workerPort = TspHostingExtensions.FreePort();
-        _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", seedPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
-        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", workerPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+        _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(workerPort), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
 
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         var expected = new List<string>();
@@ -72,23 +73,12 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             """);
         var seedPort = TspHostingExtensions.FreePort();
         var workerPort = TspHostingExtensions.FreePort();
-        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", seedPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", workerPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--roles", "cpu", "--redis", TestServers.Redis);
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(workerPort), "--roles", "cpu", "--redis", TestServers.Redis);
 
         // Until the worker is up and its routees are counted.
-        var deadline = Stopwatch.StartNew();
-        string text;
-        do
-        {
-            var status = _processes.Start("Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{seedPort}");
-            Assert.True(status.Process.WaitForExit(60_000), "status did not finish");
-            status.Process.WaitForExit();
-            Assert.Equal(0, status.Process.ExitCode);
-            text = string.Join('\n', status.Lines);
-        }
-        while ((!text.Contains("routees=", StringComparison.Ordinal) || text.Contains("routees=0", StringComparison.Ordinal)) && deadline.Elapsed < TimeSpan.FromSeconds(60));
-
+        var text = await StatusAsync(seedPort, t => t.Contains("routees=", StringComparison.Ordinal) && !t.Contains("routees=0", StringComparison.Ordinal));
         output.WriteLine(text);
         Assert.Matches($@"akka.tcp://tsp@127.0.0.1:{seedPort}  Up  reachable  roles=orchestrator,seed", text);
         Assert.Matches($@"akka.tcp://tsp@127.0.0.1:{workerPort}  Up  reachable  roles=cpu", text);
@@ -119,7 +109,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     {
         var (results, victim, seedPort) = await StreamWithAWorkerStoppedMidwayAsync("term", async victim =>
         {
-            using var signal = Process.Start("kill", ["-TERM", victim.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            using var signal = Process.Start("kill", ["-TERM", Port(victim.Process.Id)]);
             await signal.WaitForExitAsync();
         });
 
@@ -128,10 +118,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.All(results, r => Assert.All(r.Nodes, n => Assert.Equal(1, n.Attempts)));
 
         // The orchestrator's queues took no task back from a routee: none was re-run elsewhere.
-        var status = _processes.Start("Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{seedPort}");
-        Assert.True(status.Process.WaitForExit(60_000), "status did not finish");
-        status.Process.WaitForExit();
-        var text = string.Join('\n', status.Lines);
+        var text = await StatusAsync(seedPort, _ => true);
         output.WriteLine(text);
         Assert.Matches(@"cpu-term \(cpu\) .* retried=0 requeued=0 failed=0", text);
         Assert.Matches(@"gpu-term \(gpu\) .* retried=0 requeued=0 failed=0", text);
@@ -154,7 +141,6 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: post, processor: checksum, role: cpu, queue: cpu-{{name}}, after: [model] }
             """);
         var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
-        string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", Port(grpcPort), "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         var workerPorts = new[] { TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort() };
@@ -218,6 +204,96 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task An_orchestrator_killed_mid_stream_has_its_runs_finished_by_the_other_and_no_frame_is_lost_or_repeated()
+    {
+        var project = TestServers.Unique("orch");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            defaults: { timeout: 10s }
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-orch }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-orch, after: [pre], params: { ms: 5 } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-orch, after: [model] }
+            """);
+        // Both orchestrators share one journal; a fresh database per test (remember-entities rows stay).
+        var journal = await TestServers.CreatePostgresDatabaseAsync();
+        var (firstPort, secondPort, workerPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        string[] Orchestrator(int port, params string[] more) =>
+            ["run", "--port", Port(port), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", journal, "--workflow", workflow, .. more];
+        var survivor = _processes.Start("Tsp.Seed.dll", Orchestrator(firstPort, "--grpc-port", Port(grpcPort)));
+        await survivor.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var victim = _processes.Start("Tsp.Seed.dll", Orchestrator(secondPort, "--grpc-port", "-1", "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", Port(workerPort), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+        // Three members, so that keep-majority lets the two survivors down the third.
+        await StatusAsync(firstPort, text =>
+            Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-orch \(gpu\)  routees=[1-9]"));
+
+        using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");
+        using var subscription = new TspService.TspServiceClient(channel).Subscribe(new SubscribeRequest { Projects = { project }, From = "earliest" });
+        const int frames = 2000;
+        var reading = ReadUntilAsync(subscription, frames, TimeSpan.FromSeconds(240));
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        for (var i = 0; i < frames; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+            if (i == frames / 2)
+            {
+                // Mid-stream, once the victim's run hosts have dispatched tasks and its ingest consumed records.
+                var before = await StatusAsync(secondPort, text =>
+                    Regex.IsMatch(text, @"cpu-orch \(cpu\) .* dispatched=[1-9]") && Regex.IsMatch(text, @"kafka_consumed=[1-9]"));
+                output.WriteLine(before);
+                victim.Process.Kill();
+            }
+        }
+
+        var results = await reading;
+        Assert.True(victim.Process.HasExited);
+        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        var after = await StatusAsync(firstPort, text => !text.Contains($":{secondPort}", StringComparison.Ordinal));
+        output.WriteLine(after);
+        Assert.Contains("active runs on this orchestrator: 0", after, StringComparison.Ordinal);
+    }
+
+    private static string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Runs the status verb against a member until its output satisfies <paramref name="until"/> (at most 90 s).</summary>
+    private async Task<string> StatusAsync(int port, Func<string, bool> until)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var status = _processes.Start("Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{port}");
+            Assert.True(status.Process.WaitForExit(60_000), "status did not finish");
+            status.Process.WaitForExit();
+            var text = string.Join('\n', status.Lines);
+            if (status.Process.ExitCode == 0 && until(text))
+            {
+                return text;
+            }
+
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(90), $"the status of 127.0.0.1:{port} did not reach what the test waits for:\n{text}");
+        }
+    }
+
+    /// <summary>Reads a subscription until <paramref name="runs"/> distinct runs have arrived; returns everything it read.</summary>
+    private static async Task<List<TpResult>> ReadUntilAsync(Grpc.Core.AsyncServerStreamingCall<TpResult> subscription, int runs, TimeSpan limit)
+    {
+        var received = new List<TpResult>();
+        var distinct = new HashSet<string>(StringComparer.Ordinal);
+        using var deadline = new CancellationTokenSource(limit);
+        while (distinct.Count < runs && await subscription.ResponseStream.MoveNext(deadline.Token))
+        {
+            received.Add(subscription.ResponseStream.Current);
+            distinct.Add(subscription.ResponseStream.Current.RunId);
+        }
+
+        return received;
+    }
+
+    [Fact]
     public async Task A_worker_started_mid_stream_gets_routees_and_takes_work_while_every_result_arrives()
     {
         var project = TestServers.Unique("scale");
@@ -227,7 +303,6 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: pre, processor: passthrough, role: cpu, queue: cpu-s }
               - { id: model, processor: sleep, role: gpu, queue: gpu-s, after: [pre], params: { ms: 10 } }
             """);
-        string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var seedPort = TspHostingExtensions.FreePort();
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));

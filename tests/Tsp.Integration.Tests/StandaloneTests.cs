@@ -269,10 +269,13 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.InRange(double.Parse(summary.Groups["recall"].Value, System.Globalization.CultureInfo.InvariantCulture), 0.7, 1.0);
     }
 
-    private static async Task<(int ExitCode, string Output)> RunSeedAsync(params string[] args)
+    private static Task<(int ExitCode, string Output)> RunSeedAsync(params string[] args) => RunAsync("Tsp.Seed.dll", args);
+
+    /// <summary>Runs one of the solution's executables to its end (at most 3 minutes).</summary>
+    private static async Task<(int ExitCode, string Output)> RunAsync(string dll, params string[] args)
     {
-        var seed = Path.Combine(AppContext.BaseDirectory, "Tsp.Seed.dll");
-        using var process = Process.Start(new ProcessStartInfo("dotnet", [seed, .. args])
+        var executable = Path.Combine(AppContext.BaseDirectory, dll);
+        using var process = Process.Start(new ProcessStartInfo("dotnet", [executable, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -304,6 +307,9 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var badWorkflow = TestServers.WriteWorkflow("project: p\nnodes:\n  - { id: a, processor: nope, role: cpu, queue: q }\n");
         var invalid = await RunSeedAsync("run", "--redis", TestServers.Redis, "--workflow", badWorkflow);
         var badFlag = await RunSeedAsync("run", "--colour", "blue");
+        var badRole = await RunSeedAsync("run", "--roles", "seed,orchestrator,tpu", "--redis", TestServers.Redis, "--workflow", DemoWorkflow);
+        var badSeed = await RunSeedAsync("run", "--seed", "10.0.0.5", "--redis", TestServers.Redis, "--workflow", DemoWorkflow);
+        var badWorkerSeed = await RunAsync("Tsp.GpuNode.dll", "--seed", "127.0.0.1:70000", "--redis", TestServers.Redis);
 
         Assert.Equal(4, unreachable.ExitCode);
         Assert.Contains("error: cannot reach Redis at 127.0.0.1:1", unreachable.Output, StringComparison.Ordinal);
@@ -314,5 +320,11 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.Contains($"{badWorkflow}:3: node 'a': unknown processor 'nope'", invalid.Output, StringComparison.Ordinal);
         Assert.Equal(2, badFlag.ExitCode);
         Assert.Contains("error: unknown flag '--colour' for 'run'", badFlag.Output, StringComparison.Ordinal);
+        Assert.Equal(2, badRole.ExitCode);
+        Assert.Contains("error: unknown role 'tpu' (roles: seed, orchestrator, gpu, cpu)", badRole.Output, StringComparison.Ordinal);
+        Assert.Equal(2, badSeed.ExitCode);
+        Assert.Contains("error: seed '10.0.0.5' is not HOST:PORT", badSeed.Output, StringComparison.Ordinal);
+        Assert.Equal(2, badWorkerSeed.ExitCode);
+        Assert.Contains("error: seed '127.0.0.1:70000' is not HOST:PORT", badWorkerSeed.Output, StringComparison.Ordinal);
     }
 }

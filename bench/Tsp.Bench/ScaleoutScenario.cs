@@ -1,0 +1,64 @@
+using System.Globalization;
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Hosting;
+
+namespace Tsp.Bench;
+
+/// <summary>
+/// <c>scaleout</c>: does adding worker processes add throughput? An orchestrator (this process, roles
+/// seed and orchestrator, SQLite journal) and 1, 2, then 3 Tsp.GpuNode processes (role cpu) on
+/// loopback; one latency-bound node (<c>sleep</c> 20 ms) and 4 slots per worker, so a worker can do at
+/// most 200 runs/s whatever its cores. <c>--messages</c> runs per worker (1,000) are measured after a
+/// warm-up, <c>--in-flight</c> (64) at a time. Efficiency of N workers = rate(N) / (N × rate(1)).
+/// </summary>
+internal static class ScaleoutScenario
+{
+    public const string Queue = "cpu-scale";
+    public const int SlotsPerWorker = 4;
+    public const double SleepMs = 20;
+    private const int MaxWorkers = 3;
+
+    public static async Task<int> RunAsync(BenchOptions options)
+    {
+        var rates = Enumerable.Range(0, MaxWorkers + 1).Select(_ => new List<double>()).ToArray();
+        for (var repeat = 0; repeat < options.Repeats; repeat++)
+        {
+            var project = $"scale{repeat}-{Guid.NewGuid():N}"[..16];
+            await using var host = await StartOrchestratorAsync(options, project);
+            using var workers = new WorkerProcesses($"127.0.0.1:{host.Options.Port}", options.Redis, TspRoles.Cpu);
+            var frames = Enumerable.Range(0, 16).Select(_ => OrchestrationScenario.RandomFrame(project, options.Size)).ToList();
+            for (var n = 1; n <= MaxWorkers; n++)
+            {
+                workers.Start();
+                await host.WaitForWorkersAsync(Queue, n, TimeSpan.FromSeconds(60));
+                await OrchestrationScenario.RunAsync(host, frames, 100 * n, options.InFlight);
+                var (rate, _) = await OrchestrationScenario.RunAsync(host, frames, options.Messages * n, options.InFlight);
+                rates[n].Add(rate);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat + 1}: workers={n} runs_per_s={rate:0}"));
+            }
+        }
+
+        var median = rates.Select(r => r.Count > 0 ? OrchestrationScenario.Median(r) : 0).ToArray();
+        var ideal = SlotsPerWorker * 1000 / SleepMs;
+        var figures = string.Create(CultureInfo.InvariantCulture,
+            $"w1_per_s={median[1]:0} w2_per_s={median[2]:0} w3_per_s={median[3]:0} efficiency_2={median[2] / (2 * median[1]):0.00} efficiency_3={median[3] / (3 * median[1]):0.00} w1_of_ideal={median[1] / ideal:0.00}");
+        Console.WriteLine($"scaleout: {figures}");
+        Results.Record(options, $"bench/run.sh scaleout --messages {options.Messages} --in-flight {options.InFlight}", figures,
+            $"median of {options.Repeats}; orchestrator in the bench process (SQLite), 1–3 Tsp.GpuNode processes on loopback, one sleep {SleepMs:0} ms node, {SlotsPerWorker} slots per worker (ideal {ideal:0} runs/s per worker), {options.Size} B frames, redis-server");
+        return 0;
+    }
+
+    /// <summary>This process as the seed and orchestrator, with no node roles: the routees come with workers.</summary>
+    public static Task<BenchHost> StartOrchestratorAsync(BenchOptions options, string project, Action<TspOptions>? configure = null) =>
+        BenchHost.StartAsync(options, project, $$"""
+            project: {{project}}
+            nodes:
+              - { id: work, processor: sleep, role: cpu, queue: {{Queue}}, params: { ms: {{SleepMs.ToString(CultureInfo.InvariantCulture)}} } }
+            """, tsp =>
+        {
+            tsp.Roles = [TspRoles.Seed, TspRoles.Orchestrator];
+            tsp.Port = TspHostingExtensions.FreePort();
+            tsp.Queues[Queue] = new QueueOptions { Role = TspRoles.Cpu, RouteesPerMember = 1, SlotsPerRoutee = SlotsPerWorker };
+            configure?.Invoke(tsp);
+        });
+}
