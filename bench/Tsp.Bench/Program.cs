@@ -10,6 +10,7 @@ return scenario switch
     "model" => await ModelScenario.RunAsync(options),
     "quality" => await QualityScenario.RunAsync(options),
     "scaleout" => await ScaleoutScenario.RunAsync(options with { Messages = args.Contains("--messages") ? options.Messages : 1000 }),
+    "memory" => await MemoryScenario.RunAsync(options with { Messages = args.Contains("--messages") ? options.Messages : 10_000, InFlight = args.Contains("--in-flight") ? options.InFlight : 256 }),
     "recovery" => await RecoveryScenario.RunAsync(options with { InFlight = args.Contains("--in-flight") ? options.InFlight : 32 }, StableAfter(args)),
     _ => Usage(),
 };
@@ -27,6 +28,7 @@ static int Usage()
           model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--cuda]
           quality  AUROC and region recall of the rail-inspection anomaly path on generated images
           scaleout runs/s with 1, 2 and 3 worker processes (sleep 20 ms node, 4 slots per worker) and scaling efficiency
+          memory   orchestrator heap per run in flight (10,000 waiting runs) and after they finish, three rounds
           recovery time from kill -9 of one of two workers under load until the runs it held are done [--stable-after S]
         """);
     return 2;

@@ -31,7 +31,15 @@ internal static class RecoveryScenario
                     tsp.Cluster = tsp.Cluster with { StableAfter = TimeSpan.FromSeconds(stable), AcceptableHeartbeatPause = TimeSpan.FromSeconds(2) };
                 }
             });
-            using var workers = new WorkerProcesses($"127.0.0.1:{host.Options.Port}", options.Redis, TspRoles.Cpu);
+            // Every member must use the same split brain resolver timings: the leader (lowest address,
+            // often a worker) decides at its stable-after, but every member downs all at its own
+            // stable-after + down-all-when-unstable; a shorter setting on one member downs the cluster.
+            var clusterTimings = new Dictionary<string, string>
+            {
+                ["Tsp__Cluster__StableAfter"] = host.Options.Cluster.StableAfter.ToString("c", CultureInfo.InvariantCulture),
+                ["Tsp__Cluster__AcceptableHeartbeatPause"] = host.Options.Cluster.AcceptableHeartbeatPause.ToString("c", CultureInfo.InvariantCulture),
+            };
+            await using var workers = new WorkerProcesses($"127.0.0.1:{host.Options.Port}", options.Redis, TspRoles.Cpu, clusterTimings);
             var victim = workers.Start();
             workers.Start();
             await host.WaitForWorkersAsync(ScaleoutScenario.Queue, 2, TimeSpan.FromSeconds(60));

@@ -25,7 +25,7 @@ internal static class ScaleoutScenario
         {
             var project = $"scale{repeat}-{Guid.NewGuid():N}"[..16];
             await using var host = await StartOrchestratorAsync(options, project);
-            using var workers = new WorkerProcesses($"127.0.0.1:{host.Options.Port}", options.Redis, TspRoles.Cpu);
+            await using var workers = new WorkerProcesses($"127.0.0.1:{host.Options.Port}", options.Redis, TspRoles.Cpu);
             var frames = Enumerable.Range(0, 16).Select(_ => OrchestrationScenario.RandomFrame(project, options.Size)).ToList();
             for (var n = 1; n <= MaxWorkers; n++)
             {
