@@ -138,7 +138,8 @@ internal sealed class LoadedModel
 
         try
         {
-            Complete(batch, Run(batch));
+            var (outputs, inferenceMs) = Run(batch);
+            Complete(batch, outputs, inferenceMs);
         }
         catch (Exception e) when (batch.Count > 1)
         {
@@ -156,14 +157,14 @@ internal sealed class LoadedModel
         }
     }
 
-    private void Complete(List<Request> batch, Dictionary<string, TensorData> outputs)
+    private void Complete(List<Request> batch, Dictionary<string, TensorData> outputs, double inferenceMs)
     {
         var offset = 0;
         foreach (var request in batch)
         {
             var mine = outputs.ToDictionary(o => o.Key, o => Slice(o.Value, offset, request.Rows));
             offset += request.Rows;
-            request.Completion.TrySetResult(new InferenceResult(mine, Config.Name, Version, Provider, batch.Sum(r => r.Rows)));
+            request.Completion.TrySetResult(new InferenceResult(mine, Config.Name, Version, Provider, batch.Sum(r => r.Rows), inferenceMs));
         }
     }
 
@@ -175,7 +176,8 @@ internal sealed class LoadedModel
         return new TensorData(dims, whole.Values.AsSpan(firstRow * rowSize, rows * rowSize).ToArray());
     }
 
-    private Dictionary<string, TensorData> Run(List<Request> batch)
+    /// <returns>The batch's outputs and how long ONNX Runtime took to run it.</returns>
+    private (Dictionary<string, TensorData> Outputs, double InferenceMs) Run(List<Request> batch)
     {
         var names = new List<string>();
         var values = new List<OrtValue>();
@@ -191,7 +193,9 @@ internal sealed class LoadedModel
                 values.Add(OrtValue.CreateTensorValueFromMemory(data, dims));
             }
 
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             using var results = _session.Run(_runOptions, names, values, _outputNames);
+            var inferenceMs = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             var outputs = new Dictionary<string, TensorData>(StringComparer.Ordinal);
             for (var i = 0; i < _outputNames.Length; i++)
             {
@@ -199,7 +203,7 @@ internal sealed class LoadedModel
                 outputs[_outputNames[i]] = new TensorData(shape, results[i].GetTensorDataAsSpan<float>().ToArray());
             }
 
-            return outputs;
+            return (outputs, inferenceMs);
         }
         finally
         {

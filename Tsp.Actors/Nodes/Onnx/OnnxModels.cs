@@ -33,7 +33,8 @@ public sealed record TensorData(long[] Dims, float[] Values)
     public int Batch => (int)Dims[0];
 }
 
-public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Outputs, string Model, int Version, string Provider, int BatchSize);
+/// <param name="InferenceMs">ONNX Runtime's time for the whole batch this request ran in.</param>
+public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Outputs, string Model, int Version, string Provider, int BatchSize, double InferenceMs);
 
 /// <summary>
 /// The models a process serves: one ONNX Runtime session per (model, version), loaded on first use,

@@ -52,6 +52,7 @@ public sealed class OnnxModelsTests : IDisposable
         var result = await models.InferAsync("affine", null, Input(2, 0), CancellationToken.None);
 
         Assert.Equal(("affine", 1, "CPU"), (result.Model, result.Version, result.Provider));
+        Assert.True(result.InferenceMs > 0, "the batch's inference time is measured");
         Assert.Equal([2L, 4], result.Outputs["y"].Dims);
         Assert.Equal(Enumerable.Range(0, 8).Select(i => (i * 2f) + 1), result.Outputs["y"].Values);
     }
