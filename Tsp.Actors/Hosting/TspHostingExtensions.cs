@@ -170,8 +170,6 @@ public static class TspHostingExtensions
             """;
     }
 
-    /// <summary>Binds every TP message type to <see cref="TspProtobufSerializer"/>. Bound by concrete
-    /// type: Akka's own protobuf serializer is bound to Google.Protobuf.IMessage and would otherwise win.</summary>
     /// <summary>For an external Akka.NET system that subscribes to TP results (see
     /// <see cref="RemoteResults.SubscribeAsync"/>): TSP's serializer and a ClusterClient, registered as
     /// <see cref="TspClusterClient"/>, that contacts the receptionists of the given members (host:port,
@@ -181,6 +179,8 @@ public static class TspHostingExtensions
             .AddTspSerialization()
             .WithClusterClient<TspClusterClient>(contacts.Select(c => $"akka.tcp://{SystemName}@{c}/system/receptionist").ToList());
 
+    /// <summary>Binds every TP message type to <see cref="TspProtobufSerializer"/>. Bound by concrete
+    /// type: Akka's own protobuf serializer is bound to Google.Protobuf.IMessage and would otherwise win.</summary>
     public static AkkaConfigurationBuilder AddTspSerialization(this AkkaConfigurationBuilder builder) =>
         builder.WithCustomSerializer(
             "tsp-protobuf",
