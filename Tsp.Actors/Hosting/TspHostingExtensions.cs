@@ -263,7 +263,8 @@ public static class TspHostingExtensions
         return builder;
     }
 
-    /// <summary>Akka.Persistence.Sql on PostgreSQL when configured, else on a SQLite file in WAL mode.</summary>
+    /// <summary>Akka.Persistence.Sql on PostgreSQL when configured (required by several orchestrators),
+    /// else TSP's own group-commit journal on a SQLite file.</summary>
     public static AkkaConfigurationBuilder AddTspJournal(this AkkaConfigurationBuilder builder, TspOptions options)
     {
         if (!string.IsNullOrWhiteSpace(options.Postgres))
@@ -271,18 +272,29 @@ public static class TspHostingExtensions
             return builder.WithSqlPersistence(options.Postgres, ProviderName.PostgreSQL15, autoInitialize: true);
         }
 
-        // SQLite has one writer: concurrent journal writers only queue on its lock (and sleep in
-        // busy-retries), so the journal writes through one connection at a time.
-        var dataOptions = new DataOptions()
-            .UseConnectionString(ProviderName.SQLiteMS, PrepareSqlite(options.SqlitePath))
-            .UseAfterConnectionOpened(TuneSqliteConnection, (connection, _) =>
-            {
-                TuneSqliteConnection(connection);
-                return Task.CompletedTask;
-            });
-        return builder
-            .WithSqlPersistence(dataOptions, autoInitialize: true)
-            .AddHocon("akka.persistence.journal.sql.parallelism = 1", HoconAddMode.Prepend);
+        // SQLite has one writer: our own journal writes every pending request in one transaction
+        // (group commit) through one connection; see Storage/SqliteJournal.
+        return builder.AddHocon(SqliteJournalHocon(options.SqlitePath), HoconAddMode.Prepend);
+    }
+
+    /// <summary>Akka.Persistence configured for <see cref="SqliteJournal"/> and <see cref="SqliteSnapshotStore"/> on one file.</summary>
+    public static string SqliteJournalHocon(string sqlitePath)
+    {
+        var path = System.Text.Json.JsonSerializer.Serialize(Path.GetFullPath(sqlitePath));
+        return $$"""
+            akka.persistence.journal.plugin = "tsp.persistence.sqlite-journal"
+            akka.persistence.snapshot-store.plugin = "tsp.persistence.sqlite-snapshots"
+            tsp.persistence.sqlite-journal {
+              class = "{{typeof(SqliteJournal).FullName}}, {{typeof(SqliteJournal).Assembly.GetName().Name}}"
+              plugin-dispatcher = "akka.actor.default-dispatcher"
+              path = {{path}}
+            }
+            tsp.persistence.sqlite-snapshots {
+              class = "{{typeof(SqliteSnapshotStore).FullName}}, {{typeof(SqliteSnapshotStore).Assembly.GetName().Name}}"
+              plugin-dispatcher = "akka.actor.default-dispatcher"
+              path = {{path}}
+            }
+            """;
     }
 
     /// <summary>Fails at start, naming host, port and database (never the password), when the configured
@@ -308,34 +320,6 @@ public static class TspHostingExtensions
         {
             throw new InvalidOperationException($"cannot reach PostgreSQL journal at {settings.Host}:{settings.Port}/{settings.Database}: {e.Message}", e);
         }
-    }
-
-    /// <summary>Creates the SQLite file's folder and switches it to WAL (a property of the file, so
-    /// every later connection uses it): per-event writes are several times faster.</summary>
-    public static string PrepareSqlite(string path)
-    {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var connectionString = new SqliteConnectionStringBuilder { DataSource = full, Pooling = true }.ToString();
-        using var connection = new SqliteConnection(connectionString);
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA journal_mode=WAL;";
-        command.ExecuteNonQuery();
-        return connectionString;
-    }
-
-    /// <summary>
-    /// Per connection: wait for SQLite's write lock inside SQLite (a fine-grained busy handler) rather
-    /// than in Microsoft.Data.Sqlite's retry loop, which sleeps 150 ms per try; and in WAL mode commit
-    /// without an fsync per transaction (synchronous=NORMAL loses nothing when a process crashes, only
-    /// the last transactions on a power loss or OS crash).
-    /// </summary>
-    private static void TuneSqliteConnection(System.Data.Common.DbConnection connection)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;";
-        command.ExecuteNonQuery();
     }
 
     private static ConnectionMultiplexer ConnectRedis(TspOptions options)

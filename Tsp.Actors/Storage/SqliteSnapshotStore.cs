@@ -1,0 +1,152 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Persistence;
+using Akka.Persistence.Snapshot;
+using Microsoft.Data.Sqlite;
+
+namespace Tsp.Actors.Storage;
+
+/// <summary>The standalone snapshot store, on the same SQLite file as <see cref="SqliteJournal"/>.</summary>
+public sealed class SqliteSnapshotStore : SnapshotStore
+{
+    private readonly string _path;
+    private readonly ExtendedActorSystem _system;
+    private readonly Lock _gate = new();
+    private SqliteConnection? _connection;
+
+    public SqliteSnapshotStore(Config config)
+    {
+        _path = config.GetString("path") ?? throw new ConfigurationException("tsp sqlite snapshot store needs a path");
+        _system = (ExtendedActorSystem)Context.System;
+    }
+
+    protected override void PreStart()
+    {
+        base.PreStart();
+        _connection = SqliteFiles.Open(_path);
+    }
+
+    protected override void PostStop()
+    {
+        _connection?.Dispose();
+        base.PostStop();
+    }
+
+    protected override async Task<SelectedSnapshot?> LoadAsync(string persistenceId, SnapshotSelectionCriteria criteria, CancellationToken cancellationToken)
+    {
+        var found = await UseAsync(connection =>
+        {
+            using var command = Command(connection, """
+                SELECT sequence_nr, created, serializer_id, manifest, payload FROM tsp_snapshot
+                WHERE persistence_id = $id AND sequence_nr <= $max_seq AND created <= $max_time AND sequence_nr >= $min_seq AND created >= $min_time
+                ORDER BY sequence_nr DESC LIMIT 1
+                """, persistenceId, criteria);
+            using var reader = command.ExecuteReader();
+            return reader.Read() ? (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt32(2), reader.GetString(3), (byte[])reader[4]) : default((long, long, int, string, byte[])?);
+        });
+        if (found is not { } row)
+        {
+            return null;
+        }
+
+        var snapshot = _system.Serialization.Deserialize(row.Item5, row.Item3, row.Item4);
+        return new SelectedSnapshot(new SnapshotMetadata(persistenceId, row.Item1, new DateTime(row.Item2, DateTimeKind.Utc)), snapshot);
+    }
+
+    protected override Task SaveAsync(SnapshotMetadata metadata, object snapshot, CancellationToken cancellationToken)
+    {
+        var serializer = _system.Serialization.FindSerializerFor(snapshot);
+        var bytes = Akka.Serialization.Serialization.WithTransport<byte[]>(_system, () => serializer.ToBinary(snapshot));
+        var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, snapshot);
+        return UseAsync(connection =>
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = """
+                INSERT OR REPLACE INTO tsp_snapshot (persistence_id, sequence_nr, created, serializer_id, manifest, payload)
+                VALUES ($id, $seq, $created, $serializer, $manifest, $payload)
+                """;
+            command.Parameters.AddWithValue("$id", metadata.PersistenceId);
+            command.Parameters.AddWithValue("$seq", metadata.SequenceNr);
+            command.Parameters.AddWithValue("$created", metadata.Timestamp.Ticks);
+            command.Parameters.AddWithValue("$serializer", serializer.Identifier);
+            command.Parameters.AddWithValue("$manifest", manifest);
+            command.Parameters.AddWithValue("$payload", bytes);
+            return command.ExecuteNonQuery();
+        });
+    }
+
+    protected override Task DeleteAsync(SnapshotMetadata metadata, CancellationToken cancellationToken) =>
+        UseAsync(connection =>
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "DELETE FROM tsp_snapshot WHERE persistence_id = $id AND sequence_nr = $seq";
+            command.Parameters.AddWithValue("$id", metadata.PersistenceId);
+            command.Parameters.AddWithValue("$seq", metadata.SequenceNr);
+            return command.ExecuteNonQuery();
+        });
+
+    protected override Task DeleteAsync(string persistenceId, SnapshotSelectionCriteria criteria, CancellationToken cancellationToken) =>
+        UseAsync(connection =>
+        {
+            using var command = Command(connection, """
+                DELETE FROM tsp_snapshot
+                WHERE persistence_id = $id AND sequence_nr <= $max_seq AND created <= $max_time AND sequence_nr >= $min_seq AND created >= $min_time
+                """, persistenceId, criteria);
+            return command.ExecuteNonQuery();
+        });
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, string persistenceId, SnapshotSelectionCriteria criteria)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Parameters.AddWithValue("$id", persistenceId);
+        command.Parameters.AddWithValue("$max_seq", criteria.MaxSequenceNr);
+        command.Parameters.AddWithValue("$max_time", criteria.MaxTimeStamp.Ticks);
+        command.Parameters.AddWithValue("$min_seq", criteria.MinSequenceNr);
+        command.Parameters.AddWithValue("$min_time", (criteria.MinTimestamp ?? DateTime.MinValue).Ticks);
+        return command;
+    }
+
+    private Task<T> UseAsync<T>(Func<SqliteConnection, T> use) =>
+        Task.Run(() =>
+        {
+            lock (_gate)
+            {
+                return use(_connection!);
+            }
+        });
+}
+
+/// <summary>Opens the standalone journal's SQLite file, tuned and with its tables.</summary>
+public static class SqliteFiles
+{
+    /// <summary>
+    /// WAL (readers never block the writer), synchronous=NORMAL (no fsync per commit: a process
+    /// crash loses nothing, a power loss may lose the last transactions), and a busy timeout inside
+    /// SQLite (Microsoft.Data.Sqlite's own retry sleeps 150 ms per try).
+    /// </summary>
+    public static SqliteConnection Open(string path)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = full, Pooling = false }.ToString());
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            PRAGMA journal_mode = WAL;
+            PRAGMA synchronous = NORMAL;
+            PRAGMA busy_timeout = 10000;
+            CREATE TABLE IF NOT EXISTS tsp_journal (
+              persistence_id TEXT NOT NULL, sequence_nr INTEGER NOT NULL, serializer_id INTEGER NOT NULL,
+              manifest TEXT NOT NULL, event_manifest TEXT NOT NULL, writer_uuid TEXT NOT NULL,
+              payload BLOB NOT NULL, deleted INTEGER NOT NULL,
+              PRIMARY KEY (persistence_id, sequence_nr));
+            CREATE TABLE IF NOT EXISTS tsp_snapshot (
+              persistence_id TEXT NOT NULL, sequence_nr INTEGER NOT NULL, created INTEGER NOT NULL,
+              serializer_id INTEGER NOT NULL, manifest TEXT NOT NULL, payload BLOB NOT NULL,
+              PRIMARY KEY (persistence_id, sequence_nr));
+            """;
+        command.ExecuteNonQuery();
+        return connection;
+    }
+}
