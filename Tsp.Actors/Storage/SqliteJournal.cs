@@ -31,6 +31,7 @@ public sealed class SqliteJournal : AsyncWriteJournal
     private readonly Lock _reading = new();
     private SqliteConnection? _reader;
     private Task? _writer;
+    private Timer? _checkpoints;
 
     public SqliteJournal(Config config)
     {
@@ -42,15 +43,32 @@ public sealed class SqliteJournal : AsyncWriteJournal
     {
         base.PreStart();
         var writer = SqliteFiles.Open(_path);
+        // The WAL is copied back into the database by a passive checkpoint on the reading connection
+        // every second, not by the commit that crosses SQLite's threshold: that commit would stall
+        // every write waiting behind it.
+        using (var command = writer.CreateCommand())
+        {
+            command.CommandText = "PRAGMA wal_autocheckpoint = 0;";
+            command.ExecuteNonQuery();
+        }
+
         _reader = SqliteFiles.Open(_path);
         _writer = Task.Factory.StartNew(() => WriteLoop(writer), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        _checkpoints = new Timer(_ => Checkpoint(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 
     protected override void PostStop()
     {
+        _checkpoints?.Dispose();
         _pending.Writer.TryComplete();
         _writer?.Wait(TimeSpan.FromSeconds(10));
-        _reader?.Dispose();
+        Checkpoint();
+        lock (_reading)
+        {
+            _reader?.Dispose();
+            _reader = null;
+        }
+
         base.PostStop();
     }
 
@@ -146,6 +164,28 @@ public sealed class SqliteJournal : AsyncWriteJournal
         var bytes = Akka.Serialization.Serialization.WithTransport<byte[]>(_system, () => serializer.ToBinary(persistent.Payload));
         var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, persistent.Payload);
         return new JournalRow(persistent.PersistenceId, persistent.SequenceNr, serializer.Identifier, manifest, persistent.Manifest ?? "", persistent.WriterGuid ?? "", bytes);
+    }
+
+    private void Checkpoint()
+    {
+        try
+        {
+            lock (_reading)
+            {
+                if (_reader is null)
+                {
+                    return;
+                }
+
+                using var command = _reader.CreateCommand();
+                command.CommandText = "PRAGMA wal_checkpoint(PASSIVE);";
+                command.ExecuteNonQuery();
+            }
+        }
+        catch (SqliteException e)
+        {
+            _system.Log.Warning("sqlite journal {0}: checkpoint failed ({1}); the WAL grows until one succeeds", _path, e.Message);
+        }
     }
 
     /// <summary>Reads (recovery only) share one connection; SQLite in WAL mode reads beside the writer.</summary>
