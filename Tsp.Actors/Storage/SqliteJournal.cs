@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Threading.Channels;
 using Akka.Actor;
 using Akka.Configuration;
+using Akka.Event;
 using Akka.Persistence;
 using Akka.Persistence.Journal;
 using Microsoft.Data.Sqlite;
@@ -31,7 +32,7 @@ public sealed class SqliteJournal : AsyncWriteJournal
     private readonly Lock _reading = new();
     private SqliteConnection? _reader;
     private Task? _writer;
-    private Timer? _checkpoints;
+    private Task? _checkpoints;
 
     public SqliteJournal(Config config)
     {
@@ -54,15 +55,14 @@ public sealed class SqliteJournal : AsyncWriteJournal
 
         _reader = SqliteFiles.Open(_path);
         _writer = Task.Factory.StartNew(() => WriteLoop(writer), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        _checkpoints = new Timer(_ => Checkpoint(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        _checkpoints = CheckpointWhileWritingAsync(_writer);
     }
 
     protected override void PostStop()
     {
-        _checkpoints?.Dispose();
         _pending.Writer.TryComplete();
         _writer?.Wait(TimeSpan.FromSeconds(10));
-        Checkpoint();
+        _checkpoints?.Wait(TimeSpan.FromSeconds(10));
         lock (_reading)
         {
             _reader?.Dispose();
@@ -164,6 +164,16 @@ public sealed class SqliteJournal : AsyncWriteJournal
         var bytes = Akka.Serialization.Serialization.WithTransport<byte[]>(_system, () => serializer.ToBinary(persistent.Payload));
         var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, persistent.Payload);
         return new JournalRow(persistent.PersistenceId, persistent.SequenceNr, serializer.Identifier, manifest, persistent.Manifest ?? "", persistent.WriterGuid ?? "", bytes);
+    }
+
+    /// <summary>Every second while the writer runs, and once when it has stopped.</summary>
+    private async Task CheckpointWhileWritingAsync(Task writer)
+    {
+        while (!writer.IsCompleted)
+        {
+            await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(1)));
+            await Task.Run(Checkpoint);
+        }
     }
 
     private void Checkpoint()
