@@ -298,7 +298,8 @@ public sealed class SqliteJournal : AsyncWriteJournal
 
                 if (request.Delete is { } delete)
                 {
-                    foreach (var command in new[] { _markDeleted, _delete })
+                    // Delete first: the update then marks at most the one row left in the range.
+                    foreach (var command in new[] { _delete, _markDeleted })
                     {
                         command.Transaction = transaction;
                         Set(command, delete.PersistenceId, delete.ToSequenceNr);
