@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using System.Threading.Channels;
 using Akka.Actor;
 using Akka.Configuration;
 using Akka.Event;
@@ -10,29 +9,41 @@ using Microsoft.Data.Sqlite;
 namespace Tsp.Actors.Storage;
 
 /// <summary>
-/// The standalone journal: Akka.Persistence on one SQLite file, written with group commit. Every
-/// write request that arrives while the previous transaction runs is written in the next one —
-/// one transaction (one WAL append) for the events of many actors, through one connection and one
-/// prepared statement. SQLite allows a single writer, so this is the most it can do; Akka.Persistence.Sql
-/// (linq2db) built SQL per write and cost a third of the orchestration benchmark's throughput.
+/// The standalone journal: Akka.Persistence on one SQLite file, written with group commit through
+/// the file's <see cref="SqliteWriter"/> — one transaction (one WAL append) for the events of many
+/// actors, through one connection and prepared statements. SQLite allows a single writer, so this is
+/// the most it can do; Akka.Persistence.Sql (linq2db) built SQL per write and cost a third of the
+/// orchestration benchmark's throughput.
 /// </summary>
 /// <remarks>
 /// Tables <c>tsp_journal</c> and <c>tsp_snapshot</c> (see <see cref="SqliteFiles"/>). A delete keeps the
 /// highest row of a persistence id, marked deleted, so that its sequence numbers continue. A write
-/// that cannot be serialized is rejected alone; a transaction that fails is retried request by
-/// request, so one bad request fails only its own actor.
+/// that cannot be serialized is rejected alone (<c>OnPersistRejected</c>); a transaction that fails is
+/// retried write by write, so one bad write fails only its own actor. Reads (recovery) use their own
+/// connection: WAL lets them read beside the writer.
 /// </remarks>
 public sealed class SqliteJournal : AsyncWriteJournal
 {
-    private const int MaxRequestsPerTransaction = 512;
+    private const string InsertSql = """
+        INSERT INTO tsp_journal (persistence_id, sequence_nr, serializer_id, manifest, event_manifest, writer_uuid, payload, deleted)
+        VALUES ($id, $seq, $serializer, $manifest, $event_manifest, $writer, $payload, 0)
+        """;
+
+    // Delete first, then mark the one row left in the range: the highest row stays (marked deleted)
+    // so that the persistence id's sequence numbers go on from it.
+    private const string DeleteSql = """
+        DELETE FROM tsp_journal WHERE persistence_id = $id AND sequence_nr <= $to
+        AND sequence_nr < (SELECT MAX(sequence_nr) FROM tsp_journal WHERE persistence_id = $id)
+        """;
+
+    private const string MarkDeletedSql = "UPDATE tsp_journal SET deleted = 1 WHERE persistence_id = $id AND sequence_nr <= $to AND deleted = 0";
 
     private readonly string _path;
     private readonly ExtendedActorSystem _system;
-    private readonly Channel<PendingWrite> _pending = Channel.CreateUnbounded<PendingWrite>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Lock _reading = new();
     private SqliteConnection? _reader;
-    private Task? _writer;
-    private Task? _checkpoints;
+    private SqliteWriter? _writer;
+    private Action<SqliteException>? _onCheckpointFailed;
 
     public SqliteJournal(Config config)
     {
@@ -43,26 +54,20 @@ public sealed class SqliteJournal : AsyncWriteJournal
     protected override void PreStart()
     {
         base.PreStart();
-        var writer = SqliteFiles.Open(_path);
-        // The WAL is copied back into the database by a passive checkpoint on the reading connection
-        // every second, not by the commit that crosses SQLite's threshold: that commit would stall
-        // every write waiting behind it.
-        using (var command = writer.CreateCommand())
-        {
-            command.CommandText = "PRAGMA wal_autocheckpoint = 0;";
-            command.ExecuteNonQuery();
-        }
-
+        _writer = SqliteWriter.Acquire(_path);
+        _onCheckpointFailed = e => _system.Log.Warning("sqlite journal {0}: checkpoint failed ({1}); the WAL grows until one succeeds", _path, e.Message);
+        _writer.CheckpointFailed += _onCheckpointFailed;
         _reader = SqliteFiles.Open(_path);
-        _writer = Task.Factory.StartNew(() => WriteLoop(writer), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        _checkpoints = CheckpointWhileWritingAsync(_writer);
     }
 
     protected override void PostStop()
     {
-        _pending.Writer.TryComplete();
-        _writer?.Wait(TimeSpan.FromSeconds(10));
-        _checkpoints?.Wait(TimeSpan.FromSeconds(10));
+        if (_writer is not null)
+        {
+            _writer.CheckpointFailed -= _onCheckpointFailed;
+            _writer.Release();
+        }
+
         lock (_reading)
         {
             _reader?.Dispose();
@@ -97,21 +102,26 @@ public sealed class SqliteJournal : AsyncWriteJournal
             return Task.FromResult<IImmutableList<Exception>>(result!);
         }
 
-        var pending = new PendingWrite(rows, null);
-        _pending.Writer.TryWrite(pending);
-        return pending.Done.Task.ContinueWith(
-            t => t.IsCompletedSuccessfully ? (IImmutableList<Exception>)result! : throw t.Exception!.InnerException!,
-            CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously,
-            TaskScheduler.Default);
+        return _writer!.WriteAsync(context =>
+            {
+                foreach (var row in rows)
+                {
+                    context.Execute(InsertSql, row.PersistenceId, row.SequenceNr, row.SerializerId, row.Manifest, row.EventManifest, row.WriterUuid, row.Payload);
+                }
+            })
+            .ContinueWith(
+                t => t.IsCompletedSuccessfully ? (IImmutableList<Exception>)result! : throw t.Exception!.InnerException!,
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
     }
 
-    protected override Task DeleteMessagesToAsync(string persistenceId, long toSequenceNr, CancellationToken cancellationToken)
-    {
-        var pending = new PendingWrite([], new JournalDelete(persistenceId, toSequenceNr));
-        _pending.Writer.TryWrite(pending);
-        return pending.Done.Task;
-    }
+    protected override Task DeleteMessagesToAsync(string persistenceId, long toSequenceNr, CancellationToken cancellationToken) =>
+        _writer!.WriteAsync(context =>
+        {
+            context.Execute(DeleteSql, persistenceId, toSequenceNr);
+            context.Execute(MarkDeletedSql, persistenceId, toSequenceNr);
+        });
 
     public override async Task ReplayMessagesAsync(IActorContext context, string persistenceId, long fromSequenceNr, long toSequenceNr, long max, Action<IPersistentRepresentation> recoveryCallback)
     {
@@ -166,38 +176,6 @@ public sealed class SqliteJournal : AsyncWriteJournal
         return new JournalRow(persistent.PersistenceId, persistent.SequenceNr, serializer.Identifier, manifest, persistent.Manifest ?? "", persistent.WriterGuid ?? "", bytes);
     }
 
-    /// <summary>Every second while the writer runs, and once when it has stopped.</summary>
-    private async Task CheckpointWhileWritingAsync(Task writer)
-    {
-        while (!writer.IsCompleted)
-        {
-            await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(1)));
-            await Task.Run(Checkpoint);
-        }
-    }
-
-    private void Checkpoint()
-    {
-        try
-        {
-            lock (_reading)
-            {
-                if (_reader is null)
-                {
-                    return;
-                }
-
-                using var command = _reader.CreateCommand();
-                command.CommandText = "PRAGMA wal_checkpoint(PASSIVE);";
-                command.ExecuteNonQuery();
-            }
-        }
-        catch (SqliteException e)
-        {
-            _system.Log.Warning("sqlite journal {0}: checkpoint failed ({1}); the WAL grows until one succeeds", _path, e.Message);
-        }
-    }
-
     /// <summary>Reads (recovery only) share one connection; SQLite in WAL mode reads beside the writer.</summary>
     private Task<T> ReadAsync<T>(Func<SqliteConnection, T> read) =>
         Task.Run(() =>
@@ -208,134 +186,5 @@ public sealed class SqliteJournal : AsyncWriteJournal
             }
         });
 
-    /// <summary>One thread owns the write connection: it takes every request waiting and writes them in one transaction.</summary>
-    private void WriteLoop(SqliteConnection connection)
-    {
-        using (connection)
-        using (var statements = new JournalStatements(connection))
-        {
-            var batch = new List<PendingWrite>();
-            while (_pending.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
-            {
-                batch.Clear();
-                while (batch.Count < MaxRequestsPerTransaction && _pending.Reader.TryRead(out var next))
-                {
-                    batch.Add(next);
-                }
-
-                try
-                {
-                    statements.Execute(batch);
-                    batch.ForEach(p => p.Done.TrySetResult());
-                }
-                catch (Exception) when (batch.Count > 1)
-                {
-                    // Find the culprit: each request alone, so the others still succeed.
-                    foreach (var request in batch)
-                    {
-                        try
-                        {
-                            statements.Execute([request]);
-                            request.Done.TrySetResult();
-                        }
-                        catch (Exception e)
-                        {
-                            request.Done.TrySetException(e);
-                        }
-                    }
-                }
-                catch (Exception e)
-                {
-                    batch[0].Done.TrySetException(e);
-                }
-            }
-        }
-    }
-
     private sealed record JournalRow(string PersistenceId, long SequenceNr, int SerializerId, string Manifest, string EventManifest, string WriterUuid, byte[] Payload);
-
-    private sealed record JournalDelete(string PersistenceId, long ToSequenceNr);
-
-    private sealed record PendingWrite(List<JournalRow> Rows, JournalDelete? Delete)
-    {
-        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
-
-    /// <summary>The write connection's prepared statements.</summary>
-    private sealed class JournalStatements : IDisposable
-    {
-        private readonly SqliteConnection _connection;
-        private readonly SqliteCommand _insert;
-        private readonly SqliteCommand _markDeleted;
-        private readonly SqliteCommand _delete;
-
-        public JournalStatements(SqliteConnection connection)
-        {
-            _connection = connection;
-            _insert = Prepare("""
-                INSERT INTO tsp_journal (persistence_id, sequence_nr, serializer_id, manifest, event_manifest, writer_uuid, payload, deleted)
-                VALUES ($id, $seq, $serializer, $manifest, $event_manifest, $writer, $payload, 0)
-                """, "$id", "$seq", "$serializer", "$manifest", "$event_manifest", "$writer", "$payload");
-            _markDeleted = Prepare("UPDATE tsp_journal SET deleted = 1 WHERE persistence_id = $id AND sequence_nr <= $to AND deleted = 0", "$id", "$to");
-            // The highest row stays (marked deleted): the persistence id's sequence numbers go on from it.
-            _delete = Prepare("""
-                DELETE FROM tsp_journal WHERE persistence_id = $id AND sequence_nr <= $to
-                AND sequence_nr < (SELECT MAX(sequence_nr) FROM tsp_journal WHERE persistence_id = $id)
-                """, "$id", "$to");
-        }
-
-        public void Execute(List<PendingWrite> batch)
-        {
-            using var transaction = _connection.BeginTransaction();
-            foreach (var request in batch)
-            {
-                foreach (var row in request.Rows)
-                {
-                    _insert.Transaction = transaction;
-                    Set(_insert, row.PersistenceId, row.SequenceNr, row.SerializerId, row.Manifest, row.EventManifest, row.WriterUuid, row.Payload);
-                    _insert.ExecuteNonQuery();
-                }
-
-                if (request.Delete is { } delete)
-                {
-                    // Delete first: the update then marks at most the one row left in the range.
-                    foreach (var command in new[] { _delete, _markDeleted })
-                    {
-                        command.Transaction = transaction;
-                        Set(command, delete.PersistenceId, delete.ToSequenceNr);
-                        command.ExecuteNonQuery();
-                    }
-                }
-            }
-
-            transaction.Commit();
-        }
-
-        public void Dispose()
-        {
-            _insert.Dispose();
-            _markDeleted.Dispose();
-            _delete.Dispose();
-        }
-
-        private static void Set(SqliteCommand command, params object[] values)
-        {
-            for (var i = 0; i < values.Length; i++)
-            {
-                command.Parameters[i].Value = values[i];
-            }
-        }
-
-        private SqliteCommand Prepare(string sql, params string[] parameters)
-        {
-            var command = _connection.CreateCommand();
-            command.CommandText = sql;
-            foreach (var name in parameters)
-            {
-                command.Parameters.Add(new SqliteParameter { ParameterName = name });
-            }
-
-            return command;
-        }
-    }
 }

@@ -6,13 +6,15 @@ using Microsoft.Data.Sqlite;
 
 namespace Tsp.Actors.Storage;
 
-/// <summary>The standalone snapshot store, on the same SQLite file as <see cref="SqliteJournal"/>.</summary>
+/// <summary>The standalone snapshot store, on the same SQLite file as <see cref="SqliteJournal"/>:
+/// writes go through the file's <see cref="SqliteWriter"/>, loads through a connection of its own.</summary>
 public sealed class SqliteSnapshotStore : SnapshotStore
 {
     private readonly string _path;
     private readonly ExtendedActorSystem _system;
     private readonly Lock _gate = new();
     private SqliteConnection? _connection;
+    private SqliteWriter? _writer;
 
     public SqliteSnapshotStore(Config config)
     {
@@ -23,12 +25,19 @@ public sealed class SqliteSnapshotStore : SnapshotStore
     protected override void PreStart()
     {
         base.PreStart();
+        _writer = SqliteWriter.Acquire(_path);
         _connection = SqliteFiles.Open(_path);
     }
 
     protected override void PostStop()
     {
-        _connection?.Dispose();
+        _writer?.Release();
+        lock (_gate)
+        {
+            _connection?.Dispose();
+            _connection = null;
+        }
+
         base.PostStop();
     }
 
@@ -58,42 +67,26 @@ public sealed class SqliteSnapshotStore : SnapshotStore
         var serializer = _system.Serialization.FindSerializerFor(snapshot);
         var bytes = Akka.Serialization.Serialization.WithTransport<byte[]>(_system, () => serializer.ToBinary(snapshot));
         var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, snapshot);
-        return UseAsync(connection =>
-        {
-            using var command = connection.CreateCommand();
-            command.CommandText = """
-                INSERT OR REPLACE INTO tsp_snapshot (persistence_id, sequence_nr, created, serializer_id, manifest, payload)
-                VALUES ($id, $seq, $created, $serializer, $manifest, $payload)
-                """;
-            command.Parameters.AddWithValue("$id", metadata.PersistenceId);
-            command.Parameters.AddWithValue("$seq", metadata.SequenceNr);
-            command.Parameters.AddWithValue("$created", metadata.Timestamp.Ticks);
-            command.Parameters.AddWithValue("$serializer", serializer.Identifier);
-            command.Parameters.AddWithValue("$manifest", manifest);
-            command.Parameters.AddWithValue("$payload", bytes);
-            return command.ExecuteNonQuery();
-        });
+        return _writer!.WriteAsync(context => context.Execute(
+            """
+            INSERT OR REPLACE INTO tsp_snapshot (persistence_id, sequence_nr, created, serializer_id, manifest, payload)
+            VALUES ($id, $seq, $created, $serializer, $manifest, $payload)
+            """,
+            metadata.PersistenceId, metadata.SequenceNr, metadata.Timestamp.Ticks, serializer.Identifier, manifest, bytes));
     }
 
     protected override Task DeleteAsync(SnapshotMetadata metadata, CancellationToken cancellationToken) =>
-        UseAsync(connection =>
-        {
-            using var command = connection.CreateCommand();
-            command.CommandText = "DELETE FROM tsp_snapshot WHERE persistence_id = $id AND sequence_nr = $seq";
-            command.Parameters.AddWithValue("$id", metadata.PersistenceId);
-            command.Parameters.AddWithValue("$seq", metadata.SequenceNr);
-            return command.ExecuteNonQuery();
-        });
+        _writer!.WriteAsync(context => context.Execute(
+            "DELETE FROM tsp_snapshot WHERE persistence_id = $id AND sequence_nr = $seq",
+            metadata.PersistenceId, metadata.SequenceNr));
 
     protected override Task DeleteAsync(string persistenceId, SnapshotSelectionCriteria criteria, CancellationToken cancellationToken) =>
-        UseAsync(connection =>
-        {
-            using var command = Command(connection, """
-                DELETE FROM tsp_snapshot
-                WHERE persistence_id = $id AND sequence_nr <= $max_seq AND created <= $max_time AND sequence_nr >= $min_seq AND created >= $min_time
-                """, persistenceId, criteria);
-            return command.ExecuteNonQuery();
-        });
+        _writer!.WriteAsync(context => context.Execute(
+            """
+            DELETE FROM tsp_snapshot
+            WHERE persistence_id = $id AND sequence_nr <= $max_seq AND created <= $max_time AND sequence_nr >= $min_seq AND created >= $min_time
+            """,
+            persistenceId, criteria.MaxSequenceNr, criteria.MaxTimeStamp.Ticks, criteria.MinSequenceNr, (criteria.MinTimestamp ?? DateTime.MinValue).Ticks));
 
     private static SqliteCommand Command(SqliteConnection connection, string sql, string persistenceId, SnapshotSelectionCriteria criteria)
     {

@@ -101,6 +101,35 @@ public sealed class SqliteJournalTests : TestKit
     }
 
     [Fact]
+    public void A_write_the_journal_refuses_fails_alone_and_the_writes_around_it_are_committed()
+    {
+        // Two actors with one persistence id both write sequence number 1: the journal refuses one.
+        var (first, second) = (Sys.ActorOf(Recorder.Props("twice")), Sys.ActorOf(Recorder.Props("twice")));
+        var beside = Enumerable.Range(0, 10).Select(i => Sys.ActorOf(Recorder.Props($"beside-{i}"))).ToList();
+        foreach (var recorder in beside.Prepend(second).Prepend(first))
+        {
+            recorder.Tell(Recorder.Get.Instance, TestActor);
+            ExpectMsg<string[]>();
+        }
+
+        Watch(first);
+        Watch(second);
+        first.Tell("x", TestActor);
+        second.Tell("y", TestActor);
+        beside.ForEach(r => r.Tell("z", TestActor));
+
+        var replies = ReceiveN(12, TimeSpan.FromSeconds(30));
+        Assert.Equal(10, replies.Count(r => r is "ok:z"));
+        Assert.Single(replies, r => r is "ok:x" or "ok:y");
+        Assert.Single(replies, r => r is Terminated);
+        for (var i = 0; i < beside.Count; i++)
+        {
+            Sys.ActorOf(Recorder.Props($"beside-{i}")).Tell(Recorder.Get.Instance, TestActor);
+            Assert.Equal(["z"], ExpectMsg<string[]>());
+        }
+    }
+
+    [Fact]
     public void Recovery_starts_from_the_latest_snapshot_and_replays_only_the_events_after_it()
     {
         var recorder = Sys.ActorOf(Recorder.Props("snapshots"));
