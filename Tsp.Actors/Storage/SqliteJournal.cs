@@ -40,6 +40,9 @@ public sealed class SqliteJournal : AsyncWriteJournal
 
     private readonly string _path;
     private readonly ExtendedActorSystem _system;
+    // One read at a time on the read connection; waiting reads are queued tasks, not blocked threads
+    // (40 actors recovering at once would otherwise starve the thread pool Akka runs on).
+    private readonly TaskFactory _reads = new(new ConcurrentExclusiveSchedulerPair().ExclusiveScheduler);
     private readonly Lock _reading = new();
     private SqliteConnection? _reader;
     private SqliteWriter? _writer;
@@ -178,11 +181,11 @@ public sealed class SqliteJournal : AsyncWriteJournal
 
     /// <summary>Reads (recovery only) share one connection; SQLite in WAL mode reads beside the writer.</summary>
     private Task<T> ReadAsync<T>(Func<SqliteConnection, T> read) =>
-        Task.Run(() =>
+        _reads.StartNew(() =>
         {
             lock (_reading)
             {
-                return read(_reader!);
+                return read(_reader ?? throw new ObjectDisposedException(nameof(SqliteJournal), "the journal has stopped"));
             }
         });
 

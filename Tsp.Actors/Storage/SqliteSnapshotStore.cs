@@ -12,6 +12,8 @@ public sealed class SqliteSnapshotStore : SnapshotStore
 {
     private readonly string _path;
     private readonly ExtendedActorSystem _system;
+    // One load at a time; waiting loads are queued tasks, not blocked threads (see SqliteJournal).
+    private readonly TaskFactory _loads = new(new ConcurrentExclusiveSchedulerPair().ExclusiveScheduler);
     private readonly Lock _gate = new();
     private SqliteConnection? _connection;
     private SqliteWriter? _writer;
@@ -101,11 +103,11 @@ public sealed class SqliteSnapshotStore : SnapshotStore
     }
 
     private Task<T> UseAsync<T>(Func<SqliteConnection, T> use) =>
-        Task.Run(() =>
+        _loads.StartNew(() =>
         {
             lock (_gate)
             {
-                return use(_connection!);
+                return use(_connection ?? throw new ObjectDisposedException(nameof(SqliteSnapshotStore), "the snapshot store has stopped"));
             }
         });
 }
