@@ -34,7 +34,7 @@ public sealed class StatusService : ReceiveActor
                 status.Members.Add(new Protocol.MemberStatus
                 {
                     Address = member.Address.ToString(),
-                    Roles = { member.Roles.Order(StringComparer.Ordinal) },
+                    Roles = { member.Roles.Where(r => !r.StartsWith(ClusterTuning.RolePrefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal) },
                     Status = member.Status.ToString(),
                     Reachable = !state.Unreachable.Contains(member),
                 });

@@ -110,11 +110,13 @@ public static class TspHostingExtensions
             .WithRemoting(options.Host, options.Port, publicHost)
             .WithClustering(new ClusterOptions
             {
-                Roles = [.. roles],
+                // Plus one role that carries the split brain resolver settings (see ClusterTimingsWatch).
+                Roles = [.. roles, options.Cluster.AsRole()],
                 SeedNodes = seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray(),
                 SplitBrainResolver = SplitBrainResolverFor(options.Cluster),
             })
             .AddHocon(ClusterTimingHocon(options), HoconAddMode.Prepend)
+            .WithActors((system, _) => system.ActorOf(ClusterTimingsWatch.Props(options.Cluster.AsRole()), "tsp-cluster-timings"))
             .WithDistributedPubSub(role: null!)
             .WithClusterClientReceptionist(role: TspRoles.Orchestrator);
 

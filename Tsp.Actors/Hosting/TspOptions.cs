@@ -169,4 +169,12 @@ public sealed record ClusterTuning
 
     /// <summary>How long heartbeats may be missing before a member is unreachable (Akka's default 3 s).</summary>
     public TimeSpan AcceptableHeartbeatPause { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Prefix of the extra cluster role that carries these settings to the other members.</summary>
+    public const string RolePrefix = "sbr/";
+
+    /// <summary>These settings as a cluster role (members gossip their roles), so that every member can
+    /// see whether the others resolve splits the same way; see <see cref="ClusterTimingsWatch"/>.</summary>
+    public string AsRole() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"{RolePrefix}{SplitBrainStrategy}/quorum-{QuorumSize}/stable-after-{(long)StableAfter.TotalMilliseconds}ms/heartbeat-pause-{(long)AcceptableHeartbeatPause.TotalMilliseconds}ms");
 }

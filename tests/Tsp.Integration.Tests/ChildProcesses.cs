@@ -13,14 +13,23 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
     public IReadOnlyList<ChildProcess> Started => _started;
 
     /// <param name="dll">An executable of the solution, copied beside the tests (e.g. Tsp.Seed.dll).</param>
-    public ChildProcess Start(string dll, params string[] args)
+    public ChildProcess Start(string dll, params string[] args) => Start(new Dictionary<string, string>(), dll, args);
+
+    /// <param name="environment">Variables set for the child only (e.g. Tsp__Cluster__StableAfter).</param>
+    public ChildProcess Start(IReadOnlyDictionary<string, string> environment, string dll, params string[] args)
     {
-        var process = Process.Start(new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, dll), .. args])
+        var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, dll), .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = AppContext.BaseDirectory,
-        })!;
+        };
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
+        var process = Process.Start(start)!;
         var child = new ChildProcess(Path.GetFileNameWithoutExtension(dll), process, output);
         _started.Add(child);
         return child;

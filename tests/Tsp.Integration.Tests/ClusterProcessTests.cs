@@ -84,6 +84,8 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Matches($@"akka.tcp://tsp@127.0.0.1:{workerPort}  Up  reachable  roles=cpu", text);
         Assert.Matches(@"cpu-status \(cpu\)  routees=[1-9]\d* credits=\d+/\d+ waiting=0 in_flight=0", text);
         Assert.Contains($"  {project}  kafka_in_flight_runs=0", text, StringComparison.Ordinal);
+        // Equal split brain settings on both members: no warning about them.
+        Assert.DoesNotContain(seed.Lines, l => l.Contains("resolves splits with", StringComparison.Ordinal));
 
         var unreachable = _processes.Start("Tsp.Seed.dll", "status", "--seed", "127.0.0.1:1");
         Assert.True(unreachable.Process.WaitForExit(60_000));
@@ -255,6 +257,30 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         var after = await StatusAsync(firstPort, text => !text.Contains($":{secondPort}", StringComparison.Ordinal));
         output.WriteLine(after);
         Assert.Contains("active runs on this orchestrator: 0", after, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_member_whose_split_brain_settings_differ_is_named_in_a_warning_on_both_sides()
+    {
+        var project = TestServers.Unique("sbr");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-sbr }
+            """);
+        var (seedPort, workerPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "-1", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var worker = _processes.Start(new Dictionary<string, string> { ["Tsp__Cluster__StableAfter"] = "00:00:03" }, "Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(workerPort), "--roles", "cpu", "--redis", TestServers.Redis);
+
+        var atSeed = await seed.WaitForLineAsync(l => l.Contains("resolves splits with", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var atWorker = await worker.WaitForLineAsync(l => l.Contains("resolves splits with", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        Assert.Contains($"member akka.tcp://tsp@127.0.0.1:{workerPort} resolves splits with keep-majority/quorum-0/stable-after-3000ms/heartbeat-pause-3000ms, this member with keep-majority/quorum-0/stable-after-10000ms", atSeed, StringComparison.Ordinal);
+        Assert.Contains($"member akka.tcp://tsp@127.0.0.1:{seedPort} resolves splits with keep-majority/quorum-0/stable-after-10000ms", atWorker, StringComparison.Ordinal);
+
+        // The settings travel as a role, but the status lists only the roles operators set.
+        var status = await StatusAsync(seedPort, t => t.Contains($"127.0.0.1:{workerPort}  Up", StringComparison.Ordinal));
+        Assert.Contains($"akka.tcp://tsp@127.0.0.1:{workerPort}  Up  reachable  roles=cpu\n", status, StringComparison.Ordinal);
     }
 
     private static string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
