@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a benchmark scenario on a fresh machine: starts the real servers it needs (as ./test.sh does),
 # builds in Release, runs it; the scenario appends its row to bench/RESULTS.md.
-#   ./bench/run.sh ingest [--messages N] [--size BYTES] [--repeats N] [--no-record]
+#   ./bench/run.sh ingest [--messages N] [--size BYTES] [--repeats N] [--accept-only] [--no-record]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ./scripts/servers.sh

@@ -86,7 +86,8 @@ public static class TspHostingExtensions
             sp.GetRequiredService<RedisStore>(),
             sp.GetRequiredService<IRequiredActor<WorkflowRuns>>().ActorRef,
             options.AskTimeout,
-            options.MaxFrameBytes));
+            options.MaxFrameBytes,
+            options.RunHosts));
         return services;
     }
 

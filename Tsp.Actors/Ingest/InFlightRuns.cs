@@ -13,9 +13,13 @@ public sealed class InFlightRuns(int max) : IDisposable
     private readonly ConcurrentDictionary<string, byte> _runs = new(StringComparer.Ordinal);
     private int _peak;
 
+    // ConcurrentDictionary.Count takes every one of its locks (up to 1024 once it has grown): far too
+    // slow per record, so the count is kept here.
+    private int _count;
+
     public int Max => max;
 
-    public int Count => _runs.Count;
+    public int Count => Volatile.Read(ref _count);
 
     /// <summary>The highest count seen.</summary>
     public int Peak => Volatile.Read(ref _peak);
@@ -28,13 +32,35 @@ public sealed class InFlightRuns(int max) : IDisposable
         }
 
         await _slots.WaitAsync(cancellationToken);
+        Hold(runId);
+    }
+
+    /// <summary>Takes a slot for the run if one is free without waiting (or the run holds one already).</summary>
+    public bool TryAcquire(string runId)
+    {
+        if (_runs.ContainsKey(runId))
+        {
+            return true;
+        }
+
+        if (!_slots.Wait(0))
+        {
+            return false;
+        }
+
+        Hold(runId);
+        return true;
+    }
+
+    private void Hold(string runId)
+    {
         if (!_runs.TryAdd(runId, 0))
         {
             _slots.Release();
             return;
         }
 
-        var count = _runs.Count;
+        var count = Interlocked.Increment(ref _count);
         int peak;
         while (count > (peak = Volatile.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, count, peak) != peak)
         {
@@ -47,6 +73,7 @@ public sealed class InFlightRuns(int max) : IDisposable
     {
         if (_runs.TryRemove(runId, out _))
         {
+            Interlocked.Decrement(ref _count);
             _slots.Release();
         }
     }

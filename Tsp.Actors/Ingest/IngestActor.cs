@@ -96,10 +96,10 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         }
 
         var topic = KafkaTopics.Frames(_project);
-        var (killSwitch, done) = Source.FromGraph(new KafkaSourceStage(config, topic))
-            .SelectAsync(Math.Max(1, _options.Parallelism), HandleAsync)
-            .ViaMaterialized(KillSwitches.Single<KafkaMessage>(), Keep.Right)
-            .ToMaterialized(Sink.ForEach<KafkaMessage>(message => message.Commit()), Keep.Both)
+        var (killSwitch, done) = KafkaSourceStage.Create(config, topic, Math.Max(1, _options.BatchSize), Math.Max(1, _options.BatchBytes))
+            .SelectAsync(Math.Max(1, _options.Parallelism), HandleBatchAsync)
+            .ViaMaterialized(KillSwitches.Single<IReadOnlyList<KafkaMessage>>(), Keep.Right)
+            .ToMaterialized(Sink.ForEach<IReadOnlyList<KafkaMessage>>(KafkaMessage.CommitAll), Keep.Both)
             .Run(Context.Materializer());
         _killSwitch = killSwitch;
         done.PipeTo(Self);
@@ -122,38 +122,74 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         _inFlight.Dispose();
     }
 
-    private async Task<KafkaMessage> HandleAsync(KafkaMessage message)
+    /// <summary>Turns a batch into runs. Decoding and gap checks happen before the first await, so in
+    /// record order on the stream's thread; the runs of the batch are started together, in as few
+    /// pieces as free in-flight slots allow.</summary>
+    private async Task<IReadOnlyList<KafkaMessage>> HandleBatchAsync(IReadOnlyList<KafkaMessage> batch)
     {
-        Interlocked.Increment(ref _consumed);
-        var record = message.Record;
-        WarnOnGap(record.Partition.Value, record.Offset.Value);
-        var (frame, error) = FrameDecoder.Decode(_project, record, _submitter.MaxFrameBytes);
-        if (frame is null)
+        Interlocked.Add(ref _consumed, batch.Count);
+        var decoded = new (KafkaMessage Message, Frame? Frame, string? Error)[batch.Count];
+        for (var i = 0; i < batch.Count; i++)
         {
-            await DeadLetterAsync(message, error!);
-            return message;
+            var record = batch[i].Record;
+            WarnOnGap(record.Partition.Value, record.Offset.Value);
+            var (frame, error) = FrameDecoder.Decode(_project, record, _submitter.MaxFrameBytes);
+            decoded[i] = (batch[i], frame, error);
         }
 
-        var runId = KafkaTopics.RunId(record.Topic, record.Partition.Value, record.Offset.Value);
-        await _inFlight.AcquireAsync(runId, _stopping.Token);
-        var accepted = await StartAsync(frame, runId);
-        switch (accepted.Outcome)
+        var pending = new List<(KafkaMessage Message, Frame Frame, string RunId)>(batch.Count);
+        foreach (var (message, frame, error) in decoded)
         {
-            case StartOutcome.Accepted:
-                Interlocked.Increment(ref _started);
-                break;
-            case StartOutcome.AlreadyRunning:
-                break;
-            case StartOutcome.Rejected:
-                _inFlight.Release(runId);
-                await DeadLetterAsync(message, accepted.Error);
-                break;
-            default:
-                _inFlight.Release(runId);
-                break;
+            if (frame is null)
+            {
+                await DeadLetterAsync(message, error!);
+                continue;
+            }
+
+            var record = message.Record;
+            var runId = KafkaTopics.RunId(record.Topic, record.Partition.Value, record.Offset.Value);
+            if (!_inFlight.TryAcquire(runId))
+            {
+                // Start what holds slots before waiting for one: those runs' results free the slots.
+                await StartAllAsync(pending);
+                pending.Clear();
+                await _inFlight.AcquireAsync(runId, _stopping.Token);
+            }
+
+            pending.Add((message, frame, runId));
         }
 
-        return message;
+        await StartAllAsync(pending);
+        return batch;
+    }
+
+    private async Task StartAllAsync(List<(KafkaMessage Message, Frame Frame, string RunId)> pending)
+    {
+        if (pending.Count == 0)
+        {
+            return;
+        }
+
+        var outcomes = await StartAsync(pending.Select(p => (p.Frame, p.RunId)).ToList());
+        for (var i = 0; i < outcomes.Length; i++)
+        {
+            var (message, _, runId) = pending[i];
+            switch (outcomes[i].Outcome)
+            {
+                case StartOutcome.Accepted:
+                    Interlocked.Increment(ref _started);
+                    break;
+                case StartOutcome.AlreadyRunning:
+                    break;
+                case StartOutcome.Rejected:
+                    _inFlight.Release(runId);
+                    await DeadLetterAsync(message, outcomes[i].Error);
+                    break;
+                default:
+                    _inFlight.Release(runId);
+                    break;
+            }
+        }
     }
 
     /// <summary>Offsets this consumer never saw: the broker dropped them before ingest read them
@@ -169,10 +205,10 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         _lastOffsets[partition] = offset;
     }
 
-    /// <summary>Starts a run, retrying until it is accepted or ingest stops. While the cluster cannot
-    /// take starts (a failover, the journal down) every record in progress retries; that is logged
+    /// <summary>Starts runs, retrying until their starts are confirmed or ingest stops. While the cluster cannot
+    /// take starts (a failover, the journal down) every batch in progress retries; that is logged
     /// when it begins, at most every 10 s while it lasts, and when it ends — not once per record.</summary>
-    private async Task<RunAccepted> StartAsync(Frame frame, string runId)
+    private async Task<RunAccepted[]> StartAsync(List<(Frame Frame, string RunId)> submissions)
     {
         var stalled = false;
         try
@@ -181,7 +217,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             {
                 try
                 {
-                    return await _submitter.SubmitAsync(frame, runId, _stopping.Token);
+                    return await _submitter.SubmitBatchAsync(submissions, _stopping.Token);
                 }
                 catch (Exception e) when (!_stopping.IsCancellationRequested)
                 {
@@ -192,7 +228,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
                         {
                             _stallSince = Stopwatch.GetTimestamp();
                             Interlocked.Exchange(ref _lastStallLog, _stallSince);
-                            _log.Warning("kafka ingest of '{0}': runs cannot be started ({1}: {2}); retrying every {3} ms (first: {4})", _project, e.GetType().Name, e.Message, _options.RetryDelay.TotalMilliseconds, runId);
+                            _log.Warning("kafka ingest of '{0}': runs cannot be started ({1}: {2}); retrying every {3} ms (first: {4})", _project, e.GetType().Name, e.Message, _options.RetryDelay.TotalMilliseconds, submissions[0].RunId);
                         }
                     }
 

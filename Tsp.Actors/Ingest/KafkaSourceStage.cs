@@ -1,6 +1,9 @@
 using Akka.Event;
 using Akka.Streams;
+using Akka;
+using Akka.Streams.Dsl;
 using Akka.Streams.Stage;
+using Tsp.Actors.Dispatch;
 using Confluent.Kafka;
 
 namespace Tsp.Actors.Ingest;
@@ -31,46 +34,84 @@ public sealed class KafkaMessage(ConsumeResult<byte[]?, byte[]?> record, IConsum
             return false;
         }
     }
+
+    /// <summary>Commits a batch in record order: per partition, its last record's offset (which
+    /// covers every earlier one).</summary>
+    public static void CommitAll(IReadOnlyList<KafkaMessage> batch)
+    {
+        var last = new Dictionary<int, KafkaMessage>();
+        foreach (var message in batch)
+        {
+            last[message.Record.Partition.Value] = message;
+        }
+
+        foreach (var message in last.Values)
+        {
+            message.Commit();
+        }
+    }
 }
 
 /// <summary>
 /// A committable Kafka source over Confluent.Kafka (Akka.Streams.Kafka is not available here).
-/// It polls without blocking (Consume with a zero timeout, then a short timer), emits only on demand,
-/// and, when downstream has given no demand for a while, pauses its partitions and keeps polling
-/// only to stay in the consumer group — so memory stays bounded however far producers run ahead.
-/// Offsets are stored by <see cref="KafkaMessage.Commit"/> and committed by librdkafka's auto-commit
-/// (<c>enable.auto.offset.store=false</c>): nothing is committed that downstream did not finish.
+/// Each element is a batch: what the consumer has fetched when downstream asks, up to a maximum.
+/// On demand it waits up to <see cref="PollWait"/> in a blocking Consume for the first record (so run
+/// it on a dispatcher of its own, see <see cref="Create"/>), then drains what is fetched without
+/// waiting. When downstream has given no demand for a while, it pauses its partitions and keeps
+/// polling only to stay in the consumer group — so memory stays bounded however far producers run
+/// ahead. Offsets are stored by <see cref="KafkaMessage.Commit"/> and committed by librdkafka's
+/// auto-commit (<c>enable.auto.offset.store=false</c>): nothing is committed that downstream did not finish.
 /// </summary>
-public sealed class KafkaSourceStage : GraphStage<SourceShape<KafkaMessage>>
+public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<KafkaMessage>>>
 {
     private readonly ConsumerConfig _config;
     private readonly string _topic;
-    private readonly Outlet<KafkaMessage> _out = new("kafka.out");
+    private readonly int _maxBatch;
+    private readonly long _maxBatchBytes;
+    private readonly Outlet<IReadOnlyList<KafkaMessage>> _out = new("kafka.out");
 
-    public KafkaSourceStage(ConsumerConfig config, string topic)
+    /// <param name="maxBatch">Most records in one batch.</param>
+    /// <param name="maxBatchBytes">A batch ends once its values reach this many bytes (it always holds
+    /// at least one record), so large images do not make large batches.</param>
+    public KafkaSourceStage(ConsumerConfig config, string topic, int maxBatch = 1024, long maxBatchBytes = 8 << 20)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchBytes, 1);
+        _maxBatch = maxBatch;
+        _maxBatchBytes = maxBatchBytes;
         _config = new ConsumerConfig(new Dictionary<string, string>(config))
         {
             EnableAutoCommit = true,
             EnableAutoOffsetStore = false,
         };
         _topic = topic;
-        Shape = new SourceShape<KafkaMessage>(_out);
+        Shape = new SourceShape<IReadOnlyList<KafkaMessage>>(_out);
     }
 
-    public override SourceShape<KafkaMessage> Shape { get; }
+    public override SourceShape<IReadOnlyList<KafkaMessage>> Shape { get; }
+
+    /// <summary>The longest a pull blocks the source's thread waiting for a first record.</summary>
+    public static readonly TimeSpan PollWait = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>The source on its own thread (<see cref="TspDispatchers.KafkaConsumers"/>), behind an
+    /// async boundary, so its blocking waits never hold a thread that actors share.</summary>
+    public static Source<IReadOnlyList<KafkaMessage>, NotUsed> Create(ConsumerConfig config, string topic, int maxBatch, long maxBatchBytes) =>
+        Source.FromGraph(new KafkaSourceStage(config, topic, maxBatch, maxBatchBytes))
+            .WithAttributes(ActorAttributes.CreateDispatcher(TspDispatchers.KafkaConsumers))
+            .Async();
 
     protected override GraphStageLogic CreateLogic(Attributes inheritedAttributes) => new Logic(this);
 
     private sealed class Logic : TimerGraphStageLogic
     {
-        private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(10);
+        private static readonly TimeSpan KeepAliveInterval = TimeSpan.FromMilliseconds(500);
         private static readonly TimeSpan IdleBeforePause = TimeSpan.FromSeconds(1);
         private readonly KafkaSourceStage _stage;
         private IConsumer<byte[]?, byte[]?> _consumer = null!;
-        private KafkaMessage? _buffered;
+        private List<KafkaMessage>? _buffered;
         private bool _paused;
         private DateTime _lastDemand = DateTime.UtcNow;
+        private Action _repoll = null!;
 
         public Logic(KafkaSourceStage stage)
             : base(stage.Shape)
@@ -107,7 +148,14 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<KafkaMessage>>
                 })
                 .Build();
             _consumer.Subscribe(_stage._topic);
-            ScheduleRepeatedly("keepalive", PollInterval * 50);
+            _repoll = GetAsyncCallback(() =>
+            {
+                if (IsAvailable(_stage._out))
+                {
+                    Poll();
+                }
+            });
+            ScheduleRepeatedly("keepalive", KeepAliveInterval);
         }
 
         public override void PostStop()
@@ -126,16 +174,6 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<KafkaMessage>>
 
         protected override void OnTimer(object timerKey)
         {
-            if (timerKey is "poll")
-            {
-                if (IsAvailable(_stage._out))
-                {
-                    Poll();
-                }
-
-                return;
-            }
-
             // No demand for a while: pause, then keep polling only for group membership and rebalances.
             if (!IsAvailable(_stage._out) && DateTime.UtcNow - _lastDemand > IdleBeforePause)
             {
@@ -145,10 +183,7 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<KafkaMessage>>
                     _paused = true;
                 }
 
-                if (_buffered is null)
-                {
-                    _buffered = Consume();
-                }
+                _buffered ??= ConsumeBatch(TimeSpan.Zero);
             }
         }
 
@@ -160,23 +195,43 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<KafkaMessage>>
                 _paused = false;
             }
 
-            var message = _buffered ?? Consume();
+            var batch = _buffered ?? ConsumeBatch(PollWait);
             _buffered = null;
-            if (message is not null)
+            if (batch is not null)
             {
-                Push(_stage._out, message);
+                Push(_stage._out, batch);
             }
             else
             {
-                ScheduleOnce("poll", PollInterval);
+                // Back through the mailbox, so that cancellation and timers get their turn.
+                _repoll();
             }
         }
 
-        private KafkaMessage? Consume()
+        /// <returns>What the consumer has fetched, up to the maximum batch; null when nothing.</returns>
+        private List<KafkaMessage>? ConsumeBatch(TimeSpan wait)
+        {
+            if (Consume(wait) is not { } first)
+            {
+                return null;
+            }
+
+            var batch = new List<KafkaMessage> { first };
+            long bytes = first.Record.Message.Value?.Length ?? 0;
+            while (batch.Count < _stage._maxBatch && bytes < _stage._maxBatchBytes && Consume(TimeSpan.Zero) is { } message)
+            {
+                batch.Add(message);
+                bytes += message.Record.Message.Value?.Length ?? 0;
+            }
+
+            return batch;
+        }
+
+        private KafkaMessage? Consume(TimeSpan wait)
         {
             try
             {
-                var record = _consumer.Consume(TimeSpan.Zero);
+                var record = _consumer.Consume(wait);
                 return record is null || record.IsPartitionEOF ? null : new KafkaMessage(record, _consumer);
             }
             catch (ConsumeException e) when (e.Error.Code == ErrorCode.UnknownTopicOrPart)

@@ -9,7 +9,8 @@ namespace Tsp.Actors.Ingest;
 /// The edge where a frame becomes a run: checks it, writes it to Redis (claim-check), then starts
 /// the run and waits until the run is durable. Kafka ingest and gRPC Submit both come through here.
 /// </summary>
-public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IActorRef runs, TimeSpan askTimeout, int maxFrameBytes)
+/// <param name="runHosts">The number of run hosts (<see cref="RunMessageExtractor"/>): a batch is split by host.</param>
+public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IActorRef runs, TimeSpan askTimeout, int maxFrameBytes, int runHosts)
 {
     public int MaxFrameBytes => maxFrameBytes;
 
@@ -35,6 +36,73 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             AcceptedAtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
         return await runs.Ask<RunAccepted>(start, askTimeout, cancellationToken);
+    }
+
+    /// <summary>Submits many frames with caller-chosen run ids (e.g. a Kafka batch): their frames go to
+    /// Redis in one pipelined round trip, and the starts go to each run host as one
+    /// <see cref="StartRuns"/>, which the host persists as one journal write.</summary>
+    /// <returns>One outcome per submission, in order; Rejected with a reason for bad input.</returns>
+    /// <exception cref="Exception">When the starts could not be confirmed (ask timeout, journal down):
+    /// nothing is known about them, and submitting the same batch again is safe.</exception>
+    public async Task<RunAccepted[]> SubmitBatchAsync(IReadOnlyList<(Frame Frame, string RunId)> submissions, CancellationToken cancellationToken = default)
+    {
+        var outcomes = new RunAccepted[submissions.Count];
+        var blobs = new List<(string Key, ReadOnlyMemory<byte> Data)>(submissions.Count);
+        var byHost = new Dictionary<string, (StartRuns Starts, List<int> Slots)>(StringComparer.Ordinal);
+        var acceptedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        for (var i = 0; i < submissions.Count; i++)
+        {
+            var (frame, runId) = submissions[i];
+            if (Problem(frame, runId) is { } problem)
+            {
+                outcomes[i] = new RunAccepted { RunId = runId, Outcome = StartOutcome.Rejected, Error = problem };
+                continue;
+            }
+
+            var frameKey = RedisKeys.Frame(frame.Project, runId);
+            blobs.Add((frameKey, frame.Data.Memory));
+            var host = RunMessageExtractor.HostOf(runId, runHosts);
+            if (!byHost.TryGetValue(host, out var group))
+            {
+                group = (new StartRuns { HostId = host }, []);
+                byHost.Add(host, group);
+            }
+
+            group.Starts.Runs.Add(new StartRun
+            {
+                RunId = runId,
+                Project = frame.Project,
+                FrameKey = frameKey,
+                SourceId = frame.SourceId,
+                AcceptedAtUnixMs = acceptedAt,
+            });
+            group.Slots.Add(i);
+        }
+
+        if (blobs.Count == 0)
+        {
+            return outcomes;
+        }
+
+        await store.PutBlobsAsync(blobs);
+        var groups = byHost.Values.ToList();
+        var answers = await Task.WhenAll(groups.Select(g => runs.Ask<RunsAccepted>(g.Starts, askTimeout, cancellationToken)));
+        for (var g = 0; g < groups.Count; g++)
+        {
+            var slots = groups[g].Slots;
+            var results = answers[g].Results;
+            if (results.Count != slots.Count)
+            {
+                throw new InvalidOperationException($"run host {groups[g].Starts.HostId} answered {results.Count} of {slots.Count} starts");
+            }
+
+            for (var j = 0; j < slots.Count; j++)
+            {
+                outcomes[slots[j]] = results[j];
+            }
+        }
+
+        return outcomes;
     }
 
     private string? Problem(Frame frame, string runId)

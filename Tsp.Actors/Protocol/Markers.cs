@@ -26,6 +26,8 @@ public sealed partial class TpResult : ITspMessage;
 public sealed partial class DeadLetter : ITspMessage;
 public sealed partial class StartRun : IRunMessage;
 public sealed partial class RunAccepted : ITspMessage;
+public sealed partial class StartRuns : ITspMessage;
+public sealed partial class RunsAccepted : ITspMessage;
 public sealed partial class ResumeRun : IRunMessage;
 public sealed partial class GetRunState : IRunMessage;
 public sealed partial class RunStateView : ITspMessage;

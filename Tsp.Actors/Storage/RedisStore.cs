@@ -63,6 +63,36 @@ public sealed class RedisStore : IAsyncDisposable
     public Task PutBlobAsync(string key, ReadOnlyMemory<byte> data) =>
         _db.StringSetAsync(key, data, Options.BlobTtl);
 
+    // One command for a whole batch: a pipeline of SET … EX commands costs the client a message and a
+    // task per blob (bench ingest: 225k blobs/s that way), and MSET cannot set a time to live.
+    private const string PutBlobsScript = """
+        local ttl = ARGV[#ARGV]
+        for i, key in ipairs(KEYS) do
+          redis.call('SET', key, ARGV[i], 'EX', ttl)
+        end
+        return #KEYS
+        """;
+
+    /// <summary>Writes many blobs (with <see cref="StorageOptions.BlobTtl"/>) in one command.</summary>
+    public Task PutBlobsAsync(IReadOnlyList<(string Key, ReadOnlyMemory<byte> Data)> blobs)
+    {
+        if (blobs.Count == 1)
+        {
+            return PutBlobAsync(blobs[0].Key, blobs[0].Data);
+        }
+
+        var keys = new RedisKey[blobs.Count];
+        var values = new RedisValue[blobs.Count + 1];
+        for (var i = 0; i < blobs.Count; i++)
+        {
+            keys[i] = blobs[i].Key;
+            values[i] = blobs[i].Data;
+        }
+
+        values[^1] = (long)Options.BlobTtl.TotalSeconds;
+        return _db.ScriptEvaluateAsync(PutBlobsScript, keys, values);
+    }
+
     /// <returns>The blob, or null when the key does not exist (expired or never written).</returns>
     public async Task<byte[]?> GetBlobAsync(string key) => (byte[]?)await _db.StringGetAsync(key);
 

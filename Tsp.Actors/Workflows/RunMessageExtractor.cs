@@ -6,13 +6,19 @@ using Tsp.Actors.Protocol;
 namespace Tsp.Actors.Workflows;
 
 /// <summary>Routes every <see cref="IRunMessage"/> to the run host that holds its run: host
-/// <c>hash(run id) mod hosts</c> (XxHash32, the same in every process and every release).</summary>
+/// <c>hash(run id) mod hosts</c> (XxHash32, the same in every process and every release). A
+/// <see cref="StartRuns"/> names its host: the sender grouped its runs with <see cref="HostOf"/>.</summary>
 /// <remarks>The number of hosts must not change while runs are unfinished: a run stays on the host that
 /// persisted it, so a redelivered start would reach another host (it would be recognized only by the
 /// results log's marker once finished).</remarks>
 public sealed class RunMessageExtractor(int maxShards, int hosts) : HashCodeMessageExtractor(maxShards)
 {
-    public override string? EntityId(object message) => message is IRunMessage run ? HostOf(run.RunId, hosts) : null;
+    public override string? EntityId(object message) => message switch
+    {
+        IRunMessage run => HostOf(run.RunId, hosts),
+        StartRuns batch => batch.HostId,
+        _ => null,
+    };
 
     public static string HostOf(string runId, int hosts) =>
         (XxHash32.HashToUInt32(Encoding.UTF8.GetBytes(runId)) % (uint)Math.Max(1, hosts)).ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -122,7 +122,15 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         });
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
-        Command<StartRun>(Start);
+        Command<StartRun>(start => Start(start, new StartAnswer(Sender, 1, batch: false), 0));
+        Command<StartRuns>(batch =>
+        {
+            var answer = new StartAnswer(Sender, batch.Runs.Count, batch: true);
+            for (var i = 0; i < batch.Runs.Count; i++)
+            {
+                Start(batch.Runs[i], answer, i);
+            }
+        });
         Command<FlushEvents>(_ => Flush());
         Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
@@ -249,18 +257,21 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Timers.StartPeriodicTimer(WatchdogTimer, Watchdog.Instance, _tuning.WatchdogInterval);
     }
 
-    private void Start(StartRun start)
+    /// <summary>Starts one run, or answers what is known about it, in slot <paramref name="index"/> of
+    /// <paramref name="answer"/>. Starts that arrive together (a <see cref="StartRuns"/>, or a mailbox
+    /// full of StartRun) share one journal write.</summary>
+    private void Start(StartRun start, StartAnswer answer, int index)
     {
         var runId = start.RunId;
         if (_runs.TryGetValue(runId, out var live))
         {
             if (live.StartWaiters is { } waiters)
             {
-                waiters.Add(Sender);
+                waiters.Add((answer, index));
             }
             else
             {
-                Reply(runId, live.State.IsCompleted ? StartOutcome.AlreadyCompleted : StartOutcome.AlreadyRunning);
+                answer.Set(index, runId, live.State.IsCompleted ? StartOutcome.AlreadyCompleted : StartOutcome.AlreadyRunning);
             }
 
             return;
@@ -268,19 +279,19 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         if (_finished.Contains(runId))
         {
-            Reply(runId, StartOutcome.AlreadyCompleted);
+            answer.Set(index, runId, StartOutcome.AlreadyCompleted);
             return;
         }
 
         if (_waiting.TryGetValue(runId, out var waiting))
         {
-            Reply(runId, StartOutcome.Rejected, $"run {runId} of project '{waiting.Started.Project}' waits: the project is not deployed (deployed: {_services.Catalog.Describe()})");
+            answer.Set(index, runId, StartOutcome.Rejected, $"run {runId} of project '{waiting.Started.Project}' waits: the project is not deployed (deployed: {_services.Catalog.Describe()})");
             return;
         }
 
         if (!_services.Catalog.TryGet(start.Project, out var workflow))
         {
-            Reply(runId, StartOutcome.Rejected, $"unknown project '{start.Project}' (deployed: {_services.Catalog.Describe()})");
+            answer.Set(index, runId, StartOutcome.Rejected, $"unknown project '{start.Project}' (deployed: {_services.Catalog.Describe()})");
             return;
         }
 
@@ -296,21 +307,18 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         // Held from now on (a snapshot taken while RunStarted is being written must contain the run);
         // dispatched only once RunStarted is durable.
         var run = Add(RunState.Start(workflow, started));
-        run.StartWaiters = [Sender];
+        run.StartWaiters = [(answer, index)];
         Record(new RunEvent { RunStarted = started }, () =>
         {
-            foreach (var waiter in run.StartWaiters!)
+            foreach (var (waiter, slot) in run.StartWaiters!)
             {
-                waiter.Tell(new RunAccepted { RunId = runId, Outcome = StartOutcome.Accepted });
+                waiter.Set(slot, runId, StartOutcome.Accepted);
             }
 
             run.StartWaiters = null;
             Advance(run);
         });
     }
-
-    private void Reply(string runId, StartOutcome outcome, string error = "") =>
-        Sender.Tell(new RunAccepted { RunId = runId, Outcome = outcome, Error = error });
 
     private void OnNodeResult(string runId, Func<RunState, IReadOnlyList<IRunEvent>> decide)
     {
@@ -622,7 +630,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         public Dictionary<int, long> Dispatched { get; } = [];
 
         /// <summary>Non-null while RunStarted is being written: who is waiting for the answer.</summary>
-        public List<IActorRef>? StartWaiters { get; set; }
+        public List<(StartAnswer Answer, int Index)>? StartWaiters { get; set; }
 
         public int Unwritten { get; set; }
 
@@ -633,6 +641,51 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             var record = new RunRecord { Started = State.Started };
             record.Events.Add(Events);
             return record;
+        }
+    }
+
+    /// <summary>The answer to one StartRun (a RunAccepted) or StartRuns (a RunsAccepted, in its order),
+    /// sent to the asker once every start in it is known.</summary>
+    private sealed class StartAnswer
+    {
+        private readonly IActorRef _asker;
+        private readonly RunAccepted[] _results;
+        private readonly bool _batch;
+        private int _pending;
+
+        public StartAnswer(IActorRef asker, int count, bool batch)
+        {
+            _asker = asker;
+            _results = new RunAccepted[count];
+            _batch = batch;
+            _pending = count;
+            if (count == 0)
+            {
+                Send();
+            }
+        }
+
+        public void Set(int index, string runId, StartOutcome outcome, string error = "")
+        {
+            _results[index] = new RunAccepted { RunId = runId, Outcome = outcome, Error = error };
+            if (--_pending == 0)
+            {
+                Send();
+            }
+        }
+
+        private void Send()
+        {
+            if (_batch)
+            {
+                var accepted = new RunsAccepted();
+                accepted.Results.Add(_results);
+                _asker.Tell(accepted);
+            }
+            else
+            {
+                _asker.Tell(_results[0]);
+            }
         }
     }
 

@@ -33,8 +33,10 @@ internal static class IngestScenario
 
         var (bareMedian, tspMedian) = (Median(bare), Median(tsp));
         var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={bareMedian:0} tsp_per_s={tspMedian:0} ratio={tspMedian / bareMedian:0.000}");
-        Console.WriteLine($"ingest: {figures} messages={options.Messages} size={options.Size}");
-        Results.Record(options, $"bench/run.sh ingest --messages {options.Messages} --size {options.Size}", figures, $"median of {options.Repeats}; SQLite journal, redis-server, mock broker");
+        Console.WriteLine($"ingest: {figures} messages={options.Messages} size={options.Size}{(options.AcceptOnly ? " accept-only" : string.Empty)}");
+        var acceptOnly = options.AcceptOnly ? " --accept-only" : string.Empty;
+        var execution = options.AcceptOnly ? "runs accepted and left waiting (no node role in the process)" : "runs also executing in the same process";
+        Results.Record(options, $"bench/run.sh ingest --messages {options.Messages} --size {options.Size}{acceptOnly}", figures, $"median of {options.Repeats}; {execution}; SQLite journal, redis-server, mock broker");
         return 0;
     }
 
@@ -95,7 +97,9 @@ internal static class IngestScenario
             Redis = options.Redis,
             SqlitePath = journal,
             Workflows = [workflow],
-            Roles = [.. TspRoles.All],
+            // --accept-only: no node role here, so accepted runs wait in their queue and the figure is
+            // the ingest path alone; otherwise the runs also execute in this process meanwhile.
+            Roles = options.AcceptOnly ? [TspRoles.Orchestrator] : [.. TspRoles.All],
             Kafka = new KafkaOptions { Bootstrap = bootstrap, MaxInFlightRuns = options.Messages + 1 },
         };
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });

@@ -24,7 +24,7 @@ static int Usage()
         usage: Tsp.Bench <scenario> [--messages N] [--size BYTES] [--repeats N] [--redis HOST:PORT] [--no-record]
                         [--in-flight N] [--journal sqlite|postgres]
           orchestration  runs/s and latency of a 5-node DAG of checksum nodes (64 KiB frames, 20,000 runs)
-          ingest   messages/s from Kafka into accepted runs vs a bare Confluent consumer loop
+          ingest   messages/s from Kafka into accepted runs vs a bare Confluent consumer loop [--accept-only]
           model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--cuda]
           quality  AUROC and region recall of the rail-inspection anomaly path on generated images
           scaleout runs/s with 1, 2 and 3 worker processes (sleep 20 ms node, 4 slots per worker) and scaling efficiency

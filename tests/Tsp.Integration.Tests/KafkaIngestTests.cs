@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Akka.Actor;
+using Akka.Streams;
+using Akka.Streams.Dsl;
 using Confluent.Kafka;
 using Google.Protobuf;
 using Microsoft.Extensions.DependencyInjection;
@@ -74,6 +76,51 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         Assert.All(seen.Values, r => Assert.Equal(RunStatus.Succeeded, r.Status));
         Assert.Equal("cam-1", seen[expected[1]].SourceId);
         host.System().Stop(subscriber);
+    }
+
+    [Fact]
+    public async Task The_source_hands_on_batches_bounded_in_records_and_bytes_and_commits_up_to_each_finished_batch()
+    {
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        for (var i = 0; i < 30; i++)
+        {
+            await producer.ProduceAsync(_project, new byte[1000]);
+        }
+
+        using var system = ActorSystem.Create("source", TspDispatchers.Config(1));
+        var topic = KafkaTopics.Frames(_project);
+        var group = "source-" + _project;
+        var consumerConfig = new ConsumerConfig { BootstrapServers = _kafka.BootstrapServers, GroupId = group, AutoOffsetReset = AutoOffsetReset.Earliest };
+        var batches = await KafkaSourceStage.Create(consumerConfig, topic, maxBatch: 8, maxBatchBytes: 2500)
+            .Select(batch =>
+            {
+                KafkaMessage.CommitAll(batch);
+                return batch;
+            })
+            .Scan(new List<IReadOnlyList<KafkaMessage>>(), (all, batch) => [.. all, batch])
+            .TakeWhile(all => all.Sum(b => b.Count) < 30, inclusive: true)
+            .RunWith(Sink.Last<List<IReadOnlyList<KafkaMessage>>>(), system.Materializer())
+            .WaitAsync(Patience);
+
+        // 1000-byte values against a 2500-byte bound: a batch ends with its third record.
+        Assert.All(batches, b => Assert.InRange(b.Count, 1, 3));
+        var records = batches.SelectMany(b => b).Select(m => m.Record.TopicPartitionOffset).ToList();
+        Assert.Equal(30, records.Distinct().Count());
+        foreach (var partition in records.GroupBy(r => r.Partition.Value))
+        {
+            Assert.Equal(partition.Select(r => r.Offset.Value).Order(), partition.Select(r => r.Offset.Value));
+        }
+
+        // The stored offsets are committed by auto-commit, or at the latest when the stopped source
+        // closes its consumer (which happens after the sink has completed).
+        using var probe = new ConsumerBuilder<byte[], byte[]>(consumerConfig).Build();
+        var last = records.GroupBy(r => r.TopicPartition).Select(g => new TopicPartitionOffset(g.Key, g.Max(r => r.Offset.Value) + 1)).OrderBy(t => t.Partition.Value).ToList();
+        await AwaitAsync(() =>
+        {
+            var committed = probe.Committed(last.Select(t => t.TopicPartition), TimeSpan.FromSeconds(10)).OrderBy(t => t.Partition.Value);
+            Assert.Equal(last.Select(t => t.Offset.Value), committed.Select(t => t.Offset.Value));
+            return Task.CompletedTask;
+        });
     }
 
     private static async Task<Dictionary<string, TpResult>> CollectAsync(System.Threading.Channels.ChannelReader<TpResult> results, int count)

@@ -193,6 +193,48 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_batch_submission_writes_every_frame_and_answers_each_submission_in_order()
+    {
+        var project = TestServers.Unique("batch");
+        using var host = await TestServers.StartHostAsync(new TspOptions
+        {
+            Redis = TestServers.Redis,
+            SqlitePath = TestServers.TempSqlitePath(),
+            Workflows = [DemoWorkflowAs(project)],
+        });
+        var submitter = host.Services.GetRequiredService<RunSubmitter>();
+        var submissions = Enumerable.Range(0, 40)
+            .Select(i => (Frame: new Frame { Project = project, SourceId = $"cam-{i}", Data = ByteString.CopyFrom(BitConverter.GetBytes(i * 7919)) }, RunId: $"{project}-{i}"))
+            .ToList();
+        submissions[5] = (new Frame { Project = project }, $"{project}-empty");
+        submissions[7] = (submissions[7].Frame, "a b");
+        submissions.Add(submissions[0]);
+
+        var outcomes = await submitter.SubmitBatchAsync(submissions);
+
+        Assert.Equal(submissions.Select(s => s.RunId), outcomes.Select(o => o.RunId));
+        Assert.Equal($"frame for project '{project}' is empty", outcomes[5].Error);
+        Assert.Contains("run id 'a b' may hold only", outcomes[7].Error, StringComparison.Ordinal);
+        var good = Enumerable.Range(0, 40).Where(i => i is not (5 or 7)).ToList();
+        Assert.All(good, i => Assert.Equal(StartOutcome.Accepted, outcomes[i].Outcome));
+        Assert.Contains(outcomes[^1].Outcome, new[] { StartOutcome.Accepted, StartOutcome.AlreadyRunning, StartOutcome.AlreadyCompleted });
+        await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
+        Assert.Equal(submissions[12].Frame.Data.ToByteArray(), await store.GetBlobAsync(RedisKeys.Frame(project, submissions[12].RunId)));
+
+        var deadline = Stopwatch.StartNew();
+        IReadOnlyList<PositionedResult> logged = [];
+        while (deadline.Elapsed < ResultTimeout && logged.Count < good.Count)
+        {
+            await Task.Delay(100);
+            logged = await store.ReadResultsAsync(project, 0, 100);
+        }
+
+        Assert.Equal(good.Select(i => submissions[i].RunId).Order(), logged.Select(r => r.Result.RunId).Order());
+        Assert.All(logged, r => Assert.Equal(RunStatus.Succeeded, r.Result.Status));
+        await host.StopAsync();
+    }
+
+    [Fact]
     public async Task Runs_accepted_before_a_restart_finish_after_it_without_being_submitted_again()
     {
         var project = TestServers.Unique("restart");

@@ -288,6 +288,31 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public void A_batch_of_starts_is_answered_in_its_order_with_each_runs_outcome_and_is_durable()
+    {
+        var (running, fresh) = (TestServers.Unique("r"), TestServers.Unique("r"));
+        var host = StartHost();
+        host.Tell(Start(running), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        ExpectTask("pre");
+
+        host.Tell(new StartRuns { HostId = _hostId, Runs = { Start(fresh), Start(running), new StartRun { RunId = "ghost-1", Project = "nope", FrameKey = "k" }, Start(fresh) } }, TestActor);
+
+        var results = ExpectMsg<RunsAccepted>().Results;
+        Assert.Equal([fresh, running, "ghost-1", fresh], results.Select(r => r.RunId));
+        Assert.Equal([StartOutcome.Accepted, StartOutcome.AlreadyRunning, StartOutcome.Rejected, StartOutcome.Accepted], results.Select(r => r.Outcome));
+        Assert.Equal($"unknown project 'nope' (deployed: {_project})", results[2].Error);
+        Assert.Equal(fresh, ExpectTask("pre").RunId);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+
+        Crash(host);
+        var restarted = StartHost();
+        Assert.True(View(restarted, fresh).Exists);
+        restarted.Tell(new StartRuns { HostId = _hostId }, TestActor);
+        Assert.Empty(ExpectMsg<RunsAccepted>().Results);
+    }
+
+    [Fact]
     public async Task A_node_that_fails_for_good_fails_the_run_and_writes_a_dead_letter()
     {
         var runId = TestServers.Unique("r");
