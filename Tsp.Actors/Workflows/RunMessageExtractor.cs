@@ -20,6 +20,15 @@ public sealed class RunMessageExtractor(int maxShards, int hosts) : HashCodeMess
         _ => null,
     };
 
-    public static string HostOf(string runId, int hosts) =>
-        (XxHash32.HashToUInt32(Encoding.UTF8.GetBytes(runId)) % (uint)Math.Max(1, hosts)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+    public static string HostOf(string runId, int hosts)
+    {
+        // Called for every run message and every submitted run: hash without allocating (run ids are
+        // at most 200 characters, so at most 800 UTF-8 bytes).
+        var bytes = runId.Length <= 256 ? stackalloc byte[Encoding.UTF8.GetMaxByteCount(runId.Length)] : new byte[Encoding.UTF8.GetMaxByteCount(runId.Length)];
+        var length = Encoding.UTF8.GetBytes(runId, bytes);
+        var host = XxHash32.HashToUInt32(bytes[..length]) % (uint)Math.Max(1, hosts);
+        return host < (uint)HostNames.Length ? HostNames[host] : host.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static readonly string[] HostNames = [.. Enumerable.Range(0, 64).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture))];
 }
