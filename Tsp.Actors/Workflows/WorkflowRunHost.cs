@@ -20,7 +20,10 @@ public sealed record RunServices(WorkflowCatalog Catalog, NodeQueues Queues, Red
 public sealed record RunHostTuning
 {
     /// <summary>Events between snapshots; a snapshot lets the host delete the events before it, so
-    /// recovery replays at most about this many.</summary>
+    /// recovery replays at most about this many. A snapshot holds every run the host holds, so a host
+    /// that holds more runs than this waits for as many events as it holds runs: a backlog of accepted
+    /// runs would otherwise be written again and again (each event costing up to runs/SnapshotEvery
+    /// run records), and recovery reads about as many events as the snapshot holds runs anyway.</summary>
     public int SnapshotEvery { get; init; } = 2000;
 
     /// <summary>Finished run ids each host remembers, newest first, to answer a redelivered start
@@ -557,7 +560,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private void SnapshotIfDue()
     {
-        if (_eventsSinceSnapshot < _tuning.SnapshotEvery || _snapshotting)
+        if (_eventsSinceSnapshot < Math.Max(_tuning.SnapshotEvery, _runs.Count + _waiting.Count) || _snapshotting)
         {
             return;
         }
