@@ -98,7 +98,10 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
     public static Source<IReadOnlyList<KafkaMessage>, NotUsed> Create(ConsumerConfig config, string topic, int maxBatch, long maxBatchBytes) =>
         Source.FromGraph(new KafkaSourceStage(config, topic, maxBatch, maxBatchBytes))
             .WithAttributes(ActorAttributes.CreateDispatcher(TspDispatchers.KafkaConsumers))
-            .Async();
+            .Async()
+            // The async boundary would otherwise hold up to 16 batches consumed but not started:
+            // memory beyond the bound, and records a rebalance re-delivers.
+            .WithAttributes(Attributes.CreateInputBuffer(1, 1));
 
     protected override GraphStageLogic CreateLogic(Attributes inheritedAttributes) => new Logic(this);
 
