@@ -74,9 +74,15 @@ internal static class StatusVerb
         foreach (var p in status.Projects)
         {
             text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {p.Project}  kafka_in_flight_runs={p.KafkaInFlightRuns} kafka_consumed={p.KafkaConsumed} dead_lettered={p.DeadLettered} results={p.LatestPosition}"));
+            foreach (var k in p.KafkaPartitions)
+            {
+                text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"    partition {k.Partition}  next={Offset(k.NextOffset)} end={Offset(k.EndOffset)} lag={(k.NextOffset >= 0 && k.EndOffset >= 0 ? Math.Max(0, k.EndOffset - k.NextOffset).ToString(CultureInfo.InvariantCulture) : "?")}{(k.Paused ? " paused" : "")}"));
+            }
         }
 
         text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"active runs on this orchestrator: {status.ActiveRuns}"));
         return text.ToString();
     }
+
+    private static string Offset(long offset) => offset >= 0 ? offset.ToString(CultureInfo.InvariantCulture) : "?";
 }

@@ -67,6 +67,7 @@ public sealed class StatusService : ReceiveActor
                 {
                     var stats = await ingest.Ask<IngestStats>(GetIngestStats.Instance, timeout);
                     (described.KafkaInFlightRuns, described.KafkaConsumed, described.DeadLettered) = (stats.InFlightRuns, stats.Consumed, stats.DeadLettered);
+                    described.KafkaPartitions.AddRange(stats.Partitions.Select(p => new KafkaPartitionStatus { Partition = p.Partition, NextOffset = p.NextOffset, EndOffset = p.EndOffset, Paused = p.Paused }));
                 }
 
                 status.Projects.Add(described);

@@ -19,7 +19,7 @@ public sealed record GetIngestStats
     public static readonly GetIngestStats Instance = new();
 }
 
-public sealed record IngestStats(string Project, int InFlightRuns, int MaxInFlightRuns, int PeakInFlightRuns, long Consumed, long Started, long DeadLettered);
+public sealed record IngestStats(string Project, int InFlightRuns, int MaxInFlightRuns, int PeakInFlightRuns, long Consumed, long Started, long DeadLettered, IReadOnlyList<KafkaPartitionState> Partitions);
 
 /// <summary>
 /// Kafka ingest of one project (role orchestrator): topic <c>tsp.{project}.frames</c>, group
@@ -35,6 +35,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     private readonly RunSubmitter _submitter;
     private readonly RedisStore _store;
     private readonly InFlightRuns _inFlight;
+    private readonly KafkaSourceProbe _probe = new();
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly CancellationTokenSource _stopping = new();
     private UniqueKillSwitch? _killSwitch;
@@ -58,7 +59,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         Receive<TpResult>(result => _inFlight.Release(result.RunId));
         Receive<SubscribeAck>(_ => { });
         Receive<GetIngestStats>(_ => Sender.Tell(new IngestStats(
-            _project, _inFlight.Count, _inFlight.Max, _inFlight.Peak, Interlocked.Read(ref _consumed), Interlocked.Read(ref _started), Interlocked.Read(ref _deadLettered))));
+            _project, _inFlight.Count, _inFlight.Max, _inFlight.Peak, Interlocked.Read(ref _consumed), Interlocked.Read(ref _started), Interlocked.Read(ref _deadLettered), _probe.Partitions)));
         Receive<Status.Failure>(failure => throw new InvalidOperationException($"kafka ingest of '{_project}' failed", failure.Cause));
         Receive<Done>(_ => throw new InvalidOperationException($"kafka ingest of '{_project}' ended"));
     }
@@ -96,7 +97,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         }
 
         var topic = KafkaTopics.Frames(_project);
-        var (killSwitch, done) = KafkaSourceStage.Create(config, topic, Math.Max(1, _options.BatchSize), Math.Max(1, _options.BatchBytes))
+        var (killSwitch, done) = KafkaSourceStage.Create(config, topic, Math.Max(1, _options.BatchSize), Math.Max(1, _options.BatchBytes), _probe)
             .SelectAsync(Math.Max(1, _options.Parallelism), HandleBatchAsync)
             .ViaMaterialized(KillSwitches.Single<IReadOnlyList<KafkaMessage>>(), Keep.Right)
             .ToMaterialized(Sink.ForEach<IReadOnlyList<KafkaMessage>>(KafkaMessage.CommitAll), Keep.Both)

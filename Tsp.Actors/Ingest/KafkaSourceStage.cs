@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Akka.Event;
 using Akka.Streams;
 using Akka;
@@ -68,17 +69,20 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
     private readonly string _topic;
     private readonly int _maxBatch;
     private readonly long _maxBatchBytes;
+    private readonly KafkaSourceProbe? _probe;
     private readonly Outlet<IReadOnlyList<KafkaMessage>> _out = new("kafka.out");
 
     /// <param name="maxBatch">Most records in one batch.</param>
     /// <param name="maxBatchBytes">A batch ends once its values reach this many bytes (it always holds
     /// at least one record), so large images do not make large batches.</param>
-    public KafkaSourceStage(ConsumerConfig config, string topic, int maxBatch = 1024, long maxBatchBytes = 8 << 20)
+    /// <param name="probe">Receives the consumer's assignment, positions and lag; optional.</param>
+    public KafkaSourceStage(ConsumerConfig config, string topic, int maxBatch = 1024, long maxBatchBytes = 8 << 20, KafkaSourceProbe? probe = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchBytes, 1);
         _maxBatch = maxBatch;
         _maxBatchBytes = maxBatchBytes;
+        _probe = probe;
         _config = new ConsumerConfig(new Dictionary<string, string>(config))
         {
             EnableAutoCommit = true,
@@ -95,8 +99,8 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
 
     /// <summary>The source on its own thread (<see cref="TspDispatchers.KafkaConsumers"/>), behind an
     /// async boundary, so its blocking waits never hold a thread that actors share.</summary>
-    public static Source<IReadOnlyList<KafkaMessage>, NotUsed> Create(ConsumerConfig config, string topic, int maxBatch, long maxBatchBytes) =>
-        Source.FromGraph(new KafkaSourceStage(config, topic, maxBatch, maxBatchBytes))
+    public static Source<IReadOnlyList<KafkaMessage>, NotUsed> Create(ConsumerConfig config, string topic, int maxBatch, long maxBatchBytes, KafkaSourceProbe? probe = null) =>
+        Source.FromGraph(new KafkaSourceStage(config, topic, maxBatch, maxBatchBytes, probe))
             .WithAttributes(ActorAttributes.CreateDispatcher(TspDispatchers.KafkaConsumers))
             .Async()
             // The async boundary would otherwise hold up to 16 batches consumed but not started:
@@ -105,15 +109,33 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
 
     protected override GraphStageLogic CreateLogic(Attributes inheritedAttributes) => new Logic(this);
 
+    /// <summary>
+    /// Backpressure by pausing partitions, with one rule learned the hard way: a partition is paused or
+    /// resumed only after it has delivered a record since it was assigned. librdkafka drops an assignment's
+    /// fetch start when a pause or resume reaches the partition first (confluentinc/librdkafka#2190), and
+    /// the partition then never fetches again; pausing from the assignment callback did exactly that
+    /// during failovers. A partition that has delivered a record is safe to pause: it resumes from the
+    /// record after the last one delivered.
+    /// </summary>
     private sealed class Logic : TimerGraphStageLogic
     {
         private static readonly TimeSpan KeepAliveInterval = TimeSpan.FromMilliseconds(500);
         private static readonly TimeSpan IdleBeforePause = TimeSpan.FromSeconds(1);
         private readonly KafkaSourceStage _stage;
         private IConsumer<byte[]?, byte[]?> _consumer = null!;
-        private List<KafkaMessage>? _buffered;
-        private bool _paused;
+
+        // Records consumed but not yet pushed, in consumption order: what the consumer returned while
+        // downstream had no demand, before their partitions were paused. At most a few per partition.
+        private readonly Queue<KafkaMessage> _held = new();
+
+        // Partitions that delivered a record since their assignment, and those of them paused by us.
+        private readonly HashSet<int> _delivering = [];
+        private readonly HashSet<int> _paused = [];
+
+        // Per partition, the offset after the last record consumed (librdkafka's own position lags).
+        private readonly Dictionary<int, long> _next = [];
         private DateTime _lastDemand = DateTime.UtcNow;
+        private long _probeRefreshed;
         private Action _repoll = null!;
 
         public Logic(KafkaSourceStage stage)
@@ -126,6 +148,8 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
                 Poll();
             });
         }
+
+        private bool Idle => !IsAvailable(_stage._out) && DateTime.UtcNow - _lastDemand > IdleBeforePause;
 
         public override void PreStart()
         {
@@ -141,14 +165,10 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
                         Log.Warning("kafka consumer {0}: {1}", _stage._topic, error.Reason);
                     }
                 })
-                .SetPartitionsAssignedHandler((consumer, partitions) =>
-                {
-                    Log.Info("kafka consumer {0}: assigned {1}", _stage._topic, string.Join(",", partitions.Select(p => p.Partition.Value)));
-                    if (_paused)
-                    {
-                        consumer.Pause(partitions);
-                    }
-                })
+                .SetPartitionsAssignedHandler((_, partitions) =>
+                    Log.Info("kafka consumer {0}: assigned {1}", _stage._topic, string.Join(",", partitions.Select(p => p.Partition.Value))))
+                .SetPartitionsRevokedHandler((consumer, partitions) => Revoked(consumer, partitions.Select(p => p.TopicPartition)))
+                .SetPartitionsLostHandler((consumer, partitions) => Revoked(consumer, partitions.Select(p => p.TopicPartition)))
                 .Build();
             _consumer.Subscribe(_stage._topic);
             _repoll = GetAsyncCallback(() =>
@@ -163,6 +183,7 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
 
         public override void PostStop()
         {
+            _stage._probe?.Clear();
             try
             {
                 _consumer.Close();
@@ -175,32 +196,90 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
             _consumer.Dispose();
         }
 
+        /// <summary>Partitions leave: resumed first (librdkafka keeps a pause across a reassignment, and a
+        /// partition that comes back must not start paused), and their held records dropped (whoever gets
+        /// the partition reads them again from the committed offset).</summary>
+        private void Revoked(IConsumer<byte[]?, byte[]?> consumer, IEnumerable<TopicPartition> revoked)
+        {
+            var gone = revoked.ToList();
+            var resume = gone.Where(p => _paused.Contains(p.Partition.Value)).ToList();
+            if (resume.Count > 0)
+            {
+                try
+                {
+                    consumer.Resume(resume);
+                }
+                catch (KafkaException e)
+                {
+                    Log.Warning("kafka consumer {0}: resuming revoked partitions failed: {1}", _stage._topic, e.Message);
+                }
+            }
+
+            foreach (var partition in gone)
+            {
+                _paused.Remove(partition.Partition.Value);
+                _delivering.Remove(partition.Partition.Value);
+                _next.Remove(partition.Partition.Value);
+            }
+
+            var kept = _held.Where(m => !gone.Contains(m.Record.TopicPartition)).ToList();
+            _held.Clear();
+            foreach (var message in kept)
+            {
+                _held.Enqueue(message);
+            }
+
+            Log.Info("kafka consumer {0}: revoked {1}", _stage._topic, string.Join(",", gone.Select(p => p.Partition.Value)));
+        }
+
         protected override void OnTimer(object timerKey)
         {
-            // No demand for a while: pause, then keep polling only for group membership and rebalances.
-            if (!IsAvailable(_stage._out) && DateTime.UtcNow - _lastDemand > IdleBeforePause)
+            // No demand for a while: pause what delivers, and keep consuming only to stay in the group
+            // and to serve rebalances; records that still arrive are held, and their partitions paused.
+            if (Idle)
             {
-                if (!_paused)
+                PauseDelivering();
+                while (_held.Count < _stage._maxBatch && Consume(TimeSpan.Zero) is { } message)
                 {
-                    _consumer.Pause(_consumer.Assignment);
-                    _paused = true;
+                    _held.Enqueue(message);
+                    PauseDelivering();
                 }
+            }
 
-                _buffered ??= ConsumeBatch(TimeSpan.Zero);
+            RefreshProbe();
+        }
+
+        /// <summary>At most every keep-alive interval; called from ticks and from polls, because a stage
+        /// that polls back to back through its mailbox gets its timers late.</summary>
+        private void RefreshProbe()
+        {
+            if (_stage._probe is { } probe && Stopwatch.GetElapsedTime(_probeRefreshed) >= KeepAliveInterval)
+            {
+                _probeRefreshed = Stopwatch.GetTimestamp();
+                probe.Refresh(_consumer, _next, _paused);
+            }
+        }
+
+        private void PauseDelivering()
+        {
+            var pause = _delivering.Where(p => !_paused.Contains(p)).Select(p => new TopicPartition(_stage._topic, p)).ToList();
+            if (pause.Count > 0)
+            {
+                _consumer.Pause(pause);
+                _paused.UnionWith(pause.Select(p => p.Partition.Value));
             }
         }
 
         private void Poll()
         {
-            if (_paused)
+            if (_paused.Count > 0)
             {
-                _consumer.Resume(_consumer.Assignment);
-                _paused = false;
+                _consumer.Resume(_paused.Select(p => new TopicPartition(_stage._topic, p)).ToList());
+                _paused.Clear();
             }
 
-            var batch = _buffered ?? ConsumeBatch(PollWait);
-            _buffered = null;
-            if (batch is not null)
+            RefreshProbe();
+            if (ConsumeBatch() is { } batch)
             {
                 Push(_stage._out, batch);
             }
@@ -211,17 +290,19 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
             }
         }
 
-        /// <returns>What the consumer has fetched, up to the maximum batch; null when nothing.</returns>
-        private List<KafkaMessage>? ConsumeBatch(TimeSpan wait)
+        /// <returns>Held records, then what the consumer has fetched, up to the maximum batch (waiting up to
+        /// <see cref="PollWait"/> for a first record); null when nothing.</returns>
+        private List<KafkaMessage>? ConsumeBatch()
         {
-            if (Consume(wait) is not { } first)
+            var first = _held.TryDequeue(out var held) ? held : Consume(PollWait);
+            if (first is null)
             {
                 return null;
             }
 
             var batch = new List<KafkaMessage> { first };
             long bytes = first.Record.Message.Value?.Length ?? 0;
-            while (batch.Count < _stage._maxBatch && bytes < _stage._maxBatchBytes && Consume(TimeSpan.Zero) is { } message)
+            while (batch.Count < _stage._maxBatch && bytes < _stage._maxBatchBytes && (_held.TryDequeue(out var next) ? next : Consume(TimeSpan.Zero)) is { } message)
             {
                 batch.Add(message);
                 bytes += message.Record.Message.Value?.Length ?? 0;
@@ -235,7 +316,14 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
             try
             {
                 var record = _consumer.Consume(wait);
-                return record is null || record.IsPartitionEOF ? null : new KafkaMessage(record, _consumer);
+                if (record is null || record.IsPartitionEOF)
+                {
+                    return null;
+                }
+
+                _delivering.Add(record.Partition.Value);
+                _next[record.Partition.Value] = record.Offset.Value + 1;
+                return new KafkaMessage(record, _consumer);
             }
             catch (ConsumeException e) when (e.Error.Code == ErrorCode.UnknownTopicOrPart)
             {

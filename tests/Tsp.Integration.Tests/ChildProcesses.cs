@@ -90,7 +90,8 @@ public sealed class ChildProcess : IDisposable
         }
 
         _lines.Enqueue(line);
-        if (line.Contains("WARN", StringComparison.OrdinalIgnoreCase) || line.Contains("ERROR", StringComparison.OrdinalIgnoreCase) || line.Contains("routee", StringComparison.Ordinal))
+        if (line.Contains("WARN", StringComparison.OrdinalIgnoreCase) || line.Contains("ERROR", StringComparison.OrdinalIgnoreCase) || line.Contains("routee", StringComparison.Ordinal)
+            || line.Contains("kafka", StringComparison.Ordinal) || line.Contains("run host", StringComparison.Ordinal))
         {
             try
             {

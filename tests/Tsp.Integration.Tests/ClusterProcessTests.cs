@@ -249,7 +249,22 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             }
         }
 
-        var results = await reading;
+        List<TpResult> results;
+        try
+        {
+            results = await reading;
+        }
+        catch (Exception)
+        {
+            output.WriteLine("results stopped short; the survivor says:\n" + await StatusAsync(firstPort, _ => true));
+            throw;
+        }
+
+        if (results.Select(r => r.RunId).Distinct().Count() < frames)
+        {
+            output.WriteLine("results stopped short; the survivor says:\n" + await StatusAsync(firstPort, _ => true));
+        }
+
         Assert.True(victim.Process.HasExited);
         Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
         Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());

@@ -123,6 +123,99 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         });
     }
 
+    [Fact]
+    public async Task A_source_without_demand_through_rebalances_reads_every_partition_it_is_given_once_demand_returns()
+    {
+        var topic = KafkaTopics.Frames(_project);
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        await producer.ProduceAsync(_project, new byte[10]);
+        using var writer = new ProducerBuilder<byte[]?, byte[]>(new ProducerConfig { BootstrapServers = _kafka.BootstrapServers }).Build();
+        for (var i = 0; i < 40; i++)
+        {
+            await writer.ProduceAsync(new TopicPartition(topic, i % 4), new Message<byte[]?, byte[]> { Value = new byte[10] });
+        }
+
+        using var system = ActorSystem.Create("source", TspDispatchers.Config(1));
+        var group = "idle-" + _project;
+        var consumerConfig = new ConsumerConfig { BootstrapServers = _kafka.BootstrapServers, GroupId = group, AutoOffsetReset = AutoOffsetReset.Earliest, SessionTimeoutMs = 6000 };
+        var probe = new KafkaSourceProbe();
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var seen = new ConcurrentDictionary<TopicPartitionOffset, byte>();
+        var (killSwitch, _) = KafkaSourceStage.Create(consumerConfig, topic, maxBatch: 5, maxBatchBytes: 1 << 20, probe)
+            .SelectAsync(1, async batch =>
+            {
+                // The first batch waits for the gate: the source has no demand meanwhile.
+                await gate.Task;
+                foreach (var message in batch)
+                {
+                    seen.TryAdd(message.Record.TopicPartitionOffset, 0);
+                }
+
+                KafkaMessage.CommitAll(batch);
+                return batch;
+            })
+            .ViaMaterialized(KillSwitches.Single<IReadOnlyList<KafkaMessage>>(), Keep.Right)
+            .ToMaterialized(Sink.Ignore<IReadOnlyList<KafkaMessage>>(), Keep.Both)
+            .Run(system.Materializer());
+        try
+        {
+            await AwaitAsync(() =>
+            {
+                Assert.Contains(probe.Partitions, p => p.Paused);
+                return Task.CompletedTask;
+            });
+            output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} paused");
+
+            // A second member takes half the partitions and leaves again: two rebalances, each of which
+            // hands partitions to the source while it has no demand.
+            using (var other = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig(consumerConfig) { EnableAutoCommit = false }).Build())
+            {
+                other.Subscribe(topic);
+                var deadline = DateTime.UtcNow + Patience;
+                while (other.Assignment.Count == 0 && DateTime.UtcNow < deadline)
+                {
+                    other.Consume(TimeSpan.FromMilliseconds(100));
+                }
+
+                Assert.NotEmpty(other.Assignment);
+                output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} the other member holds {other.Assignment.Count} partitions");
+                await AwaitAsync(() =>
+                {
+                    Assert.Equal(4 - other.Assignment.Count, probe.Partitions.Count);
+                    return Task.CompletedTask;
+                });
+                output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} the source holds the rest");
+                other.Close();
+            }
+
+            await AwaitAsync(() =>
+            {
+                Assert.Equal(4, probe.Partitions.Count);
+                return Task.CompletedTask;
+            });
+            output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} before demand: " + string.Join(", ", probe.Partitions));
+            gate.SetResult();
+            var lastReport = DateTime.UtcNow;
+            await AwaitAsync(() =>
+            {
+                if (DateTime.UtcNow - lastReport > TimeSpan.FromSeconds(2))
+                {
+                    lastReport = DateTime.UtcNow;
+                    output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} seen {seen.Count}: " + string.Join(", ", probe.Partitions));
+                }
+
+                Assert.Equal(41, seen.Count);
+                Assert.All(probe.Partitions, p => Assert.Equal(0, p.Lag));
+                return Task.CompletedTask;
+            });
+        }
+        finally
+        {
+            killSwitch.Shutdown();
+            await system.Terminate();
+        }
+    }
+
     private static async Task<Dictionary<string, TpResult>> CollectAsync(System.Threading.Channels.ChannelReader<TpResult> results, int count)
     {
         var seen = new Dictionary<string, TpResult>();
