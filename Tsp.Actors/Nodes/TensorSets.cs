@@ -20,6 +20,20 @@ public static class TensorSets
         return tensor;
     }
 
+    /// <summary>A tensor over float32 bytes that nobody changes afterwards (no copy).</summary>
+    public static Tensor Wrap(string name, ReadOnlySpan<long> dims, ReadOnlyMemory<byte> float32Bytes)
+    {
+        var expected = ElementCount(dims);
+        if (expected * sizeof(float) != float32Bytes.Length)
+        {
+            throw new ArgumentException($"tensor '{name}': {float32Bytes.Length / sizeof(float)} values for shape {Shape(dims)} ({expected})");
+        }
+
+        var tensor = new Tensor { Name = name, Data = UnsafeByteOperations.UnsafeWrap(float32Bytes) };
+        tensor.Dims.Add(dims.ToArray());
+        return tensor;
+    }
+
     public static float[] Values(Tensor tensor)
     {
         var values = new float[tensor.Data.Length / sizeof(float)];

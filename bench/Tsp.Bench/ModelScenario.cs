@@ -23,7 +23,9 @@ namespace Tsp.Bench;
 /// preprocessed images, (1) in a bare ONNX Runtime loop that runs batches of B, and (2) through TSP
 /// standalone — each image a durable run of a one-node workflow (onnx), its tensor claim-checked in
 /// Redis, 4·B runs in flight — with dynamic batching of at most B and again with batching off.
-/// Figures: images/s for each, the ratio TSP/bare, and what batching buys (median of repeats).
+/// The machine's speed drifts by ±30 % over minutes (a shared VM), so the two are measured in pairs:
+/// bare, then TSP, <c>--repeats</c> times on the same warm TSP host, each pair giving a ratio; the
+/// figures are medians of the pairs. Batching's gain is the ratio of the two pairs' medians.
 /// </summary>
 internal static class ModelScenario
 {
@@ -34,29 +36,39 @@ internal static class ModelScenario
         var repository = new ModelRepository(root);
         await PretrainedModels.EnsureTextDetectorAsync(repository);
         var images = Enumerable.Range(0, 32).Select(i => Preprocess(SurfaceImages.Generate(i, defective: i % 2 == 0).Png)).ToList();
-        var bare = new List<double>();
-        var batched = new List<double>();
-        var unbatched = new List<double>();
-        var inferenceMs = new List<double>();
-        var provider = "CPU";
-        for (var repeat = 0; repeat < options.Repeats; repeat++)
-        {
-            bare.Add(BareLoop(repository, images, batch, options.Messages, options.Cuda, out provider));
-            var (rate, batchMs) = await ThroughTspAsync(options, root, images, batch);
-            batched.Add(rate);
-            inferenceMs.Add(batchMs);
-            unbatched.Add((await ThroughTspAsync(options, root, images, 1)).Rate);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat + 1}: bare={bare[^1]:0.0} tsp={batched[^1]:0.0} tsp_unbatched={unbatched[^1]:0.0} images/s"));
-        }
-
-        var (b, t, u) = (Median(bare), Median(batched), Median(unbatched));
+        using var bare = new BareLoop(repository, images, batch, options.Cuda);
+        var batched = await PairsAsync(options, root, images, batch, bare);
+        var unbatched = await PairsAsync(options, root, images, 1, bare);
+        var (b, t, ratio) = (Median(batched.Select(p => p.Bare)), Median(batched.Select(p => p.Tsp)), Median(batched.Select(p => p.Tsp / p.Bare)));
+        var unbatchedRatio = Median(unbatched.Select(p => p.Tsp / p.Bare));
         // Where the gap is: ONNX Runtime's own time per full batch inside TSP against the bare loop's.
-        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={t / b:0.00} tsp_unbatched_per_s={u:0.0} batching_gain={t / u:0.00} bare_batch_ms={1000 * batch / b:0.0} tsp_inference_batch_ms={Median(inferenceMs):0.0}");
-        Console.WriteLine($"model: {figures} images={options.Messages} batch={batch} provider={provider}");
-        Results.Record(options, $"bench/run.sh model --messages {options.Messages} --batch {batch}{(options.Cuda ? " --cuda" : "")}", figures,
-            $"PP-OCRv4 det 320×320, {provider}, median of {options.Repeats}; TSP: SQLite journal, redis-server, {4 * batch} runs in flight");
+        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={ratio:0.00} tsp_unbatched_per_s={Median(unbatched.Select(p => p.Tsp)):0.0} batching_gain={ratio / unbatchedRatio:0.00} bare_batch_ms={1000 * batch / b:0.0} tsp_inference_batch_ms={Median(batched.Select(p => p.InferenceMs)):0.0} ratio_range={batched.Min(p => p.Tsp / p.Bare):0.00}-{batched.Max(p => p.Tsp / p.Bare):0.00}");
+        Console.WriteLine($"model: {figures} images={options.Messages} batch={batch} provider={bare.Provider}");
+        Results.Record(options, $"bench/run.sh model --messages {options.Messages} --batch {batch} --repeats {options.Repeats}{(options.Cuda ? " --cuda" : "")}", figures,
+            $"PP-OCRv4 det 320×320, {bare.Provider}; {options.Repeats} pairs (bare, then TSP on one warm host), medians; TSP: SQLite journal, redis-server, {4 * batch} runs in flight");
         Directory.Delete(root, recursive: true);
         return 0;
+    }
+
+    private sealed record Pair(double Bare, double Tsp, double InferenceMs);
+
+    /// <summary>One TSP host with batches of at most <paramref name="batch"/>; <c>--repeats</c> pairs
+    /// of (bare loop, TSP) over <c>--messages</c> images each, after an uncounted warm-up of both.</summary>
+    private static async Task<List<Pair>> PairsAsync(BenchOptions options, string models, List<TensorSet> images, int batch, BareLoop bare)
+    {
+        var pairs = new List<Pair>();
+        await using var tsp = await TspModelHost.StartAsync(options, models, images, batch);
+        bare.Rate(Math.Max(32, 4 * bare.Batch));
+        await tsp.MeasureAsync(Math.Max(32, 4 * batch));
+        for (var repeat = 0; repeat < options.Repeats; repeat++)
+        {
+            var bareRate = bare.Rate(options.Messages);
+            var (rate, inferenceMs) = await tsp.MeasureAsync(options.Messages);
+            pairs.Add(new Pair(bareRate, rate, inferenceMs));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  batch {batch}, pair {repeat + 1}: bare={bareRate:0.0} tsp={rate:0.0} images/s ratio={rate / bareRate:0.00} tsp_inference_batch_ms={inferenceMs:0.0}"));
+        }
+
+        return pairs;
     }
 
     private static TensorSet Preprocess(byte[] png)
@@ -66,128 +78,166 @@ internal static class ModelScenario
         return settings.ToTensorSet(bitmap);
     }
 
-    private static double BareLoop(ModelRepository repository, List<TensorSet> images, int batch, int count, bool cuda, out string provider)
+    /// <summary>The same model on the same images in a loop of ONNX Runtime calls, default session
+    /// settings, batches of B: what TSP is compared with.</summary>
+    private sealed class BareLoop : IDisposable
     {
-        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        provider = "CPU";
-        if (cuda)
-        {
-            sessionOptions.AppendExecutionProvider_CUDA(0);
-            provider = "CUDA:0";
-        }
+        private readonly SessionOptions _sessionOptions = new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        private readonly InferenceSession _session;
+        private readonly RunOptions _run = new();
+        private readonly List<float[]> _values;
 
-        using var session = new InferenceSession(repository.ModelPath(PretrainedModels.TextDetector, 1), sessionOptions);
-        using var run = new RunOptions();
-        var values = images.Select(i => TensorSets.Values(i.Tensors[0])).ToList();
-        var imageSize = values[0].Length;
-        void Batch(int first)
+        public BareLoop(ModelRepository repository, List<TensorSet> images, int batch, bool cuda)
         {
-            var data = new float[batch * imageSize];
-            for (var i = 0; i < batch; i++)
+            Batch = batch;
+            if (cuda)
             {
-                values[(first + i) % values.Count].CopyTo(data, i * imageSize);
+                _sessionOptions.AppendExecutionProvider_CUDA(0);
+                Provider = "CUDA:0";
             }
 
-            using var input = OrtValue.CreateTensorValueFromMemory(data, [batch, 3, 320, 320]);
-            using var output = session.Run(run, ["x"], [input], [PretrainedModels.TextDetectorOutput]);
+            _session = new InferenceSession(repository.ModelPath(PretrainedModels.TextDetector, 1), _sessionOptions);
+            _values = images.Select(i => TensorSets.Values(i.Tensors[0])).ToList();
         }
 
-        Batch(0);
-        var clock = Stopwatch.StartNew();
-        for (var done = 0; done < count; done += batch)
+        public int Batch { get; }
+
+        public string Provider { get; } = "CPU";
+
+        /// <returns>Images/s over <paramref name="count"/> images.</returns>
+        public double Rate(int count)
         {
-            Batch(done);
+            var clock = Stopwatch.StartNew();
+            for (var done = 0; done < count; done += Batch)
+            {
+                RunBatch(done);
+            }
+
+            return count / clock.Elapsed.TotalSeconds;
         }
 
-        return count / clock.Elapsed.TotalSeconds;
+        private void RunBatch(int first)
+        {
+            var imageSize = _values[0].Length;
+            var data = new float[Batch * imageSize];
+            for (var i = 0; i < Batch; i++)
+            {
+                _values[(first + i) % _values.Count].CopyTo(data, i * imageSize);
+            }
+
+            using var input = OrtValue.CreateTensorValueFromMemory(data, [Batch, 3, 320, 320]);
+            using var output = _session.Run(_run, ["x"], [input], [PretrainedModels.TextDetectorOutput]);
+        }
+
+        public void Dispose()
+        {
+            _session.Dispose();
+            _run.Dispose();
+            _sessionOptions.Dispose();
+        }
     }
 
-    /// <returns>Images/s, and the median time ONNX Runtime took per full batch.</returns>
-    private static async Task<(double Rate, double InferenceMs)> ThroughTspAsync(BenchOptions options, string models, List<TensorSet> images, int batch)
+    /// <summary>TSP standalone in this process with the one-node workflow; a model config whose
+    /// batching allows at most B.</summary>
+    private sealed class TspModelHost : IAsyncDisposable
     {
-        var project = $"bench-model-{Guid.NewGuid():N}"[..20];
-        var configPath = Path.Combine(models, PretrainedModels.TextDetector, ModelRepository.ConfigFile);
-        var config = await File.ReadAllTextAsync(configPath);
-        await File.WriteAllTextAsync(configPath, System.Text.RegularExpressions.Regex.Replace(config, @"batching: .*", $"batching: {{ max_batch_size: {batch}, max_queue_delay_ms: 2 }}"));
-        var workflow = Path.Combine(Path.GetTempPath(), $"{project}.yaml");
-        await File.WriteAllTextAsync(workflow, $"project: {project}\nnodes:\n  - {{ id: text, processor: onnx, role: gpu, queue: gpu-bench, params: {{ model: {PretrainedModels.TextDetector} }} }}\n");
-        var tsp = new TspOptions
+        private readonly IHost _host;
+        private readonly string _workflow;
+        private readonly string _project;
+        private readonly int _batch;
+        private readonly RunSubmitter _submitter;
+        private readonly Akka.Actor.IActorRef _subscriber;
+        private readonly System.Threading.Channels.ChannelReader<TpResult> _results;
+        private readonly List<ByteString> _frames;
+
+        private TspModelHost(IHost host, string workflow, string project, int batch, RunSubmitter submitter, Akka.Actor.IActorRef subscriber, System.Threading.Channels.ChannelReader<TpResult> results, List<ByteString> frames)
         {
-            Redis = options.Redis,
-            SqlitePath = Path.Combine(Path.GetTempPath(), $"{project}.db"),
-            Workflows = [workflow],
-            Roles = [.. TspRoles.All],
-            Onnx = new OnnxOptions { Repository = models, ExecutionProvider = options.Cuda ? "cuda" : "cpu" },
-            Storage = new StorageOptions { FinishedBlobTtl = TimeSpan.FromSeconds(10) },
-            Queues = { ["gpu-bench"] = new QueueOptions { Role = TspRoles.Gpu, RouteesPerMember = 1, SlotsPerRoutee = 4 * batch } },
-        };
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Services.AddTspServices(tsp);
-        builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
+            (_host, _workflow, _project, _batch, _submitter, _subscriber, _results, _frames) = (host, workflow, project, batch, submitter, subscriber, results, frames);
+        }
+
+        public static async Task<TspModelHost> StartAsync(BenchOptions options, string models, List<TensorSet> images, int batch)
         {
-            akka.ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.WarningLevel);
-            akka.AddTsp(tsp);
-        });
-        using var host = builder.Build();
-        await host.StartAsync();
-        try
-        {
+            var project = $"bench-model-{Guid.NewGuid():N}"[..20];
+            var configPath = Path.Combine(models, PretrainedModels.TextDetector, ModelRepository.ConfigFile);
+            var config = await File.ReadAllTextAsync(configPath);
+            await File.WriteAllTextAsync(configPath, System.Text.RegularExpressions.Regex.Replace(config, @"batching: .*", $"batching: {{ max_batch_size: {batch}, max_queue_delay_ms: 2 }}"));
+            var workflow = Path.Combine(Path.GetTempPath(), $"{project}.yaml");
+            await File.WriteAllTextAsync(workflow, $"project: {project}\nnodes:\n  - {{ id: text, processor: onnx, role: gpu, queue: gpu-bench, params: {{ model: {PretrainedModels.TextDetector} }} }}\n");
+            var tsp = new TspOptions
+            {
+                Redis = options.Redis,
+                SqlitePath = Path.Combine(Path.GetTempPath(), $"{project}.db"),
+                Workflows = [workflow],
+                Roles = [.. TspRoles.All],
+                Onnx = new OnnxOptions { Repository = models, ExecutionProvider = options.Cuda ? "cuda" : "cpu" },
+                Storage = new StorageOptions { FinishedBlobTtl = TimeSpan.FromSeconds(10) },
+                Queues = { ["gpu-bench"] = new QueueOptions { Role = TspRoles.Gpu, RouteesPerMember = 1, SlotsPerRoutee = 4 * batch } },
+            };
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            builder.Services.AddTspServices(tsp);
+            builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
+            {
+                akka.ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.WarningLevel);
+                akka.AddTsp(tsp);
+            });
+            var host = builder.Build();
+            await host.StartAsync();
             await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
             var system = host.Services.GetRequiredService<Akka.Actor.ActorSystem>();
-            var submitter = host.Services.GetRequiredService<RunSubmitter>();
             var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
             var frames = images.Select(i => ByteString.CopyFrom(i.ToByteArray())).ToList();
+            return new TspModelHost(host, workflow, project, batch, host.Services.GetRequiredService<RunSubmitter>(), subscriber, results, frames);
+        }
+
+        /// <summary>Runs <paramref name="count"/> images, 4·B in flight, submitted concurrently (a
+        /// submission waits for its run to be durable).</summary>
+        /// <returns>Images/s, and the median time ONNX Runtime took per full batch.</returns>
+        public async Task<(double Rate, double InferenceMs)> MeasureAsync(int count)
+        {
             var inference = new List<double>();
-            // 4·B runs in flight, submitted concurrently (a submission waits for its run to be durable).
-            async Task RunAsync(int count)
+            var clock = Stopwatch.StartNew();
+            using var slots = new SemaphoreSlim(4 * _batch);
+            var consumer = Task.Run(async () =>
             {
-                using var slots = new SemaphoreSlim(4 * batch);
-                var consumer = Task.Run(async () =>
+                for (var received = 0; received < count; received++)
                 {
-                    for (var received = 0; received < count; received++)
+                    var result = await _results.ReadAsync();
+                    slots.Release();
+                    if (result.Status != RunStatus.Succeeded)
                     {
-                        var result = await results.ReadAsync();
-                        slots.Release();
-                        if (Environment.GetEnvironmentVariable("TSP_BENCH_DEBUG") is not null && received % 40 == 0)
-                        {
-                            Console.WriteLine($"    batch={result.Nodes[0].Metrics.GetValueOrDefault("batch")} inference_ms={result.Nodes[0].Metrics.GetValueOrDefault("inference_ms"):0.0} node_ms={result.Nodes[0].DurationUs / 1000.0:0.0} run_ms={result.CompletedAtUnixMs - result.AcceptedAtUnixMs}");
-                        }
-                        if (result.Status != RunStatus.Succeeded)
-                        {
-                            throw new InvalidOperationException($"run {result.RunId} failed: {result.Error}");
-                        }
-
-                        if (result.Nodes[0].Metrics.GetValueOrDefault("batch") == batch)
-                        {
-                            inference.Add(result.Nodes[0].Metrics["inference_ms"]);
-                        }
+                        throw new InvalidOperationException($"run {result.RunId} failed: {result.Error}");
                     }
-                });
-                var submissions = new List<Task>(count);
-                for (var i = 0; i < count; i++)
-                {
-                    await slots.WaitAsync();
-                    submissions.Add(submitter.SubmitAsync(new Frame { Project = project, Data = frames[i % frames.Count] }));
-                }
 
-                await Task.WhenAll(submissions);
-                await consumer;
+                    if (result.Nodes[0].Metrics.GetValueOrDefault("batch") == _batch)
+                    {
+                        inference.Add(result.Nodes[0].Metrics["inference_ms"]);
+                    }
+                }
+            });
+            var submissions = new List<Task>(count);
+            for (var i = 0; i < count; i++)
+            {
+                await slots.WaitAsync();
+                submissions.Add(_submitter.SubmitAsync(new Frame { Project = _project, Data = _frames[i % _frames.Count] }));
             }
 
-            await RunAsync(Math.Max(32, 4 * batch));
-            inference.Clear();
-            var clock = Stopwatch.StartNew();
-            await RunAsync(options.Messages);
-            var rate = options.Messages / clock.Elapsed.TotalSeconds;
-            system.Stop(subscriber);
-            return (rate, inference.Count > 0 ? Median(inference) : double.NaN);
+            await Task.WhenAll(submissions);
+            await consumer;
+            return (count / clock.Elapsed.TotalSeconds, inference.Count > 0 ? Median(inference) : double.NaN);
         }
-        finally
+
+        public async ValueTask DisposeAsync()
         {
-            await host.StopAsync();
-            File.Delete(workflow);
+            _host.Services.GetRequiredService<Akka.Actor.ActorSystem>().Stop(_subscriber);
+            await _host.StopAsync();
+            _host.Dispose();
+            File.Delete(_workflow);
         }
     }
 
-    private static double Median(List<double> values) => values.Order().ToList()[values.Count / 2];
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted[sorted.Count / 2];
+    }
 }

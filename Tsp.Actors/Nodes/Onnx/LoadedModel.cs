@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.ML.OnnxRuntime;
 
@@ -139,7 +141,11 @@ internal sealed class LoadedModel
         try
         {
             var (outputs, inferenceMs) = Run(batch);
-            Complete(batch, outputs, inferenceMs);
+            var rows = batch.Sum(r => r.Rows);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                batch[i].Completion.TrySetResult(new InferenceResult(outputs[i], Config.Name, Version, Provider, rows, inferenceMs));
+            }
         }
         catch (Exception e) when (batch.Count > 1)
         {
@@ -157,30 +163,14 @@ internal sealed class LoadedModel
         }
     }
 
-    private void Complete(List<Request> batch, Dictionary<string, TensorData> outputs, double inferenceMs)
-    {
-        var offset = 0;
-        foreach (var request in batch)
-        {
-            var mine = outputs.ToDictionary(o => o.Key, o => Slice(o.Value, offset, request.Rows));
-            offset += request.Rows;
-            request.Completion.TrySetResult(new InferenceResult(mine, Config.Name, Version, Provider, batch.Sum(r => r.Rows), inferenceMs));
-        }
-    }
-
-    private static TensorData Slice(TensorData whole, int firstRow, int rows)
-    {
-        var rowSize = whole.Values.Length / whole.Batch;
-        var dims = (long[])whole.Dims.Clone();
-        dims[0] = rows;
-        return new TensorData(dims, whole.Values.AsSpan(firstRow * rowSize, rows * rowSize).ToArray());
-    }
-
-    /// <returns>The batch's outputs and how long ONNX Runtime took to run it.</returns>
-    private (Dictionary<string, TensorData> Outputs, double InferenceMs) Run(List<Request> batch)
+    /// <returns>Each request's outputs (its rows of every output, in request order) and how long ONNX
+    /// Runtime took for the batch. The batch input is assembled in a pooled buffer, and each request's
+    /// rows are copied once, straight out of ONNX Runtime's output.</returns>
+    private (Dictionary<string, TensorData>[] Outputs, double InferenceMs) Run(List<Request> batch)
     {
         var names = new List<string>();
         var values = new List<OrtValue>();
+        var rented = new List<float[]>();
         try
         {
             foreach (var name in _session.InputMetadata.Keys)
@@ -188,19 +178,39 @@ internal sealed class LoadedModel
                 var parts = batch.Select(r => r.Inputs.TryGetValue(name, out var t) ? t : throw new NodeInputException($"model '{Config.Name}' needs input '{name}'")).ToList();
                 var dims = (long[])parts[0].Dims.Clone();
                 dims[0] = parts.Sum(p => p.Dims[0]);
-                var data = parts.Count == 1 ? parts[0].Values : Concatenate(parts);
+                var length = parts.Sum(p => p.Length);
+                var buffer = ArrayPool<float>.Shared.Rent(length);
+                rented.Add(buffer);
+                var offset = 0;
+                foreach (var part in parts)
+                {
+                    part.Span.CopyTo(buffer.AsSpan(offset));
+                    offset += part.Length;
+                }
+
                 names.Add(name);
-                values.Add(OrtValue.CreateTensorValueFromMemory(data, dims));
+                values.Add(OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, buffer.AsMemory(0, length), dims));
             }
 
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             using var results = _session.Run(_runOptions, names, values, _outputNames);
             var inferenceMs = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            var outputs = new Dictionary<string, TensorData>(StringComparer.Ordinal);
-            for (var i = 0; i < _outputNames.Length; i++)
+            var outputs = batch.Select(_ => new Dictionary<string, TensorData>(StringComparer.Ordinal)).ToArray();
+            for (var o = 0; o < _outputNames.Length; o++)
             {
-                var shape = results[i].GetTensorTypeAndShape().Shape;
-                outputs[_outputNames[i]] = new TensorData(shape, results[i].GetTensorDataAsSpan<float>().ToArray());
+                var shape = results[o].GetTensorTypeAndShape().Shape;
+                var whole = results[o].GetTensorDataAsSpan<float>();
+                var rowSize = shape[0] == 0 ? 0 : whole.Length / (int)shape[0];
+                var firstRow = 0;
+                for (var r = 0; r < batch.Count; r++)
+                {
+                    var rows = batch[r].Rows;
+                    var dims = (long[])shape.Clone();
+                    dims[0] = rows;
+                    var mine = MemoryMarshal.AsBytes(whole.Slice(firstRow * rowSize, rows * rowSize)).ToArray();
+                    outputs[r][_outputNames[o]] = new TensorData(dims, mine);
+                    firstRow += rows;
+                }
             }
 
             return (outputs, inferenceMs);
@@ -211,20 +221,12 @@ internal sealed class LoadedModel
             {
                 value.Dispose();
             }
-        }
-    }
 
-    private static float[] Concatenate(List<TensorData> parts)
-    {
-        var data = GC.AllocateUninitializedArray<float>(parts.Sum(p => p.Values.Length));
-        var offset = 0;
-        foreach (var part in parts)
-        {
-            part.Values.CopyTo(data, offset);
-            offset += part.Values.Length;
+            foreach (var buffer in rented)
+            {
+                ArrayPool<float>.Shared.Return(buffer);
+            }
         }
-
-        return data;
     }
 
     private sealed record Request(IReadOnlyDictionary<string, TensorData> Inputs, CancellationToken Cancellation)

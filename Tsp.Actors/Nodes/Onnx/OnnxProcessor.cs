@@ -90,7 +90,7 @@ public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor, INodeCont
             throw new NodeInputException($"node '{invocation.NodeId}': tensor '{tensor.Name}' {TensorSets.Shape(tensor.Dims)} does not fit model '{model}' input {spec}");
         }
 
-        var inputs = new Dictionary<string, TensorData>(StringComparer.Ordinal) { [inputName] = new TensorData([.. tensor.Dims], TensorSets.Values(tensor)) };
+        var inputs = new Dictionary<string, TensorData>(StringComparer.Ordinal) { [inputName] = new TensorData([.. tensor.Dims], tensor.Data.Memory) };
         InferenceResult result;
         try
         {
@@ -104,7 +104,7 @@ public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor, INodeCont
         var outputSet = new TensorSet { SourceWidth = set.SourceWidth, SourceHeight = set.SourceHeight, TileRows = set.TileRows, TileCols = set.TileCols };
         foreach (var (name, data) in result.Outputs)
         {
-            outputSet.Tensors.Add(TensorSets.Create(name, data.Dims, data.Values));
+            outputSet.Tensors.Add(TensorSets.Wrap(name, data.Dims, data.Bytes));
         }
 
         var output = new NodeOutput
