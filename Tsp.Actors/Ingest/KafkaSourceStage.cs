@@ -125,7 +125,7 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
         private IConsumer<byte[]?, byte[]?> _consumer = null!;
 
         // Records consumed but not yet pushed, in consumption order: what the consumer returned while
-        // downstream had no demand, before their partitions were paused. At most a few per partition.
+        // downstream had no demand, before their partitions were paused. About one per partition.
         private readonly Queue<KafkaMessage> _held = new();
 
         // Partitions that delivered a record since their assignment, and those of them paused by us.
@@ -235,11 +235,13 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
         protected override void OnTimer(object timerKey)
         {
             // No demand for a while: pause what delivers, and keep consuming only to stay in the group
-            // and to serve rebalances; records that still arrive are held, and their partitions paused.
+            // and to serve rebalances (both happen only inside Consume, so it is called on every tick);
+            // records that still arrive are held and their partitions paused at once, so at most about
+            // one record per partition is held.
             if (Idle)
             {
                 PauseDelivering();
-                while (_held.Count < _stage._maxBatch && Consume(TimeSpan.Zero) is { } message)
+                while (Consume(TimeSpan.Zero) is { } message)
                 {
                     _held.Enqueue(message);
                     PauseDelivering();
