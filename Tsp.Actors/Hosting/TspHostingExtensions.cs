@@ -48,6 +48,8 @@ public static class TspHostingExtensions
     public const string SystemName = "tsp";
     public const string RunsTypeName = "workflow-runs";
 
+    private static readonly TimeSpan IngestStopTimeout = TimeSpan.FromSeconds(5);
+
     /// <summary>Registers the processor registry, the workflow catalog (loading and validating every
     /// configured workflow), the Redis store and the node-queue registry.</summary>
     /// <exception cref="WorkflowValidationException">A configured workflow is invalid.</exception>
@@ -251,6 +253,28 @@ public static class TspHostingExtensions
                     var supervised = BackoffSupervisor.Props(Backoff.OnFailure(ingest, "ingest", TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
                     ingests.Add(project, system.ActorOf(supervised, "ingest-" + project));
                 }
+
+                // First thing on shutdown: stop taking records, and leave the consumer groups (the
+                // source closes its consumer), so partitions move to the other orchestrators at once
+                // instead of after a session timeout, and no start goes to a region that is leaving.
+                // What was in flight is not committed; whoever takes the partition re-reads it, and
+                // the idempotent start absorbs what was already accepted.
+                CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseServiceUnbind, "tsp-stop-kafka-ingest", async () =>
+                {
+                    var stops = ingests.ByProject.Values.Select(async ingest =>
+                    {
+                        try
+                        {
+                            await ingest.GracefulStop(IngestStopTimeout);
+                        }
+                        catch (TaskCanceledException)
+                        {
+                            // Logged by the phase's own timeout; the actor system stops it anyway.
+                        }
+                    });
+                    await Task.WhenAll(stops);
+                    return Akka.Done.Instance;
+                });
             });
         }
 

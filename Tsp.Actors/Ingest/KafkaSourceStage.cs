@@ -103,9 +103,11 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
         Source.FromGraph(new KafkaSourceStage(config, topic, maxBatch, maxBatchBytes, probe))
             .WithAttributes(ActorAttributes.CreateDispatcher(TspDispatchers.KafkaConsumers))
             .Async()
-            // The async boundary would otherwise hold up to 16 batches consumed but not started:
-            // memory beyond the bound, and records a rebalance re-delivers.
-            .WithAttributes(Attributes.CreateInputBuffer(1, 1));
+            // The receiving side of the boundary would otherwise hold up to 16 batches consumed but
+            // not started: memory beyond the bound, and records a rebalance re-delivers. (WithAttributes
+            // here would replace the dispatcher and the boundary: sessions 2–6 ran the source fused
+            // into the ingest stream, on the thread pool.)
+            .Via(Flow.Create<IReadOnlyList<KafkaMessage>>().Select(batch => batch).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
 
     protected override GraphStageLogic CreateLogic(Attributes inheritedAttributes) => new Logic(this);
 
@@ -287,8 +289,10 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
             }
             else
             {
-                // Back through the mailbox, so that cancellation and timers get their turn.
-                _repoll();
+                // Back through the mailbox, so that cancellation, stop and timers get their turn. Invoked
+                // from the stage's own thread, an async callback is short-circuited: the interpreter would
+                // run up to sync-processing-limit (1000) empty polls of 20 ms — 20 s deaf to a stop.
+                ThreadPool.UnsafeQueueUserWorkItem(static repoll => repoll(), _repoll, preferLocal: false);
             }
         }
 

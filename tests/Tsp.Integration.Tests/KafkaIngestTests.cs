@@ -124,6 +124,42 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task A_source_waiting_for_records_stops_when_its_stream_is_cancelled()
+    {
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        await producer.ProduceAsync(_project, new byte[10]);
+
+        // A limit this high turns an interpreter that repolls without leaving its mailbox run (what
+        // the source did until session 7) into one that never hears the cancellation.
+        using var system = ActorSystem.Create("source", TspDispatchers.Config(1)
+            .WithFallback("akka.stream.materializer.sync-processing-limit = 1000000"));
+        var consumerConfig = new ConsumerConfig { BootstrapServers = _kafka.BootstrapServers, GroupId = "stop-" + _project, AutoOffsetReset = AutoOffsetReset.Earliest };
+        var probe = new KafkaSourceProbe();
+        var received = new ConcurrentQueue<KafkaMessage>();
+        var (killSwitch, done) = KafkaSourceStage.Create(consumerConfig, KafkaTopics.Frames(_project), maxBatch: 10, maxBatchBytes: 1 << 20, probe)
+            .ViaMaterialized(KillSwitches.Single<IReadOnlyList<KafkaMessage>>(), Keep.Right)
+            .ToMaterialized(Sink.ForEach<IReadOnlyList<KafkaMessage>>(batch => batch.ToList().ForEach(received.Enqueue)), Keep.Both)
+            .Run(system.Materializer());
+        await AwaitAsync(() =>
+        {
+            // Past the one record the source only waits: no records are left.
+            Assert.Single(received);
+            Assert.Contains(probe.Partitions, p => p.Lag == 0);
+            return Task.CompletedTask;
+        });
+
+        killSwitch.Shutdown();
+        await done.WaitAsync(Patience);
+        await AwaitAsync(() =>
+        {
+            // Cleared by the stage's PostStop, after it closed its consumer.
+            Assert.Empty(probe.Partitions);
+            return Task.CompletedTask;
+        });
+        await system.Terminate().WaitAsync(Patience);
+    }
+
+    [Fact]
     public async Task A_source_without_demand_through_rebalances_reads_every_partition_it_is_given_once_demand_returns()
     {
         var topic = KafkaTopics.Frames(_project);
