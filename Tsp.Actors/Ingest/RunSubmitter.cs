@@ -39,7 +39,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
     }
 
     /// <summary>Submits many frames with caller-chosen run ids (e.g. a Kafka batch): their frames go to
-    /// Redis in one pipelined round trip, and the starts go to each run host as one
+    /// Redis as one hash per project (one command), and the starts go to each run host as one
     /// <see cref="StartRuns"/>, which the host persists as one journal write.</summary>
     /// <returns>One outcome per submission, in order; Rejected with a reason for bad input.</returns>
     /// <exception cref="Exception">When the starts could not be confirmed (ask timeout, journal down):
@@ -47,7 +47,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
     public async Task<RunAccepted[]> SubmitBatchAsync(IReadOnlyList<(Frame Frame, string RunId)> submissions, CancellationToken cancellationToken = default)
     {
         var outcomes = new RunAccepted[submissions.Count];
-        var blobs = new List<(string Key, ReadOnlyMemory<byte> Data)>(submissions.Count);
+        var frames = new Dictionary<string, (string Key, List<(string Field, ReadOnlyMemory<byte> Data)> Frames)>(StringComparer.Ordinal);
         var byHost = new Dictionary<string, (StartRuns Starts, List<int> Slots)>(StringComparer.Ordinal);
         var acceptedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         for (var i = 0; i < submissions.Count; i++)
@@ -59,8 +59,13 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 continue;
             }
 
-            var frameKey = RedisKeys.Frame(frame.Project, runId);
-            blobs.Add((frameKey, frame.Data.Memory));
+            if (!frames.TryGetValue(frame.Project, out var hash))
+            {
+                hash = (RedisKeys.FrameBatch(frame.Project, Guid.CreateVersion7().ToString("N")), []);
+                frames.Add(frame.Project, hash);
+            }
+
+            hash.Frames.Add((runId, frame.Data.Memory));
             var host = RunMessageExtractor.HostOf(runId, runHosts);
             if (!byHost.TryGetValue(host, out var group))
             {
@@ -72,19 +77,20 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             {
                 RunId = runId,
                 Project = frame.Project,
-                FrameKey = frameKey,
+                FrameKey = hash.Key,
+                FrameField = runId,
                 SourceId = frame.SourceId,
                 AcceptedAtUnixMs = acceptedAt,
             });
             group.Slots.Add(i);
         }
 
-        if (blobs.Count == 0)
+        if (frames.Count == 0)
         {
             return outcomes;
         }
 
-        await store.PutBlobsAsync(blobs);
+        await Task.WhenAll(frames.Values.Select(h => store.PutFramesAsync(h.Key, h.Frames)));
         var groups = byHost.Values.ToList();
         var answers = await Task.WhenAll(groups.Select(g => runs.Ask<RunsAccepted>(g.Starts, askTimeout, cancellationToken)));
         for (var g = 0; g < groups.Count; g++)
@@ -102,8 +108,20 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             }
         }
 
+        // A frame no run started from (a redelivered run already holds its frame from its first
+        // delivery; a rejected one needs none) would otherwise stay until the hash expires.
+        var started = outcomes.Where(o => o.Outcome == StartOutcome.Accepted).Select(o => o.RunId).ToHashSet(StringComparer.Ordinal);
+        var unused = frames.Values
+            .Select(h => (h.Key, Fields: h.Frames.Select(f => f.Field).Where(f => !started.Contains(f)).Distinct().ToList()))
+            .Where(h => h.Fields.Count > 0)
+            .Select(h => store.DeleteFramesAsync(h.Key, h.Fields));
+        await Task.WhenAll(unused);
         return outcomes;
     }
+
+    /// <summary>Whether a run host holds the run (accepted and not long finished); asked through sharding.</summary>
+    public async Task<bool> IsKnownAsync(string runId, CancellationToken cancellationToken = default) =>
+        (await runs.Ask<RunStateView>(new GetRunState { RunId = runId }, askTimeout, cancellationToken)).Exists;
 
     private string? Problem(Frame frame, string runId)
     {

@@ -113,14 +113,14 @@ public sealed class NodeActor : ReceiveActor
         var started = Stopwatch.GetTimestamp();
         try
         {
-            var keys = task.Inputs.Select(i => i.Key).ToArray();
-            var blobs = await _store.GetBlobsAsync(keys);
+            var blobs = await _store.GetBlobsAsync(task.Inputs.Select(i => (i.Key, i.Field)).ToList());
             var inputs = new NodeBlob[blobs.Length];
             for (var i = 0; i < blobs.Length; i++)
             {
                 if (blobs[i] is not { } data)
                 {
-                    return Failed(task, $"input '{task.Inputs[i].NodeId}' ({task.Inputs[i].Key}) is missing from Redis: expired or never written", retryable: false);
+                    var where = task.Inputs[i].Field.Length > 0 ? $"{task.Inputs[i].Key} field {task.Inputs[i].Field}" : task.Inputs[i].Key;
+                    return Failed(task, $"input '{task.Inputs[i].NodeId}' ({where}) is missing from Redis: expired or never written", retryable: false);
                 }
 
                 inputs[i] = new NodeBlob(task.Inputs[i].NodeId, task.Inputs[i].Key, data);

@@ -8,6 +8,9 @@ public static class RedisKeys
 
     public static string Frame(string project, string runId) => $"tsp:{project}:{runId}:in";
 
+    /// <summary>Hash of the frames of runs submitted together (a Kafka batch): field = run id.</summary>
+    public static string FrameBatch(string project, string batchId) => $"tsp:{project}:frames:{batchId}";
+
     public static string NodeOutput(string project, string runId, string nodeId) => $"tsp:{project}:{runId}:{nodeId}";
 
     /// <summary>Sorted set: score = position, member = serialized TpResult.</summary>

@@ -33,6 +33,13 @@ public sealed record RunHostTuning
     /// <summary>How often a host looks for tasks in flight for longer than their node's timeout ×
     /// attempts + 30 s, and re-sends them (a queue lost with its orchestrator).</summary>
     public TimeSpan WatchdogInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Runs a host dispatches at once. Past it, accepted runs queue in the host in order of
+    /// acceptance as their RunStarted alone (durable like any other, a few hundred bytes each instead
+    /// of a run's live state), and start as others finish: a burst of acceptance (ingest with a large
+    /// <c>MaxInFlightRuns</c>, a backlog) costs neither dispatch work nor memory per run until the
+    /// run's turn comes. Ample for dispatch: the node queues hand tasks to routee slots, far fewer.</summary>
+    public int MaxActiveRuns { get; init; } = 512;
 }
 
 /// <summary>Asks a run host (directly, not through sharding) for <see cref="RunHostStats"/>.</summary>
@@ -43,7 +50,8 @@ public sealed record GetRunHostStats
 
 /// <param name="RecoveredFromSnapshot">Sequence number of the snapshot this incarnation started from (0: none).</param>
 /// <param name="LastSnapshot">Sequence number of the last snapshot it saved (0: none yet).</param>
-public sealed record RunHostStats(int Runs, int Waiting, long LastSequenceNr, long RecoveredFromSnapshot, long LastSnapshot);
+/// <param name="Queued">Accepted runs waiting for their turn (<see cref="RunHostTuning.MaxActiveRuns"/>), not counted in Runs.</param>
+public sealed record RunHostStats(int Runs, int Waiting, long LastSequenceNr, long RecoveredFromSnapshot, long LastSnapshot, int Queued = 0);
 
 /// <summary>The number of runs held by the run hosts of one process.</summary>
 public sealed class ActiveRunCounter
@@ -89,6 +97,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<string, LiveRun> _runs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, QueuedRun> _queued = new(StringComparer.Ordinal);
+
+    // Acceptance order; an entry whose run left _queued out of turn (recovery found events of it) is
+    // skipped when it reaches the head.
+    private readonly Queue<QueuedRun> _queuedOrder = new();
     private readonly RecentIds _finished;
     private long _eventsSinceSnapshot;
     private bool _snapshotting;
@@ -138,7 +151,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
         Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
-        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot)));
+        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, _queued.Count)));
         Command<ResumeRun>(_ => { });
         Command<Watchdog>(_ => RedispatchOverdue());
         Command<ResultPublished>(published => OnPublished(published.RunId));
@@ -182,7 +195,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     protected override void PostStop()
     {
-        _services.Active.Add(-_runs.Count);
+        _services.Active.Add(-(_runs.Count + _queued.Count));
         base.PostStop();
     }
 
@@ -202,7 +215,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private void Restore(RunRecord record)
     {
         var runId = record.Started.RunId;
-        if (_runs.ContainsKey(runId) || _waiting.ContainsKey(runId))
+        if (_runs.ContainsKey(runId) || _waiting.ContainsKey(runId) || _queued.ContainsKey(runId))
         {
             return;
         }
@@ -219,10 +232,65 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             _log.Warning("run {0}: started on workflow {1} of '{2}', resuming on {3}", runId, record.Started.WorkflowHash, record.Started.Project, workflow.Hash);
         }
 
+        if (record.Events.Count == 0 && !HasRoom)
+        {
+            Enqueue(new QueuedRun(record.Started) { Durable = true });
+            return;
+        }
+
         var run = Add(RunState.Start(workflow, record.Started));
         foreach (var e in record.Events)
         {
             Apply(run, Unwrap(e));
+        }
+    }
+
+    private bool HasRoom => _runs.Count < Math.Max(1, _tuning.MaxActiveRuns);
+
+    private void Enqueue(QueuedRun queued)
+    {
+        _queued.Add(queued.Started.RunId, queued);
+        _queuedOrder.Enqueue(queued);
+        _services.Active.Add(1);
+    }
+
+    /// <summary>Takes a queued run out of the queue (its turn came, or recovery found events of it).</summary>
+    private LiveRun? Activate(QueuedRun queued)
+    {
+        _queued.Remove(queued.Started.RunId);
+        _services.Active.Add(-1);
+        if (!_services.Catalog.TryGet(queued.Started.Project, out var workflow))
+        {
+            _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", queued.Started.RunId, queued.Started.Project, _services.Catalog.Describe());
+            _waiting.Add(queued.Started.RunId, new RunRecord { Started = queued.Started });
+            return null;
+        }
+
+        return Add(RunState.Start(workflow, queued.Started));
+    }
+
+    /// <summary>Starts queued runs, oldest first, while there is room; only durable ones (writes complete
+    /// in order, so a run that is not yet durable has none behind it that is).</summary>
+    private void StartQueued()
+    {
+        while (HasRoom && _queuedOrder.TryPeek(out var next))
+        {
+            if (!_queued.TryGetValue(next.Started.RunId, out var current) || !ReferenceEquals(current, next))
+            {
+                _queuedOrder.Dequeue();
+                continue;
+            }
+
+            if (!next.Durable)
+            {
+                return;
+            }
+
+            _queuedOrder.Dequeue();
+            if (Activate(next) is { } run)
+            {
+                Advance(run);
+            }
         }
     }
 
@@ -232,6 +300,18 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             Apply(run, e);
         }
+        else if (_queued.TryGetValue(e.RunId, out var queued))
+        {
+            // It had started before the crash: it resumes now, not in its queue turn.
+            if (Activate(queued) is { } activated)
+            {
+                Apply(activated, e);
+            }
+            else
+            {
+                _waiting[e.RunId].Events.Add(Wrap(e));
+            }
+        }
         else if (_waiting.TryGetValue(e.RunId, out var record))
         {
             record.Events.Add(Wrap(e));
@@ -240,9 +320,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private void OnRecovered()
     {
-        if (_runs.Count + _waiting.Count > 0)
+        if (_runs.Count + _waiting.Count + _queued.Count > 0)
         {
-            _log.Info("run host {0}: recovered {1} run(s) at event {2}; resuming", _hostId, _runs.Count + _waiting.Count, LastSequenceNr);
+            _log.Info("run host {0}: recovered {1} run(s) at event {2}, {3} of them queued; resuming", _hostId, _runs.Count + _waiting.Count + _queued.Count, LastSequenceNr, _queued.Count);
         }
 
         foreach (var run in _runs.Values.ToList())
@@ -257,6 +337,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
         }
 
+        StartQueued();
         Timers.StartPeriodicTimer(WatchdogTimer, Watchdog.Instance, _tuning.WatchdogInterval);
     }
 
@@ -286,6 +367,20 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return;
         }
 
+        if (_queued.TryGetValue(runId, out var queued))
+        {
+            if (queued.StartWaiters is { } waiters)
+            {
+                waiters.Add((answer, index));
+            }
+            else
+            {
+                answer.Set(index, runId, StartOutcome.AlreadyRunning);
+            }
+
+            return;
+        }
+
         if (_waiting.TryGetValue(runId, out var waiting))
         {
             answer.Set(index, runId, StartOutcome.Rejected, $"run {runId} of project '{waiting.Started.Project}' waits: the project is not deployed (deployed: {_services.Catalog.Describe()})");
@@ -303,10 +398,29 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             RunId = runId,
             Project = start.Project,
             FrameKey = start.FrameKey,
+            FrameField = start.FrameField,
             SourceId = start.SourceId,
             AcceptedAtUnixMs = start.AcceptedAtUnixMs,
             WorkflowHash = workflow.Hash,
         };
+        if (!HasRoom || _queued.Count > 0)
+        {
+            var entry = new QueuedRun(started) { StartWaiters = [(answer, index)] };
+            Enqueue(entry);
+            Record(new RunEvent { RunStarted = started }, () =>
+            {
+                entry.Durable = true;
+                foreach (var (waiter, slot) in entry.StartWaiters!)
+                {
+                    waiter.Set(slot, runId, StartOutcome.Accepted);
+                }
+
+                entry.StartWaiters = null;
+                StartQueued();
+            });
+            return;
+        }
+
         // Held from now on (a snapshot taken while RunStarted is being written must contain the run);
         // dispatched only once RunStarted is durable.
         var run = Add(RunState.Start(workflow, started));
@@ -406,7 +520,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var parents = state.Workflow.Parents[node];
         if (parents.Length == 0)
         {
-            task.Inputs.Add(new NodeInput { NodeId = RedisKeys.FrameNodeId, Key = state.Started.FrameKey });
+            task.Inputs.Add(new NodeInput { NodeId = RedisKeys.FrameNodeId, Key = state.Started.FrameKey, Field = state.Started.FrameField });
         }
 
         foreach (var parent in parents)
@@ -485,7 +599,17 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                 }
                 : null;
             await ResultPublisher.PublishAsync(store, mediator, result, deadLetter);
-            await store.ExpireFinishedAsync(result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey).Append(RedisKeys.Frame(result.Project, result.RunId)));
+            var outputs = result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey);
+            if (state.Started.FrameField.Length > 0)
+            {
+                await store.ExpireFinishedAsync(outputs);
+                await store.DeleteFramesAsync(state.Started.FrameKey, [state.Started.FrameField]);
+            }
+            else
+            {
+                await store.ExpireFinishedAsync(outputs.Append(state.Started.FrameKey));
+            }
+
             return new ResultPublished(result.RunId);
         }
     }
@@ -496,6 +620,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             _services.Active.Add(-1);
             _finished.Add(runId);
+            StartQueued();
         }
     }
 
@@ -560,7 +685,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private void SnapshotIfDue()
     {
-        if (_eventsSinceSnapshot < Math.Max(_tuning.SnapshotEvery, _runs.Count + _waiting.Count) || _snapshotting)
+        if (_eventsSinceSnapshot < Math.Max(_tuning.SnapshotEvery, _runs.Count + _waiting.Count + _queued.Count) || _snapshotting)
         {
             return;
         }
@@ -575,6 +700,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var snapshot = new RunHostSnapshot();
         snapshot.Runs.Add(_runs.Values.Select(r => r.ToRecord()));
         snapshot.Runs.Add(_waiting.Values);
+        snapshot.Runs.Add(_queuedOrder.Where(q => _queued.TryGetValue(q.Started.RunId, out var current) && ReferenceEquals(current, q)).Select(q => new RunRecord { Started = q.Started }));
         snapshot.FinishedRunIds.Add(_finished.Newest());
         SaveSnapshot(snapshot);
     }
@@ -596,6 +722,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             view.Exists = true;
             view.Project = waiting.Started.Project;
+        }
+        else if (_queued.TryGetValue(runId, out var queued))
+        {
+            view.Exists = true;
+            view.Project = queued.Started.Project;
         }
         else if (_finished.Contains(runId))
         {
@@ -645,6 +776,18 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             record.Events.Add(Events);
             return record;
         }
+    }
+
+    /// <summary>An accepted run waiting for its turn: its RunStarted alone.</summary>
+    private sealed class QueuedRun(RunStarted started)
+    {
+        public RunStarted Started { get; } = started;
+
+        /// <summary>Its RunStarted is written; only then may it be dispatched.</summary>
+        public bool Durable { get; set; }
+
+        /// <summary>Non-null while RunStarted is being written: who is waiting for the answer.</summary>
+        public List<(StartAnswer Answer, int Index)>? StartWaiters { get; set; }
     }
 
     /// <summary>The answer to one StartRun (a RunAccepted) or StartRuns (a RunsAccepted, in its order),

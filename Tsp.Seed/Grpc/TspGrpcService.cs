@@ -104,7 +104,7 @@ internal sealed class TspGrpcService(
             return new GetResultReply { Phase = RunPhase.Finished, Result = result };
         }
 
-        return await store.BlobExistsAsync(RedisKeys.Frame(request.Project, request.RunId))
+        return await submitter.IsKnownAsync(request.RunId, context.CancellationToken)
             ? new GetResultReply { Phase = RunPhase.Running }
             : throw new RpcException(new Status(StatusCode.NotFound,
                 $"run '{request.RunId}' is not known in project '{request.Project}' (never submitted, or its data expired)"));

@@ -251,6 +251,63 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public async Task Past_its_active_limit_a_host_queues_accepted_runs_durably_and_starts_them_in_order_as_others_finish()
+    {
+        var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 2, SnapshotEvery = 3 } };
+        var runs = Enumerable.Range(0, 6).Select(i => $"{TestServers.Unique("q")}-{i}").ToList();
+        var first = StartHost(services);
+        foreach (var runId in runs)
+        {
+            first.Tell(Start(runId), TestActor);
+        }
+
+        Assert.All(runs, _ => Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome));
+        Assert.Equal(runs.Take(2).Order(), new[] { ExpectTask("pre"), ExpectTask("pre") }.Select(t => t.RunId).Order());
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        first.Tell(Start(runs[4]), TestActor);
+        Assert.Equal(StartOutcome.AlreadyRunning, ExpectMsg<RunAccepted>().Outcome);
+        Assert.True(View(first, runs[4]).Exists);
+        first.Tell(GetRunHostStats.Instance, TestActor);
+        var before = ExpectMsg<RunHostStats>();
+        Assert.Equal((2, 4), (before.Runs, before.Queued));
+
+        // A crash: the queued runs are recovered as queued, the two active ones are dispatched again.
+        Crash(first);
+        var second = StartHost(services);
+        second.Tell(GetRunHostStats.Instance, TestActor);
+        var after = ExpectMsg<RunHostStats>();
+        Assert.Equal((2, 4), (after.Runs, after.Queued));
+
+        // Every task is done as it comes; a queued run starts only when an active one has finished.
+        var firstDispatch = new List<string>();
+        var joined = new HashSet<string>();
+        while (joined.Count < runs.Count)
+        {
+            var task = _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10));
+            if (task.NodeId == "pre" && !firstDispatch.Contains(task.RunId))
+            {
+                firstDispatch.Add(task.RunId);
+            }
+
+            if (task.NodeId == "join")
+            {
+                joined.Add(task.RunId);
+            }
+
+            second.Tell(GetRunHostStats.Instance, TestActor);
+            Assert.InRange(ExpectMsg<RunHostStats>().Runs, 0, 2);
+            second.Tell(Done(task), _queue);
+        }
+
+        Assert.Equal(runs.Take(2).Order(), firstDispatch.Take(2).Order());
+        Assert.Equal(runs.Skip(2), firstDispatch.Skip(2));
+        foreach (var runId in runs)
+        {
+            Assert.Equal(RunStatus.Succeeded, (await AwaitResultAsync(runId)).Status);
+        }
+    }
+
+    [Fact]
     public void A_run_whose_project_is_no_longer_deployed_is_not_taken_for_finished()
     {
         var runId = TestServers.Unique("r");
