@@ -101,7 +101,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             .SelectAsync(Math.Max(1, _options.Parallelism), HandleBatchAsync)
             .ViaMaterialized(KillSwitches.Single<IReadOnlyList<KafkaMessage>>(), Keep.Right)
             .ToMaterialized(Sink.ForEach<IReadOnlyList<KafkaMessage>>(KafkaMessage.CommitAll), Keep.Both)
-            .Run(Context.Materializer());
+            .Run(KafkaSourceStage.Materializer(Context));
         _killSwitch = killSwitch;
         done.PipeTo(Self);
         _log.Info("kafka ingest of '{0}': topic {1}, group {2}, at most {3} runs in flight", _project, topic, config.GroupId, _options.MaxInFlightRuns);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Akka.Event;
 using Akka.Streams;
 using Akka;
+using Akka.Actor;
 using Akka.Streams.Dsl;
 using Akka.Streams.Stage;
 using Tsp.Actors.Dispatch;
@@ -98,16 +99,26 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
     public static readonly TimeSpan PollWait = TimeSpan.FromMilliseconds(20);
 
     /// <summary>The source on its own thread (<see cref="TspDispatchers.KafkaConsumers"/>), behind an
-    /// async boundary, so its blocking waits never hold a thread that actors share.</summary>
+    /// async boundary, so its blocking waits never hold a thread that actors share. Run it with
+    /// <see cref="Materializer"/>.</summary>
     public static Source<IReadOnlyList<KafkaMessage>, NotUsed> Create(ConsumerConfig config, string topic, int maxBatch, long maxBatchBytes, KafkaSourceProbe? probe = null) =>
         Source.FromGraph(new KafkaSourceStage(config, topic, maxBatch, maxBatchBytes, probe))
             .WithAttributes(ActorAttributes.CreateDispatcher(TspDispatchers.KafkaConsumers))
-            .Async()
-            // The receiving side of the boundary would otherwise hold up to 16 batches consumed but
-            // not started: memory beyond the bound, and records a rebalance re-delivers. (WithAttributes
-            // here would replace the dispatcher and the boundary: sessions 2–6 ran the source fused
-            // into the ingest stream, on the thread pool.)
-            .Via(Flow.Create<IReadOnlyList<KafkaMessage>>().Select(batch => batch).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
+            .Async();
+
+    /// <summary>A materializer for streams of this source: the receiving side of its async boundary
+    /// would otherwise hold up to 16 batches consumed but not started (memory beyond the bound, and
+    /// records a rebalance re-delivers). Akka.NET takes a boundary's buffer from the materializer
+    /// settings of the island that receives, not from attributes on the source (tried: 16 batches
+    /// consumed either way). Not <c>WithAttributes</c> on the source, either: that replaces its
+    /// dispatcher and the boundary (sessions 2–6 ran it fused into the ingest stream that way).</summary>
+    public static ActorMaterializer Materializer(IActorRefFactory context) =>
+        context.Materializer(ActorMaterializerSettings.Create(context switch
+        {
+            ActorSystem system => system,
+            IActorContext actor => actor.System,
+            _ => throw new ArgumentException("an actor system or an actor's context", nameof(context)),
+        }).WithInputBuffer(1, 1));
 
     protected override GraphStageLogic CreateLogic(Attributes inheritedAttributes) => new Logic(this);
 

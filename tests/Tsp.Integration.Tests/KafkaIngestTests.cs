@@ -99,7 +99,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
             })
             .Scan(new List<IReadOnlyList<KafkaMessage>>(), (all, batch) => [.. all, batch])
             .TakeWhile(all => all.Sum(b => b.Count) < 30, inclusive: true)
-            .RunWith(Sink.Last<List<IReadOnlyList<KafkaMessage>>>(), system.Materializer())
+            .RunWith(Sink.Last<List<IReadOnlyList<KafkaMessage>>>(), KafkaSourceStage.Materializer(system))
             .WaitAsync(Patience);
 
         // 1000-byte values against a 2500-byte bound: a batch ends with its third record.
@@ -139,7 +139,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         var (killSwitch, done) = KafkaSourceStage.Create(consumerConfig, KafkaTopics.Frames(_project), maxBatch: 10, maxBatchBytes: 1 << 20, probe)
             .ViaMaterialized(KillSwitches.Single<IReadOnlyList<KafkaMessage>>(), Keep.Right)
             .ToMaterialized(Sink.ForEach<IReadOnlyList<KafkaMessage>>(batch => batch.ToList().ForEach(received.Enqueue)), Keep.Both)
-            .Run(system.Materializer());
+            .Run(KafkaSourceStage.Materializer(system));
         await AwaitAsync(() =>
         {
             // Past the one record the source only waits: no records are left.
@@ -192,7 +192,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
             })
             .ViaMaterialized(KillSwitches.Single<IReadOnlyList<KafkaMessage>>(), Keep.Right)
             .ToMaterialized(Sink.Ignore<IReadOnlyList<KafkaMessage>>(), Keep.Both)
-            .Run(system.Materializer());
+            .Run(KafkaSourceStage.Materializer(system));
         try
         {
             await AwaitAsync(() =>
@@ -201,6 +201,10 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
                 return Task.CompletedTask;
             });
             output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} paused");
+
+            // Read ahead of demand: the batch at the gate, one at the async boundary, one being
+            // offered, and a record held per partition (with Akka's default buffer: all 41).
+            Assert.InRange(probe.Partitions.Sum(p => Math.Max(0, p.NextOffset)), 1, (3 * 5) + 4);
 
             // A second member takes half the partitions and leaves again: two rebalances, each of which
             // hands partitions to the source while it has no demand.
