@@ -50,7 +50,7 @@ internal static class MemoryScenario
             $"bytes_per_run={OrchestrationScenario.Median(perRun):0} baseline_mib={baseline / 1048576.0:0.0} after_round1_mib={after[0] / 1048576.0:0.0} after_round3_mib={after[^1] / 1048576.0:0.0} growth_kib={(after[^1] - after[0]) / 1024.0:0}");
         Console.WriteLine($"memory: {figures}");
         Results.Record(options, $"bench/run.sh memory --messages {options.Messages}", figures,
-            $"median of {Rounds} rounds after an uncounted one; managed heap of the orchestrator (this process) after a full GC; {options.Messages} runs accepted and waiting (no worker up), then run by a Tsp.GpuNode process; RunHost:FinishedRunMemory={FinishedRunMemory}; SQLite journal, {options.Size} B frames, redis-server");
+            $"median of {Rounds} rounds after an uncounted one; managed heap of the orchestrator (this process) after a full GC; {options.Messages} runs accepted and waiting (no worker up; at most RunHost:MaxActiveRuns={host.Options.RunHost.MaxActiveRuns} per host dispatched, the rest queued), then run by a Tsp.GpuNode process; RunHost:FinishedRunMemory={FinishedRunMemory}; SQLite journal, {options.Size} B frames, redis-server");
         return 0;
     }
 
@@ -59,21 +59,24 @@ internal static class MemoryScenario
     private static async Task<(long HeapInFlight, long Runs)> RoundAsync(BenchHost host, WorkerProcesses workers, List<Frame> frames, ActiveRunCounter active, int runs, int concurrency)
     {
         using var submitting = new SemaphoreSlim(concurrency);
-        var submissions = new List<Task>(runs);
+        var submissions = new List<Task<string>>(runs);
         for (var i = 0; i < runs; i++)
         {
             await submitting.WaitAsync();
             submissions.Add(SubmitAsync(host, frames[i % frames.Count], submitting));
         }
 
-        await Task.WhenAll(submissions);
+        var runIds = await Task.WhenAll(submissions);
         submissions.Clear();
+        // Each run host dispatches at most MaxActiveRuns; the rest of its runs wait in it, queued.
+        var options = host.Options;
+        var dispatched = runIds.GroupBy(id => RunMessageExtractor.HostOf(id, options.RunHosts)).Sum(g => Math.Min(g.Count(), options.RunHost.MaxActiveRuns));
         var clock = Stopwatch.StartNew();
-        while ((await host.QueueStatsAsync(ScaleoutScenario.Queue)).Pending < runs)
+        while ((await host.QueueStatsAsync(ScaleoutScenario.Queue)).Pending < dispatched || active.Count < runs)
         {
             if (clock.Elapsed > TimeSpan.FromMinutes(1))
             {
-                throw new TimeoutException($"{runs} accepted runs did not all reach their queue within a minute");
+                throw new TimeoutException($"{runs} accepted runs ({dispatched} of them dispatched) did not all reach their host and queue within a minute");
             }
 
             await Task.Delay(50);
@@ -98,7 +101,7 @@ internal static class MemoryScenario
         return (heap, inFlight);
     }
 
-    private static async Task SubmitAsync(BenchHost host, Frame frame, SemaphoreSlim submitting)
+    private static async Task<string> SubmitAsync(BenchHost host, Frame frame, SemaphoreSlim submitting)
     {
         try
         {
@@ -108,6 +111,8 @@ internal static class MemoryScenario
             {
                 throw new InvalidOperationException($"run {runId} not accepted: {accepted.Outcome} {accepted.Error}");
             }
+
+            return runId;
         }
         finally
         {
