@@ -110,6 +110,11 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
 
         // A frame no run started from (a redelivered run already holds its frame from its first
         // delivery; a rejected one needs none) would otherwise stay until the hash expires.
+        if (outcomes.All(o => o.Outcome == StartOutcome.Accepted))
+        {
+            return outcomes;
+        }
+
         var started = outcomes.Where(o => o.Outcome == StartOutcome.Accepted).Select(o => o.RunId).ToHashSet(StringComparer.Ordinal);
         var unused = frames.Values
             .Select(h => (h.Key, Fields: h.Frames.Select(f => f.Field).Where(f => !started.Contains(f)).Distinct().ToList()))

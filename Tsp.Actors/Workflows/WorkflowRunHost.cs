@@ -106,7 +106,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private long _eventsSinceSnapshot;
     private bool _snapshotting;
     private readonly List<RunEvent> _unflushed = [];
-    private readonly List<Action> _afterFlush = [];
+    private readonly List<Action?> _afterFlush = [];
     private long _recoveredFromSnapshot;
     private long _lastSnapshot;
 
@@ -138,13 +138,28 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         });
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
-        Command<StartRun>(start => Start(start, new StartAnswer(Sender, 1, batch: false), 0));
+        Command<StartRun>(start => Start(start, new StartAnswer(Sender, 1, batch: false), 0, queuedTogether: null));
         Command<StartRuns>(batch =>
         {
             var answer = new StartAnswer(Sender, batch.Runs.Count, batch: true);
+            var queued = new List<QueuedRun>();
             for (var i = 0; i < batch.Runs.Count; i++)
             {
-                Start(batch.Runs[i], answer, i);
+                Start(batch.Runs[i], answer, i, queued);
+            }
+
+            if (queued.Count > 0)
+            {
+                // One callback for the runs this batch queued, not one per run.
+                AfterRecorded(() =>
+                {
+                    foreach (var run in queued)
+                    {
+                        run.Written();
+                    }
+
+                    StartQueued();
+                });
             }
         });
         Command<FlushEvents>(_ => Flush());
@@ -234,7 +249,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         if (record.Events.Count == 0 && !HasRoom)
         {
-            Enqueue(new QueuedRun(record.Started) { Durable = true });
+            Enqueue(new QueuedRun(record.Started, answer: null, index: 0) { Durable = true });
             return;
         }
 
@@ -344,7 +359,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Starts one run, or answers what is known about it, in slot <paramref name="index"/> of
     /// <paramref name="answer"/>. Starts that arrive together (a <see cref="StartRuns"/>, or a mailbox
     /// full of StartRun) share one journal write.</summary>
-    private void Start(StartRun start, StartAnswer answer, int index)
+    /// <param name="queuedTogether">Where a batch collects the runs it queues, to be told together once
+    /// written (see <see cref="AfterRecorded"/>); null: each run is told by its own callback.</param>
+    private void Start(StartRun start, StartAnswer answer, int index, List<QueuedRun>? queuedTogether)
     {
         var runId = start.RunId;
         if (_runs.TryGetValue(runId, out var live))
@@ -369,9 +386,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         if (_queued.TryGetValue(runId, out var queued))
         {
-            if (queued.StartWaiters is { } waiters)
+            if (!queued.Durable)
             {
-                waiters.Add((answer, index));
+                queued.WaitForWrite(answer, index);
             }
             else
             {
@@ -405,19 +422,22 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         };
         if (!HasRoom || _queued.Count > 0)
         {
-            var entry = new QueuedRun(started) { StartWaiters = [(answer, index)] };
+            var entry = new QueuedRun(started, answer, index);
             Enqueue(entry);
-            Record(new RunEvent { RunStarted = started }, () =>
+            if (queuedTogether is not null)
             {
-                entry.Durable = true;
-                foreach (var (waiter, slot) in entry.StartWaiters!)
+                Record(new RunEvent { RunStarted = started }, afterWrite: null);
+                queuedTogether.Add(entry);
+            }
+            else
+            {
+                Record(new RunEvent { RunStarted = started }, () =>
                 {
-                    waiter.Set(slot, runId, StartOutcome.Accepted);
-                }
+                    entry.Written();
+                    StartQueued();
+                });
+            }
 
-                entry.StartWaiters = null;
-                StartQueued();
-            });
             return;
         }
 
@@ -645,7 +665,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Queues an event for the host's next journal write; <paramref name="afterWrite"/> runs once
     /// it is durable. Events that arise while the host works through its mailbox share one write: the
     /// flush is a message behind everything already queued.</summary>
-    private void Record(RunEvent e, Action afterWrite)
+    private void Record(RunEvent e, Action? afterWrite)
     {
         if (_unflushed.Count == 0)
         {
@@ -657,6 +677,20 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         if (_unflushed.Count >= MaxEventsPerWrite)
         {
             Flush();
+        }
+    }
+
+    /// <summary>Runs <paramref name="action"/> once everything recorded so far is durable.</summary>
+    private void AfterRecorded(Action action)
+    {
+        if (_unflushed.Count > 0)
+        {
+            _afterFlush[^1] = _afterFlush[^1] is { } earlier ? earlier + action : action;
+        }
+        else
+        {
+            // Already handed to the journal: deferred handlers run after the pending writes' handlers.
+            DeferAsync(action, a => a());
         }
     }
 
@@ -676,7 +710,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             foreach (var action in afterWrite)
             {
-                action();
+                action?.Invoke();
             }
         });
         _eventsSinceSnapshot += batch.Events.Count;
@@ -779,15 +813,31 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     }
 
     /// <summary>An accepted run waiting for its turn: its RunStarted alone.</summary>
-    private sealed class QueuedRun(RunStarted started)
+    private sealed class QueuedRun(RunStarted started, StartAnswer? answer, int index)
     {
+        // Until RunStarted is written: the start that queued the run, and any repeat of it since.
+        private StartAnswer? _answer = answer;
+        private List<(StartAnswer Answer, int Index)>? _moreWaiters;
+
         public RunStarted Started { get; } = started;
 
         /// <summary>Its RunStarted is written; only then may it be dispatched.</summary>
         public bool Durable { get; set; }
 
-        /// <summary>Non-null while RunStarted is being written: who is waiting for the answer.</summary>
-        public List<(StartAnswer Answer, int Index)>? StartWaiters { get; set; }
+        public void WaitForWrite(StartAnswer answer, int index) => (_moreWaiters ??= []).Add((answer, index));
+
+        public void Written()
+        {
+            Durable = true;
+            _answer?.Set(index, Started.RunId, StartOutcome.Accepted);
+            foreach (var (waiter, slot) in _moreWaiters ?? [])
+            {
+                waiter.Set(slot, Started.RunId, StartOutcome.Accepted);
+            }
+
+            _answer = null;
+            _moreWaiters = null;
+        }
     }
 
     /// <summary>The answer to one StartRun (a RunAccepted) or StartRuns (a RunsAccepted, in its order),

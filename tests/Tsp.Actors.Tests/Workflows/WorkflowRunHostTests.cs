@@ -308,6 +308,32 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public void A_batch_of_starts_past_the_active_limit_is_answered_once_written_repeats_included()
+    {
+        var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1 } };
+        var (a, b, c) = (TestServers.Unique("a"), TestServers.Unique("b"), TestServers.Unique("c"));
+        var host = StartHost(services);
+        host.Tell(new StartRuns { HostId = _hostId, Runs = { Start(a), Start(b), Start(c), Start(b) } }, TestActor);
+
+        var results = ExpectMsg<RunsAccepted>().Results;
+        Assert.Equal([a, b, c, b], results.Select(r => r.RunId));
+        Assert.All(results, r => Assert.Equal(StartOutcome.Accepted, r.Outcome));
+        Assert.Equal(a, ExpectTask("pre").RunId);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        host.Tell(new StartRuns { HostId = _hostId, Runs = { Start(c) } }, TestActor);
+        Assert.Equal(StartOutcome.AlreadyRunning, ExpectMsg<RunsAccepted>().Results.Single().Outcome);
+        host.Tell(GetRunHostStats.Instance, TestActor);
+        var stats = ExpectMsg<RunHostStats>();
+        Assert.Equal((1, 2), (stats.Runs, stats.Queued));
+
+        Crash(host);
+        var restarted = StartHost(services);
+        Assert.All(new[] { a, b, c }, r => Assert.True(View(restarted, r).Exists));
+        Assert.Equal(a, ExpectTask("pre").RunId);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+    }
+
+    [Fact]
     public void A_run_whose_project_is_no_longer_deployed_is_not_taken_for_finished()
     {
         var runId = TestServers.Unique("r");
