@@ -80,7 +80,7 @@ internal static class StatusVerb
             }
         }
 
-        text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"active runs on this orchestrator: {status.ActiveRuns}"));
+        text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"active runs on this orchestrator: {status.ActiveRuns}{(status.QueuedRuns > 0 ? $" ({status.QueuedRuns} queued in their hosts for a turn)" : "")}"));
         return text.ToString();
     }
 

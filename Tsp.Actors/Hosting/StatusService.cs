@@ -74,6 +74,7 @@ public sealed class StatusService : ReceiveActor
             }
 
             status.ActiveRuns = (int)activeRuns.Count;
+            status.QueuedRuns = (int)activeRuns.Queued;
             return status;
         }
     }

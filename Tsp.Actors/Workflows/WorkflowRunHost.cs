@@ -53,14 +53,20 @@ public sealed record GetRunHostStats
 /// <param name="Queued">Accepted runs waiting for their turn (<see cref="RunHostTuning.MaxActiveRuns"/>), not counted in Runs.</param>
 public sealed record RunHostStats(int Runs, int Waiting, long LastSequenceNr, long RecoveredFromSnapshot, long LastSnapshot, int Queued = 0);
 
-/// <summary>The number of runs held by the run hosts of one process.</summary>
+/// <summary>The number of runs held by the run hosts of one process, and how many of them are queued.</summary>
 public sealed class ActiveRunCounter
 {
     private long _count;
+    private long _queued;
 
     public long Count => Interlocked.Read(ref _count);
 
+    /// <summary>Of <see cref="Count"/>, the runs waiting in their host for a turn (<see cref="RunHostTuning.MaxActiveRuns"/>).</summary>
+    public long Queued => Interlocked.Read(ref _queued);
+
     internal void Add(long delta) => Interlocked.Add(ref _count, delta);
+
+    internal void AddQueued(long delta) => Interlocked.Add(ref _queued, delta);
 }
 
 /// <summary>
@@ -211,6 +217,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     protected override void PostStop()
     {
         _services.Active.Add(-(_runs.Count + _queued.Count));
+        _services.Active.AddQueued(-_queued.Count);
         base.PostStop();
     }
 
@@ -267,6 +274,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         _queued.Add(queued.Started.RunId, queued);
         _queuedOrder.Enqueue(queued);
         _services.Active.Add(1);
+        _services.Active.AddQueued(1);
     }
 
     /// <summary>Takes a queued run out of the queue (its turn came, or recovery found events of it).</summary>
@@ -274,6 +282,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         _queued.Remove(queued.Started.RunId);
         _services.Active.Add(-1);
+        _services.Active.AddQueued(-1);
         if (!_services.Catalog.TryGet(queued.Started.Project, out var workflow))
         {
             _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", queued.Started.RunId, queued.Started.Project, _services.Catalog.Describe());

@@ -270,6 +270,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         first.Tell(GetRunHostStats.Instance, TestActor);
         var before = ExpectMsg<RunHostStats>();
         Assert.Equal((2, 4), (before.Runs, before.Queued));
+        Assert.Equal((6, 4), (services.Active.Count, services.Active.Queued));
 
         // A crash: the queued runs are recovered as queued, the two active ones are dispatched again.
         Crash(first);
@@ -305,6 +306,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         {
             Assert.Equal(RunStatus.Succeeded, (await AwaitResultAsync(runId)).Status);
         }
+
+        AwaitAssert(() => Assert.Equal((0, 0), (services.Active.Count, services.Active.Queued)), TimeSpan.FromSeconds(10));
     }
 
     [Fact]
