@@ -103,11 +103,15 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<string, LiveRun> _runs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, QueuedRun> _queued = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, QueuedSlot> _queued = new(StringComparer.Ordinal);
 
-    // Acceptance order; an entry whose run left _queued out of turn (recovery found events of it) is
-    // skipped when it reaches the head.
-    private readonly Queue<QueuedRun> _queuedOrder = new();
+    // Acceptance order. A run that left _queued out of turn (recovery found events of it) is skipped
+    // when its group's turn reaches it.
+    private readonly Queue<QueuedGroup> _queuedOrder = new();
+
+    // The queue's last group while the write that records its runs is still open: runs accepted in
+    // that write that share its common fields join it.
+    private QueuedGroup? _openQueuedGroup;
     private readonly RecentIds _finished;
     private long _eventsSinceSnapshot;
     private bool _snapshotting;
@@ -132,7 +136,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             foreach (var e in batch.Events)
             {
-                if (e.EventCase == RunEvent.EventOneofCase.RunStarted)
+                if (e.EventCase == RunEvent.EventOneofCase.RunsStarted)
+                {
+                    Restore(e.RunsStarted);
+                }
+                else if (e.EventCase == RunEvent.EventOneofCase.RunStarted)
                 {
                     Restore(new RunRecord { Started = e.RunStarted });
                 }
@@ -144,28 +152,13 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         });
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
-        Command<StartRun>(start => Start(start, new StartAnswer(Sender, 1, batch: false), 0, queuedTogether: null));
+        Command<StartRun>(start => Start(start, new StartAnswer(Sender, 1, batch: false), 0));
         Command<StartRuns>(batch =>
         {
             var answer = new StartAnswer(Sender, batch.Runs.Count, batch: true);
-            var queued = new List<QueuedRun>();
             for (var i = 0; i < batch.Runs.Count; i++)
             {
-                Start(batch.Runs[i], answer, i, queued);
-            }
-
-            if (queued.Count > 0)
-            {
-                // One callback for the runs this batch queued, not one per run.
-                AfterRecorded(() =>
-                {
-                    foreach (var run in queued)
-                    {
-                        run.Written();
-                    }
-
-                    StartQueued();
-                });
+                Start(batch.Runs[i], answer, i);
             }
         });
         Command<FlushEvents>(_ => Flush());
@@ -228,17 +221,57 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             Restore(record);
         }
 
+        foreach (var group in snapshot.Queued)
+        {
+            Restore(group);
+        }
+
         foreach (var id in snapshot.FinishedRunIds)
         {
             _finished.Add(id);
         }
     }
 
+    /// <summary>Restores accepted runs as queued (in order); <see cref="OnRecovered"/> starts those
+    /// there is room for, and an event of one found later in the journal starts it at once.</summary>
+    private void Restore(RunsStarted started)
+    {
+        var group = new QueuedGroup(new RunsStarted { Common = started.Common, FrameFieldIsRunId = started.FrameFieldIsRunId }, durable: true);
+        for (var i = 0; i < started.RunIds.Count; i++)
+        {
+            var runId = started.RunIds[i];
+            if (!IsHeld(runId))
+            {
+                _queued.Add(runId, new QueuedSlot(group, group.Add(runId, SourceIdAt(started, i))));
+            }
+        }
+
+        if (group.Count > 0)
+        {
+            if (_services.Catalog.TryGet(started.Common.Project, out var workflow) && workflow.Hash != started.Common.WorkflowHash)
+            {
+                _log.Warning("{0} run(s) from {1}: started on workflow {2} of '{3}', resuming on {4}", group.Count, started.RunIds[0], started.Common.WorkflowHash, started.Common.Project, workflow.Hash);
+            }
+
+            CountQueued(group.Count);
+            _queuedOrder.Enqueue(group);
+            _openQueuedGroup = null;
+        }
+    }
+
+    private bool IsHeld(string runId) => _runs.ContainsKey(runId) || _waiting.ContainsKey(runId) || _queued.ContainsKey(runId);
+
     private void Restore(RunRecord record)
     {
         var runId = record.Started.RunId;
-        if (_runs.ContainsKey(runId) || _waiting.ContainsKey(runId) || _queued.ContainsKey(runId))
+        if (IsHeld(runId))
         {
+            return;
+        }
+
+        if (record.Events.Count == 0)
+        {
+            Restore(GroupOfOne(record.Started));
             return;
         }
 
@@ -254,12 +287,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             _log.Warning("run {0}: started on workflow {1} of '{2}', resuming on {3}", runId, record.Started.WorkflowHash, record.Started.Project, workflow.Hash);
         }
 
-        if (record.Events.Count == 0 && !HasRoom)
-        {
-            Enqueue(new QueuedRun(record.Started, answer: null, index: 0) { Durable = true });
-            return;
-        }
-
         var run = Add(RunState.Start(workflow, record.Started));
         foreach (var e in record.Events)
         {
@@ -269,49 +296,76 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private bool HasRoom => _runs.Count < Math.Max(1, _tuning.MaxActiveRuns);
 
-    private void Enqueue(QueuedRun queued)
+    private void CountQueued(int runs)
     {
-        _queued.Add(queued.Started.RunId, queued);
-        _queuedOrder.Enqueue(queued);
-        _services.Active.Add(1);
-        _services.Active.AddQueued(1);
+        _services.Active.Add(runs);
+        _services.Active.AddQueued(runs);
+    }
+
+    /// <summary>Queues a newly accepted run behind the others, in the queue's last group when that
+    /// group is recorded by the same write and shares the run's common fields.</summary>
+    private QueuedSlot Enqueue(StartRun start, string workflowHash)
+    {
+        if (_openQueuedGroup is not { } group || !Shares(group.Started, start, workflowHash))
+        {
+            group = new QueuedGroup(NewGroup(start, workflowHash), durable: false);
+            _queuedOrder.Enqueue(group);
+            _openQueuedGroup = group;
+            // One callback for the group, however many runs join it before its write.
+            AfterRecorded(() =>
+            {
+                group.Written();
+                StartQueued();
+            });
+        }
+
+        var slot = new QueuedSlot(group, group.Add(start.RunId, start.SourceId));
+        _queued.Add(start.RunId, slot);
+        CountQueued(1);
+        return slot;
     }
 
     /// <summary>Takes a queued run out of the queue (its turn came, or recovery found events of it).</summary>
-    private LiveRun? Activate(QueuedRun queued)
+    private LiveRun? Activate(string runId, QueuedSlot slot)
     {
-        _queued.Remove(queued.Started.RunId);
-        _services.Active.Add(-1);
-        _services.Active.AddQueued(-1);
-        if (!_services.Catalog.TryGet(queued.Started.Project, out var workflow))
+        _queued.Remove(runId);
+        CountQueued(-1);
+        var started = slot.Group.StartedOf(slot.Index);
+        if (!_services.Catalog.TryGet(started.Project, out var workflow))
         {
-            _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", queued.Started.RunId, queued.Started.Project, _services.Catalog.Describe());
-            _waiting.Add(queued.Started.RunId, new RunRecord { Started = queued.Started });
+            _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", runId, started.Project, _services.Catalog.Describe());
+            _waiting.Add(runId, new RunRecord { Started = started });
             return null;
         }
 
-        return Add(RunState.Start(workflow, queued.Started));
+        return Add(RunState.Start(workflow, started));
     }
 
     /// <summary>Starts queued runs, oldest first, while there is room; only durable ones (writes complete
     /// in order, so a run that is not yet durable has none behind it that is).</summary>
     private void StartQueued()
     {
-        while (HasRoom && _queuedOrder.TryPeek(out var next))
+        while (HasRoom && _queuedOrder.TryPeek(out var group))
         {
-            if (!_queued.TryGetValue(next.Started.RunId, out var current) || !ReferenceEquals(current, next))
+            if (group.Next == group.Count)
             {
                 _queuedOrder.Dequeue();
+                if (ReferenceEquals(group, _openQueuedGroup))
+                {
+                    _openQueuedGroup = null;
+                }
+
                 continue;
             }
 
-            if (!next.Durable)
+            if (!group.Durable)
             {
                 return;
             }
 
-            _queuedOrder.Dequeue();
-            if (Activate(next) is { } run)
+            var index = group.Next++;
+            var runId = group.Started.RunIds[index];
+            if (_queued.TryGetValue(runId, out var slot) && slot.Group == group && slot.Index == index && Activate(runId, slot) is { } run)
             {
                 Advance(run);
             }
@@ -327,7 +381,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         else if (_queued.TryGetValue(e.RunId, out var queued))
         {
             // It had started before the crash: it resumes now, not in its queue turn.
-            if (Activate(queued) is { } activated)
+            if (Activate(e.RunId, queued) is { } activated)
             {
                 Apply(activated, e);
             }
@@ -368,9 +422,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Starts one run, or answers what is known about it, in slot <paramref name="index"/> of
     /// <paramref name="answer"/>. Starts that arrive together (a <see cref="StartRuns"/>, or a mailbox
     /// full of StartRun) share one journal write.</summary>
-    /// <param name="queuedTogether">Where a batch collects the runs it queues, to be told together once
-    /// written (see <see cref="AfterRecorded"/>); null: each run is told by its own callback.</param>
-    private void Start(StartRun start, StartAnswer answer, int index, List<QueuedRun>? queuedTogether)
+    private void Start(StartRun start, StartAnswer answer, int index)
     {
         var runId = start.RunId;
         if (_runs.TryGetValue(runId, out var live))
@@ -395,9 +447,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         if (_queued.TryGetValue(runId, out var queued))
         {
-            if (!queued.Durable)
+            if (!queued.Group.Durable)
             {
-                queued.WaitForWrite(answer, index);
+                queued.Group.WaitForWrite(answer, index, runId);
             }
             else
             {
@@ -419,6 +471,22 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return;
         }
 
+        if (start.FrameField.Length > 0 && start.FrameField != runId)
+        {
+            answer.Set(index, runId, StartOutcome.Rejected, $"run {runId}: frame_field '{start.FrameField}' must be empty or the run id");
+            return;
+        }
+
+        if (!HasRoom || _queued.Count > 0)
+        {
+            // Recorded before it is queued: the group's write callback joins the write that records it.
+            RecordStart(start, workflow.Hash, afterWrite: null);
+            Enqueue(start, workflow.Hash).Group.WaitForWrite(answer, index, runId);
+            return;
+        }
+
+        // Held from now on (a snapshot taken while its start is being written must contain the run);
+        // dispatched only once the start is durable.
         var started = new RunStarted
         {
             RunId = runId,
@@ -429,32 +497,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             AcceptedAtUnixMs = start.AcceptedAtUnixMs,
             WorkflowHash = workflow.Hash,
         };
-        if (!HasRoom || _queued.Count > 0)
-        {
-            var entry = new QueuedRun(started, answer, index);
-            Enqueue(entry);
-            if (queuedTogether is not null)
-            {
-                Record(new RunEvent { RunStarted = started }, afterWrite: null);
-                queuedTogether.Add(entry);
-            }
-            else
-            {
-                Record(new RunEvent { RunStarted = started }, () =>
-                {
-                    entry.Written();
-                    StartQueued();
-                });
-            }
-
-            return;
-        }
-
-        // Held from now on (a snapshot taken while RunStarted is being written must contain the run);
-        // dispatched only once RunStarted is durable.
         var run = Add(RunState.Start(workflow, started));
         run.StartWaiters = [(answer, index)];
-        Record(new RunEvent { RunStarted = started }, () =>
+        RecordStart(start, workflow.Hash, () =>
         {
             foreach (var (waiter, slot) in run.StartWaiters!)
             {
@@ -674,8 +719,15 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Queues an event for the host's next journal write; <paramref name="afterWrite"/> runs once
     /// it is durable. Events that arise while the host works through its mailbox share one write: the
     /// flush is a message behind everything already queued.</summary>
+    /// <remarks>A full write is flushed before <paramref name="e"/> is added, not after, so that
+    /// <paramref name="e"/> is always in the open write when this returns (see <see cref="Enqueue"/>).</remarks>
     private void Record(RunEvent e, Action? afterWrite)
     {
+        if (_unflushed.Count >= MaxEventsPerWrite)
+        {
+            Flush();
+        }
+
         if (_unflushed.Count == 0)
         {
             Self.Tell(FlushEvents.Instance);
@@ -683,11 +735,83 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         _unflushed.Add(e);
         _afterFlush.Add(afterWrite);
-        if (_unflushed.Count >= MaxEventsPerWrite)
+    }
+
+    /// <summary>Records a run's start: added to the open write's last event when that is a
+    /// <see cref="RunsStarted"/> the run shares its common fields with (the runs of one StartRuns),
+    /// otherwise as a new one.</summary>
+    private void RecordStart(StartRun start, string workflowHash, Action? afterWrite)
+    {
+        if (_unflushed.Count > 0 && _unflushed[^1].RunsStarted is { } open && Shares(open, start, workflowHash))
         {
-            Flush();
+            AddRun(open, start.RunId, start.SourceId);
+            if (afterWrite is not null)
+            {
+                AfterRecorded(afterWrite);
+            }
+
+            return;
+        }
+
+        var e = NewGroup(start, workflowHash);
+        AddRun(e, start.RunId, start.SourceId);
+        Record(new RunEvent { RunsStarted = e }, afterWrite);
+    }
+
+    private static RunsStarted NewGroup(StartRun start, string workflowHash) => new()
+    {
+        Common = new RunStarted { Project = start.Project, FrameKey = start.FrameKey, AcceptedAtUnixMs = start.AcceptedAtUnixMs, WorkflowHash = workflowHash },
+        FrameFieldIsRunId = start.FrameField.Length > 0,
+    };
+
+    private static RunsStarted GroupOfOne(RunStarted started)
+    {
+        var group = new RunsStarted
+        {
+            Common = new RunStarted { Project = started.Project, FrameKey = started.FrameKey, AcceptedAtUnixMs = started.AcceptedAtUnixMs, WorkflowHash = started.WorkflowHash },
+            FrameFieldIsRunId = started.FrameField.Length > 0,
+        };
+        AddRun(group, started.RunId, started.SourceId);
+        return group;
+    }
+
+    private static bool Shares(RunsStarted group, StartRun start, string workflowHash)
+    {
+        var common = group.Common;
+        return common.AcceptedAtUnixMs == start.AcceptedAtUnixMs
+            && group.FrameFieldIsRunId == start.FrameField.Length > 0
+            && string.Equals(common.FrameKey, start.FrameKey, StringComparison.Ordinal)
+            && string.Equals(common.Project, start.Project, StringComparison.Ordinal)
+            && string.Equals(common.WorkflowHash, workflowHash, StringComparison.Ordinal);
+    }
+
+    private static void AddRun(RunsStarted group, string runId, string sourceId)
+    {
+        if (sourceId.Length > 0 && group.SourceIds.Count < group.RunIds.Count)
+        {
+            // Source ids are kept only once a run has one: back-fill the runs before it.
+            group.SourceIds.Add(Enumerable.Repeat(string.Empty, group.RunIds.Count - group.SourceIds.Count));
+        }
+
+        group.RunIds.Add(runId);
+        if (group.SourceIds.Count > 0)
+        {
+            group.SourceIds.Add(sourceId);
         }
     }
+
+    private static string SourceIdAt(RunsStarted group, int index) => group.SourceIds.Count > 0 ? group.SourceIds[index] : string.Empty;
+
+    private static RunStarted StartedOf(RunsStarted group, int index)
+    {
+        var started = group.Common.Clone();
+        started.RunId = group.RunIds[index];
+        started.SourceId = SourceIdAt(group, index);
+        started.FrameField = group.FrameFieldIsRunId ? started.RunId : string.Empty;
+        return started;
+    }
+
+    private static int RunsIn(RunEvent e) => e.EventCase == RunEvent.EventOneofCase.RunsStarted ? e.RunsStarted.RunIds.Count : 1;
 
     /// <summary>Runs <paramref name="action"/> once everything recorded so far is durable.</summary>
     private void AfterRecorded(Action action)
@@ -715,6 +839,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var afterWrite = _afterFlush.ToArray();
         _unflushed.Clear();
         _afterFlush.Clear();
+        _openQueuedGroup = null;
         PersistAsync(batch, _ =>
         {
             foreach (var action in afterWrite)
@@ -722,7 +847,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                 action?.Invoke();
             }
         });
-        _eventsSinceSnapshot += batch.Events.Count;
+        // Counted in runs: a RunsStarted restores as many on recovery.
+        _eventsSinceSnapshot += batch.Events.Sum(RunsIn);
         SnapshotIfDue();
     }
 
@@ -743,9 +869,25 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var snapshot = new RunHostSnapshot();
         snapshot.Runs.Add(_runs.Values.Select(r => r.ToRecord()));
         snapshot.Runs.Add(_waiting.Values);
-        snapshot.Runs.Add(_queuedOrder.Where(q => _queued.TryGetValue(q.Started.RunId, out var current) && ReferenceEquals(current, q)).Select(q => new RunRecord { Started = q.Started }));
+        snapshot.Queued.Add(_queuedOrder.Select(StillQueued).Where(g => g.RunIds.Count > 0));
         snapshot.FinishedRunIds.Add(_finished.Newest());
         SaveSnapshot(snapshot);
+    }
+
+    /// <summary>The runs of a queued group that are still waiting for their turn.</summary>
+    private RunsStarted StillQueued(QueuedGroup group)
+    {
+        var waiting = new RunsStarted { Common = group.Started.Common, FrameFieldIsRunId = group.Started.FrameFieldIsRunId };
+        for (var i = group.Next; i < group.Count; i++)
+        {
+            var runId = group.Started.RunIds[i];
+            if (_queued.TryGetValue(runId, out var slot) && slot.Group == group && slot.Index == i)
+            {
+                AddRun(waiting, runId, SourceIdAt(group.Started, i));
+            }
+        }
+
+        return waiting;
     }
 
     private RunStateView View(string runId)
@@ -769,7 +911,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         else if (_queued.TryGetValue(runId, out var queued))
         {
             view.Exists = true;
-            view.Project = queued.Started.Project;
+            view.Project = queued.Group.Started.Common.Project;
         }
         else if (_finished.Contains(runId))
         {
@@ -821,31 +963,45 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
     }
 
-    /// <summary>An accepted run waiting for its turn: its RunStarted alone.</summary>
-    private sealed class QueuedRun(RunStarted started, StartAnswer? answer, int index)
+    /// <summary>Where a queued run is: its group and its index there.</summary>
+    private readonly record struct QueuedSlot(QueuedGroup Group, int Index);
+
+    /// <summary>Accepted runs waiting for their turn that were recorded by one write and share their
+    /// common fields, held as the journal records them: a few bytes per run.</summary>
+    private sealed class QueuedGroup(RunsStarted started, bool durable)
     {
-        // Until RunStarted is written: the start that queued the run, and any repeat of it since.
-        private StartAnswer? _answer = answer;
-        private List<(StartAnswer Answer, int Index)>? _moreWaiters;
+        // Until the group's write completes: the starts to answer, repeats included.
+        private List<(StartAnswer Answer, int Slot, string RunId)>? _waiters;
 
-        public RunStarted Started { get; } = started;
+        public RunsStarted Started { get; } = started;
 
-        /// <summary>Its RunStarted is written; only then may it be dispatched.</summary>
-        public bool Durable { get; set; }
+        public int Count => Started.RunIds.Count;
 
-        public void WaitForWrite(StartAnswer answer, int index) => (_moreWaiters ??= []).Add((answer, index));
+        /// <summary>Runs before this index have had their turn (or left the queue earlier).</summary>
+        public int Next { get; set; }
+
+        /// <summary>Its runs' starts are written; only then may they be dispatched.</summary>
+        public bool Durable { get; private set; } = durable;
+
+        public int Add(string runId, string sourceId)
+        {
+            AddRun(Started, runId, sourceId);
+            return Started.RunIds.Count - 1;
+        }
+
+        public RunStarted StartedOf(int index) => WorkflowRunHost.StartedOf(Started, index);
+
+        public void WaitForWrite(StartAnswer answer, int slot, string runId) => (_waiters ??= []).Add((answer, slot, runId));
 
         public void Written()
         {
             Durable = true;
-            _answer?.Set(index, Started.RunId, StartOutcome.Accepted);
-            foreach (var (waiter, slot) in _moreWaiters ?? [])
+            foreach (var (answer, slot, runId) in _waiters ?? [])
             {
-                waiter.Set(slot, Started.RunId, StartOutcome.Accepted);
+                answer.Set(slot, runId, StartOutcome.Accepted);
             }
 
-            _answer = null;
-            _moreWaiters = null;
+            _waiters = null;
         }
     }
 

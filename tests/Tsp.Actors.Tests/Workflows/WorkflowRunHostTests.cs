@@ -336,6 +336,57 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
     }
 
+    [Theory]
+    [InlineData(100)]
+    [InlineData(2)]
+    public async Task Runs_started_together_keep_their_own_id_source_and_frame_through_a_crash(int snapshotEvery)
+    {
+        // snapshotEvery 2: the queued runs come back from a snapshot; 100: from the journal's one event.
+        var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1, SnapshotEvery = snapshotEvery } };
+        var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
+        var runs = Enumerable.Range(0, 5).Select(i => $"{TestServers.Unique("g")}-{i}").ToList();
+        var sources = new[] { string.Empty, string.Empty, "cam-2", string.Empty, "cam-4" };
+        var batch = new StartRuns { HostId = _hostId };
+        batch.Runs.Add(runs.Select((runId, i) => new StartRun { RunId = runId, Project = _project, FrameKey = frames, FrameField = runId, SourceId = sources[i], AcceptedAtUnixMs = 7 }));
+        var first = StartHost(services);
+        first.Tell(batch, TestActor);
+        Assert.All(ExpectMsg<RunsAccepted>().Results, r => Assert.Equal(StartOutcome.Accepted, r.Outcome));
+        Assert.Equal(runs[0], ExpectTask("pre").RunId);
+
+        Crash(first);
+        var second = StartHost(services);
+        for (var i = 0; i < runs.Count; i++)
+        {
+            var task = ExpectTask("pre");
+            Assert.Equal(runs[i], task.RunId);
+            var frame = Assert.Single(task.Inputs);
+            Assert.Equal((frames, runs[i]), (frame.Key, frame.Field));
+            second.Tell(Done(task), _queue);
+            var branches = new[] { _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)), _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)) };
+            Assert.Equal(["a", "b"], branches.Select(t => t.NodeId).Order());
+            Assert.All(branches, t => second.Tell(Done(t), _queue));
+            second.Tell(Done(ExpectTask("join")), _queue);
+            var result = await AwaitResultAsync(runs[i]);
+            Assert.Equal((sources[i], 7L), (result.SourceId, result.AcceptedAtUnixMs));
+        }
+    }
+
+    [Fact]
+    public void A_start_whose_frame_field_is_not_its_run_id_is_rejected()
+    {
+        var runId = TestServers.Unique("r");
+        var host = StartHost();
+        var start = Start(runId);
+        start.FrameField = "other";
+
+        host.Tell(start, TestActor);
+
+        var reply = ExpectMsg<RunAccepted>();
+        Assert.Equal(StartOutcome.Rejected, reply.Outcome);
+        Assert.Contains("frame_field 'other' must be empty or the run id", reply.Error, StringComparison.Ordinal);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
+
     [Fact]
     public void A_run_whose_project_is_no_longer_deployed_is_not_taken_for_finished()
     {
@@ -435,6 +486,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     public void Run_events_round_trip_through_the_protobuf_serializer()
     {
         var serialization = Sys.Serialization;
+        var group = new RunsStarted { Common = new RunStarted { Project = "p", FrameKey = "h", WorkflowHash = "w" }, RunIds = { "a", "b" }, SourceIds = { "", "s" }, FrameFieldIsRunId = true };
         var completed = new NodeCompleted { RunId = "r", Result = new NodeResult { NodeId = "n", Metrics = { ["score"] = 0.25 } }, Detections = { new Detection { Label = "crack", Score = 0.9f } } };
         ITspMessage[] events =
         [
@@ -442,11 +494,12 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
             completed,
             new NodeFailed { RunId = "r", NodeId = "n", Reason = "x", Attempts = 3 },
             new RunCompleted { RunId = "r", Status = RunStatus.Failed, CompletedAtUnixMs = 9 },
-            new RunEventBatch { Events = { new RunEvent { RunStarted = new RunStarted { RunId = "r" } }, new RunEvent { NodeCompleted = completed } } },
+            new RunEventBatch { Events = { new RunEvent { RunStarted = new RunStarted { RunId = "r" } }, new RunEvent { NodeCompleted = completed }, new RunEvent { RunsStarted = group } } },
             new RunHostSnapshot
             {
                 Runs = { new RunRecord { Started = new RunStarted { RunId = "r" }, Events = { new RunEvent { NodeCompleted = completed } } } },
                 FinishedRunIds = { "q" },
+                Queued = { group },
             },
         ];
 
