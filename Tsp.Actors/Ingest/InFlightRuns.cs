@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace Tsp.Actors.Ingest;
 
 /// <summary>
@@ -10,11 +8,11 @@ namespace Tsp.Actors.Ingest;
 public sealed class InFlightRuns(int max) : IDisposable
 {
     private readonly SemaphoreSlim _slots = new(max, max);
-    private readonly ConcurrentDictionary<string, byte> _runs = new(StringComparer.Ordinal);
-    private int _peak;
 
-    // ConcurrentDictionary.Count takes every one of its locks (up to 1024 once it has grown): far too
-    // slow per record, so the count is kept here.
+    // Taken per record by the ingest stream and per result by the ingest actor: a plain set under a
+    // lock, as a ConcurrentDictionary would allocate a node per run.
+    private readonly HashSet<string> _runs = new(StringComparer.Ordinal);
+    private int _peak;
     private int _count;
 
     public int Max => max;
@@ -26,7 +24,7 @@ public sealed class InFlightRuns(int max) : IDisposable
 
     public async Task AcquireAsync(string runId, CancellationToken cancellationToken)
     {
-        if (_runs.ContainsKey(runId))
+        if (Holds(runId))
         {
             return;
         }
@@ -38,7 +36,7 @@ public sealed class InFlightRuns(int max) : IDisposable
     /// <summary>Takes a slot for the run if one is free without waiting (or the run holds one already).</summary>
     public bool TryAcquire(string runId)
     {
-        if (_runs.ContainsKey(runId))
+        if (Holds(runId))
         {
             return true;
         }
@@ -52,18 +50,30 @@ public sealed class InFlightRuns(int max) : IDisposable
         return true;
     }
 
+    private bool Holds(string runId)
+    {
+        lock (_runs)
+        {
+            return _runs.Contains(runId);
+        }
+    }
+
     private void Hold(string runId)
     {
-        if (!_runs.TryAdd(runId, 0))
+        int count;
+        lock (_runs)
         {
-            _slots.Release();
-            return;
-        }
+            if (!_runs.Add(runId))
+            {
+                _slots.Release();
+                return;
+            }
 
-        var count = Interlocked.Increment(ref _count);
-        int peak;
-        while (count > (peak = Volatile.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, count, peak) != peak)
-        {
+            count = ++_count;
+            if (count > _peak)
+            {
+                _peak = count;
+            }
         }
     }
 
@@ -71,10 +81,16 @@ public sealed class InFlightRuns(int max) : IDisposable
 
     public void Release(string runId)
     {
-        if (_runs.TryRemove(runId, out _))
+        lock (_runs)
         {
-            Interlocked.Decrement(ref _count);
-            _slots.Release();
+            if (!_runs.Remove(runId))
+            {
+                return;
+            }
+
+            _count--;
         }
+
+        _slots.Release();
     }
 }

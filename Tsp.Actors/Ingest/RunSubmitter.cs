@@ -128,6 +128,9 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
     public async Task<bool> IsKnownAsync(string runId, CancellationToken cancellationToken = default) =>
         (await runs.Ask<RunStateView>(new GetRunState { RunId = runId }, askTimeout, cancellationToken)).Exists;
 
+    private static readonly System.Buffers.SearchValues<char> RunIdCharacters =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.");
+
     private string? Problem(Frame frame, string runId)
     {
         if (!catalog.TryGet(frame.Project, out _))
@@ -135,7 +138,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             return $"unknown project '{frame.Project}' (deployed: {catalog.Describe()})";
         }
 
-        if (runId.Length is 0 or > 200 || runId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+        if (runId.Length is 0 or > 200 || runId.AsSpan().ContainsAnyExcept(RunIdCharacters))
         {
             return $"run id '{runId}' may hold only 1 to 200 letters, digits, '-', '_' and '.'";
         }
