@@ -236,17 +236,27 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// there is room for, and an event of one found later in the journal starts it at once.</summary>
     private void Restore(RunsStarted started)
     {
-        var group = new QueuedGroup(new RunsStarted { Common = started.Common, FrameFieldIsRunId = started.FrameFieldIsRunId }, durable: true);
+        QueuedGroup? group = null;
         for (var i = 0; i < started.RunIds.Count; i++)
         {
             var runId = started.RunIds[i];
-            if (!IsHeld(runId))
+            if (IsHeld(runId))
+            {
+                continue;
+            }
+
+            if (group is null)
+            {
+                group = new QueuedGroup(StartedOf(started, i), durable: true);
+                _queued.Add(runId, new QueuedSlot(group, 0));
+            }
+            else
             {
                 _queued.Add(runId, new QueuedSlot(group, group.Add(runId, SourceIdAt(started, i))));
             }
         }
 
-        if (group.Count > 0)
+        if (group is not null)
         {
             if (_services.Catalog.TryGet(started.Common.Project, out var workflow) && workflow.Hash != started.Common.WorkflowHash)
             {
@@ -306,9 +316,15 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// group is recorded by the same write and shares the run's common fields.</summary>
     private QueuedSlot Enqueue(StartRun start, string workflowHash)
     {
-        if (_openQueuedGroup is not { } group || !Shares(group.Started, start, workflowHash))
+        QueuedSlot slot;
+        if (_openQueuedGroup is { } group && group.Shares(start, workflowHash))
         {
-            group = new QueuedGroup(NewGroup(start, workflowHash), durable: false);
+            slot = new QueuedSlot(group, group.Add(start.RunId, start.SourceId));
+        }
+        else
+        {
+            group = new QueuedGroup(NewStarted(start, workflowHash), durable: false);
+            slot = new QueuedSlot(group, 0);
             _queuedOrder.Enqueue(group);
             _openQueuedGroup = group;
             // One callback for the group, however many runs join it before its write.
@@ -319,7 +335,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             });
         }
 
-        var slot = new QueuedSlot(group, group.Add(start.RunId, start.SourceId));
         _queued.Add(start.RunId, slot);
         CountQueued(1);
         return slot;
@@ -364,7 +379,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
 
             var index = group.Next++;
-            var runId = group.Started.RunIds[index];
+            var runId = group.RunIdAt(index);
             if (_queued.TryGetValue(runId, out var slot) && slot.Group == group && slot.Index == index && Activate(runId, slot) is { } run)
             {
                 Advance(run);
@@ -487,17 +502,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         // Held from now on (a snapshot taken while its start is being written must contain the run);
         // dispatched only once the start is durable.
-        var started = new RunStarted
-        {
-            RunId = runId,
-            Project = start.Project,
-            FrameKey = start.FrameKey,
-            FrameField = start.FrameField,
-            SourceId = start.SourceId,
-            AcceptedAtUnixMs = start.AcceptedAtUnixMs,
-            WorkflowHash = workflow.Hash,
-        };
-        var run = Add(RunState.Start(workflow, started));
+        var run = Add(RunState.Start(workflow, NewStarted(start, workflow.Hash)));
         run.StartWaiters = [(answer, index)];
         RecordStart(start, workflow.Hash, () =>
         {
@@ -758,6 +763,17 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Record(new RunEvent { RunsStarted = e }, afterWrite);
     }
 
+    private static RunStarted NewStarted(StartRun start, string workflowHash) => new()
+    {
+        RunId = start.RunId,
+        Project = start.Project,
+        FrameKey = start.FrameKey,
+        FrameField = start.FrameField,
+        SourceId = start.SourceId,
+        AcceptedAtUnixMs = start.AcceptedAtUnixMs,
+        WorkflowHash = workflowHash,
+    };
+
     private static RunsStarted NewGroup(StartRun start, string workflowHash) => new()
     {
         Common = new RunStarted { Project = start.Project, FrameKey = start.FrameKey, AcceptedAtUnixMs = start.AcceptedAtUnixMs, WorkflowHash = workflowHash },
@@ -766,14 +782,17 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private static RunsStarted GroupOfOne(RunStarted started)
     {
-        var group = new RunsStarted
-        {
-            Common = new RunStarted { Project = started.Project, FrameKey = started.FrameKey, AcceptedAtUnixMs = started.AcceptedAtUnixMs, WorkflowHash = started.WorkflowHash },
-            FrameFieldIsRunId = started.FrameField.Length > 0,
-        };
+        var group = EmptyGroupLike(started);
         AddRun(group, started.RunId, started.SourceId);
         return group;
     }
+
+    /// <summary>A RunsStarted with the common fields of <paramref name="started"/> and no runs yet.</summary>
+    private static RunsStarted EmptyGroupLike(RunStarted started) => new()
+    {
+        Common = new RunStarted { Project = started.Project, FrameKey = started.FrameKey, AcceptedAtUnixMs = started.AcceptedAtUnixMs, WorkflowHash = started.WorkflowHash },
+        FrameFieldIsRunId = started.FrameField.Length > 0,
+    };
 
     private static bool Shares(RunsStarted group, StartRun start, string workflowHash)
     {
@@ -877,13 +896,13 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>The runs of a queued group that are still waiting for their turn.</summary>
     private RunsStarted StillQueued(QueuedGroup group)
     {
-        var waiting = new RunsStarted { Common = group.Started.Common, FrameFieldIsRunId = group.Started.FrameFieldIsRunId };
+        var waiting = EmptyGroupLike(group.First);
         for (var i = group.Next; i < group.Count; i++)
         {
-            var runId = group.Started.RunIds[i];
+            var runId = group.RunIdAt(i);
             if (_queued.TryGetValue(runId, out var slot) && slot.Group == group && slot.Index == i)
             {
-                AddRun(waiting, runId, SourceIdAt(group.Started, i));
+                AddRun(waiting, runId, group.SourceIdAt(i));
             }
         }
 
@@ -911,7 +930,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         else if (_queued.TryGetValue(runId, out var queued))
         {
             view.Exists = true;
-            view.Project = queued.Group.Started.Common.Project;
+            view.Project = queued.Group.First.Project;
         }
         else if (_finished.Contains(runId))
         {
@@ -967,15 +986,20 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly record struct QueuedSlot(QueuedGroup Group, int Index);
 
     /// <summary>Accepted runs waiting for their turn that were recorded by one write and share their
-    /// common fields, held as the journal records them: a few bytes per run.</summary>
-    private sealed class QueuedGroup(RunsStarted started, bool durable)
+    /// common fields: the first run's RunStarted, then only the ids (and source ids) of the others.</summary>
+    private sealed class QueuedGroup(RunStarted first, bool durable)
     {
+        private List<string>? _moreRunIds;
+
+        // Source ids of the runs after the first, kept only once one has one.
+        private List<string>? _moreSourceIds;
+
         // Until the group's write completes: the starts to answer, repeats included.
         private List<(StartAnswer Answer, int Slot, string RunId)>? _waiters;
 
-        public RunsStarted Started { get; } = started;
+        public RunStarted First { get; } = first;
 
-        public int Count => Started.RunIds.Count;
+        public int Count => 1 + (_moreRunIds?.Count ?? 0);
 
         /// <summary>Runs before this index have had their turn (or left the queue earlier).</summary>
         public int Next { get; set; }
@@ -983,13 +1007,43 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         /// <summary>Its runs' starts are written; only then may they be dispatched.</summary>
         public bool Durable { get; private set; } = durable;
 
+        public bool Shares(StartRun start, string workflowHash) =>
+            First.AcceptedAtUnixMs == start.AcceptedAtUnixMs
+            && First.FrameField.Length > 0 == start.FrameField.Length > 0
+            && string.Equals(First.FrameKey, start.FrameKey, StringComparison.Ordinal)
+            && string.Equals(First.Project, start.Project, StringComparison.Ordinal)
+            && string.Equals(First.WorkflowHash, workflowHash, StringComparison.Ordinal);
+
         public int Add(string runId, string sourceId)
         {
-            AddRun(Started, runId, sourceId);
-            return Started.RunIds.Count - 1;
+            var more = _moreRunIds ??= [];
+            if (sourceId.Length > 0 && _moreSourceIds is null)
+            {
+                _moreSourceIds = [.. Enumerable.Repeat(string.Empty, more.Count)];
+            }
+
+            more.Add(runId);
+            _moreSourceIds?.Add(sourceId);
+            return more.Count;
         }
 
-        public RunStarted StartedOf(int index) => WorkflowRunHost.StartedOf(Started, index);
+        public string RunIdAt(int index) => index == 0 ? First.RunId : _moreRunIds![index - 1];
+
+        public string SourceIdAt(int index) => index == 0 ? First.SourceId : _moreSourceIds?[index - 1] ?? string.Empty;
+
+        public RunStarted StartedOf(int index)
+        {
+            if (index == 0)
+            {
+                return First;
+            }
+
+            var started = First.Clone();
+            started.RunId = RunIdAt(index);
+            started.SourceId = SourceIdAt(index);
+            started.FrameField = First.FrameField.Length > 0 ? started.RunId : string.Empty;
+            return started;
+        }
 
         public void WaitForWrite(StartAnswer answer, int slot, string runId) => (_waiters ??= []).Add((answer, slot, runId));
 
