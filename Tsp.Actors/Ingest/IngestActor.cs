@@ -123,58 +123,77 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         _inFlight.Dispose();
     }
 
-    /// <summary>Turns a batch into runs. Decoding and gap checks happen before the first await, so in
-    /// record order on the stream's thread; the runs of the batch are started together, in as few
-    /// pieces as free in-flight slots allow.</summary>
-    private async Task<IReadOnlyList<KafkaMessage>> HandleBatchAsync(IReadOnlyList<KafkaMessage> batch)
+    /// <summary>Turns a batch into runs. Decoding and gap checks happen here, in record order on the
+    /// stream's thread; the runs of the batch are then started together, in as few pieces as free
+    /// in-flight slots allow. Completes with what to commit: per partition its last record.</summary>
+    private Task<IReadOnlyList<KafkaMessage>> HandleBatchAsync(IReadOnlyList<KafkaMessage> batch)
     {
         Interlocked.Add(ref _consumed, batch.Count);
-        var decoded = new (KafkaMessage Message, Frame? Frame, string? Error)[batch.Count];
-        for (var i = 0; i < batch.Count; i++)
+        var commits = KafkaMessage.LastPerPartition(batch);
+        var runs = new List<PendingRun>(batch.Count);
+        List<(KafkaMessage Message, string Error)>? bad = null;
+        foreach (var message in batch)
         {
-            var record = batch[i].Record;
-            WarnOnGap(record.Partition.Value, record.Offset.Value);
+            var record = message.Record;
+            var (partition, offset) = (record.Partition.Value, record.Offset.Value);
+            WarnOnGap(partition, offset);
             var (frame, error) = FrameDecoder.Decode(_project, record, _submitter.MaxFrameBytes);
-            decoded[i] = (batch[i], frame, error);
-        }
-
-        var pending = new List<(KafkaMessage Message, Frame Frame, string RunId)>(batch.Count);
-        foreach (var (message, frame, error) in decoded)
-        {
             if (frame is null)
             {
-                await DeadLetterAsync(message, error!);
-                continue;
+                (bad ??= []).Add((message, error!));
             }
+            else
+            {
+                runs.Add(new PendingRun(frame, KafkaTopics.RunId(record.Topic, partition, offset), partition, offset, _deadLetterProducer is null ? null : message));
+            }
+        }
 
-            var record = message.Record;
-            var runId = KafkaTopics.RunId(record.Topic, record.Partition.Value, record.Offset.Value);
-            if (!_inFlight.TryAcquire(runId))
+        // From here on the batch's Kafka records are not referenced (see PendingRun).
+        return StartBatchAsync(runs, bad, commits);
+    }
+
+    private async Task<IReadOnlyList<KafkaMessage>> StartBatchAsync(List<PendingRun> runs, List<(KafkaMessage Message, string Error)>? bad, IReadOnlyList<KafkaMessage> commits)
+    {
+        foreach (var (message, error) in bad ?? [])
+        {
+            await DeadLetterAsync(message.Reference, error, message);
+        }
+
+        var pending = new List<PendingRun>(runs.Count);
+        foreach (var run in runs)
+        {
+            if (!_inFlight.TryAcquire(run.RunId))
             {
                 // Start what holds slots before waiting for one: those runs' results free the slots.
                 await StartAllAsync(pending);
                 pending.Clear();
-                await _inFlight.AcquireAsync(runId, _stopping.Token);
+                await _inFlight.AcquireAsync(run.RunId, _stopping.Token);
             }
 
-            pending.Add((message, frame, runId));
+            pending.Add(run);
         }
 
         await StartAllAsync(pending);
-        return batch;
+        return commits;
     }
 
-    private async Task StartAllAsync(List<(KafkaMessage Message, Frame Frame, string RunId)> pending)
+    /// <summary>A decoded record on its way to becoming a run: what starting it takes and, should the
+    /// start be rejected, what dead-lettering it takes. The Kafka record itself is kept only for the
+    /// dead-letter topic: a batch's records can then be collected once decoded, instead of living
+    /// until the batch's journal write (and being promoted by the collections in between).</summary>
+    private readonly record struct PendingRun(Frame Frame, string RunId, int Partition, long Offset, KafkaMessage? Record);
+
+    private async Task StartAllAsync(List<PendingRun> pending)
     {
         if (pending.Count == 0)
         {
             return;
         }
 
-        var outcomes = await StartAsync(pending.Select(p => (p.Frame, p.RunId)).ToList());
+        var outcomes = await StartAsync(pending.ConvertAll(p => (p.Frame, p.RunId)));
         for (var i = 0; i < outcomes.Length; i++)
         {
-            var (message, _, runId) = pending[i];
+            var run = pending[i];
             switch (outcomes[i].Outcome)
             {
                 case StartOutcome.Accepted:
@@ -183,11 +202,11 @@ public sealed class IngestActor : ReceiveActor, IDisposable
                 case StartOutcome.AlreadyRunning:
                     break;
                 case StartOutcome.Rejected:
-                    _inFlight.Release(runId);
-                    await DeadLetterAsync(message, outcomes[i].Error);
+                    _inFlight.Release(run.RunId);
+                    await DeadLetterAsync($"{KafkaTopics.Frames(_project)}/{run.Partition}/{run.Offset}", outcomes[i].Error, run.Record);
                     break;
                 default:
-                    _inFlight.Release(runId);
+                    _inFlight.Release(run.RunId);
                     break;
             }
         }
@@ -252,19 +271,21 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         }
     }
 
-    private async Task DeadLetterAsync(KafkaMessage message, string reason)
+    /// <param name="reference">topic/partition/offset.</param>
+    /// <param name="message">The record as it came, for the dead-letter topic; null when that is off.</param>
+    private async Task DeadLetterAsync(string reference, string reason, KafkaMessage? message)
     {
         Interlocked.Increment(ref _deadLettered);
-        _log.Warning("kafka ingest of '{0}': {1} dead-lettered: {2}", _project, message.Reference, reason);
+        _log.Warning("kafka ingest of '{0}': {1} dead-lettered: {2}", _project, reference, reason);
         await _store.AppendDeadLetterAsync(new Protocol.DeadLetter
         {
             Project = _project,
             Origin = "kafka",
-            Reference = message.Reference,
+            Reference = reference,
             Reason = reason,
             AtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         });
-        if (_deadLetterProducer is { } producer)
+        if (_deadLetterProducer is { } producer && message is not null)
         {
             var headers = new Headers();
             foreach (var header in message.Record.Message.Headers ?? [])
@@ -273,7 +294,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             }
 
             headers.Add(KafkaTopics.DeadReasonHeader, System.Text.Encoding.UTF8.GetBytes(reason));
-            headers.Add(KafkaTopics.DeadSourceHeader, System.Text.Encoding.UTF8.GetBytes(message.Reference));
+            headers.Add(KafkaTopics.DeadSourceHeader, System.Text.Encoding.UTF8.GetBytes(reference));
             await producer.ProduceAsync(KafkaTopics.DeadLetters(_project), new Message<byte[]?, byte[]?> { Key = message.Record.Message.Key, Value = message.Record.Message.Value, Headers = headers });
         }
     }

@@ -41,16 +41,22 @@ public sealed class KafkaMessage(ConsumeResult<byte[]?, byte[]?> record, IConsum
     /// covers every earlier one).</summary>
     public static void CommitAll(IReadOnlyList<KafkaMessage> batch)
     {
+        foreach (var message in LastPerPartition(batch))
+        {
+            message.Commit();
+        }
+    }
+
+    /// <summary>Per partition the batch's last record: what committing the batch takes.</summary>
+    public static IReadOnlyList<KafkaMessage> LastPerPartition(IReadOnlyList<KafkaMessage> batch)
+    {
         var last = new Dictionary<int, KafkaMessage>();
         foreach (var message in batch)
         {
             last[message.Record.Partition.Value] = message;
         }
 
-        foreach (var message in last.Values)
-        {
-            message.Commit();
-        }
+        return [.. last.Values];
     }
 }
 
