@@ -159,21 +159,20 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             await DeadLetterAsync(message.Reference, error, message);
         }
 
-        var pending = new List<PendingRun>(runs.Count);
-        foreach (var run in runs)
+        // runs[from..i) hold slots and are not started yet.
+        var from = 0;
+        for (var i = 0; i < runs.Count; i++)
         {
-            if (!_inFlight.TryAcquire(run.RunId))
+            if (!_inFlight.TryAcquire(runs[i].RunId))
             {
                 // Start what holds slots before waiting for one: those runs' results free the slots.
-                await StartAllAsync(pending);
-                pending.Clear();
-                await _inFlight.AcquireAsync(run.RunId, _stopping.Token);
+                await StartAllAsync(runs, from, i);
+                from = i;
+                await _inFlight.AcquireAsync(runs[i].RunId, _stopping.Token);
             }
-
-            pending.Add(run);
         }
 
-        await StartAllAsync(pending);
+        await StartAllAsync(runs, from, runs.Count);
         return commits;
     }
 
@@ -183,17 +182,24 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     /// until the batch's journal write (and being promoted by the collections in between).</summary>
     private readonly record struct PendingRun(Frame Frame, string RunId, int Partition, long Offset, KafkaMessage? Record);
 
-    private async Task StartAllAsync(List<PendingRun> pending)
+    /// <summary>Starts runs[from..to).</summary>
+    private async Task StartAllAsync(List<PendingRun> runs, int from, int to)
     {
-        if (pending.Count == 0)
+        if (to == from)
         {
             return;
         }
 
-        var outcomes = await StartAsync(pending.ConvertAll(p => (p.Frame, p.RunId)));
+        var submissions = new List<(Frame Frame, string RunId)>(to - from);
+        for (var i = from; i < to; i++)
+        {
+            submissions.Add((runs[i].Frame, runs[i].RunId));
+        }
+
+        var outcomes = await StartAsync(submissions);
         for (var i = 0; i < outcomes.Length; i++)
         {
-            var run = pending[i];
+            var run = runs[from + i];
             switch (outcomes[i].Outcome)
             {
                 case StartOutcome.Accepted:

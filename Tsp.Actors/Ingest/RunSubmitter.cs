@@ -61,7 +61,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
 
             if (!frames.TryGetValue(frame.Project, out var hash))
             {
-                hash = (RedisKeys.FrameBatch(frame.Project, Guid.CreateVersion7().ToString("N")), []);
+                hash = (RedisKeys.FrameBatch(frame.Project, Guid.CreateVersion7().ToString("N")), new(submissions.Count));
                 frames.Add(frame.Project, hash);
             }
 
@@ -69,7 +69,9 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             var host = RunMessageExtractor.HostOf(runId, runHosts);
             if (!byHost.TryGetValue(host, out var group))
             {
-                group = (new StartRuns { HostId = host }, []);
+                // Sized for an even spread over the hosts, plus slack.
+                var expected = (submissions.Count / Math.Max(1, runHosts)) + 16;
+                group = (new StartRuns { HostId = host, Runs = { Capacity = expected } }, new(expected));
                 byHost.Add(host, group);
             }
 

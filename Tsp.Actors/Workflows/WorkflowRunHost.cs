@@ -316,28 +316,26 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// group is recorded by the same write and shares the run's common fields.</summary>
     private QueuedSlot Enqueue(StartRun start, string workflowHash)
     {
-        QueuedSlot slot;
-        if (_openQueuedGroup is { } group && group.Shares(start, workflowHash))
-        {
-            slot = new QueuedSlot(group, group.Add(start.RunId, start.SourceId));
-        }
-        else
-        {
-            group = new QueuedGroup(NewStarted(start, workflowHash), durable: false);
-            slot = new QueuedSlot(group, 0);
-            _queuedOrder.Enqueue(group);
-            _openQueuedGroup = group;
-            // One callback for the group, however many runs join it before its write.
-            AfterRecorded(() =>
-            {
-                group.Written();
-                StartQueued();
-            });
-        }
-
+        var slot = _openQueuedGroup is { } open && open.Shares(start, workflowHash)
+            ? new QueuedSlot(open, open.Add(start.RunId, start.SourceId))
+            : new QueuedSlot(OpenGroup(NewStarted(start, workflowHash)), 0);
         _queued.Add(start.RunId, slot);
         CountQueued(1);
         return slot;
+    }
+
+    private QueuedGroup OpenGroup(RunStarted first)
+    {
+        var group = new QueuedGroup(first, durable: false);
+        _queuedOrder.Enqueue(group);
+        _openQueuedGroup = group;
+        // One callback for the group, however many runs join it before its write.
+        AfterRecorded(() =>
+        {
+            group.Written();
+            StartQueued();
+        });
+        return group;
     }
 
     /// <summary>Takes a queued run out of the queue (its turn came, or recovery found events of it).</summary>
@@ -464,7 +462,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             if (!queued.Group.Durable)
             {
-                queued.Group.WaitForWrite(answer, index, runId);
+                queued.Group.WaitForWrite(answer, index, queued.Index);
             }
             else
             {
@@ -496,10 +494,18 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             // Recorded before it is queued: the group's write callback joins the write that records it.
             RecordStart(start, workflow.Hash, afterWrite: null);
-            Enqueue(start, workflow.Hash).Group.WaitForWrite(answer, index, runId);
+            var place = Enqueue(start, workflow.Hash);
+            place.Group.WaitForWrite(answer, index, place.Index);
             return;
         }
 
+        StartActive(start, workflow, answer, index);
+    }
+
+    /// <summary>Starts a run that does not wait for a turn. A method of its own so that the closure it
+    /// needs is allocated only here, not on every start.</summary>
+    private void StartActive(StartRun start, WorkflowDefinition workflow, StartAnswer answer, int index)
+    {
         // Held from now on (a snapshot taken while its start is being written must contain the run);
         // dispatched only once the start is durable.
         var run = Add(RunState.Start(workflow, NewStarted(start, workflow.Hash)));
@@ -508,7 +514,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             foreach (var (waiter, slot) in run.StartWaiters!)
             {
-                waiter.Set(slot, runId, StartOutcome.Accepted);
+                waiter.Set(slot, run.State.RunId, StartOutcome.Accepted);
             }
 
             run.StartWaiters = null;
@@ -994,8 +1000,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         // Source ids of the runs after the first, kept only once one has one.
         private List<string>? _moreSourceIds;
 
-        // Until the group's write completes: the starts to answer, repeats included.
-        private List<(StartAnswer Answer, int Slot, string RunId)>? _waiters;
+        // Until the group's write completes: the starts to answer, repeats included, as runs of
+        // consecutive answer slots for consecutive runs of the group (a StartRuns is one such run).
+        private List<WaitingStarts>? _waiters;
 
         public RunStarted First { get; } = first;
 
@@ -1045,17 +1052,47 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return started;
         }
 
-        public void WaitForWrite(StartAnswer answer, int slot, string runId) => (_waiters ??= []).Add((answer, slot, runId));
+        /// <summary>Answers slot <paramref name="slot"/> of <paramref name="answer"/> with the run at
+        /// <paramref name="index"/> in this group once the group is written.</summary>
+        public void WaitForWrite(StartAnswer answer, int slot, int index)
+        {
+            var waiters = _waiters ??= [];
+            if (waiters.Count > 0)
+            {
+                ref var last = ref System.Runtime.InteropServices.CollectionsMarshal.AsSpan(waiters)[^1];
+                if (ReferenceEquals(last.Answer, answer) && last.Slot + last.Count == slot && last.Index + last.Count == index)
+                {
+                    last.Count++;
+                    return;
+                }
+            }
+
+            waiters.Add(new WaitingStarts(answer, slot, index));
+        }
 
         public void Written()
         {
             Durable = true;
-            foreach (var (answer, slot, runId) in _waiters ?? [])
+            foreach (var waiting in _waiters ?? [])
             {
-                answer.Set(slot, runId, StartOutcome.Accepted);
+                for (var i = 0; i < waiting.Count; i++)
+                {
+                    waiting.Answer.Set(waiting.Slot + i, RunIdAt(waiting.Index + i), StartOutcome.Accepted);
+                }
             }
 
             _waiters = null;
+        }
+
+        private struct WaitingStarts(StartAnswer answer, int slot, int index)
+        {
+            public StartAnswer Answer { get; } = answer;
+
+            public int Slot { get; } = slot;
+
+            public int Index { get; } = index;
+
+            public int Count { get; set; } = 1;
         }
     }
 
