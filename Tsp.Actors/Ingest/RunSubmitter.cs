@@ -38,18 +38,18 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
         return await runs.Ask<RunAccepted>(start, askTimeout, cancellationToken);
     }
 
-    /// <summary>Submits many frames with caller-chosen run ids (e.g. a Kafka batch): their frames go to
-    /// Redis as one hash per project (one command), and the starts go to each run host as one
-    /// <see cref="StartRuns"/>, which the host persists as one journal write.</summary>
+    /// <summary>Submits many frames with caller-chosen run ids (e.g. a Kafka batch). The runs are
+    /// grouped by run host; each group's frames go to Redis as one string (one SET, its runs' frames
+    /// back to back: a run's start names its byte range), and its starts go to the host as one
+    /// <see cref="StartRuns"/>, which the host persists as one journal write. The host then owns the
+    /// string: it deletes it when the last of the group's runs has finished.</summary>
     /// <returns>One outcome per submission, in order; Rejected with a reason for bad input.</returns>
     /// <exception cref="Exception">When the starts could not be confirmed (ask timeout, journal down):
     /// nothing is known about them, and submitting the same batch again is safe.</exception>
     public async Task<RunAccepted[]> SubmitBatchAsync(IReadOnlyList<(Frame Frame, string RunId)> submissions, CancellationToken cancellationToken = default)
     {
         var outcomes = new RunAccepted[submissions.Count];
-        var frames = new Dictionary<string, (string Key, List<(string Field, ReadOnlyMemory<byte> Data)> Frames)>(StringComparer.Ordinal);
-        var byHost = new Dictionary<string, (StartRuns Starts, List<int> Slots)>(StringComparer.Ordinal);
-        var acceptedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var byHost = new Dictionary<(string Host, string Project), HostGroup>();
         for (var i = 0; i < submissions.Count; i++)
         {
             var (frame, runId) = submissions[i];
@@ -59,43 +59,63 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 continue;
             }
 
-            if (!frames.TryGetValue(frame.Project, out var hash))
-            {
-                hash = (RedisKeys.FrameBatch(frame.Project, Guid.CreateVersion7().ToString("N")), new(submissions.Count));
-                frames.Add(frame.Project, hash);
-            }
-
-            hash.Frames.Add((runId, frame.Data.Memory));
-            var host = RunMessageExtractor.HostOf(runId, runHosts);
+            var host = (RunMessageExtractor.HostOf(runId, runHosts), frame.Project);
             if (!byHost.TryGetValue(host, out var group))
             {
                 // Sized for an even spread over the hosts, plus slack.
-                var expected = (submissions.Count / Math.Max(1, runHosts)) + 16;
-                group = (new StartRuns { HostId = host, Runs = { Capacity = expected } }, new(expected));
+                group = new HostGroup(host.Item1, (submissions.Count / Math.Max(1, runHosts)) + 16);
                 byHost.Add(host, group);
             }
 
-            group.Starts.Runs.Add(new StartRun
-            {
-                RunId = runId,
-                Project = frame.Project,
-                FrameKey = hash.Key,
-                FrameField = runId,
-                SourceId = frame.SourceId,
-                AcceptedAtUnixMs = acceptedAt,
-            });
-            group.Slots.Add(i);
+            group.Add(i, frame.Data.Length);
         }
 
-        if (frames.Count == 0)
+        if (byHost.Count == 0)
         {
             return outcomes;
         }
 
-        await Task.WhenAll(frames.Values.Select(h => store.PutFramesAsync(h.Key, h.Frames)));
-        var groups = byHost.Values.ToList();
+        var groups = byHost.Values.ToArray();
+        var acceptedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var buffers = new byte[groups.Length][];
+        var writes = new Task[groups.Length];
+        for (var g = 0; g < groups.Length; g++)
+        {
+            var group = groups[g];
+            var buffer = buffers[g] = System.Buffers.ArrayPool<byte>.Shared.Rent((int)group.Bytes);
+            var project = submissions[group.Slots[0]].Frame.Project;
+            var frameKey = RedisKeys.FrameBatch(project, Guid.CreateVersion7().ToString("N"));
+            var offset = 0;
+            foreach (var slot in group.Slots)
+            {
+                var (frame, runId) = submissions[slot];
+                frame.Data.Span.CopyTo(buffer.AsSpan(offset));
+                group.Starts.Runs.Add(new StartRun
+                {
+                    RunId = runId,
+                    Project = project,
+                    FrameKey = frameKey,
+                    FrameOffset = (uint)offset,
+                    FrameLength = (uint)frame.Data.Length,
+                    SourceId = frame.SourceId,
+                    AcceptedAtUnixMs = acceptedAt,
+                });
+                offset += frame.Data.Length;
+            }
+
+            writes[g] = store.PutBlobAsync(frameKey, buffer.AsMemory(0, offset));
+        }
+
+        // On failure the buffers are left to the collector: a write still queued in the client may read them.
+        await Task.WhenAll(writes);
+        foreach (var buffer in buffers)
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+
         var answers = await Task.WhenAll(groups.Select(g => runs.Ask<RunsAccepted>(g.Starts, askTimeout, cancellationToken)));
-        for (var g = 0; g < groups.Count; g++)
+        List<string>? unused = null;
+        for (var g = 0; g < groups.Length; g++)
         {
             var slots = groups[g].Slots;
             var results = answers[g].Results;
@@ -104,26 +124,52 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 throw new InvalidOperationException($"run host {groups[g].Starts.HostId} answered {results.Count} of {slots.Count} starts");
             }
 
+            var anyAccepted = false;
             for (var j = 0; j < slots.Count; j++)
             {
                 outcomes[slots[j]] = results[j];
+                anyAccepted |= results[j].Outcome == StartOutcome.Accepted;
+            }
+
+            // A string no run started from (all redelivered, say) is not the host's: it goes now
+            // instead of when it expires.
+            if (!anyAccepted)
+            {
+                (unused ??= []).Add(groups[g].Starts.Runs[0].FrameKey);
             }
         }
 
-        // A frame no run started from (a redelivered run already holds its frame from its first
-        // delivery; a rejected one needs none) would otherwise stay until the hash expires.
-        if (outcomes.All(o => o.Outcome == StartOutcome.Accepted))
+        if (unused is not null)
         {
-            return outcomes;
+            await store.DeleteBlobsAsync(unused);
         }
 
-        var started = outcomes.Where(o => o.Outcome == StartOutcome.Accepted).Select(o => o.RunId).ToHashSet(StringComparer.Ordinal);
-        var unused = frames.Values
-            .Select(h => (h.Key, Fields: h.Frames.Select(f => f.Field).Where(f => !started.Contains(f)).Distinct().ToList()))
-            .Where(h => h.Fields.Count > 0)
-            .Select(h => store.DeleteFramesAsync(h.Key, h.Fields));
-        await Task.WhenAll(unused);
         return outcomes;
+    }
+
+    /// <summary>The runs of a batch that go to one host (and project): their slots in the batch and
+    /// their frames' total size.</summary>
+    private sealed class HostGroup(string host, int expected)
+    {
+        /// <summary>A Redis string holds at most 512 MiB.</summary>
+        private const long MaxBytes = 512L * 1024 * 1024;
+
+        public StartRuns Starts { get; } = new() { HostId = host, Runs = { Capacity = expected } };
+
+        public List<int> Slots { get; } = new(expected);
+
+        public long Bytes { get; private set; }
+
+        public void Add(int slot, int frameBytes)
+        {
+            if (Bytes + frameBytes > MaxBytes)
+            {
+                throw new ArgumentException($"the frames of one batch's runs on run host {host} exceed {MaxBytes} bytes; submit smaller batches");
+            }
+
+            Slots.Add(slot);
+            Bytes += frameBytes;
+        }
     }
 
     /// <summary>Whether a run host holds the run (accepted and not long finished); asked through sharding.</summary>

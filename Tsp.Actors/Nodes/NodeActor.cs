@@ -113,13 +113,16 @@ public sealed class NodeActor : ReceiveActor
         var started = Stopwatch.GetTimestamp();
         try
         {
-            var blobs = await _store.GetBlobsAsync(task.Inputs.Select(i => (i.Key, i.Field)).ToList());
+            var blobs = await _store.GetBlobsAsync(task.Inputs);
             var inputs = new NodeBlob[blobs.Length];
             for (var i = 0; i < blobs.Length; i++)
             {
                 if (blobs[i] is not { } data)
                 {
-                    var where = task.Inputs[i].Field.Length > 0 ? $"{task.Inputs[i].Key} field {task.Inputs[i].Field}" : task.Inputs[i].Key;
+                    var input = task.Inputs[i];
+                    var where = input.Length > 0 ? $"{input.Key} bytes {input.Offset}..{input.Offset + input.Length - 1}"
+                        : input.Field.Length > 0 ? $"{input.Key} field {input.Field}"
+                        : input.Key;
                     return Failed(task, $"input '{task.Inputs[i].NodeId}' ({where}) is missing from Redis: expired or never written", retryable: false);
                 }
 

@@ -63,28 +63,13 @@ public sealed class RedisStore : IAsyncDisposable
     public Task PutBlobAsync(string key, ReadOnlyMemory<byte> data) =>
         _db.StringSetAsync(key, data, Options.BlobTtl);
 
-    /// <summary>Writes frames submitted together as the fields of one hash (with
-    /// <see cref="StorageOptions.BlobTtl"/>), atomically: one HSET with every field costs the server a
-    /// fraction of a SET per frame (bench ingest: a Lua loop of SET … EX capped acceptance at 267k
-    /// frames/s alone), and a frame's field is deleted when its run finishes, so the hash disappears
-    /// with the last one (<see cref="DeleteFramesAsync"/>).</summary>
-    public Task PutFramesAsync(string hashKey, IReadOnlyList<(string Field, ReadOnlyMemory<byte> Data)> frames)
-    {
-        var entries = new HashEntry[frames.Count];
-        for (var i = 0; i < frames.Count; i++)
-        {
-            entries[i] = new HashEntry(frames[i].Field, frames[i].Data);
-        }
-
-        var transaction = _db.CreateTransaction();
-        _ = transaction.HashSetAsync(hashKey, entries);
-        _ = transaction.KeyExpireAsync(hashKey, Options.BlobTtl);
-        return transaction.ExecuteAsync();
-    }
-
-    /// <summary>Deletes frames from their batch's hash (runs that finished, or were not started).</summary>
+    /// <summary>Deletes frames from their batch's hash (runs that finished, or were not started): the
+    /// frames of runs that journals written before session 9 hold.</summary>
     public Task DeleteFramesAsync(string hashKey, IReadOnlyList<string> fields) =>
         _db.HashDeleteAsync(hashKey, fields.Select(f => (RedisValue)f).ToArray());
+
+    public Task DeleteBlobsAsync(IReadOnlyList<string> keys) =>
+        _db.KeyDeleteAsync([.. keys.Select(k => (RedisKey)k)]);
 
     /// <returns>The blob, or null when the key does not exist (expired or never written).</returns>
     public async Task<byte[]?> GetBlobAsync(string key) => (byte[]?)await _db.StringGetAsync(key);
@@ -100,17 +85,29 @@ public sealed class RedisStore : IAsyncDisposable
         return Task.WhenAll(expiries);
     }
 
-    /// <returns>The blobs in order; null for a missing one. A blob with a field is that field of a hash.</returns>
-    public async Task<byte[]?[]> GetBlobsAsync(IReadOnlyList<(string Key, string Field)> blobs)
+    /// <returns>The inputs' blobs in order; null for a missing one. An input with a length is that
+    /// range of a string (frames submitted together); one with a field is that field of a hash.</returns>
+    public async Task<byte[]?[]> GetBlobsAsync(IReadOnlyList<NodeInput> inputs)
     {
-        if (blobs.All(b => b.Field.Length == 0))
+        if (inputs.All(i => i.Field.Length == 0 && i.Length == 0))
         {
-            return await GetBlobsAsync(blobs.Select(b => b.Key).ToList());
+            return await GetBlobsAsync(inputs.Select(i => i.Key).ToList());
         }
 
-        var reads = blobs.Select(b => b.Field.Length == 0 ? _db.StringGetAsync(b.Key) : _db.HashGetAsync(b.Key, b.Field)).ToList();
-        var values = await Task.WhenAll(reads);
-        return values.Select(v => (byte[]?)v).ToArray();
+        var reads = inputs.Select(ReadAsync).ToList();
+        return await Task.WhenAll(reads);
+
+        async Task<byte[]?> ReadAsync(NodeInput input)
+        {
+            if (input.Length > 0)
+            {
+                // GETRANGE answers an empty string, not nil, for a missing key: a short answer is one.
+                var range = (byte[]?)await _db.StringGetRangeAsync(input.Key, input.Offset, (long)input.Offset + input.Length - 1);
+                return range is { } bytes && bytes.Length == input.Length ? bytes : null;
+            }
+
+            return input.Field.Length > 0 ? (byte[]?)await _db.HashGetAsync(input.Key, input.Field) : await GetBlobAsync(input.Key);
+        }
     }
 
     /// <returns>The blobs in key order; null for a missing key.</returns>

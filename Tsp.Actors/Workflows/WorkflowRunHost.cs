@@ -105,6 +105,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
     private readonly Dictionary<string, QueuedSlot> _queued = new(StringComparer.Ordinal);
 
+    // Shared frame string (StartRun.frame_length > 0) → how many runs held here use it; deleted at 0.
+    private readonly Dictionary<string, int> _frameUsers = new(StringComparer.Ordinal);
+
     // Acceptance order. A run that left _queued out of turn (recovery found events of it) is skipped
     // when its group's turn reaches it.
     private readonly Queue<QueuedGroup> _queuedOrder = new();
@@ -252,8 +255,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
             else
             {
-                _queued.Add(runId, new QueuedSlot(group, group.Add(runId, SourceIdAt(started, i))));
+                _queued.Add(runId, new QueuedSlot(group, group.Add(runId, SourceIdAt(started, i), SliceAt(started, i))));
             }
+
+            HoldFrame(started.Common.FrameKey, SliceAt(started, i));
         }
 
         if (group is not null)
@@ -289,6 +294,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", runId, record.Started.Project, _services.Catalog.Describe());
             _waiting.Add(runId, record);
+            HoldFrame(record.Started);
             return;
         }
 
@@ -298,6 +304,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
 
         var run = Add(RunState.Start(workflow, record.Started));
+        HoldFrame(record.Started);
         foreach (var e in record.Events)
         {
             Apply(run, Unwrap(e));
@@ -317,9 +324,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private QueuedSlot Enqueue(StartRun start, string workflowHash)
     {
         var slot = _openQueuedGroup is { } open && open.Shares(start, workflowHash)
-            ? new QueuedSlot(open, open.Add(start.RunId, start.SourceId))
+            ? new QueuedSlot(open, open.Add(start.RunId, start.SourceId, new FrameSlice(start.FrameOffset, start.FrameLength)))
             : new QueuedSlot(OpenGroup(NewStarted(start, workflowHash)), 0);
         _queued.Add(start.RunId, slot);
+        HoldFrame(start.FrameKey, new FrameSlice(start.FrameOffset, start.FrameLength));
         CountQueued(1);
         return slot;
     }
@@ -509,6 +517,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         // Held from now on (a snapshot taken while its start is being written must contain the run);
         // dispatched only once the start is durable.
         var run = Add(RunState.Start(workflow, NewStarted(start, workflow.Hash)));
+        HoldFrame(run.State.Started);
         run.StartWaiters = [(answer, index)];
         RecordStart(start, workflow.Hash, () =>
         {
@@ -605,7 +614,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var parents = state.Workflow.Parents[node];
         if (parents.Length == 0)
         {
-            task.Inputs.Add(new NodeInput { NodeId = RedisKeys.FrameNodeId, Key = state.Started.FrameKey, Field = state.Started.FrameField });
+            task.Inputs.Add(new NodeInput { NodeId = RedisKeys.FrameNodeId, Key = state.Started.FrameKey, Field = state.Started.FrameField, Offset = state.Started.FrameOffset, Length = state.Started.FrameLength });
         }
 
         foreach (var parent in parents)
@@ -690,6 +699,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                 await store.ExpireFinishedAsync(outputs);
                 await store.DeleteFramesAsync(state.Started.FrameKey, [state.Started.FrameField]);
             }
+            else if (state.Started.FrameLength > 0)
+            {
+                // The frame's string is shared: see ReleaseFrame.
+                await store.ExpireFinishedAsync(outputs);
+            }
             else
             {
                 await store.ExpireFinishedAsync(outputs.Append(state.Started.FrameKey));
@@ -701,12 +715,52 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private void OnPublished(string runId)
     {
-        if (_runs.Remove(runId))
+        if (_runs.Remove(runId, out var run))
         {
+            ReleaseFrame(run.State.Started);
             _services.Active.Add(-1);
             _finished.Add(runId);
             StartQueued();
         }
+    }
+
+    private void HoldFrame(RunStarted started) => HoldFrame(started.FrameKey, new FrameSlice(started.FrameOffset, started.FrameLength));
+
+    /// <summary>Counts a run that this host now holds (active, queued or waiting) against the frame
+    /// string it shares with the runs submitted with it. Called once per run as it enters the host.</summary>
+    private void HoldFrame(string frameKey, FrameSlice slice)
+    {
+        if (slice.Length > 0)
+        {
+            System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_frameUsers, frameKey, out _)++;
+        }
+    }
+
+    /// <summary>A run left the host (its result is published): once no run it holds uses the shared
+    /// frame string any more, the string is deleted, as a batch's frames always were (they are the
+    /// bulk of what ingest writes; a frame of its own stays for the finished-blob TTL). Only the host
+    /// that holds a string's runs uses it: a StartRuns is one host's runs.</summary>
+    private void ReleaseFrame(RunStarted started)
+    {
+        if (started.FrameLength == 0 || !_frameUsers.TryGetValue(started.FrameKey, out var users))
+        {
+            return;
+        }
+
+        if (users > 1)
+        {
+            _frameUsers[started.FrameKey] = users - 1;
+            return;
+        }
+
+        _frameUsers.Remove(started.FrameKey);
+        var key = started.FrameKey;
+        var log = _log;
+        _ = _services.Store.DeleteBlobsAsync([key]).ContinueWith(
+            t => log.Warning("frames {0}: deleting them failed ({1}); they expire with the blob TTL", key, t.Exception?.GetBaseException().Message),
+            CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted,
+            TaskScheduler.Default);
     }
 
     private LiveRun Add(RunState state)
@@ -755,7 +809,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         if (_unflushed.Count > 0 && _unflushed[^1].RunsStarted is { } open && Shares(open, start, workflowHash))
         {
-            AddRun(open, start.RunId, start.SourceId);
+            AddRun(open, start.RunId, start.SourceId, new FrameSlice(start.FrameOffset, start.FrameLength));
             if (afterWrite is not null)
             {
                 AfterRecorded(afterWrite);
@@ -765,7 +819,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
 
         var e = NewGroup(start, workflowHash);
-        AddRun(e, start.RunId, start.SourceId);
+        AddRun(e, start.RunId, start.SourceId, new FrameSlice(start.FrameOffset, start.FrameLength));
         Record(new RunEvent { RunsStarted = e }, afterWrite);
     }
 
@@ -778,6 +832,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         SourceId = start.SourceId,
         AcceptedAtUnixMs = start.AcceptedAtUnixMs,
         WorkflowHash = workflowHash,
+        FrameOffset = start.FrameOffset,
+        FrameLength = start.FrameLength,
     };
 
     private static RunsStarted NewGroup(StartRun start, string workflowHash) => new()
@@ -789,7 +845,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private static RunsStarted GroupOfOne(RunStarted started)
     {
         var group = EmptyGroupLike(started);
-        AddRun(group, started.RunId, started.SourceId);
+        AddRun(group, started.RunId, started.SourceId, new FrameSlice(started.FrameOffset, started.FrameLength));
         return group;
     }
 
@@ -805,13 +861,21 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var common = group.Common;
         return common.AcceptedAtUnixMs == start.AcceptedAtUnixMs
             && group.FrameFieldIsRunId == start.FrameField.Length > 0
+            && group.FrameLengths.Count > 0 == start.FrameLength > 0
             && string.Equals(common.FrameKey, start.FrameKey, StringComparison.Ordinal)
             && string.Equals(common.Project, start.Project, StringComparison.Ordinal)
             && string.Equals(common.WorkflowHash, workflowHash, StringComparison.Ordinal);
     }
 
-    private static void AddRun(RunsStarted group, string runId, string sourceId)
+    private static void AddRun(RunsStarted group, string runId, string sourceId, FrameSlice slice)
     {
+        if (slice.Length > 0)
+        {
+            // A group's runs all have slices or none (Shares): one entry per run id.
+            group.FrameOffsets.Add(slice.Offset);
+            group.FrameLengths.Add(slice.Length);
+        }
+
         if (sourceId.Length > 0 && group.SourceIds.Count < group.RunIds.Count)
         {
             // Source ids are kept only once a run has one: back-fill the runs before it.
@@ -827,12 +891,16 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private static string SourceIdAt(RunsStarted group, int index) => group.SourceIds.Count > 0 ? group.SourceIds[index] : string.Empty;
 
+    private static FrameSlice SliceAt(RunsStarted group, int index) =>
+        group.FrameLengths.Count > 0 ? new FrameSlice(group.FrameOffsets[index], group.FrameLengths[index]) : default;
+
     private static RunStarted StartedOf(RunsStarted group, int index)
     {
         var started = group.Common.Clone();
         started.RunId = group.RunIds[index];
         started.SourceId = SourceIdAt(group, index);
         started.FrameField = group.FrameFieldIsRunId ? started.RunId : string.Empty;
+        (started.FrameOffset, started.FrameLength) = SliceAt(group, index);
         return started;
     }
 
@@ -908,7 +976,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             var runId = group.RunIdAt(i);
             if (_queued.TryGetValue(runId, out var slot) && slot.Group == group && slot.Index == i)
             {
-                AddRun(waiting, runId, group.SourceIdAt(i));
+                AddRun(waiting, runId, group.SourceIdAt(i), group.SliceAt(i));
             }
         }
 
@@ -991,6 +1059,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Where a queued run is: its group and its index there.</summary>
     private readonly record struct QueuedSlot(QueuedGroup Group, int Index);
 
+    /// <summary>Where a run's frame is in a string shared with the runs submitted together
+    /// (<see cref="StartRun.FrameLength"/>); Length 0: the frame key is the run's own.</summary>
+    private readonly record struct FrameSlice(uint Offset, uint Length);
+
     /// <summary>Accepted runs waiting for their turn that were recorded by one write and share their
     /// common fields: the first run's RunStarted, then only the ids (and source ids) of the others.</summary>
     private sealed class QueuedGroup(RunStarted first, bool durable)
@@ -999,6 +1071,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         // Source ids of the runs after the first, kept only once one has one.
         private List<string>? _moreSourceIds;
+
+        // Frame slices of the runs after the first, when the group's frames are slices of one string.
+        private List<FrameSlice>? _moreSlices;
 
         // Until the group's write completes: the starts to answer, repeats included, as runs of
         // consecutive answer slots for consecutive runs of the group (a StartRuns is one such run).
@@ -1017,12 +1092,18 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         public bool Shares(StartRun start, string workflowHash) =>
             First.AcceptedAtUnixMs == start.AcceptedAtUnixMs
             && First.FrameField.Length > 0 == start.FrameField.Length > 0
+            && First.FrameLength > 0 == start.FrameLength > 0
             && string.Equals(First.FrameKey, start.FrameKey, StringComparison.Ordinal)
             && string.Equals(First.Project, start.Project, StringComparison.Ordinal)
             && string.Equals(First.WorkflowHash, workflowHash, StringComparison.Ordinal);
 
-        public int Add(string runId, string sourceId)
+        public int Add(string runId, string sourceId, FrameSlice slice)
         {
+            if (slice.Length > 0)
+            {
+                (_moreSlices ??= []).Add(slice);
+            }
+
             var more = _moreRunIds ??= [];
             if (sourceId.Length > 0 && _moreSourceIds is null)
             {
@@ -1038,6 +1119,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         public string SourceIdAt(int index) => index == 0 ? First.SourceId : _moreSourceIds?[index - 1] ?? string.Empty;
 
+        public FrameSlice SliceAt(int index) => index == 0 ? new FrameSlice(First.FrameOffset, First.FrameLength) : _moreSlices?[index - 1] ?? default;
+
         public RunStarted StartedOf(int index)
         {
             if (index == 0)
@@ -1049,6 +1132,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             started.RunId = RunIdAt(index);
             started.SourceId = SourceIdAt(index);
             started.FrameField = First.FrameField.Length > 0 ? started.RunId : string.Empty;
+            (started.FrameOffset, started.FrameLength) = SliceAt(index);
             return started;
         }
 

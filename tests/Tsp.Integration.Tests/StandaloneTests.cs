@@ -218,6 +218,9 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var good = Enumerable.Range(0, 40).Where(i => i is not (5 or 7)).ToList();
         Assert.All(good, i => Assert.Equal(StartOutcome.Accepted, outcomes[i].Outcome));
         Assert.Contains(outcomes[^1].Outcome, new[] { StartOutcome.Accepted, StartOutcome.AlreadyRunning, StartOutcome.AlreadyCompleted });
+        // Redelivered: no run starts again, and the frame strings written for them are deleted at once.
+        var again = await submitter.SubmitBatchAsync(submissions);
+        Assert.All(good, i => Assert.Contains(again[i].Outcome, new[] { StartOutcome.AlreadyRunning, StartOutcome.AlreadyCompleted }));
         await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
 
         var deadline = Stopwatch.StartNew();
@@ -230,10 +233,10 @@ public sealed class StandaloneTests(ITestOutputHelper output)
 
         Assert.Equal(good.Select(i => submissions[i].RunId).Order(), logged.Select(r => r.Result.RunId).Order());
         Assert.All(logged, r => Assert.Equal(RunStatus.Succeeded, r.Result.Status));
-        // The first node (passthrough) read each run's own frame out of the batch's hash.
+        // The first node (passthrough) read each run's own frame out of its host's frame string.
         Assert.All(good, i => Assert.Equal(submissions[i].Frame.Data.ToByteArray(), store.GetBlobAsync(RedisKeys.NodeOutput(project, submissions[i].RunId, "ingest")).Result));
 
-        // A frame is deleted when its run finishes (and one no run took, at once): the hash goes with the last.
+        // A host's frame string is deleted once the last of its runs has finished.
         var server = store.Connection.GetServer(store.Connection.GetEndPoints()[0]);
         while (deadline.Elapsed < ResultTimeout && server.Keys(pattern: RedisKeys.FrameBatch(project, "*")).Any())
         {

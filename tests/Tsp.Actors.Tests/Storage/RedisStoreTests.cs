@@ -147,4 +147,32 @@ public sealed class RedisStoreTests : IAsyncLifetime
         var ttl = await store.Connection.GetDatabase().KeyTimeToLiveAsync(frame);
         Assert.InRange(ttl!.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
     }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("garnet")]
+    public async Task Node_inputs_read_ranges_of_a_frame_string_fields_and_keys_and_a_missing_one_as_null(string server)
+    {
+        await using var store = await Connect(server);
+        var project = TestServers.Unique("inputs");
+        var frames = RedisKeys.FrameBatch(project, "b1");
+        var output = RedisKeys.NodeOutput(project, "r1", "n");
+        await store.PutBlobAsync(frames, "aaabbbbc"u8.ToArray());
+        await store.PutBlobAsync(output, new byte[] { 9 });
+
+        var blobs = await store.GetBlobsAsync(
+        [
+            new NodeInput { Key = frames, Offset = 3, Length = 4 },
+            new NodeInput { Key = frames, Offset = 7, Length = 1 },
+            new NodeInput { Key = output },
+            new NodeInput { Key = frames, Offset = 6, Length = 5 },
+            new NodeInput { Key = RedisKeys.FrameBatch(project, "gone"), Offset = 0, Length = 1 },
+        ]);
+
+        Assert.Equal("bbbb"u8.ToArray(), blobs[0]);
+        Assert.Equal("c"u8.ToArray(), blobs[1]);
+        Assert.Equal(new byte[] { 9 }, blobs[2]);
+        Assert.Null(blobs[3]);
+        Assert.Null(blobs[4]);
+    }
 }

@@ -337,17 +337,29 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Theory]
-    [InlineData(100)]
-    [InlineData(2)]
-    public async Task Runs_started_together_keep_their_own_id_source_and_frame_through_a_crash(int snapshotEvery)
+    [InlineData(100, true)]
+    [InlineData(2, true)]
+    [InlineData(2, false)]
+    public async Task Runs_started_together_keep_their_own_id_source_and_frame_through_a_crash(int snapshotEvery, bool frameSlices)
     {
         // snapshotEvery 2: the queued runs come back from a snapshot; 100: from the journal's one event.
+        // frameSlices false: frames as fields of a hash, as journals written before session 9 hold them.
         var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1, SnapshotEvery = snapshotEvery } };
         var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
         var runs = Enumerable.Range(0, 5).Select(i => $"{TestServers.Unique("g")}-{i}").ToList();
         var sources = new[] { string.Empty, string.Empty, "cam-2", string.Empty, "cam-4" };
         var batch = new StartRuns { HostId = _hostId };
-        batch.Runs.Add(runs.Select((runId, i) => new StartRun { RunId = runId, Project = _project, FrameKey = frames, FrameField = runId, SourceId = sources[i], AcceptedAtUnixMs = 7 }));
+        batch.Runs.Add(runs.Select((runId, i) => new StartRun
+        {
+            RunId = runId,
+            Project = _project,
+            FrameKey = frames,
+            FrameField = frameSlices ? string.Empty : runId,
+            FrameOffset = frameSlices ? (uint)(i * 10) : 0,
+            FrameLength = frameSlices ? (uint)(i + 1) : 0,
+            SourceId = sources[i],
+            AcceptedAtUnixMs = 7,
+        }));
         var first = StartHost(services);
         first.Tell(batch, TestActor);
         Assert.All(ExpectMsg<RunsAccepted>().Results, r => Assert.Equal(StartOutcome.Accepted, r.Outcome));
@@ -360,7 +372,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
             var task = ExpectTask("pre");
             Assert.Equal(runs[i], task.RunId);
             var frame = Assert.Single(task.Inputs);
-            Assert.Equal((frames, runs[i]), (frame.Key, frame.Field));
+            var expected = frameSlices ? (frames, string.Empty, (uint)(i * 10), (uint)(i + 1)) : (frames, runs[i], 0u, 0u);
+            Assert.Equal(expected, (frame.Key, frame.Field, frame.Offset, frame.Length));
             second.Tell(Done(task), _queue);
             var branches = new[] { _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)), _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)) };
             Assert.Equal(["a", "b"], branches.Select(t => t.NodeId).Order());
@@ -369,6 +382,50 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
             var result = await AwaitResultAsync(runs[i]);
             Assert.Equal((sources[i], 7L), (result.SourceId, result.AcceptedAtUnixMs));
         }
+    }
+
+    [Fact]
+    public async Task A_frame_string_shared_by_runs_started_together_is_deleted_only_after_the_last_of_them_through_a_crash()
+    {
+        var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1 } };
+        var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
+        await _store.PutBlobAsync(frames, new byte[] { 1, 2, 3 });
+        var runs = Enumerable.Range(0, 3).Select(i => $"{TestServers.Unique("s")}-{i}").ToList();
+        var batch = new StartRuns { HostId = _hostId };
+        batch.Runs.Add(runs.Select((runId, i) => new StartRun { RunId = runId, Project = _project, FrameKey = frames, FrameOffset = (uint)i, FrameLength = 1, AcceptedAtUnixMs = 3 }));
+        var host = StartHost(services);
+        host.Tell(batch, TestActor);
+        Assert.All(ExpectMsg<RunsAccepted>().Results, r => Assert.Equal(StartOutcome.Accepted, r.Outcome));
+
+        async Task FinishAsync(IActorRef runHost, NodeTask pre)
+        {
+            runHost.Tell(Done(pre), _queue);
+            runHost.Tell(Done(_queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10))), _queue);
+            runHost.Tell(Done(_queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10))), _queue);
+            runHost.Tell(Done(ExpectTask("join")), _queue);
+            await AwaitResultAsync(pre.RunId);
+        }
+
+        NodeTask NextRun(string runId)
+        {
+            var pre = ExpectTask("pre");
+            Assert.Equal(runId, pre.RunId);
+            return pre;
+        }
+
+        Task<bool> ExistsAsync() => _store.BlobExistsAsync(frames);
+
+        await FinishAsync(host, NextRun(runs[0]));
+        NextRun(runs[1]);
+        Crash(host);
+        var restarted = StartHost(services);
+        await FinishAsync(restarted, NextRun(runs[1]));
+        // A run is dispatched only after the one before it left the host, releasing its use of the string.
+        var last = NextRun(runs[2]);
+        Assert.True(await ExistsAsync(), "the frame string was deleted while a run still needs it");
+
+        await FinishAsync(restarted, last);
+        await AwaitAssertAsync(async () => Assert.False(await ExistsAsync(), "the frame string outlived its runs"), TimeSpan.FromSeconds(10));
     }
 
     [Fact]
