@@ -10,8 +10,10 @@ public sealed class InFlightRuns(int max) : IDisposable
     private readonly SemaphoreSlim _slots = new(max, max);
 
     // Taken per record by the ingest stream and per result by the ingest actor: a plain set under a
-    // lock, as a ConcurrentDictionary would allocate a node per run.
-    private readonly HashSet<string> _runs = new(StringComparer.Ordinal);
+    // lock, as a ConcurrentDictionary would allocate a node per run. Sized for its bound at once:
+    // growing it while it fills re-allocates its arrays, past 85 KB on the large object heap, whose
+    // budget then triggers full collections.
+    private readonly HashSet<string> _runs = new(Math.Min(max, 1 << 20), StringComparer.Ordinal);
     private int _peak;
     private int _count;
 
