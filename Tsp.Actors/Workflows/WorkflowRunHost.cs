@@ -103,7 +103,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<string, LiveRun> _runs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, QueuedSlot> _queued = new(StringComparer.Ordinal);
+    private readonly SegmentedDictionary<QueuedSlot> _queued = new();
 
     // Shared frame string (StartRun.frame_length > 0) → how many runs held here use it; deleted at 0.
     private readonly Dictionary<string, int> _frameUsers = new(StringComparer.Ordinal);
