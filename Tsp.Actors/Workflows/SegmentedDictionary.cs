@@ -8,7 +8,7 @@ namespace Tsp.Actors.Workflows;
 /// passes 85 KB at a few thousand entries and is then re-allocated on the large object heap at every
 /// doubling; each of those allocations counts against the large object budget, which triggers full
 /// collections (bench ingest: 37 MB of such arrays over a run, one blocking gen2 per repeat).
-/// Segments stay below that size eight times longer, and their growth is ordinary gen0 garbage.
+/// Segments stay below that size sixteen times longer, and their growth is ordinary gen0 garbage.
 /// </summary>
 internal sealed class SegmentedDictionary<TValue>
 {
