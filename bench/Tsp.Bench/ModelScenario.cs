@@ -26,6 +26,8 @@ namespace Tsp.Bench;
 /// The machine's speed drifts by ±30 % over minutes (a shared VM), so the two are measured in pairs:
 /// bare, then TSP, <c>--repeats</c> times on the same warm TSP host, each pair giving a ratio; the
 /// figures are medians of the pairs. Batching's gain is the ratio of the two pairs' medians.
+/// <c>--instances N</c> gives the model N sessions on both sides: TSP's config.yaml <c>instances</c>,
+/// and N bare loops side by side, each session with its share of the cores.
 /// </summary>
 internal static class ModelScenario
 {
@@ -36,16 +38,17 @@ internal static class ModelScenario
         var repository = new ModelRepository(root);
         await PretrainedModels.EnsureTextDetectorAsync(repository);
         var images = Enumerable.Range(0, 32).Select(i => Preprocess(SurfaceImages.Generate(i, defective: i % 2 == 0).Png)).ToList();
-        using var bare = new BareLoop(repository, images, batch, options.Cuda);
+        using var bare = new BareLoop(repository, images, batch, options.Cuda, options.Instances);
         var batched = await PairsAsync(options, root, images, batch, bare);
         var unbatched = await PairsAsync(options, root, images, 1, bare);
         var (b, t, ratio) = (Median(batched.Select(p => p.Bare)), Median(batched.Select(p => p.Tsp)), Median(batched.Select(p => p.Tsp / p.Bare)));
         var unbatchedRatio = Median(unbatched.Select(p => p.Tsp / p.Bare));
         // Where the gap is: ONNX Runtime's own time per full batch inside TSP against the bare loop's.
         var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={ratio:0.00} tsp_unbatched_per_s={Median(unbatched.Select(p => p.Tsp)):0.0} batching_gain={ratio / unbatchedRatio:0.00} bare_batch_ms={1000 * batch / b:0.0} tsp_inference_batch_ms={Median(batched.Select(p => p.InferenceMs)):0.0} ratio_range={batched.Min(p => p.Tsp / p.Bare):0.00}-{batched.Max(p => p.Tsp / p.Bare):0.00}");
-        Console.WriteLine($"model: {figures} images={options.Messages} batch={batch} provider={bare.Provider}");
-        Results.Record(options, $"bench/run.sh model --messages {options.Messages} --batch {batch} --repeats {options.Repeats}{(options.Cuda ? " --cuda" : "")}", figures,
-            $"PP-OCRv4 det 320×320, {bare.Provider}; {options.Repeats} pairs (bare, then TSP on one warm host), medians; TSP: SQLite journal, redis-server, {4 * batch} runs in flight");
+        var instances = options.Instances > 1 ? $" --instances {options.Instances}" : string.Empty;
+        Console.WriteLine($"model: {figures} images={options.Messages} batch={batch} instances={options.Instances} provider={bare.Provider}");
+        Results.Record(options, $"bench/run.sh model --messages {options.Messages} --batch {batch}{instances} --repeats {options.Repeats}{(options.Cuda ? " --cuda" : "")}", figures,
+            $"PP-OCRv4 det 320×320, {bare.Provider}; {options.Instances} session(s) of {bare.ThreadsPerSession} thread(s) on both sides; {options.Repeats} pairs (bare, then TSP on one warm host), medians; TSP: SQLite journal, redis-server, {4 * batch * options.Instances} runs in flight");
         Directory.Delete(root, recursive: true);
         return 0;
     }
@@ -57,7 +60,7 @@ internal static class ModelScenario
     private static async Task<List<Pair>> PairsAsync(BenchOptions options, string models, List<TensorSet> images, int batch, BareLoop bare)
     {
         var pairs = new List<Pair>();
-        await using var tsp = await TspModelHost.StartAsync(options, models, images, batch);
+        await using var tsp = await TspModelHost.StartAsync(options, models, images, batch, options.Instances);
         bare.Rate(Math.Max(32, 4 * bare.Batch));
         await tsp.MeasureAsync(Math.Max(32, 4 * batch));
         for (var repeat = 0; repeat < options.Repeats; repeat++)
@@ -79,44 +82,61 @@ internal static class ModelScenario
     }
 
     /// <summary>The same model on the same images in a loop of ONNX Runtime calls, default session
-    /// settings, batches of B: what TSP is compared with.</summary>
+    /// settings, batches of B: what TSP is compared with. With N instances, N such loops side by side,
+    /// each on its own session with its share of the cores (as TSP splits them).</summary>
     private sealed class BareLoop : IDisposable
     {
-        private readonly SessionOptions _sessionOptions = new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        private readonly InferenceSession _session;
-        private readonly RunOptions _run = new();
+        private readonly List<(SessionOptions Options, InferenceSession Session, RunOptions Run)> _sessions = [];
         private readonly List<float[]> _values;
 
-        public BareLoop(ModelRepository repository, List<TensorSet> images, int batch, bool cuda)
+        public BareLoop(ModelRepository repository, List<TensorSet> images, int batch, bool cuda, int instances)
         {
             Batch = batch;
-            if (cuda)
+            ThreadsPerSession = instances > 1 ? Math.Max(1, Environment.ProcessorCount / instances) : Environment.ProcessorCount;
+            for (var i = 0; i < instances; i++)
             {
-                _sessionOptions.AppendExecutionProvider_CUDA(0);
-                Provider = "CUDA:0";
+                var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+                if (instances > 1)
+                {
+                    options.IntraOpNumThreads = ThreadsPerSession;
+                }
+
+                if (cuda)
+                {
+                    options.AppendExecutionProvider_CUDA(0);
+                    Provider = "CUDA:0";
+                }
+
+                _sessions.Add((options, new InferenceSession(repository.ModelPath(PretrainedModels.TextDetector, 1), options), new RunOptions()));
             }
 
-            _session = new InferenceSession(repository.ModelPath(PretrainedModels.TextDetector, 1), _sessionOptions);
             _values = images.Select(i => TensorSets.Values(i.Tensors[0])).ToList();
         }
 
         public int Batch { get; }
+
+        public int ThreadsPerSession { get; }
 
         public string Provider { get; } = "CPU";
 
         /// <returns>Images/s over <paramref name="count"/> images.</returns>
         public double Rate(int count)
         {
+            var batches = (count + Batch - 1) / Batch;
             var clock = Stopwatch.StartNew();
-            for (var done = 0; done < count; done += Batch)
+            var loops = _sessions.Select((session, loop) => new Thread(() =>
             {
-                RunBatch(done);
-            }
-
-            return count / clock.Elapsed.TotalSeconds;
+                for (var b = loop; b < batches; b += _sessions.Count)
+                {
+                    RunBatch(session.Session, session.Run, b * Batch);
+                }
+            })).ToList();
+            loops.ForEach(t => t.Start());
+            loops.ForEach(t => t.Join());
+            return batches * Batch / clock.Elapsed.TotalSeconds;
         }
 
-        private void RunBatch(int first)
+        private void RunBatch(InferenceSession session, RunOptions run, int first)
         {
             var imageSize = _values[0].Length;
             var data = new float[Batch * imageSize];
@@ -126,14 +146,17 @@ internal static class ModelScenario
             }
 
             using var input = OrtValue.CreateTensorValueFromMemory(data, [Batch, 3, 320, 320]);
-            using var output = _session.Run(_run, ["x"], [input], [PretrainedModels.TextDetectorOutput]);
+            using var output = session.Run(run, ["x"], [input], [PretrainedModels.TextDetectorOutput]);
         }
 
         public void Dispose()
         {
-            _session.Dispose();
-            _run.Dispose();
-            _sessionOptions.Dispose();
+            foreach (var (options, session, run) in _sessions)
+            {
+                session.Dispose();
+                run.Dispose();
+                options.Dispose();
+            }
         }
     }
 
@@ -145,22 +168,24 @@ internal static class ModelScenario
         private readonly string _workflow;
         private readonly string _project;
         private readonly int _batch;
+        private readonly int _inFlight;
         private readonly RunSubmitter _submitter;
         private readonly Akka.Actor.IActorRef _subscriber;
         private readonly System.Threading.Channels.ChannelReader<TpResult> _results;
         private readonly List<ByteString> _frames;
 
-        private TspModelHost(IHost host, string workflow, string project, int batch, RunSubmitter submitter, Akka.Actor.IActorRef subscriber, System.Threading.Channels.ChannelReader<TpResult> results, List<ByteString> frames)
+        private TspModelHost(IHost host, string workflow, string project, int batch, int inFlight, RunSubmitter submitter, Akka.Actor.IActorRef subscriber, System.Threading.Channels.ChannelReader<TpResult> results, List<ByteString> frames)
         {
-            (_host, _workflow, _project, _batch, _submitter, _subscriber, _results, _frames) = (host, workflow, project, batch, submitter, subscriber, results, frames);
+            (_host, _workflow, _project, _batch, _inFlight, _submitter, _subscriber, _results, _frames) = (host, workflow, project, batch, inFlight, submitter, subscriber, results, frames);
         }
 
-        public static async Task<TspModelHost> StartAsync(BenchOptions options, string models, List<TensorSet> images, int batch)
+        public static async Task<TspModelHost> StartAsync(BenchOptions options, string models, List<TensorSet> images, int batch, int instances)
         {
             var project = $"bench-model-{Guid.NewGuid():N}"[..20];
             var configPath = Path.Combine(models, PretrainedModels.TextDetector, ModelRepository.ConfigFile);
             var config = await File.ReadAllTextAsync(configPath);
-            await File.WriteAllTextAsync(configPath, System.Text.RegularExpressions.Regex.Replace(config, @"batching: .*", $"batching: {{ max_batch_size: {batch}, max_queue_delay_ms: 2 }}"));
+            config = System.Text.RegularExpressions.Regex.Replace(config, @"\ninstances: .*", string.Empty);
+            await File.WriteAllTextAsync(configPath, System.Text.RegularExpressions.Regex.Replace(config, @"batching: .*", $"batching: {{ max_batch_size: {batch}, max_queue_delay_ms: 2 }}\ninstances: {instances}"));
             var workflow = Path.Combine(Path.GetTempPath(), $"{project}.yaml");
             await File.WriteAllTextAsync(workflow, $"project: {project}\nnodes:\n  - {{ id: text, processor: onnx, role: gpu, queue: gpu-bench, params: {{ model: {PretrainedModels.TextDetector} }} }}\n");
             var tsp = new TspOptions
@@ -171,7 +196,7 @@ internal static class ModelScenario
                 Roles = [.. TspRoles.All],
                 Onnx = new OnnxOptions { Repository = models, ExecutionProvider = options.Cuda ? "cuda" : "cpu" },
                 Storage = new StorageOptions { FinishedBlobTtl = TimeSpan.FromSeconds(10) },
-                Queues = { ["gpu-bench"] = new QueueOptions { Role = TspRoles.Gpu, RouteesPerMember = 1, SlotsPerRoutee = 4 * batch } },
+                Queues = { ["gpu-bench"] = new QueueOptions { Role = TspRoles.Gpu, RouteesPerMember = 1, SlotsPerRoutee = 4 * batch * instances } },
             };
             var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
             builder.Services.AddTspServices(tsp);
@@ -186,17 +211,17 @@ internal static class ModelScenario
             var system = host.Services.GetRequiredService<Akka.Actor.ActorSystem>();
             var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
             var frames = images.Select(i => ByteString.CopyFrom(i.ToByteArray())).ToList();
-            return new TspModelHost(host, workflow, project, batch, host.Services.GetRequiredService<RunSubmitter>(), subscriber, results, frames);
+            return new TspModelHost(host, workflow, project, batch, 4 * batch * instances, host.Services.GetRequiredService<RunSubmitter>(), subscriber, results, frames);
         }
 
-        /// <summary>Runs <paramref name="count"/> images, 4·B in flight, submitted concurrently (a
+        /// <summary>Runs <paramref name="count"/> images, 4·B per instance in flight, submitted concurrently (a
         /// submission waits for its run to be durable).</summary>
         /// <returns>Images/s, and the median time ONNX Runtime took per full batch.</returns>
         public async Task<(double Rate, double InferenceMs)> MeasureAsync(int count)
         {
             var inference = new List<double>();
             var clock = Stopwatch.StartNew();
-            using var slots = new SemaphoreSlim(4 * _batch);
+            using var slots = new SemaphoreSlim(_inFlight);
             var consumer = Task.Run(async () =>
             {
                 for (var received = 0; received < count; received++)

@@ -25,7 +25,7 @@ static int Usage()
                         [--in-flight N] [--journal sqlite|postgres]
           orchestration  runs/s and latency of a 5-node DAG of checksum nodes (64 KiB frames, 20,000 runs)
           ingest   messages/s from Kafka into accepted runs vs a bare Confluent consumer loop [--accept-only]
-          model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--cuda]
+          model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--instances N] [--cuda]
           quality  AUROC and region recall of the rail-inspection anomaly path on generated images
           scaleout runs/s with 1, 2 and 3 worker processes (sleep 20 ms node, 4 slots per worker) and scaling efficiency
           memory   orchestrator heap per run in flight (10,000 waiting runs) and after they finish, three rounds

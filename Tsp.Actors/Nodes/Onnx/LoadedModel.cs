@@ -7,31 +7,32 @@ using Microsoft.ML.OnnxRuntime;
 namespace Tsp.Actors.Nodes.Onnx;
 
 /// <summary>
-/// One session of one model version and its batcher: a dedicated thread takes requests, gathers more
-/// until <see cref="ModelConfig.MaxBatchSize"/> or <see cref="ModelConfig.MaxQueueDelay"/>, runs them as
-/// one batch (concatenated along dimension 0) and splits the outputs. If a batch fails, its requests
-/// run one by one, so a bad item fails alone.
+/// One model version: <see cref="ModelConfig.Instances"/> sessions sharing one request queue, each with
+/// a dedicated thread that takes requests, gathers more until <see cref="ModelConfig.MaxBatchSize"/> or
+/// <see cref="ModelConfig.MaxQueueDelay"/>, runs them as one batch (concatenated along dimension 0) and
+/// splits the outputs. If a batch fails, its requests run one by one, so a bad item fails alone.
 /// </summary>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "Its batching thread disposes the queue and the session once retired and drained.")]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "Its batching threads dispose the queue and the sessions once retired and drained.")]
 internal sealed class LoadedModel
 {
     private readonly BlockingCollection<Request> _queue = new();
-    private readonly InferenceSession _session;
-    private readonly RunOptions _runOptions = new();
+    private readonly Instance[] _instances;
     private readonly ILogger _log;
-    private readonly Thread _thread;
-    private readonly string[] _outputNames;
+    private int _running;
 
-    public LoadedModel(ModelConfig config, int version, InferenceSession session, string provider, ILogger log)
+    /// <param name="sessions">One per instance, all of the same model file; this object owns them.</param>
+    public LoadedModel(ModelConfig config, int version, IReadOnlyList<InferenceSession> sessions, string provider, ILogger log)
     {
         Config = config;
         Version = version;
-        _session = session;
         Provider = provider;
         _log = log;
-        _outputNames = session.OutputMetadata.Keys.ToArray();
-        _thread = new Thread(Loop) { IsBackground = true, Name = $"onnx-{config.Name}-v{version}" };
-        _thread.Start();
+        _instances = [.. sessions.Select((session, index) => new Instance(this, session, index))];
+        _running = _instances.Length;
+        foreach (var instance in _instances)
+        {
+            instance.Start();
+        }
     }
 
     public ModelConfig Config { get; }
@@ -39,6 +40,8 @@ internal sealed class LoadedModel
     public int Version { get; }
 
     public string Provider { get; }
+
+    public int Instances => _instances.Length;
 
     public bool TryEnqueue(IReadOnlyDictionary<string, TensorData> inputs, CancellationToken cancellationToken, out Task<InferenceResult> result)
     {
@@ -55,176 +58,206 @@ internal sealed class LoadedModel
         }
     }
 
-    /// <summary>Takes no more requests; the queue is finished, then the session is released.</summary>
+    /// <summary>Takes no more requests; the queue is finished, then the sessions are released.</summary>
     public void Retire() => _queue.CompleteAdding();
 
+    /// <summary>Runs every instance once, so that the first real batch does not pay ONNX Runtime's
+    /// lazy initialization.</summary>
     public void WarmUp()
     {
-        var inputs = _session.InputMetadata.ToDictionary(
-            m => m.Key,
-            m =>
+        foreach (var instance in _instances)
+        {
+            instance.WarmUp();
+        }
+    }
+
+    /// <summary>One session and the thread that feeds it batches from the shared queue.</summary>
+    private sealed class Instance(LoadedModel model, InferenceSession session, int index)
+    {
+        private readonly RunOptions _runOptions = new();
+        private readonly string[] _outputNames = [.. session.OutputMetadata.Keys];
+        private Thread? _thread;
+
+        private ModelConfig Config => model.Config;
+
+        public void Start()
+        {
+            _thread = new Thread(Loop) { IsBackground = true, Name = $"onnx-{Config.Name}-v{model.Version}-{index}" };
+            _thread.Start();
+        }
+
+        public void WarmUp()
+        {
+            var inputs = session.InputMetadata.ToDictionary(
+                m => m.Key,
+                m =>
+                {
+                    var declared = Config.Inputs.FirstOrDefault(s => s.Name == m.Key)?.Shape ?? m.Value.Dimensions.Select(d => (long)d).ToList();
+                    var dims = declared.Select((d, i) => d > 0 ? d : i == 0 ? 1 : 64).ToArray();
+                    return new TensorData(dims, new float[TensorSets.ElementCount(dims)]);
+                });
+            Run([new Request(inputs, CancellationToken.None)]);
+        }
+
+        private void Loop()
+        {
+            var queue = model._queue;
+            Request? carried = null;
+            try
             {
-                var declared = Config.Inputs.FirstOrDefault(s => s.Name == m.Key)?.Shape ?? m.Value.Dimensions.Select(d => (long)d).ToList();
-                var dims = declared.Select((d, i) => d > 0 ? d : i == 0 ? 1 : 64).ToArray();
-                return new TensorData(dims, new float[TensorSets.ElementCount(dims)]);
+                while (true)
+                {
+                    if (carried is null && !queue.TryTake(out carried, Timeout.Infinite))
+                    {
+                        break;
+                    }
+
+                    var batch = new List<Request> { carried! };
+                    var rows = carried!.Rows;
+                    carried = null;
+                    var deadline = DateTime.UtcNow + Config.MaxQueueDelay;
+                    while (rows < Config.MaxBatchSize)
+                    {
+                        var wait = deadline - DateTime.UtcNow;
+                        if (!queue.TryTake(out var next, wait > TimeSpan.Zero ? wait : TimeSpan.Zero))
+                        {
+                            break;
+                        }
+
+                        if (rows + next.Rows > Config.MaxBatchSize || !next.FitsWith(batch[0]))
+                        {
+                            carried = next;
+                            break;
+                        }
+
+                        batch.Add(next);
+                        rows += next.Rows;
+                    }
+
+                    Execute(batch);
+                }
+
+                if (carried is not null)
+                {
+                    Execute([carried]);
+                }
+            }
+            finally
+            {
+                session.Dispose();
+                _runOptions.Dispose();
+                if (Interlocked.Decrement(ref model._running) == 0)
+                {
+                    queue.Dispose();
+                }
+            }
+        }
+
+        private void Execute(List<Request> batch)
+        {
+            batch.RemoveAll(r =>
+            {
+                if (r.Cancellation.IsCancellationRequested)
+                {
+                    r.Completion.TrySetCanceled(r.Cancellation);
+                    return true;
+                }
+
+                return false;
             });
-        Run([new Request(inputs, CancellationToken.None)]);
-    }
-
-    private void Loop()
-    {
-        Request? carried = null;
-        try
-        {
-            while (true)
+            if (batch.Count == 0)
             {
-                if (carried is null && !_queue.TryTake(out carried, Timeout.Infinite))
-                {
-                    break;
-                }
+                return;
+            }
 
-                var batch = new List<Request> { carried! };
-                var rows = carried!.Rows;
-                carried = null;
-                var deadline = DateTime.UtcNow + Config.MaxQueueDelay;
-                while (rows < Config.MaxBatchSize)
+            try
+            {
+                var (outputs, inferenceMs) = Run(batch);
+                var rows = batch.Sum(r => r.Rows);
+                for (var i = 0; i < batch.Count; i++)
                 {
-                    var wait = deadline - DateTime.UtcNow;
-                    if (!_queue.TryTake(out var next, wait > TimeSpan.Zero ? wait : TimeSpan.Zero))
+                    batch[i].Completion.TrySetResult(new InferenceResult(outputs[i], Config.Name, model.Version, model.Provider, rows, inferenceMs, index));
+                }
+            }
+            catch (Exception e) when (batch.Count > 1)
+            {
+                model._log.LogDebug(e, "model {Model} v{Version}: a batch of {Count} failed; running its requests one by one", Config.Name, model.Version, batch.Count);
+                foreach (var request in batch)
+                {
+                    Execute([request]);
+                }
+            }
+            catch (Exception e)
+            {
+                batch[0].Completion.TrySetException(e is OnnxRuntimeException
+                    ? new NodeInputException($"model '{Config.Name}' v{model.Version} rejected its input: {e.Message}", e)
+                    : e);
+            }
+        }
+
+        /// <returns>Each request's outputs (its rows of every output, in request order) and how long ONNX
+        /// Runtime took for the batch. The batch input is assembled in a pooled buffer, and each request's
+        /// rows are copied once, straight out of ONNX Runtime's output.</returns>
+        private (Dictionary<string, TensorData>[] Outputs, double InferenceMs) Run(List<Request> batch)
+        {
+            var names = new List<string>();
+            var values = new List<OrtValue>();
+            var rented = new List<float[]>();
+            try
+            {
+                foreach (var name in session.InputMetadata.Keys)
+                {
+                    var parts = batch.Select(r => r.Inputs.TryGetValue(name, out var t) ? t : throw new NodeInputException($"model '{Config.Name}' needs input '{name}'")).ToList();
+                    var dims = (long[])parts[0].Dims.Clone();
+                    dims[0] = parts.Sum(p => p.Dims[0]);
+                    var length = parts.Sum(p => p.Length);
+                    var buffer = ArrayPool<float>.Shared.Rent(length);
+                    rented.Add(buffer);
+                    var offset = 0;
+                    foreach (var part in parts)
                     {
-                        break;
+                        part.Span.CopyTo(buffer.AsSpan(offset));
+                        offset += part.Length;
                     }
 
-                    if (rows + next.Rows > Config.MaxBatchSize || !next.FitsWith(batch[0]))
+                    names.Add(name);
+                    values.Add(OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, buffer.AsMemory(0, length), dims));
+                }
+
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                using var results = session.Run(_runOptions, names, values, _outputNames);
+                var inferenceMs = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                var outputs = batch.Select(_ => new Dictionary<string, TensorData>(StringComparer.Ordinal)).ToArray();
+                for (var o = 0; o < _outputNames.Length; o++)
+                {
+                    var shape = results[o].GetTensorTypeAndShape().Shape;
+                    var whole = results[o].GetTensorDataAsSpan<float>();
+                    var rowSize = shape[0] == 0 ? 0 : whole.Length / (int)shape[0];
+                    var firstRow = 0;
+                    for (var r = 0; r < batch.Count; r++)
                     {
-                        carried = next;
-                        break;
+                        var rows = batch[r].Rows;
+                        var dims = (long[])shape.Clone();
+                        dims[0] = rows;
+                        var mine = MemoryMarshal.AsBytes(whole.Slice(firstRow * rowSize, rows * rowSize)).ToArray();
+                        outputs[r][_outputNames[o]] = new TensorData(dims, mine);
+                        firstRow += rows;
                     }
-
-                    batch.Add(next);
-                    rows += next.Rows;
                 }
 
-                Execute(batch);
+                return (outputs, inferenceMs);
             }
-
-            if (carried is not null)
+            finally
             {
-                Execute([carried]);
-            }
-        }
-        finally
-        {
-            _session.Dispose();
-            _runOptions.Dispose();
-            _queue.Dispose();
-        }
-    }
-
-    private void Execute(List<Request> batch)
-    {
-        batch.RemoveAll(r =>
-        {
-            if (r.Cancellation.IsCancellationRequested)
-            {
-                r.Completion.TrySetCanceled(r.Cancellation);
-                return true;
-            }
-
-            return false;
-        });
-        if (batch.Count == 0)
-        {
-            return;
-        }
-
-        try
-        {
-            var (outputs, inferenceMs) = Run(batch);
-            var rows = batch.Sum(r => r.Rows);
-            for (var i = 0; i < batch.Count; i++)
-            {
-                batch[i].Completion.TrySetResult(new InferenceResult(outputs[i], Config.Name, Version, Provider, rows, inferenceMs));
-            }
-        }
-        catch (Exception e) when (batch.Count > 1)
-        {
-            _log.LogDebug(e, "model {Model} v{Version}: a batch of {Count} failed; running its requests one by one", Config.Name, Version, batch.Count);
-            foreach (var request in batch)
-            {
-                Execute([request]);
-            }
-        }
-        catch (Exception e)
-        {
-            batch[0].Completion.TrySetException(e is OnnxRuntimeException
-                ? new NodeInputException($"model '{Config.Name}' v{Version} rejected its input: {e.Message}", e)
-                : e);
-        }
-    }
-
-    /// <returns>Each request's outputs (its rows of every output, in request order) and how long ONNX
-    /// Runtime took for the batch. The batch input is assembled in a pooled buffer, and each request's
-    /// rows are copied once, straight out of ONNX Runtime's output.</returns>
-    private (Dictionary<string, TensorData>[] Outputs, double InferenceMs) Run(List<Request> batch)
-    {
-        var names = new List<string>();
-        var values = new List<OrtValue>();
-        var rented = new List<float[]>();
-        try
-        {
-            foreach (var name in _session.InputMetadata.Keys)
-            {
-                var parts = batch.Select(r => r.Inputs.TryGetValue(name, out var t) ? t : throw new NodeInputException($"model '{Config.Name}' needs input '{name}'")).ToList();
-                var dims = (long[])parts[0].Dims.Clone();
-                dims[0] = parts.Sum(p => p.Dims[0]);
-                var length = parts.Sum(p => p.Length);
-                var buffer = ArrayPool<float>.Shared.Rent(length);
-                rented.Add(buffer);
-                var offset = 0;
-                foreach (var part in parts)
+                foreach (var value in values)
                 {
-                    part.Span.CopyTo(buffer.AsSpan(offset));
-                    offset += part.Length;
+                    value.Dispose();
                 }
 
-                names.Add(name);
-                values.Add(OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, buffer.AsMemory(0, length), dims));
-            }
-
-            var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            using var results = _session.Run(_runOptions, names, values, _outputNames);
-            var inferenceMs = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            var outputs = batch.Select(_ => new Dictionary<string, TensorData>(StringComparer.Ordinal)).ToArray();
-            for (var o = 0; o < _outputNames.Length; o++)
-            {
-                var shape = results[o].GetTensorTypeAndShape().Shape;
-                var whole = results[o].GetTensorDataAsSpan<float>();
-                var rowSize = shape[0] == 0 ? 0 : whole.Length / (int)shape[0];
-                var firstRow = 0;
-                for (var r = 0; r < batch.Count; r++)
+                foreach (var buffer in rented)
                 {
-                    var rows = batch[r].Rows;
-                    var dims = (long[])shape.Clone();
-                    dims[0] = rows;
-                    var mine = MemoryMarshal.AsBytes(whole.Slice(firstRow * rowSize, rows * rowSize)).ToArray();
-                    outputs[r][_outputNames[o]] = new TensorData(dims, mine);
-                    firstRow += rows;
+                    ArrayPool<float>.Shared.Return(buffer);
                 }
-            }
-
-            return (outputs, inferenceMs);
-        }
-        finally
-        {
-            foreach (var value in values)
-            {
-                value.Dispose();
-            }
-
-            foreach (var buffer in rented)
-            {
-                ArrayPool<float>.Shared.Return(buffer);
             }
         }
     }

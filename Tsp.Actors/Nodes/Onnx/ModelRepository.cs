@@ -14,13 +14,16 @@ public sealed record TensorSpec(string Name, IReadOnlyList<long> Shape)
 }
 
 /// <summary>A model's <c>config.yaml</c>.</summary>
+/// <param name="Instances">Sessions of the served version in each process that serves the model, each
+/// running its own batches side by side (Triton's instance count); at least 1.</param>
 public sealed record ModelConfig(
     string Name,
     IReadOnlyList<TensorSpec> Inputs,
     IReadOnlyList<TensorSpec> Outputs,
     int MaxBatchSize,
     TimeSpan MaxQueueDelay,
-    int? PinnedVersion);
+    int? PinnedVersion,
+    int Instances = 1);
 
 /// <summary>
 /// Triton-style model repository: <c>{root}/{model}/config.yaml</c> and
@@ -91,7 +94,8 @@ public sealed class ModelRepository(string root)
                 Specs(rootNode, "outputs"),
                 batching is not null && Child(batching, "max_batch_size") is YamlScalarNode mb ? ParseInt(mb, "batching.max_batch_size") : 1,
                 TimeSpan.FromMilliseconds(batching is not null && Child(batching, "max_queue_delay_ms") is YamlScalarNode md ? ParseInt(md, "batching.max_queue_delay_ms") : 0),
-                pinned);
+                pinned,
+                Child(rootNode, "instances") is YamlScalarNode n ? ParseInstances(n) : 1);
         }
         catch (Exception e) when (e is FormatException or YamlDotNet.Core.YamlException)
         {
@@ -101,6 +105,15 @@ public sealed class ModelRepository(string root)
 
     private static YamlNode? Child(YamlMappingNode node, string key) =>
         node.Children.TryGetValue(new YamlScalarNode(key), out var child) ? child : null;
+
+    /// <summary>More than a few sessions of one model in one process only multiply its memory: scale
+    /// out with more processes instead.</summary>
+    private const int MaxInstances = 16;
+
+    private static int ParseInstances(YamlScalarNode node) =>
+        ParseInt(node, "instances") is var n && n is >= 1 and <= MaxInstances
+            ? n
+            : throw new FormatException($"line {node.Start.Line}: instances '{node.Value}' must be from 1 to {MaxInstances}");
 
     private static int ParseInt(YamlScalarNode node, string what) =>
         int.TryParse(node.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= 0

@@ -17,7 +17,8 @@ public sealed class OnnxOptions
 
     public int DeviceId { get; set; }
 
-    /// <summary>Threads per session; 0 lets ONNX Runtime choose (one per core).</summary>
+    /// <summary>Threads per session; 0 lets ONNX Runtime choose (one per core), or splits the cores
+    /// evenly between a model's sessions when its config.yaml asks for several <c>instances</c>.</summary>
     public int IntraOpThreads { get; set; }
 
     /// <summary>Whether ONNX Runtime's worker threads spin while waiting for work. Spinning wins in a
@@ -49,10 +50,12 @@ public sealed record TensorData(long[] Dims, ReadOnlyMemory<byte> Bytes)
 }
 
 /// <param name="InferenceMs">ONNX Runtime's time for the whole batch this request ran in.</param>
-public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Outputs, string Model, int Version, string Provider, int BatchSize, double InferenceMs);
+/// <param name="Instance">Which of the model's instances (config.yaml <c>instances</c>) ran it, from 0.</param>
+public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Outputs, string Model, int Version, string Provider, int BatchSize, double InferenceMs, int Instance = 0);
 
 /// <summary>
-/// The models a process serves: one ONNX Runtime session per (model, version), loaded on first use,
+/// The models a process serves: per (model, version) its config.yaml's number of ONNX Runtime sessions
+/// (instances, default 1), loaded on first use,
 /// batched dynamically, and replaced without failing anything in flight when a newer version appears
 /// in the repository (loaded and warmed first, then switched to; the old one finishes its queue).
 /// </summary>
@@ -140,51 +143,74 @@ public sealed class OnnxModels : IDisposable
     private LoadedModel Load(ModelConfig config, int version)
     {
         var path = Repository.ModelPath(config.Name, version);
-        var (options, provider) = CreateSessionOptions();
-        InferenceSession session;
+        var sessions = new List<InferenceSession>(config.Instances);
+        var provider = "CPU";
         try
         {
-            session = new InferenceSession(path, options);
-        }
-        catch (OnnxRuntimeException e)
-        {
-            throw new ModelRepositoryException($"model '{config.Name}' version {version} ({path}) does not load: {e.Message}", e);
-        }
-        finally
-        {
-            options.Dispose();
-        }
+            for (var i = 0; i < config.Instances; i++)
+            {
+                (var options, provider) = CreateSessionOptions(config.Instances);
+                try
+                {
+                    sessions.Add(new InferenceSession(path, options));
+                }
+                catch (OnnxRuntimeException e)
+                {
+                    throw new ModelRepositoryException($"model '{config.Name}' version {version} ({path}) does not load: {e.Message}", e);
+                }
+                finally
+                {
+                    options.Dispose();
+                }
+            }
 
-        try
-        {
-            Check(config, version, session);
-            var loaded = new LoadedModel(config, version, session, provider, _log);
-            loaded.WarmUp();
-            _log.LogInformation("model {Model} version {Version} loaded on {Provider} (batch ≤ {Batch}, delay ≤ {Delay} ms)", config.Name, version, provider, config.MaxBatchSize, config.MaxQueueDelay.TotalMilliseconds);
-            return loaded;
+            Check(config, version, sessions[0]);
         }
         catch
         {
-            session.Dispose();
+            sessions.ForEach(session => session.Dispose());
             throw;
         }
+
+        var loaded = new LoadedModel(config, version, sessions, provider, _log);
+        try
+        {
+            loaded.WarmUp();
+        }
+        catch
+        {
+            // Its threads release the sessions.
+            loaded.Retire();
+            throw;
+        }
+
+        _log.LogInformation("model {Model} version {Version} loaded on {Provider} (batch ≤ {Batch}, delay ≤ {Delay} ms, {Instances} instance(s) of {Threads} thread(s))", config.Name, version, provider, config.MaxBatchSize, config.MaxQueueDelay.TotalMilliseconds, config.Instances, ThreadsPerInstance(config.Instances) is var t && t > 0 ? t : Environment.ProcessorCount);
+        return loaded;
     }
 
-    private SessionOptions NewSessionOptions()
+    /// <summary>Intra-op threads per session: as configured, or (0) ONNX Runtime's choice of one per core
+    /// for a single instance and the cores split evenly between several, so that instances running
+    /// side by side do not oversubscribe the cores.</summary>
+    private int ThreadsPerInstance(int instances) =>
+        _options.IntraOpThreads > 0 ? _options.IntraOpThreads
+        : instances > 1 ? Math.Max(1, Environment.ProcessorCount / instances)
+        : 0;
+
+    private SessionOptions NewSessionOptions(int instances)
     {
         var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        if (_options.IntraOpThreads > 0)
+        if (ThreadsPerInstance(instances) is var threads && threads > 0)
         {
-            options.IntraOpNumThreads = _options.IntraOpThreads;
+            options.IntraOpNumThreads = threads;
         }
 
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", _options.AllowSpinning ? "1" : "0");
         return options;
     }
 
-    private (SessionOptions Options, string Provider) CreateSessionOptions()
+    private (SessionOptions Options, string Provider) CreateSessionOptions(int instances)
     {
-        var options = NewSessionOptions();
+        var options = NewSessionOptions(instances);
 
         if (!_preferCuda || _cudaProblem is not null)
         {
@@ -208,7 +234,7 @@ public sealed class OnnxModels : IDisposable
             }
 
             options.Dispose();
-            return (NewSessionOptions(), "CPU");
+            return (NewSessionOptions(instances), "CPU");
         }
     }
 

@@ -115,6 +115,7 @@ public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor, INodeCont
         };
         output.Metrics["batch"] = result.BatchSize;
         output.Metrics["inference_ms"] = result.InferenceMs;
+        output.Metrics["instance"] = result.Instance;
         output.Labels["provider"] = result.Provider;
         return output;
     }

@@ -18,7 +18,7 @@ public sealed class OnnxModelsTests : IDisposable
     }
 
     /// <summary>y = x · scale + 1 on [N,4]; each version a different scale, so results tell versions apart.</summary>
-    internal static void WriteAffineModel(string root, string name, int version, float scale, int maxBatch = 8, int delayMs = 5)
+    internal static void WriteAffineModel(string root, string name, int version, float scale, int maxBatch = 8, int delayMs = 5, int instances = 1)
     {
         var folder = Path.Combine(root, name, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Directory.CreateDirectory(folder);
@@ -26,6 +26,7 @@ public sealed class OnnxModelsTests : IDisposable
             inputs: [{ name: x, shape: [-1, 4] }]
             outputs: [{ name: y, shape: [-1, 4] }]
             batching: { max_batch_size: {{maxBatch}}, max_queue_delay_ms: {{delayMs}} }
+            instances: {{instances}}
             """);
         var model = new OnnxGraph(name)
             .Input("x", -1, 4)
@@ -76,6 +77,42 @@ public sealed class OnnxModelsTests : IDisposable
 
         Assert.Contains(batched, r => r.BatchSize > 1);
         Assert.All(single, r => Assert.Equal(r.Outputs["y"].Batch, r.BatchSize));
+    }
+
+    [Fact]
+    public async Task A_model_with_two_instances_runs_batches_on_both_and_answers_each_request_with_its_own_rows()
+    {
+        WriteAffineModel(_root, "twice", 1, scale: 3, maxBatch: 4, delayMs: 20, instances: 2);
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+
+        var requests = Enumerable.Range(0, 200).Select(i => Input(1 + (i % 2), i * 10)).ToList();
+        var results = await Task.WhenAll(requests.Select(r => Task.Run(() => models.InferAsync("twice", null, r, CancellationToken.None))));
+
+        for (var i = 0; i < requests.Count; i++)
+        {
+            Assert.Equal(requests[i]["x"].Values.Select(v => (v * 3f) + 1), results[i].Outputs["y"].Values);
+        }
+
+        // Both sessions took batches from the one queue.
+        Assert.Equal([0, 1], results.Select(r => r.Instance).Distinct().Order());
+        Assert.Contains(results, r => r.BatchSize > 1);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("17")]
+    [InlineData("two")]
+    public async Task A_config_with_instances_out_of_range_is_refused_naming_the_line(string instances)
+    {
+        WriteAffineModel(_root, "wrong", 1, scale: 1);
+        var config = Path.Combine(_root, "wrong", ModelRepository.ConfigFile);
+        File.WriteAllText(config, File.ReadAllText(config).Replace("instances: 1", $"instances: {instances}", StringComparison.Ordinal));
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+
+        var error = await Assert.ThrowsAsync<ModelRepositoryException>(() => models.InferAsync("wrong", null, Input(1, 0), CancellationToken.None));
+
+        Assert.Contains(config, error.Message, StringComparison.Ordinal);
+        Assert.Contains($"line 4: instances '{instances}'", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
