@@ -44,7 +44,7 @@ internal static class ModelScenario
         var (b, t, ratio) = (Median(batched.Select(p => p.Bare)), Median(batched.Select(p => p.Tsp)), Median(batched.Select(p => p.Tsp / p.Bare)));
         var unbatchedRatio = Median(unbatched.Select(p => p.Tsp / p.Bare));
         // Where the gap is: ONNX Runtime's own time per full batch inside TSP against the bare loop's.
-        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={ratio:0.00} tsp_unbatched_per_s={Median(unbatched.Select(p => p.Tsp)):0.0} batching_gain={ratio / unbatchedRatio:0.00} bare_batch_ms={1000 * batch / b:0.0} tsp_inference_batch_ms={Median(batched.Select(p => p.InferenceMs)):0.0} ratio_range={batched.Min(p => p.Tsp / p.Bare):0.00}-{batched.Max(p => p.Tsp / p.Bare):0.00}");
+        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={ratio:0.00} tsp_unbatched_per_s={Median(unbatched.Select(p => p.Tsp)):0.0} unbatched_ratio={unbatchedRatio:0.00} batching_gain={ratio / unbatchedRatio:0.00} bare_batch_ms={1000 * batch * options.Instances / b:0.0} tsp_inference_batch_ms={Median(batched.Select(p => p.InferenceMs)):0.0} ratio_range={batched.Min(p => p.Tsp / p.Bare):0.00}-{batched.Max(p => p.Tsp / p.Bare):0.00}");
         var instances = options.Instances > 1 ? $" --instances {options.Instances}" : string.Empty;
         Console.WriteLine($"model: {figures} images={options.Messages} batch={batch} instances={options.Instances} provider={bare.Provider}");
         Results.Record(options, $"bench/run.sh model --messages {options.Messages} --batch {batch}{instances} --repeats {options.Repeats}{(options.Cuda ? " --cuda" : "")}", figures,
