@@ -130,10 +130,12 @@ public sealed class OnnxModelsTests : IDisposable
         Assert.All(await Task.WhenAll(good), r => Assert.Equal(4, r.Outputs["y"].Values.Length));
     }
 
-    [Fact]
-    public async Task A_new_version_is_loaded_and_switched_to_under_load_without_failing_a_request()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task A_new_version_is_loaded_and_switched_to_under_load_without_failing_a_request(int instances)
     {
-        WriteAffineModel(_root, "live", 1, scale: 2);
+        WriteAffineModel(_root, "live", 1, scale: 2, instances: instances);
         using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromMilliseconds(100) }, preferCuda: false);
         Assert.Equal(1, await models.ServedVersionAsync("live"));
 
@@ -148,7 +150,7 @@ public sealed class OnnxModelsTests : IDisposable
             }
         })).ToList();
 
-        WriteAffineModel(_root, "live", 2, scale: 10);
+        WriteAffineModel(_root, "live", 2, scale: 10, instances: instances);
         await Task.WhenAll(load);
 
         Assert.Contains(seen, s => s.Version == 1);
