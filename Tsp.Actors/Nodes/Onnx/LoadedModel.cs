@@ -41,8 +41,6 @@ internal sealed class LoadedModel
 
     public string Provider { get; }
 
-    public int Instances => _instances.Length;
-
     public bool TryEnqueue(IReadOnlyDictionary<string, TensorData> inputs, CancellationToken cancellationToken, out Task<InferenceResult> result)
     {
         var request = new Request(inputs, cancellationToken);
