@@ -85,17 +85,27 @@ public sealed class OnnxModelsTests : IDisposable
         WriteAffineModel(_root, "twice", 1, scale: 3, maxBatch: 4, delayMs: 20, instances: 2);
         using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
 
-        var requests = Enumerable.Range(0, 200).Select(i => Input(1 + (i % 2), i * 10)).ToList();
-        var results = await Task.WhenAll(requests.Select(r => Task.Run(() => models.InferAsync("twice", null, r, CancellationToken.None))));
-
-        for (var i = 0; i < requests.Count; i++)
+        // Which idle session a request wakes is up to the scheduler (on a busy machine one session can
+        // drain a whole burst), so bursts go in until both have answered, or the deadline fails it.
+        var instances = new HashSet<int>();
+        var batched = false;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (instances.Count < 2 && DateTime.UtcNow < deadline)
         {
-            Assert.Equal(requests[i]["x"].Values.Select(v => (v * 3f) + 1), results[i].Outputs["y"].Values);
+            var requests = Enumerable.Range(0, 200).Select(i => Input(1 + (i % 2), i * 10)).ToList();
+            var results = await Task.WhenAll(requests.Select(r => Task.Run(() => models.InferAsync("twice", null, r, CancellationToken.None))));
+            for (var i = 0; i < requests.Count; i++)
+            {
+                Assert.Equal(requests[i]["x"].Values.Select(v => (v * 3f) + 1), results[i].Outputs["y"].Values);
+            }
+
+            instances.UnionWith(results.Select(r => r.Instance));
+            batched |= results.Any(r => r.BatchSize > 1);
         }
 
         // Both sessions took batches from the one queue.
-        Assert.Equal([0, 1], results.Select(r => r.Instance).Distinct().Order());
-        Assert.Contains(results, r => r.BatchSize > 1);
+        Assert.Equal([0, 1], instances.Order());
+        Assert.True(batched, "requests were batched");
     }
 
     [Theory]
