@@ -5,7 +5,10 @@ namespace Tsp.Actors.Ingest;
 /// started and given back when its result arrives (or at once when the run was already finished or
 /// rejected). A redelivered message of a run that holds a slot does not take a second one.
 /// </summary>
-public sealed class InFlightRuns(int max) : IDisposable
+/// <typeparam name="TRun">What names a run: ingest uses its record's (partition, offset), so that
+/// holding a slot costs no run id string.</typeparam>
+public sealed class InFlightRuns<TRun>(int max) : IDisposable
+    where TRun : notnull
 {
     private readonly SemaphoreSlim _slots = new(max, max);
 
@@ -13,7 +16,7 @@ public sealed class InFlightRuns(int max) : IDisposable
     // lock, as a ConcurrentDictionary would allocate a node per run. Sized for its bound at once:
     // growing it while it fills re-allocates its arrays, past 85 KB on the large object heap, whose
     // budget then triggers full collections.
-    private readonly HashSet<string> _runs = new(Math.Min(max, 1 << 20), StringComparer.Ordinal);
+    private readonly HashSet<TRun> _runs = new(Math.Min(max, 1 << 20));
     private int _peak;
     private int _count;
 
@@ -24,21 +27,21 @@ public sealed class InFlightRuns(int max) : IDisposable
     /// <summary>The highest count seen.</summary>
     public int Peak => Volatile.Read(ref _peak);
 
-    public async Task AcquireAsync(string runId, CancellationToken cancellationToken)
+    public async Task AcquireAsync(TRun run, CancellationToken cancellationToken)
     {
-        if (Holds(runId))
+        if (Holds(run))
         {
             return;
         }
 
         await _slots.WaitAsync(cancellationToken);
-        Hold(runId);
+        Hold(run);
     }
 
     /// <summary>Takes a slot for the run if one is free without waiting (or the run holds one already).</summary>
-    public bool TryAcquire(string runId)
+    public bool TryAcquire(TRun run)
     {
-        if (Holds(runId))
+        if (Holds(run))
         {
             return true;
         }
@@ -48,24 +51,24 @@ public sealed class InFlightRuns(int max) : IDisposable
             return false;
         }
 
-        Hold(runId);
+        Hold(run);
         return true;
     }
 
-    private bool Holds(string runId)
+    private bool Holds(TRun run)
     {
         lock (_runs)
         {
-            return _runs.Contains(runId);
+            return _runs.Contains(run);
         }
     }
 
-    private void Hold(string runId)
+    private void Hold(TRun run)
     {
         int count;
         lock (_runs)
         {
-            if (!_runs.Add(runId))
+            if (!_runs.Add(run))
             {
                 _slots.Release();
                 return;
@@ -81,11 +84,11 @@ public sealed class InFlightRuns(int max) : IDisposable
 
     public void Dispose() => _slots.Dispose();
 
-    public void Release(string runId)
+    public void Release(TRun run)
     {
         lock (_runs)
         {
-            if (!_runs.Remove(runId))
+            if (!_runs.Remove(run))
             {
                 return;
             }

@@ -34,7 +34,8 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     private readonly KafkaOptions _options;
     private readonly RunSubmitter _submitter;
     private readonly RedisStore _store;
-    private readonly InFlightRuns _inFlight;
+    private readonly InFlightRuns<(int Partition, long Offset)> _inFlight;
+    private readonly string _topic;
     private readonly KafkaSourceProbe _probe = new();
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly CancellationTokenSource _stopping = new();
@@ -54,9 +55,17 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         _options = options;
         _submitter = submitter;
         _store = store;
-        _inFlight = new InFlightRuns(options.MaxInFlightRuns);
+        _inFlight = new(options.MaxInFlightRuns);
+        _topic = KafkaTopics.Frames(project);
 
-        Receive<TpResult>(result => _inFlight.Release(result.RunId));
+        Receive<TpResult>(result =>
+        {
+            // Other results of the project (runs submitted over gRPC) hold no slot here.
+            if (KafkaTopics.TryParseRunId(result.RunId, _topic, out var partition, out var offset))
+            {
+                _inFlight.Release((partition, offset));
+            }
+        });
         Receive<SubscribeAck>(_ => { });
         Receive<GetIngestStats>(_ => Sender.Tell(new IngestStats(
             _project, _inFlight.Count, _inFlight.Max, _inFlight.Peak, Interlocked.Read(ref _consumed), Interlocked.Read(ref _started), Interlocked.Read(ref _deadLettered), _probe.Partitions)));
@@ -96,7 +105,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             }).Build();
         }
 
-        var topic = KafkaTopics.Frames(_project);
+        var topic = _topic;
         var (killSwitch, done) = KafkaSourceStage.Create(config, topic, Math.Max(1, _options.BatchSize), Math.Max(1, _options.BatchBytes), _probe)
             .SelectAsync(Math.Max(1, _options.Parallelism), HandleBatchAsync)
             .ViaMaterialized(KillSwitches.Single<IReadOnlyList<KafkaMessage>>(), Keep.Right)
@@ -130,7 +139,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     {
         Interlocked.Add(ref _consumed, batch.Count);
         var commits = KafkaMessage.LastPerPartition(batch);
-        var runs = new List<PendingRun>(batch.Count);
+        var runs = new PendingRuns(batch.Count, keepRecords: _deadLetterProducer is not null);
         List<(KafkaMessage Message, string Error)>? bad = null;
         foreach (var message in batch)
         {
@@ -138,21 +147,21 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             var (partition, offset) = (record.Partition.Value, record.Offset.Value);
             WarnOnGap(partition, offset);
             var (frame, error) = FrameDecoder.Decode(_project, record, _submitter.MaxFrameBytes);
-            if (frame is null)
+            if (error is not null)
             {
-                (bad ??= []).Add((message, error!));
+                (bad ??= []).Add((message, error));
             }
             else
             {
-                runs.Add(new PendingRun(frame, KafkaTopics.RunId(record.Topic, partition, offset), partition, offset, _deadLetterProducer is null ? null : message));
+                runs.Add(new PartitionRun(frame, partition, offset), message);
             }
         }
 
-        // From here on the batch's Kafka records are not referenced (see PendingRun).
+        // From here on the batch's Kafka records are not referenced (see PendingRuns).
         return StartBatchAsync(runs, bad, commits);
     }
 
-    private async Task<IReadOnlyList<KafkaMessage>> StartBatchAsync(List<PendingRun> runs, List<(KafkaMessage Message, string Error)>? bad, IReadOnlyList<KafkaMessage> commits)
+    private async Task<IReadOnlyList<KafkaMessage>> StartBatchAsync(PendingRuns runs, List<(KafkaMessage Message, string Error)>? bad, IReadOnlyList<KafkaMessage> commits)
     {
         foreach (var (message, error) in bad ?? [])
         {
@@ -163,12 +172,12 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         var from = 0;
         for (var i = 0; i < runs.Count; i++)
         {
-            if (!_inFlight.TryAcquire(runs[i].RunId))
+            if (!_inFlight.TryAcquire(runs.SlotOf(i)))
             {
                 // Start what holds slots before waiting for one: those runs' results free the slots.
                 await StartAllAsync(runs, from, i);
                 from = i;
-                await _inFlight.AcquireAsync(runs[i].RunId, _stopping.Token);
+                await _inFlight.AcquireAsync(runs.SlotOf(i), _stopping.Token);
             }
         }
 
@@ -176,46 +185,68 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         return commits;
     }
 
-    /// <summary>A decoded record on its way to becoming a run: what starting it takes and, should the
-    /// start be rejected, what dead-lettering it takes. The Kafka record itself is kept only for the
-    /// dead-letter topic: a batch's records can then be collected once decoded, instead of living
-    /// until the batch's journal write (and being promoted by the collections in between).</summary>
-    private readonly record struct PendingRun(Frame Frame, string RunId, int Partition, long Offset, KafkaMessage? Record);
+    /// <summary>A batch's decoded records on their way to becoming runs: what starting them takes and,
+    /// should a start be rejected, what dead-lettering it takes. The Kafka records themselves are kept
+    /// only for the dead-letter topic: a batch's records can then be collected once decoded, instead
+    /// of living until the batch's journal write (and being promoted by the collections in between).</summary>
+    private sealed class PendingRuns(int capacity, bool keepRecords)
+    {
+        private readonly PartitionRun[] _runs = new PartitionRun[capacity];
+        private readonly KafkaMessage?[]? _records = keepRecords ? new KafkaMessage?[capacity] : null;
+
+        public int Count { get; private set; }
+
+        public void Add(PartitionRun run, KafkaMessage record)
+        {
+            _runs[Count] = run;
+            if (_records is not null)
+            {
+                _records[Count] = record;
+            }
+
+            Count++;
+        }
+
+        public PartitionRun this[int index] => _runs[index];
+
+        public KafkaMessage? RecordOf(int index) => _records?[index];
+
+        public (int Partition, long Offset) SlotOf(int index) => (_runs[index].Partition, _runs[index].Offset);
+
+        public ArraySegment<PartitionRun> Slice(int from, int to) => new(_runs, from, to - from);
+    }
 
     /// <summary>Starts runs[from..to).</summary>
-    private async Task StartAllAsync(List<PendingRun> runs, int from, int to)
+    private async Task StartAllAsync(PendingRuns runs, int from, int to)
     {
         if (to == from)
         {
             return;
         }
 
-        var submissions = new List<(Frame Frame, string RunId)>(to - from);
-        for (var i = from; i < to; i++)
-        {
-            submissions.Add((runs[i].Frame, runs[i].RunId));
-        }
-
-        var outcomes = await StartAsync(submissions);
+        var submissions = runs.Slice(from, to);
+        var (outcomes, errors) = await StartAsync(submissions);
+        var accepted = 0;
         for (var i = 0; i < outcomes.Length; i++)
         {
-            var run = runs[from + i];
-            switch (outcomes[i].Outcome)
+            switch (outcomes[i])
             {
                 case StartOutcome.Accepted:
-                    Interlocked.Increment(ref _started);
+                    accepted++;
                     break;
                 case StartOutcome.AlreadyRunning:
                     break;
                 case StartOutcome.Rejected:
-                    _inFlight.Release(run.RunId);
-                    await DeadLetterAsync($"{KafkaTopics.Frames(_project)}/{run.Partition}/{run.Offset}", outcomes[i].Error, run.Record);
+                    _inFlight.Release(runs.SlotOf(from + i));
+                    await DeadLetterAsync($"{_topic}/{runs[from + i].Partition}/{runs[from + i].Offset}", errors?[i] ?? "rejected", runs.RecordOf(from + i));
                     break;
                 default:
-                    _inFlight.Release(run.RunId);
+                    _inFlight.Release(runs.SlotOf(from + i));
                     break;
             }
         }
+
+        Interlocked.Add(ref _started, accepted);
     }
 
     /// <summary>Offsets this consumer never saw: the broker dropped them before ingest read them
@@ -234,7 +265,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     /// <summary>Starts runs, retrying until their starts are confirmed or ingest stops. While the cluster cannot
     /// take starts (a failover, the journal down) every batch in progress retries; that is logged
     /// when it begins, at most every 10 s while it lasts, and when it ends — not once per record.</summary>
-    private async Task<RunAccepted[]> StartAsync(List<(Frame Frame, string RunId)> submissions)
+    private async Task<(StartOutcome[] Outcomes, string?[]? Errors)> StartAsync(ArraySegment<PartitionRun> submissions)
     {
         var stalled = false;
         try
@@ -243,7 +274,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             {
                 try
                 {
-                    return await _submitter.SubmitBatchAsync(submissions, _stopping.Token);
+                    return await _submitter.SubmitPartitionRunsAsync(_project, _topic, submissions, _stopping.Token);
                 }
                 catch (Exception e) when (!_stopping.IsCancellationRequested)
                 {
@@ -254,7 +285,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
                         {
                             _stallSince = Stopwatch.GetTimestamp();
                             Interlocked.Exchange(ref _lastStallLog, _stallSince);
-                            _log.Warning("kafka ingest of '{0}': runs cannot be started ({1}: {2}); retrying every {3} ms (first: {4})", _project, e.GetType().Name, e.Message, _options.RetryDelay.TotalMilliseconds, submissions[0].RunId);
+                            _log.Warning("kafka ingest of '{0}': runs cannot be started ({1}: {2}); retrying every {3} ms (first: {4})", _project, e.GetType().Name, e.Message, _options.RetryDelay.TotalMilliseconds, KafkaTopics.RunId(_topic, submissions[0].Partition, submissions[0].Offset));
                         }
                     }
 

@@ -5,6 +5,9 @@ using Tsp.Actors.Workflows;
 
 namespace Tsp.Actors.Ingest;
 
+/// <summary>A Kafka record's frame on its way to a run (see <see cref="RunSubmitter.SubmitPartitionRunsAsync"/>).</summary>
+public readonly record struct PartitionRun(DecodedFrame Frame, int Partition, long Offset);
+
 /// <summary>
 /// The edge where a frame becomes a run: checks it, writes it to Redis (claim-check), then starts
 /// the run and waits until the run is durable. Kafka ingest and gRPC Submit both come through here.
@@ -63,7 +66,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             if (!byHost.TryGetValue(host, out var group))
             {
                 // Sized for an even spread over the hosts, plus slack.
-                group = new HostGroup(host.Item1, (submissions.Count / Math.Max(1, runHosts)) + 16);
+                group = new HostGroup(host.Item1, frame.Project, (submissions.Count / Math.Max(1, runHosts)) + 16);
                 byHost.Add(host, group);
             }
 
@@ -76,15 +79,9 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
         }
 
         var groups = byHost.Values.ToArray();
-        var acceptedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var buffers = new byte[groups.Length][];
-        var writes = new Task[groups.Length];
-        for (var g = 0; g < groups.Length; g++)
+        var answers = await WriteFramesAndStartAsync(groups, (group, frameKey, acceptedAt, buffer) =>
         {
-            var group = groups[g];
-            var buffer = buffers[g] = System.Buffers.ArrayPool<byte>.Shared.Rent((int)group.Bytes);
-            var project = submissions[group.Slots[0]].Frame.Project;
-            var frameKey = RedisKeys.FrameBatch(project, Guid.CreateVersion7().ToString("N"));
+            var project = group.Project;
             var offset = 0;
             foreach (var slot in group.Slots)
             {
@@ -103,7 +100,161 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 offset += frame.Data.Length;
             }
 
-            writes[g] = store.PutBlobAsync(frameKey, buffer.AsMemory(0, offset));
+            return offset;
+        }, cancellationToken);
+        for (var g = 0; g < groups.Length; g++)
+        {
+            var slots = groups[g].Slots;
+            var results = answers[g].Results;
+            if (results.Count != slots.Count)
+            {
+                throw new InvalidOperationException($"run host {groups[g].Starts.HostId} answered {results.Count} of {slots.Count} starts");
+            }
+
+            for (var j = 0; j < slots.Count; j++)
+            {
+                outcomes[slots[j]] = results[j];
+            }
+        }
+
+        return outcomes;
+    }
+
+    /// <summary>Submits a Kafka batch's runs of one project: run <c>i</c>'s id is
+    /// <c>KafkaTopics.RunId(topic, runs[i].Partition, runs[i].Offset)</c>. As
+    /// <see cref="SubmitBatchAsync"/>, but the runs travel to their hosts — and are journaled and queued
+    /// there — in columnar form (<see cref="StartRuns.Series"/>: per partition a run id prefix and the
+    /// offsets), and no run id string is built here.</summary>
+    /// <param name="runs">Each partition's runs in increasing offset order.</param>
+    /// <returns>One outcome per run, in order, and the reasons of rejected ones (null when none was).</returns>
+    /// <exception cref="Exception">As <see cref="SubmitBatchAsync"/>: resubmitting is safe.</exception>
+    public async Task<(StartOutcome[] Outcomes, string?[]? Errors)> SubmitPartitionRunsAsync(string project, string topic, ArraySegment<PartitionRun> runs, CancellationToken cancellationToken = default)
+    {
+        var outcomes = new StartOutcome[runs.Count];
+        string?[]? errors = null;
+        void Reject(int i, string error)
+        {
+            outcomes[i] = StartOutcome.Rejected;
+            (errors ??= new string?[runs.Count])[i] = error;
+        }
+
+        // The longest run id: prefix, an int partition, '-' and a long offset.
+        var problem = !catalog.TryGet(project, out _) ? $"unknown project '{project}' (deployed: {catalog.Describe()})"
+            : topic.Length == 0 || topic.Length + 32 > 200 || topic.AsSpan().ContainsAnyExcept(RunIdCharacters) ? $"topic '{topic}' cannot name runs: run ids may hold only 1 to 200 letters, digits, '-', '_' and '.'"
+            : null;
+        var byHost = new Dictionary<string, HostGroup>();
+        Span<byte> runId = stackalloc byte[256];
+        var prefixes = new Dictionary<int, (string Prefix, int Utf8Length)>();
+        var lastPartition = -1;
+        var prefixLength = 0;
+        for (var i = 0; i < runs.Count; i++)
+        {
+            var run = runs[i];
+            if ((problem ?? FrameProblem(project, run.Frame.Data.Length)) is { } error)
+            {
+                Reject(i, error);
+                continue;
+            }
+
+            if (run.Partition != lastPartition)
+            {
+                if (!prefixes.TryGetValue(run.Partition, out var prefix))
+                {
+                    var text = KafkaTopics.RunIdPrefix(topic, run.Partition);
+                    prefixes.Add(run.Partition, prefix = (text, System.Text.Encoding.UTF8.GetByteCount(text)));
+                }
+
+                prefixLength = System.Text.Encoding.UTF8.GetBytes(prefix.Prefix, runId);
+                lastPartition = run.Partition;
+            }
+
+            var host = RunMessageExtractor.HostOfUtf8(runId[..SeriesRunId.WriteUtf8(runId, prefixLength, run.Offset)], runHosts);
+            if (!byHost.TryGetValue(host, out var group))
+            {
+                group = new HostGroup(host, project, (runs.Count / Math.Max(1, runHosts)) + 16);
+                byHost.Add(host, group);
+            }
+
+            group.AddToSeries(i, run.Partition, run.Frame.Data.Length);
+        }
+
+        if (byHost.Count == 0)
+        {
+            return (outcomes, errors);
+        }
+
+        var groups = byHost.Values.ToArray();
+        var answers = await WriteFramesAndStartAsync(groups, (group, frameKey, acceptedAt, buffer) =>
+        {
+            var common = new RunStarted { Project = project, FrameKey = frameKey, AcceptedAtUnixMs = acceptedAt };
+            var offset = 0;
+            foreach (var (partition, slots) in group.SeriesSlots)
+            {
+                var series = new RunsStarted { Common = common, RunIdPrefix = prefixes[partition].Prefix };
+                series.RunOffsets.Capacity = series.FrameOffsets.Capacity = series.FrameLengths.Capacity = slots.Count;
+                foreach (var slot in slots)
+                {
+                    var frame = runs[slot].Frame;
+                    frame.Data.Span.CopyTo(buffer.AsSpan(offset));
+                    series.RunOffsets.Add(runs[slot].Offset);
+                    series.FrameOffsets.Add((uint)offset);
+                    series.FrameLengths.Add((uint)frame.Data.Length);
+                    if (frame.SourceId.Length > 0 && series.SourceIds.Count < series.RunOffsets.Count - 1)
+                    {
+                        // Source ids are sent only once a run has one: back-fill the runs before it.
+                        series.SourceIds.Add(Enumerable.Repeat(string.Empty, series.RunOffsets.Count - 1 - series.SourceIds.Count));
+                    }
+
+                    if (series.SourceIds.Count > 0 || frame.SourceId.Length > 0)
+                    {
+                        series.SourceIds.Add(frame.SourceId);
+                    }
+
+                    offset += frame.Data.Length;
+                }
+
+                group.Starts.Series.Add(series);
+            }
+
+            return offset;
+        }, cancellationToken);
+        for (var g = 0; g < groups.Length; g++)
+        {
+            var slots = groups[g].Slots;
+            var answer = answers[g];
+            if (answer.Outcomes.Count != slots.Count || (answer.Errors.Count != 0 && answer.Errors.Count != slots.Count))
+            {
+                throw new InvalidOperationException($"run host {groups[g].Starts.HostId} answered {answer.Outcomes.Count} of {slots.Count} starts");
+            }
+
+            for (var j = 0; j < slots.Count; j++)
+            {
+                outcomes[slots[j]] = answer.Outcomes[j];
+                if (answer.Errors.Count > 0 && answer.Errors[j].Length > 0)
+                {
+                    (errors ??= new string?[runs.Count])[slots[j]] = answer.Errors[j];
+                }
+            }
+        }
+
+        return (outcomes, errors);
+    }
+
+    /// <summary>Writes each group's frames to Redis as one string (<paramref name="fill"/> copies them
+    /// into the buffer and builds the group's starts naming the string; it returns the bytes used), then
+    /// asks each group's host to start its runs. A string from which no run started (all redelivered,
+    /// say) is not the host's: it is deleted now instead of when it expires.</summary>
+    private async Task<RunsAccepted[]> WriteFramesAndStartAsync(HostGroup[] groups, Func<HostGroup, string, long, byte[], int> fill, CancellationToken cancellationToken)
+    {
+        var acceptedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var buffers = new byte[groups.Length][];
+        var frameKeys = new string[groups.Length];
+        var writes = new Task[groups.Length];
+        for (var g = 0; g < groups.Length; g++)
+        {
+            var buffer = buffers[g] = System.Buffers.ArrayPool<byte>.Shared.Rent((int)groups[g].Bytes);
+            frameKeys[g] = RedisKeys.FrameBatch(groups[g].Project, Guid.CreateVersion7().ToString("N"));
+            writes[g] = store.PutBlobAsync(frameKeys[g], buffer.AsMemory(0, fill(groups[g], frameKeys[g], acceptedAt, buffer)));
         }
 
         // On failure the buffers are left to the collector: a write still queued in the client may read them.
@@ -117,25 +268,9 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
         List<string>? unused = null;
         for (var g = 0; g < groups.Length; g++)
         {
-            var slots = groups[g].Slots;
-            var results = answers[g].Results;
-            if (results.Count != slots.Count)
+            if (!answers[g].Results.Any(r => r.Outcome == StartOutcome.Accepted) && !answers[g].Outcomes.Contains(StartOutcome.Accepted))
             {
-                throw new InvalidOperationException($"run host {groups[g].Starts.HostId} answered {results.Count} of {slots.Count} starts");
-            }
-
-            var anyAccepted = false;
-            for (var j = 0; j < slots.Count; j++)
-            {
-                outcomes[slots[j]] = results[j];
-                anyAccepted |= results[j].Outcome == StartOutcome.Accepted;
-            }
-
-            // A string no run started from (all redelivered, say) is not the host's: it goes now
-            // instead of when it expires.
-            if (!anyAccepted)
-            {
-                (unused ??= []).Add(groups[g].Starts.Runs[0].FrameKey);
+                (unused ??= []).Add(frameKeys[g]);
             }
         }
 
@@ -144,30 +279,59 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             await store.DeleteBlobsAsync(unused);
         }
 
-        return outcomes;
+        return answers;
     }
 
-    /// <summary>The runs of a batch that go to one host (and project): their slots in the batch and
-    /// their frames' total size.</summary>
-    private sealed class HostGroup(string host, int expected)
+    /// <summary>The runs of a batch that go to one host (and project): their slots in the batch, in the
+    /// order the host answers them, and their frames' total size.</summary>
+    private sealed class HostGroup(string host, string project, int expected)
     {
         /// <summary>A Redis string holds at most 512 MiB.</summary>
         private const long MaxBytes = 512L * 1024 * 1024;
 
-        public StartRuns Starts { get; } = new() { HostId = host, Runs = { Capacity = expected } };
+        private List<(int Partition, List<int> Slots)>? _series;
+        private List<int>? _slots;
 
-        public List<int> Slots { get; } = new(expected);
+        public StartRuns Starts { get; } = new() { HostId = host };
+
+        public string Project => project;
+
+        /// <summary>Slots in answer order: as added, or series by series.</summary>
+        public List<int> Slots => _slots ??= _series is null ? new List<int>(expected) : [.. _series.SelectMany(s => s.Slots)];
+
+        /// <summary>Per partition, in order of first appearance, the slots of its runs.</summary>
+        public IReadOnlyList<(int Partition, List<int> Slots)> SeriesSlots => _series ?? [];
 
         public long Bytes { get; private set; }
 
         public void Add(int slot, int frameBytes)
+        {
+            CountBytes(frameBytes);
+            Slots.Add(slot);
+        }
+
+        public void AddToSeries(int slot, int partition, int frameBytes)
+        {
+            CountBytes(frameBytes);
+            _series ??= [];
+            // Runs arrive partition by partition, mostly: the last series is the likely one.
+            var index = _series.Count > 0 && _series[^1].Partition == partition ? _series.Count - 1 : _series.FindIndex(s => s.Partition == partition);
+            if (index < 0)
+            {
+                _series.Add((partition, new List<int>(expected)));
+                index = _series.Count - 1;
+            }
+
+            _series[index].Slots.Add(slot);
+        }
+
+        private void CountBytes(int frameBytes)
         {
             if (Bytes + frameBytes > MaxBytes)
             {
                 throw new ArgumentException($"the frames of one batch's runs on run host {host} exceed {MaxBytes} bytes; submit smaller batches");
             }
 
-            Slots.Add(slot);
             Bytes += frameBytes;
         }
     }
@@ -191,14 +355,19 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             return $"run id '{runId}' may hold only 1 to 200 letters, digits, '-', '_' and '.'";
         }
 
-        if (frame.Data.IsEmpty)
+        return FrameProblem(frame.Project, frame.Data.Length);
+    }
+
+    private string? FrameProblem(string project, int length)
+    {
+        if (length == 0)
         {
-            return $"frame for project '{frame.Project}' is empty";
+            return $"frame for project '{project}' is empty";
         }
 
-        if (frame.Data.Length > maxFrameBytes)
+        if (length > maxFrameBytes)
         {
-            return $"frame of {frame.Data.Length} bytes exceeds the maximum of {maxFrameBytes} bytes";
+            return $"frame of {length} bytes exceeds the maximum of {maxFrameBytes} bytes";
         }
 
         return null;

@@ -26,7 +26,13 @@ public sealed class RunMessageExtractor(int maxShards, int hosts) : HashCodeMess
         // at most 200 characters, so at most 800 UTF-8 bytes).
         var bytes = runId.Length <= 256 ? stackalloc byte[Encoding.UTF8.GetMaxByteCount(runId.Length)] : new byte[Encoding.UTF8.GetMaxByteCount(runId.Length)];
         var length = Encoding.UTF8.GetBytes(runId, bytes);
-        var host = XxHash32.HashToUInt32(bytes[..length]) % (uint)Math.Max(1, hosts);
+        return HostOfUtf8(bytes[..length], hosts);
+    }
+
+    /// <summary><see cref="HostOf"/> of a run id given as its UTF-8 bytes.</summary>
+    public static string HostOfUtf8(ReadOnlySpan<byte> runId, int hosts)
+    {
+        var host = XxHash32.HashToUInt32(runId) % (uint)Math.Max(1, hosts);
         return host < (uint)HostNames.Length ? HostNames[host] : host.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 

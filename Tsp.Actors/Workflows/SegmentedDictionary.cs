@@ -36,6 +36,8 @@ internal sealed class SegmentedDictionary<TValue>
 
     public bool TryGetValue(string key, [MaybeNullWhen(false)] out TValue value) => SegmentOf(key).TryGetValue(key, out value);
 
+    public IEnumerable<string> Keys => _segments.SelectMany(segment => segment.Keys);
+
     public bool ContainsKey(string key) => SegmentOf(key).ContainsKey(key);
 
     // The last two characters: run ids end in a Kafka offset or a random hex id, both evenly spread.

@@ -105,6 +105,20 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
     private readonly SegmentedDictionary<QueuedSlot> _queued = new();
 
+    // Queued series (runs in columnar form, see StartSeries) by run id prefix, in acceptance order;
+    // their runs are not in _queued: a run is found by its offset.
+    private readonly Dictionary<string, List<QueuedGroup>> _queuedSeries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<QueuedGroup>>.AlternateLookup<ReadOnlySpan<char>> _queuedSeriesByPrefix;
+
+    // Runs of queued series that still wait for their turn.
+    private int _queuedInSeries;
+
+    // Per run id prefix that series have arrived with: the highest offset of any run with that prefix
+    // this host has held (active, queued, waiting or remembered as finished). A series whose offsets
+    // are all above it holds no run the host knows, so its runs need no lookup one by one.
+    private readonly Dictionary<string, long> _highestOffsets = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long>.AlternateLookup<ReadOnlySpan<char>> _highestOffsetsByPrefix;
+
     // Shared frame string (StartRun.frame_length > 0) → how many runs held here use it; deleted at 0.
     private readonly Dictionary<string, int> _frameUsers = new(StringComparer.Ordinal);
 
@@ -129,6 +143,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         _services = services;
         _tuning = services.Tuning ?? new RunHostTuning();
         _finished = new RecentIds(_tuning.FinishedRunMemory);
+        _queuedSeriesByPrefix = _queuedSeries.GetAlternateLookup<ReadOnlySpan<char>>();
+        _highestOffsetsByPrefix = _highestOffsets.GetAlternateLookup<ReadOnlySpan<char>>();
 
         Recover<SnapshotOffer>(offer =>
         {
@@ -155,20 +171,28 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         });
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
-        Command<StartRun>(start => Start(start, new StartAnswer(Sender, 1, batch: false), 0));
+        Command<StartRun>(start => Start(start, new StartAnswer(Sender, start), 0));
         Command<StartRuns>(batch =>
         {
-            var answer = new StartAnswer(Sender, batch.Runs.Count, batch: true);
+            var answer = new StartAnswer(Sender, batch);
+            answer.SendIfEmpty();
             for (var i = 0; i < batch.Runs.Count; i++)
             {
                 Start(batch.Runs[i], answer, i);
+            }
+
+            var index = batch.Runs.Count;
+            foreach (var series in batch.Series)
+            {
+                StartSeries(series, answer, index);
+                index += series.RunOffsets.Count;
             }
         });
         Command<FlushEvents>(_ => Flush());
         Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
         Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
-        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, _queued.Count)));
+        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, QueuedCount)));
         Command<ResumeRun>(_ => { });
         Command<Watchdog>(_ => RedispatchOverdue());
         Command<ResultPublished>(published => OnPublished(published.RunId));
@@ -212,8 +236,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     protected override void PostStop()
     {
-        _services.Active.Add(-(_runs.Count + _queued.Count));
-        _services.Active.AddQueued(-_queued.Count);
+        _services.Active.Add(-(_runs.Count + QueuedCount));
+        _services.Active.AddQueued(-QueuedCount);
         base.PostStop();
     }
 
@@ -232,6 +256,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         foreach (var id in snapshot.FinishedRunIds)
         {
             _finished.Add(id);
+            NoteRunId(id);
         }
     }
 
@@ -239,14 +264,26 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// there is room for, and an event of one found later in the journal starts it at once.</summary>
     private void Restore(RunsStarted started)
     {
-        QueuedGroup? group = null;
-        for (var i = 0; i < started.RunIds.Count; i++)
+        if (started.RunIdPrefix.Length > 0 && IsUnknownSeries(started, 0))
         {
-            var runId = started.RunIds[i];
+            var series = new QueuedGroup(started, durable: true);
+            QueueSeries(series);
+            CountQueued(series.Count);
+            _openQueuedGroup = null;
+            WarnIfWorkflowChanged(started, series);
+            return;
+        }
+
+        QueuedGroup? group = null;
+        for (var i = 0; i < RunCount(started); i++)
+        {
+            var runId = RunIdOf(started, i);
             if (IsHeld(runId))
             {
                 continue;
             }
+
+            NoteRunId(runId);
 
             if (group is null)
             {
@@ -263,18 +300,132 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         if (group is not null)
         {
-            if (_services.Catalog.TryGet(started.Common.Project, out var workflow) && workflow.Hash != started.Common.WorkflowHash)
-            {
-                _log.Warning("{0} run(s) from {1}: started on workflow {2} of '{3}', resuming on {4}", group.Count, started.RunIds[0], started.Common.WorkflowHash, started.Common.Project, workflow.Hash);
-            }
-
+            WarnIfWorkflowChanged(started, group);
             CountQueued(group.Count);
             _queuedOrder.Enqueue(group);
             _openQueuedGroup = null;
         }
     }
 
-    private bool IsHeld(string runId) => _runs.ContainsKey(runId) || _waiting.ContainsKey(runId) || _queued.ContainsKey(runId);
+    private void WarnIfWorkflowChanged(RunsStarted started, QueuedGroup group)
+    {
+        if (_services.Catalog.TryGet(started.Common.Project, out var workflow) && workflow.Hash != started.Common.WorkflowHash)
+        {
+            _log.Warning("{0} run(s) from {1}: started on workflow {2} of '{3}', resuming on {4}", group.Count, group.RunIdAt(0), started.Common.WorkflowHash, started.Common.Project, workflow.Hash);
+        }
+    }
+
+    private bool IsHeld(string runId) => _runs.ContainsKey(runId) || _waiting.ContainsKey(runId) || TryGetQueued(runId, out _);
+
+    private int QueuedCount => _queued.Count + _queuedInSeries;
+
+    /// <summary>Where a queued run waits: in <see cref="_queued"/>, or in a queued series (by its offset).</summary>
+    private bool TryGetQueued(string runId, out QueuedSlot slot)
+    {
+        if (_queued.TryGetValue(runId, out slot))
+        {
+            return true;
+        }
+
+        if (_queuedInSeries > 0 && SeriesRunId.TryParse(runId, out var prefix, out var offset) && _queuedSeriesByPrefix.TryGetValue(prefix, out var groups))
+        {
+            foreach (var group in groups)
+            {
+                var index = group.IndexOfOffset(offset);
+                if (index >= group.Next && !group.IsTaken(index))
+                {
+                    slot = new QueuedSlot(group, index);
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Keeps <see cref="_highestOffsets"/> true for a run id entering the host one by one.</summary>
+    private void NoteRunId(string runId)
+    {
+        if (_highestOffsets.Count > 0 && SeriesRunId.TryParse(runId, out var prefix, out var offset)
+            && _highestOffsetsByPrefix.TryGetValue(prefix, out var highest) && offset > highest)
+        {
+            _highestOffsetsByPrefix[prefix] = offset;
+        }
+    }
+
+    /// <summary>The highest offset of a run with <paramref name="prefix"/> that this host holds or
+    /// remembers as finished (-1: none). The first time a prefix is asked for, the host looks through
+    /// what it holds; from then on every run entering keeps the figure (<see cref="NoteRunId"/>).</summary>
+    private long HighestOffset(string prefix)
+    {
+        if (_highestOffsets.TryGetValue(prefix, out var highest))
+        {
+            return highest;
+        }
+
+        highest = -1;
+        void Consider(string runId)
+        {
+            if (SeriesRunId.TryParse(runId, out var p, out var offset) && offset > highest && p.SequenceEqual(prefix))
+            {
+                highest = offset;
+            }
+        }
+
+        foreach (var runId in _runs.Keys.Concat(_waiting.Keys).Concat(_queued.Keys).Concat(_finished.Newest()))
+        {
+            Consider(runId);
+        }
+
+        if (_queuedSeries.TryGetValue(prefix, out var groups))
+        {
+            foreach (var group in groups)
+            {
+                highest = Math.Max(highest, group.LastOffset);
+            }
+        }
+
+        _highestOffsets.Add(prefix, highest);
+        return highest;
+    }
+
+    /// <summary>Whether runs [from..] of a series hold offsets that increase and are all above every
+    /// run of their prefix that this host knows: then none of them needs looking up.</summary>
+    private bool IsUnknownSeries(RunsStarted series, int from)
+    {
+        var offsets = series.RunOffsets;
+        if (from >= offsets.Count || offsets[from] <= HighestOffset(series.RunIdPrefix))
+        {
+            return false;
+        }
+
+        // All of them, not only [from..]: the runs before `from` start one by one, and must differ from these.
+        for (var i = 1; i < offsets.Count; i++)
+        {
+            if (offsets[i] <= offsets[i - 1])
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Puts a series group at the end of the queue (nothing joins it) and makes its runs findable.</summary>
+    private void QueueSeries(QueuedGroup series)
+    {
+        _queuedOrder.Enqueue(series);
+        var prefix = series.Series!.RunIdPrefix;
+        if (!_queuedSeries.TryGetValue(prefix, out var groups))
+        {
+            _queuedSeries.Add(prefix, groups = []);
+        }
+
+        groups.Add(series);
+        _queuedInSeries += series.Count;
+        _highestOffsets[prefix] = Math.Max(HighestOffset(prefix), series.LastOffset);
+        HoldFrames(series.Series.Common.FrameKey, series.Series.FrameLengths.Count > 0 ? series.Count : 0);
+    }
 
     private void Restore(RunRecord record)
     {
@@ -294,6 +445,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", runId, record.Started.Project, _services.Catalog.Describe());
             _waiting.Add(runId, record);
+            NoteRunId(runId);
             HoldFrame(record.Started);
             return;
         }
@@ -327,6 +479,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             ? new QueuedSlot(open, open.Add(start.RunId, start.SourceId, new FrameSlice(start.FrameOffset, start.FrameLength)))
             : new QueuedSlot(OpenGroup(NewStarted(start, workflowHash)), 0);
         _queued.Add(start.RunId, slot);
+        NoteRunId(start.RunId);
         HoldFrame(start.FrameKey, new FrameSlice(start.FrameOffset, start.FrameLength));
         CountQueued(1);
         return slot;
@@ -349,7 +502,21 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Takes a queued run out of the queue (its turn came, or recovery found events of it).</summary>
     private LiveRun? Activate(string runId, QueuedSlot slot)
     {
-        _queued.Remove(runId);
+        if (slot.Group.Series is null)
+        {
+            _queued.Remove(runId);
+        }
+        else
+        {
+            // A run before Next had its turn and is never looked up again; one after it leaves out of turn.
+            if (slot.Index >= slot.Group.Next)
+            {
+                slot.Group.Take(slot.Index);
+            }
+
+            _queuedInSeries--;
+        }
+
         CountQueued(-1);
         var started = slot.Group.StartedOf(slot.Index);
         if (!_services.Catalog.TryGet(started.Project, out var workflow))
@@ -376,6 +543,15 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                     _openQueuedGroup = null;
                 }
 
+                if (group.Series is { } series && _queuedSeries.TryGetValue(series.RunIdPrefix, out var groups))
+                {
+                    groups.Remove(group);
+                    if (groups.Count == 0)
+                    {
+                        _queuedSeries.Remove(series.RunIdPrefix);
+                    }
+                }
+
                 continue;
             }
 
@@ -385,6 +561,16 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
 
             var index = group.Next++;
+            if (group.Series is not null)
+            {
+                if (!group.IsTaken(index) && Activate(group.RunIdAt(index), new QueuedSlot(group, index)) is { } next)
+                {
+                    Advance(next);
+                }
+
+                continue;
+            }
+
             var runId = group.RunIdAt(index);
             if (_queued.TryGetValue(runId, out var slot) && slot.Group == group && slot.Index == index && Activate(runId, slot) is { } run)
             {
@@ -399,7 +585,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             Apply(run, e);
         }
-        else if (_queued.TryGetValue(e.RunId, out var queued))
+        else if (TryGetQueued(e.RunId, out var queued))
         {
             // It had started before the crash: it resumes now, not in its queue turn.
             if (Activate(e.RunId, queued) is { } activated)
@@ -419,9 +605,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private void OnRecovered()
     {
-        if (_runs.Count + _waiting.Count + _queued.Count > 0)
+        if (_runs.Count + _waiting.Count + QueuedCount > 0)
         {
-            _log.Info("run host {0}: recovered {1} run(s) at event {2}, {3} of them queued; resuming", _hostId, _runs.Count + _waiting.Count + _queued.Count, LastSequenceNr, _queued.Count);
+            _log.Info("run host {0}: recovered {1} run(s) at event {2}, {3} of them queued; resuming", _hostId, _runs.Count + _waiting.Count + QueuedCount, LastSequenceNr, QueuedCount);
         }
 
         foreach (var run in _runs.Values.ToList())
@@ -454,7 +640,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
             else
             {
-                answer.Set(index, runId, live.State.IsCompleted ? StartOutcome.AlreadyCompleted : StartOutcome.AlreadyRunning);
+                answer.Set(index, live.State.IsCompleted ? StartOutcome.AlreadyCompleted : StartOutcome.AlreadyRunning);
             }
 
             return;
@@ -462,11 +648,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         if (_finished.Contains(runId))
         {
-            answer.Set(index, runId, StartOutcome.AlreadyCompleted);
+            answer.Set(index, StartOutcome.AlreadyCompleted);
             return;
         }
 
-        if (_queued.TryGetValue(runId, out var queued))
+        if (TryGetQueued(runId, out var queued))
         {
             if (!queued.Group.Durable)
             {
@@ -474,7 +660,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
             else
             {
-                answer.Set(index, runId, StartOutcome.AlreadyRunning);
+                answer.Set(index, StartOutcome.AlreadyRunning);
             }
 
             return;
@@ -482,23 +668,23 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         if (_waiting.TryGetValue(runId, out var waiting))
         {
-            answer.Set(index, runId, StartOutcome.Rejected, $"run {runId} of project '{waiting.Started.Project}' waits: the project is not deployed (deployed: {_services.Catalog.Describe()})");
+            answer.Set(index, StartOutcome.Rejected, $"run {runId} of project '{waiting.Started.Project}' waits: the project is not deployed (deployed: {_services.Catalog.Describe()})");
             return;
         }
 
         if (!_services.Catalog.TryGet(start.Project, out var workflow))
         {
-            answer.Set(index, runId, StartOutcome.Rejected, $"unknown project '{start.Project}' (deployed: {_services.Catalog.Describe()})");
+            answer.Set(index, StartOutcome.Rejected, $"unknown project '{start.Project}' (deployed: {_services.Catalog.Describe()})");
             return;
         }
 
         if (start.FrameField.Length > 0 && start.FrameField != runId)
         {
-            answer.Set(index, runId, StartOutcome.Rejected, $"run {runId}: frame_field '{start.FrameField}' must be empty or the run id");
+            answer.Set(index, StartOutcome.Rejected, $"run {runId}: frame_field '{start.FrameField}' must be empty or the run id");
             return;
         }
 
-        if (!HasRoom || _queued.Count > 0)
+        if (!HasRoom || QueuedCount > 0)
         {
             // Recorded before it is queued: the group's write callback joins the write that records it.
             RecordStart(start, workflow.Hash, afterWrite: null);
@@ -509,6 +695,107 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         StartActive(start, workflow, answer, index);
     }
+
+    /// <summary>Starts the runs of a series (<see cref="StartRuns.Series"/>) in slots
+    /// <paramref name="first"/>.. of <paramref name="answer"/>. Those that wait for a turn and that the
+    /// host cannot know yet (their offsets are above every offset of their prefix it holds) are
+    /// recorded and queued as the series itself: no run id, index entry or object per run. The others
+    /// (a redelivery, runs that start at once) go one by one through <see cref="Start"/>.</summary>
+    private void StartSeries(RunsStarted series, StartAnswer answer, int first)
+    {
+        var count = series.RunOffsets.Count;
+        if (count == 0)
+        {
+            return;
+        }
+
+        var problem = !_services.Catalog.TryGet(series.Common?.Project ?? string.Empty, out var workflow) ? $"unknown project '{series.Common?.Project}' (deployed: {_services.Catalog.Describe()})"
+            : series.RunIds.Count > 0 || !series.RunIdPrefix.EndsWith('-') || (series.FrameLengths.Count != 0 && series.FrameLengths.Count != count) || series.FrameOffsets.Count != series.FrameLengths.Count || (series.SourceIds.Count != 0 && series.SourceIds.Count != count)
+                ? $"series '{series.RunIdPrefix}' of {count} run(s) is malformed: run ids, frame slices or source ids do not match its offsets"
+            : null;
+        if (problem is not null)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                answer.Set(first + i, StartOutcome.Rejected, problem);
+            }
+
+            return;
+        }
+
+        // Runs that start at once (the host has room) take the ordinary path; the rest may queue as one.
+        var atOnce = HasRoom && QueuedCount == 0 ? Math.Min(count, Math.Max(1, _tuning.MaxActiveRuns) - _runs.Count) : 0;
+        var queueAsSeries = IsUnknownSeries(series, atOnce);
+        var oneByOne = queueAsSeries ? atOnce : count;
+        for (var i = 0; i < oneByOne; i++)
+        {
+            Start(StartOf(series, i), answer, first + i);
+        }
+
+        if (!queueAsSeries)
+        {
+            return;
+        }
+
+        var queued = new RunsStarted
+        {
+            Common = new RunStarted { Project = series.Common!.Project, FrameKey = series.Common.FrameKey, AcceptedAtUnixMs = series.Common.AcceptedAtUnixMs, WorkflowHash = workflow!.Hash },
+            RunIdPrefix = series.RunIdPrefix,
+        };
+        CopyRuns(series, atOnce, count, queued);
+        Record(new RunEvent { RunsStarted = queued }, afterWrite: null);
+        var group = new QueuedGroup(queued, durable: false);
+        QueueSeries(group);
+        CountQueued(group.Count);
+        // Runs accepted after it in this write queue behind it, in a group of their own.
+        _openQueuedGroup = null;
+        AfterRecorded(() =>
+        {
+            group.Written();
+            StartQueued();
+        });
+        group.WaitForWrite(answer, first + atOnce, 0, group.Count);
+    }
+
+    /// <summary>Runs [from..to) of a series, appended to <paramref name="target"/> (of the same prefix).</summary>
+    private static void CopyRuns(RunsStarted series, int from, int to, RunsStarted target)
+    {
+        if (from == 0 && to == series.RunOffsets.Count)
+        {
+            target.RunOffsets.Add(series.RunOffsets);
+            target.FrameOffsets.Add(series.FrameOffsets);
+            target.FrameLengths.Add(series.FrameLengths);
+            target.SourceIds.Add(series.SourceIds);
+            return;
+        }
+
+        for (var i = from; i < to; i++)
+        {
+            target.RunOffsets.Add(series.RunOffsets[i]);
+            if (series.FrameLengths.Count > 0)
+            {
+                target.FrameOffsets.Add(series.FrameOffsets[i]);
+                target.FrameLengths.Add(series.FrameLengths[i]);
+            }
+
+            if (series.SourceIds.Count > 0)
+            {
+                target.SourceIds.Add(series.SourceIds[i]);
+            }
+        }
+    }
+
+    /// <summary>The <paramref name="index"/>-th run of a series as a StartRun of its own.</summary>
+    private static StartRun StartOf(RunsStarted series, int index) => new()
+    {
+        RunId = SeriesRunId.Of(series.RunIdPrefix, series.RunOffsets[index]),
+        Project = series.Common.Project,
+        FrameKey = series.Common.FrameKey,
+        SourceId = SourceIdAt(series, index),
+        AcceptedAtUnixMs = series.Common.AcceptedAtUnixMs,
+        FrameOffset = series.FrameOffsets.Count > 0 ? series.FrameOffsets[index] : 0,
+        FrameLength = series.FrameLengths.Count > 0 ? series.FrameLengths[index] : 0,
+    };
 
     /// <summary>Starts a run that does not wait for a turn. A method of its own so that the closure it
     /// needs is allocated only here, not on every start.</summary>
@@ -523,7 +810,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             foreach (var (waiter, slot) in run.StartWaiters!)
             {
-                waiter.Set(slot, run.State.RunId, StartOutcome.Accepted);
+                waiter.Set(slot, StartOutcome.Accepted);
             }
 
             run.StartWaiters = null;
@@ -732,7 +1019,16 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         if (slice.Length > 0)
         {
-            System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_frameUsers, frameKey, out _)++;
+            HoldFrames(frameKey, 1);
+        }
+    }
+
+    /// <summary><see cref="HoldFrame(string, FrameSlice)"/> for <paramref name="runs"/> runs with slices of one string.</summary>
+    private void HoldFrames(string frameKey, int runs)
+    {
+        if (runs > 0)
+        {
+            System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_frameUsers, frameKey, out _) += runs;
         }
     }
 
@@ -767,6 +1063,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         var run = new LiveRun(state);
         _runs.Add(state.RunId, run);
+        NoteRunId(state.RunId);
         _services.Active.Add(1);
         return run;
     }
@@ -859,7 +1156,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private static bool Shares(RunsStarted group, StartRun start, string workflowHash)
     {
         var common = group.Common;
-        return common.AcceptedAtUnixMs == start.AcceptedAtUnixMs
+        return group.RunIdPrefix.Length == 0
+            && common.AcceptedAtUnixMs == start.AcceptedAtUnixMs
             && group.FrameFieldIsRunId == start.FrameField.Length > 0
             && group.FrameLengths.Count > 0 == start.FrameLength > 0
             && string.Equals(common.FrameKey, start.FrameKey, StringComparison.Ordinal)
@@ -897,14 +1195,20 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private static RunStarted StartedOf(RunsStarted group, int index)
     {
         var started = group.Common.Clone();
-        started.RunId = group.RunIds[index];
+        started.RunId = RunIdOf(group, index);
         started.SourceId = SourceIdAt(group, index);
         started.FrameField = group.FrameFieldIsRunId ? started.RunId : string.Empty;
         (started.FrameOffset, started.FrameLength) = SliceAt(group, index);
         return started;
     }
 
-    private static int RunsIn(RunEvent e) => e.EventCase == RunEvent.EventOneofCase.RunsStarted ? e.RunsStarted.RunIds.Count : 1;
+    private static int RunsIn(RunEvent e) => e.EventCase == RunEvent.EventOneofCase.RunsStarted ? RunCount(e.RunsStarted) : 1;
+
+    /// <summary>A group's runs: its run ids, or its series' offsets.</summary>
+    private static int RunCount(RunsStarted group) => group.RunIds.Count + group.RunOffsets.Count;
+
+    private static string RunIdOf(RunsStarted group, int index) =>
+        group.RunIdPrefix.Length > 0 ? SeriesRunId.Of(group.RunIdPrefix, group.RunOffsets[index]) : group.RunIds[index];
 
     /// <summary>Runs <paramref name="action"/> once everything recorded so far is durable.</summary>
     private void AfterRecorded(Action action)
@@ -947,7 +1251,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private void SnapshotIfDue()
     {
-        if (_eventsSinceSnapshot < Math.Max(_tuning.SnapshotEvery, _runs.Count + _waiting.Count + _queued.Count) || _snapshotting)
+        if (_eventsSinceSnapshot < Math.Max(_tuning.SnapshotEvery, _runs.Count + _waiting.Count + QueuedCount) || _snapshotting)
         {
             return;
         }
@@ -962,7 +1266,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var snapshot = new RunHostSnapshot();
         snapshot.Runs.Add(_runs.Values.Select(r => r.ToRecord()));
         snapshot.Runs.Add(_waiting.Values);
-        snapshot.Queued.Add(_queuedOrder.Select(StillQueued).Where(g => g.RunIds.Count > 0));
+        snapshot.Queued.Add(_queuedOrder.Select(StillQueued).Where(g => RunCount(g) > 0));
         snapshot.FinishedRunIds.Add(_finished.Newest());
         SaveSnapshot(snapshot);
     }
@@ -970,6 +1274,20 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>The runs of a queued group that are still waiting for their turn.</summary>
     private RunsStarted StillQueued(QueuedGroup group)
     {
+        if (group.Series is { } series)
+        {
+            var left = new RunsStarted { Common = series.Common, RunIdPrefix = series.RunIdPrefix };
+            for (var i = group.Next; i < group.Count; i++)
+            {
+                if (!group.IsTaken(i))
+                {
+                    CopyRuns(series, i, i + 1, left);
+                }
+            }
+
+            return left;
+        }
+
         var waiting = EmptyGroupLike(group.First);
         for (var i = group.Next; i < group.Count; i++)
         {
@@ -1001,10 +1319,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             view.Exists = true;
             view.Project = waiting.Started.Project;
         }
-        else if (_queued.TryGetValue(runId, out var queued))
+        else if (TryGetQueued(runId, out var queued))
         {
             view.Exists = true;
-            view.Project = queued.Group.First.Project;
+            view.Project = queued.Group.Project;
         }
         else if (_finished.Contains(runId))
         {
@@ -1064,8 +1382,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly record struct FrameSlice(uint Offset, uint Length);
 
     /// <summary>Accepted runs waiting for their turn that were recorded by one write and share their
-    /// common fields: the first run's RunStarted, then only the ids (and source ids) of the others.</summary>
-    private sealed class QueuedGroup(RunStarted first, bool durable)
+    /// common fields: the first run's RunStarted, then only the ids (and source ids) of the others; or
+    /// a series (<see cref="StartSeries"/>): the RunsStarted that recorded them, whose runs are found by
+    /// offset and have no entry in the host's index.</summary>
+    private sealed class QueuedGroup
     {
         private List<string>? _moreRunIds;
 
@@ -1079,18 +1399,71 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         // consecutive answer slots for consecutive runs of the group (a StartRuns is one such run).
         private List<WaitingStarts>? _waiters;
 
-        public RunStarted First { get; } = first;
+        // Of a series: the runs that left the queue out of turn (recovery found events of them).
+        private HashSet<int>? _taken;
 
-        public int Count => 1 + (_moreRunIds?.Count ?? 0);
+        public QueuedGroup(RunStarted first, bool durable)
+        {
+            First = first;
+            Durable = durable;
+        }
+
+        public QueuedGroup(RunsStarted series, bool durable)
+        {
+            Series = series;
+            First = series.Common;
+            Durable = durable;
+        }
+
+        /// <summary>The first run's RunStarted; of a series, only its common fields.</summary>
+        public RunStarted First { get; }
+
+        public RunsStarted? Series { get; }
+
+        public string Project => First.Project;
+
+        public int Count => Series?.RunOffsets.Count ?? 1 + (_moreRunIds?.Count ?? 0);
 
         /// <summary>Runs before this index have had their turn (or left the queue earlier).</summary>
         public int Next { get; set; }
 
         /// <summary>Its runs' starts are written; only then may they be dispatched.</summary>
-        public bool Durable { get; private set; } = durable;
+        public bool Durable { get; private set; }
+
+        public long LastOffset => Series!.RunOffsets[^1];
+
+        /// <summary>The index of the series run with <paramref name="offset"/>, or -1 (offsets increase).</summary>
+        public int IndexOfOffset(long offset)
+        {
+            var offsets = Series!.RunOffsets;
+            if (offsets.Count == 0 || offset < offsets[0] || offset > offsets[^1])
+            {
+                return -1;
+            }
+
+            var (low, high) = (0, offsets.Count - 1);
+            while (low <= high)
+            {
+                var middle = low + ((high - low) / 2);
+                var at = offsets[middle];
+                if (at == offset)
+                {
+                    return middle;
+                }
+
+                (low, high) = at < offset ? (middle + 1, high) : (low, middle - 1);
+            }
+
+            return -1;
+        }
+
+        public bool IsTaken(int index) => _taken?.Contains(index) == true;
+
+        public void Take(int index) => (_taken ??= []).Add(index);
 
         public bool Shares(StartRun start, string workflowHash) =>
-            First.AcceptedAtUnixMs == start.AcceptedAtUnixMs
+            Series is null
+            && First.AcceptedAtUnixMs == start.AcceptedAtUnixMs
             && First.FrameField.Length > 0 == start.FrameField.Length > 0
             && First.FrameLength > 0 == start.FrameLength > 0
             && string.Equals(First.FrameKey, start.FrameKey, StringComparison.Ordinal)
@@ -1115,14 +1488,19 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return more.Count;
         }
 
-        public string RunIdAt(int index) => index == 0 ? First.RunId : _moreRunIds![index - 1];
+        public string RunIdAt(int index) => Series is { } series ? RunIdOf(series, index) : index == 0 ? First.RunId : _moreRunIds![index - 1];
 
-        public string SourceIdAt(int index) => index == 0 ? First.SourceId : _moreSourceIds?[index - 1] ?? string.Empty;
+        public string SourceIdAt(int index) => Series is { } series ? WorkflowRunHost.SourceIdAt(series, index) : index == 0 ? First.SourceId : _moreSourceIds?[index - 1] ?? string.Empty;
 
-        public FrameSlice SliceAt(int index) => index == 0 ? new FrameSlice(First.FrameOffset, First.FrameLength) : _moreSlices?[index - 1] ?? default;
+        public FrameSlice SliceAt(int index) => Series is { } series ? WorkflowRunHost.SliceAt(series, index) : index == 0 ? new FrameSlice(First.FrameOffset, First.FrameLength) : _moreSlices?[index - 1] ?? default;
 
         public RunStarted StartedOf(int index)
         {
+            if (Series is { } series)
+            {
+                return WorkflowRunHost.StartedOf(series, index);
+            }
+
             if (index == 0)
             {
                 return First;
@@ -1138,7 +1516,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         /// <summary>Answers slot <paramref name="slot"/> of <paramref name="answer"/> with the run at
         /// <paramref name="index"/> in this group once the group is written.</summary>
-        public void WaitForWrite(StartAnswer answer, int slot, int index)
+        public void WaitForWrite(StartAnswer answer, int slot, int index, int count = 1)
         {
             var waiters = _waiters ??= [];
             if (waiters.Count > 0)
@@ -1146,12 +1524,12 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                 ref var last = ref System.Runtime.InteropServices.CollectionsMarshal.AsSpan(waiters)[^1];
                 if (ReferenceEquals(last.Answer, answer) && last.Slot + last.Count == slot && last.Index + last.Count == index)
                 {
-                    last.Count++;
+                    last.Count += count;
                     return;
                 }
             }
 
-            waiters.Add(new WaitingStarts(answer, slot, index));
+            waiters.Add(new WaitingStarts(answer, slot, index) { Count = count });
         }
 
         public void Written()
@@ -1161,7 +1539,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             {
                 for (var i = 0; i < waiting.Count; i++)
                 {
-                    waiting.Answer.Set(waiting.Slot + i, RunIdAt(waiting.Index + i), StartOutcome.Accepted);
+                    waiting.Answer.Set(waiting.Slot + i, StartOutcome.Accepted);
                 }
             }
 
@@ -1181,47 +1559,79 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     }
 
     /// <summary>The answer to one StartRun (a RunAccepted) or StartRuns (a RunsAccepted, in its order),
-    /// sent to the asker once every start in it is known.</summary>
+    /// sent to the asker once every start in it is known. Runs of a series are answered with their
+    /// outcome alone: the asker knows their ids.</summary>
     private sealed class StartAnswer
     {
         private readonly IActorRef _asker;
-        private readonly RunAccepted[] _results;
-        private readonly bool _batch;
+        private readonly StartRun? _single;
+        private readonly StartRuns? _batch;
+        private readonly StartOutcome[] _outcomes;
+        private string[]? _errors;
         private int _pending;
 
-        public StartAnswer(IActorRef asker, int count, bool batch)
+        public StartAnswer(IActorRef asker, StartRun single)
+            : this(asker, 1) => _single = single;
+
+        public StartAnswer(IActorRef asker, StartRuns batch)
+            : this(asker, batch.Runs.Count + batch.Series.Sum(s => s.RunOffsets.Count)) => _batch = batch;
+
+        private StartAnswer(IActorRef asker, int count)
         {
             _asker = asker;
-            _results = new RunAccepted[count];
-            _batch = batch;
+            _outcomes = new StartOutcome[count];
             _pending = count;
-            if (count == 0)
-            {
-                Send();
-            }
         }
 
-        public void Set(int index, string runId, StartOutcome outcome, string error = "")
+        public void Set(int index, StartOutcome outcome, string error = "")
         {
-            _results[index] = new RunAccepted { RunId = runId, Outcome = outcome, Error = error };
+            _outcomes[index] = outcome;
+            if (error.Length > 0)
+            {
+                (_errors ??= new string[_outcomes.Length])[index] = error;
+            }
+
             if (--_pending == 0)
             {
                 Send();
             }
         }
 
+        /// <summary>Sends an answer with nothing to wait for (a StartRuns without runs) at once.</summary>
+        public void SendIfEmpty()
+        {
+            if (_outcomes.Length == 0)
+            {
+                Send();
+            }
+        }
+
+        private RunAccepted Result(int index, string runId) =>
+            new() { RunId = runId, Outcome = _outcomes[index], Error = _errors?[index] ?? string.Empty };
+
         private void Send()
         {
-            if (_batch)
+            if (_batch is null)
             {
-                var accepted = new RunsAccepted();
-                accepted.Results.Add(_results);
-                _asker.Tell(accepted);
+                _asker.Tell(Result(0, _single!.RunId));
+                return;
             }
-            else
+
+            var accepted = new RunsAccepted();
+            var runs = _batch.Runs.Count;
+            accepted.Results.Capacity = runs;
+            for (var i = 0; i < runs; i++)
             {
-                _asker.Tell(_results[0]);
+                accepted.Results.Add(Result(i, _batch.Runs[i].RunId));
             }
+
+            accepted.Outcomes.Add(_outcomes.AsSpan(runs).ToArray());
+            if (_errors is not null && _errors.AsSpan(runs).ContainsAnyExcept((string?)null))
+            {
+                accepted.Errors.Add(_errors.Skip(runs).Select(e => e ?? string.Empty));
+            }
+
+            _asker.Tell(accepted);
         }
     }
 

@@ -8,7 +8,7 @@ public sealed class InFlightRunsTests
     [Fact]
     public void A_run_holds_one_slot_however_often_it_is_acquired_and_frees_it_once()
     {
-        using var slots = new InFlightRuns(2);
+        using var slots = new InFlightRuns<string>(2);
 
         Assert.True(slots.TryAcquire("a"));
         Assert.True(slots.TryAcquire("a"));
@@ -29,7 +29,7 @@ public sealed class InFlightRunsTests
     [Fact]
     public async Task Waiting_for_a_slot_ends_when_a_run_is_released()
     {
-        using var slots = new InFlightRuns(1);
+        using var slots = new InFlightRuns<string>(1);
         Assert.True(slots.TryAcquire("a"));
 
         var waiting = slots.AcquireAsync("b", CancellationToken.None);
@@ -45,7 +45,7 @@ public sealed class InFlightRunsTests
     public async Task Acquiring_and_releasing_from_many_threads_keeps_the_count_and_the_bound()
     {
         const int Max = 8;
-        using var slots = new InFlightRuns(Max);
+        using var slots = new InFlightRuns<string>(Max);
         var workers = Enumerable.Range(0, 4).Select(worker => Task.Run(async () =>
         {
             for (var i = 0; i < 2000; i++)

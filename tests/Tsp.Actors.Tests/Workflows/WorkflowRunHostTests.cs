@@ -310,6 +310,151 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         AwaitAssert(() => Assert.Equal((0, 0), (services.Active.Count, services.Active.Queued)), TimeSpan.FromSeconds(10));
     }
 
+    private RunsStarted Series(string prefix, long[] offsets, string frameKey, string[]? sources = null)
+    {
+        var series = new RunsStarted
+        {
+            Common = new RunStarted { Project = _project, FrameKey = frameKey, AcceptedAtUnixMs = 7 },
+            RunIdPrefix = prefix,
+            RunOffsets = { offsets },
+            FrameOffsets = { offsets.Select((_, i) => (uint)(i * 10)) },
+            FrameLengths = { offsets.Select((_, i) => (uint)(i + 1)) },
+        };
+        series.SourceIds.Add(sources ?? []);
+        return series;
+    }
+
+    /// <summary>Answers a run's tasks after "pre" (which the caller holds) until its result is logged.</summary>
+    private async Task<TpResult> FinishAfterPreAsync(IActorRef host, NodeTask pre)
+    {
+        host.Tell(Done(pre), _queue);
+        return await FinishBranchesAsync(host, pre.RunId);
+    }
+
+    private async Task<TpResult> FinishBranchesAsync(IActorRef host, string runId)
+    {
+        var branches = new[] { _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)), _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)) };
+        Assert.Equal(["a", "b"], branches.Select(t => t.NodeId).Order());
+        Assert.All(branches, t => Assert.Equal(runId, t.RunId));
+        Assert.All(branches, t => host.Tell(Done(t), _queue));
+        host.Tell(Done(ExpectTask("join")), _queue);
+        return await AwaitResultAsync(runId);
+    }
+
+    [Theory]
+    [InlineData(100)]
+    [InlineData(2)]
+    public async Task A_series_past_the_active_limit_queues_whole_and_keeps_each_runs_id_source_and_frame_through_a_crash(int snapshotEvery)
+    {
+        // snapshotEvery 2: the queued series comes back from a snapshot; 100: from its journal event,
+        // and run 11, which had started, leaves it out of turn when its node's event is replayed.
+        var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1, SnapshotEvery = snapshotEvery } };
+        var prefix = $"{TestServers.Unique("tsp.t")}-3-";
+        var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
+        long[] offsets = [10, 11, 13, 20, 21];
+        var sources = new[] { string.Empty, string.Empty, "cam-2", string.Empty, "cam-4" };
+        var series = Series(prefix, offsets, frames, sources);
+        var host = StartHost(services);
+        host.Tell(new StartRuns { HostId = _hostId, Series = { series } }, TestActor);
+        var answer = ExpectMsg<RunsAccepted>();
+        Assert.Empty(answer.Results);
+        Assert.Empty(answer.Errors);
+        Assert.Equal(Enumerable.Repeat(StartOutcome.Accepted, 5), answer.Outcomes);
+
+        var first = ExpectTask("pre");
+        Assert.Equal(prefix + "10", first.RunId);
+        await FinishAfterPreAsync(host, first);
+        var second = ExpectTask("pre");
+        Assert.Equal(prefix + "11", second.RunId);
+        host.Tell(Done(second), _queue);
+        _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10));
+        _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10));
+
+        // Redelivered: every run is known, finished or not.
+        host.Tell(new StartRuns { HostId = _hostId, Series = { Series(prefix, offsets, frames, sources) } }, TestActor);
+        Assert.Equal([StartOutcome.AlreadyCompleted, .. Enumerable.Repeat(StartOutcome.AlreadyRunning, 4)], ExpectMsg<RunsAccepted>().Outcomes);
+        host.Tell(GetRunHostStats.Instance, TestActor);
+        var stats = ExpectMsg<RunHostStats>();
+        Assert.Equal((1, 3), (stats.Runs, stats.Queued));
+        Assert.True(View(host, prefix + "13").Exists);
+        Assert.False(View(host, prefix + "12").Exists);
+        Assert.False(View(host, prefix + "013").Exists);
+
+        Crash(host);
+        var restarted = StartHost(services);
+        Assert.True(View(restarted, prefix + "21").Exists);
+        await FinishBranchesAsync(restarted, prefix + "11");
+        for (var i = 2; i < offsets.Length; i++)
+        {
+            var pre = ExpectTask("pre");
+            Assert.Equal(prefix + offsets[i], pre.RunId);
+            var frame = Assert.Single(pre.Inputs);
+            Assert.Equal((frames, (uint)(i * 10), (uint)(i + 1)), (frame.Key, frame.Offset, frame.Length));
+            var result = await FinishAfterPreAsync(restarted, pre);
+            Assert.Equal((sources[i], 7L), (result.SourceId, result.AcceptedAtUnixMs));
+        }
+
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        AwaitAssert(() => Assert.Equal((0, 0), (services.Active.Count, services.Active.Queued)), TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task A_series_that_overlaps_runs_the_host_knows_is_taken_run_by_run_each_once_in_order()
+    {
+        var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1 } };
+        var prefix = $"{TestServers.Unique("tsp.t")}-0-";
+        var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
+        var host = StartHost(services);
+        host.Tell(new StartRuns { HostId = _hostId, Series = { Series(prefix, [1, 2, 3], frames) } }, TestActor);
+        Assert.Equal(Enumerable.Repeat(StartOutcome.Accepted, 3), ExpectMsg<RunsAccepted>().Outcomes);
+        // A run of the same id form submitted alone (gRPC) is the same run as a series' one.
+        host.Tell(Start(prefix + "5"), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+
+        host.Tell(new StartRuns { HostId = _hostId, Series = { Series(prefix, [3, 4, 5, 6], frames) } }, TestActor);
+        Assert.Equal([StartOutcome.AlreadyRunning, StartOutcome.Accepted, StartOutcome.AlreadyRunning, StartOutcome.Accepted], ExpectMsg<RunsAccepted>().Outcomes);
+        host.Tell(GetRunHostStats.Instance, TestActor);
+        var stats = ExpectMsg<RunHostStats>();
+        Assert.Equal((1, 5), (stats.Runs, stats.Queued));
+
+        // Acceptance order: 1 (at once), the series' 2 and 3, 5 alone, then 4 and 6.
+        foreach (var offset in new[] { 1, 2, 3, 5, 4, 6 })
+        {
+            var pre = ExpectTask("pre");
+            Assert.Equal(prefix + offset, pre.RunId);
+            await FinishAfterPreAsync(host, pre);
+        }
+
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        host.Tell(new StartRuns { HostId = _hostId, Series = { Series(prefix, [1, 6, 7], frames) } }, TestActor);
+        Assert.Equal([StartOutcome.AlreadyCompleted, StartOutcome.AlreadyCompleted, StartOutcome.Accepted], ExpectMsg<RunsAccepted>().Outcomes);
+        Assert.Equal(prefix + "7", ExpectTask("pre").RunId);
+    }
+
+    [Fact]
+    public void A_series_of_an_unknown_project_or_malformed_is_rejected_run_by_run_with_the_reason()
+    {
+        var host = StartHost();
+        var prefix = $"{TestServers.Unique("tsp.t")}-0-";
+        var unknown = Series(prefix, [1, 2], "k");
+        unknown.Common.Project = "nope";
+        var mismatched = Series(prefix, [3, 4], "k");
+        mismatched.FrameLengths.RemoveAt(1);
+        var noDash = Series(prefix.TrimEnd('-'), [5], "k");
+        var good = Series(prefix, [6], "k");
+
+        host.Tell(new StartRuns { HostId = _hostId, Runs = { Start(prefix + "9") }, Series = { unknown, mismatched, noDash, good } }, TestActor);
+
+        var answer = ExpectMsg<RunsAccepted>();
+        Assert.Equal(StartOutcome.Accepted, Assert.Single(answer.Results).Outcome);
+        Assert.Equal([StartOutcome.Rejected, StartOutcome.Rejected, StartOutcome.Rejected, StartOutcome.Rejected, StartOutcome.Rejected, StartOutcome.Accepted], answer.Outcomes);
+        Assert.Equal(6, answer.Errors.Count);
+        Assert.All(answer.Errors.Take(2), e => Assert.Equal($"unknown project 'nope' (deployed: {_project})", e));
+        Assert.All(answer.Errors.Skip(2).Take(3), e => Assert.Contains("is malformed", e, StringComparison.Ordinal));
+        Assert.Equal(string.Empty, answer.Errors[5]);
+        Assert.Equal([prefix + "9", prefix + "6"], new[] { ExpectTask("pre").RunId, ExpectTask("pre").RunId });
+    }
+
     [Fact]
     public void A_batch_of_starts_past_the_active_limit_is_answered_once_written_repeats_included()
     {
