@@ -10,15 +10,18 @@ namespace Tsp.Actors.Ingest;
 public sealed class InFlightRuns<TRun>(int max) : IDisposable
     where TRun : notnull
 {
-    private readonly SemaphoreSlim _slots = new(max, max);
+    private readonly Lock _lock = new();
 
-    // Taken per record by the ingest stream and per result by the ingest actor: a plain set under a
+    // Taken per batch by the ingest stream and per result by the ingest actor: a plain set under a
     // lock, as a ConcurrentDictionary would allocate a node per run. Sized for its bound at once:
     // growing it while it fills re-allocates its arrays, past 85 KB on the large object heap, whose
     // budget then triggers full collections.
     private readonly HashSet<TRun> _runs = new(Math.Min(max, 1 << 20));
     private int _peak;
     private int _count;
+
+    // Completed by the next release; null while nobody waits.
+    private TaskCompletionSource? _released;
 
     public int Max => max;
 
@@ -27,66 +30,76 @@ public sealed class InFlightRuns<TRun>(int max) : IDisposable
     /// <summary>The highest count seen.</summary>
     public int Peak => Volatile.Read(ref _peak);
 
+    /// <summary>Takes a slot for the run, waiting for one as long as none is free (or the run holds one already).</summary>
     public async Task AcquireAsync(TRun run, CancellationToken cancellationToken)
     {
-        if (Holds(run))
+        while (true)
         {
-            return;
-        }
+            Task released;
+            lock (_lock)
+            {
+                if (TryHold(run))
+                {
+                    return;
+                }
 
-        await _slots.WaitAsync(cancellationToken);
-        Hold(run);
+                released = (_released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            }
+
+            await released.WaitAsync(cancellationToken);
+        }
     }
 
     /// <summary>Takes a slot for the run if one is free without waiting (or the run holds one already).</summary>
-    public bool TryAcquire(TRun run)
+    public bool TryAcquire(TRun run) => TryAcquireAll([run]) == 1;
+
+    /// <summary>Takes slots for runs in order, without waiting, under one lock: until one finds no free
+    /// slot. Returns how many runs hold a slot now (the first ones).</summary>
+    public int TryAcquireAll(ReadOnlySpan<TRun> runs)
     {
-        if (Holds(run))
+        lock (_lock)
         {
-            return true;
-        }
+            for (var i = 0; i < runs.Length; i++)
+            {
+                if (!TryHold(runs[i]))
+                {
+                    return i;
+                }
+            }
 
-        if (!_slots.Wait(0))
-        {
-            return false;
+            return runs.Length;
         }
-
-        Hold(run);
-        return true;
     }
 
-    private bool Holds(TRun run)
+    private bool TryHold(TRun run)
     {
-        lock (_runs)
+        if (_count >= max)
         {
             return _runs.Contains(run);
         }
+
+        if (_runs.Add(run))
+        {
+            _count++;
+            _peak = Math.Max(_peak, _count);
+        }
+
+        return true;
     }
 
-    private void Hold(TRun run)
+    public void Dispose()
     {
-        int count;
-        lock (_runs)
+        lock (_lock)
         {
-            if (!_runs.Add(run))
-            {
-                _slots.Release();
-                return;
-            }
-
-            count = ++_count;
-            if (count > _peak)
-            {
-                _peak = count;
-            }
+            _released?.TrySetCanceled();
+            _released = null;
         }
     }
 
-    public void Dispose() => _slots.Dispose();
-
     public void Release(TRun run)
     {
-        lock (_runs)
+        TaskCompletionSource? released;
+        lock (_lock)
         {
             if (!_runs.Remove(run))
             {
@@ -94,8 +107,10 @@ public sealed class InFlightRuns<TRun>(int max) : IDisposable
             }
 
             _count--;
+            released = _released;
+            _released = null;
         }
 
-        _slots.Release();
+        released?.TrySetResult();
     }
 }

@@ -169,16 +169,14 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         }
 
         // runs[from..i) hold slots and are not started yet.
-        var from = 0;
-        for (var i = 0; i < runs.Count; i++)
+        var (from, i) = (0, 0);
+        while ((i += _inFlight.TryAcquireAll(runs.SlotsFrom(i))) < runs.Count)
         {
-            if (!_inFlight.TryAcquire(runs.SlotOf(i)))
-            {
-                // Start what holds slots before waiting for one: those runs' results free the slots.
-                await StartAllAsync(runs, from, i);
-                from = i;
-                await _inFlight.AcquireAsync(runs.SlotOf(i), _stopping.Token);
-            }
+            // Start what holds slots before waiting for one: those runs' results free the slots.
+            await StartAllAsync(runs, from, i);
+            from = i;
+            await _inFlight.AcquireAsync(runs.SlotOf(i), _stopping.Token);
+            i++;
         }
 
         await StartAllAsync(runs, from, runs.Count);
@@ -192,6 +190,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     private sealed class PendingRuns(int capacity, bool keepRecords)
     {
         private readonly PartitionRun[] _runs = new PartitionRun[capacity];
+        private readonly (int Partition, long Offset)[] _slots = new (int, long)[capacity];
         private readonly KafkaMessage?[]? _records = keepRecords ? new KafkaMessage?[capacity] : null;
 
         public int Count { get; private set; }
@@ -199,6 +198,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         public void Add(PartitionRun run, KafkaMessage record)
         {
             _runs[Count] = run;
+            _slots[Count] = (run.Partition, run.Offset);
             if (_records is not null)
             {
                 _records[Count] = record;
@@ -211,7 +211,9 @@ public sealed class IngestActor : ReceiveActor, IDisposable
 
         public KafkaMessage? RecordOf(int index) => _records?[index];
 
-        public (int Partition, long Offset) SlotOf(int index) => (_runs[index].Partition, _runs[index].Offset);
+        public (int Partition, long Offset) SlotOf(int index) => _slots[index];
+
+        public ReadOnlySpan<(int Partition, long Offset)> SlotsFrom(int index) => _slots.AsSpan(index, Count - index);
 
         public ArraySegment<PartitionRun> Slice(int from, int to) => new(_runs, from, to - from);
     }

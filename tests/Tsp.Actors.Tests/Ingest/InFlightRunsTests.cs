@@ -27,6 +27,36 @@ public sealed class InFlightRunsTests
     }
 
     [Fact]
+    public void A_batch_takes_slots_in_order_until_none_is_free_and_runs_holding_one_pass()
+    {
+        using var slots = new InFlightRuns<(int, long)>(3);
+        Assert.Equal(2, slots.TryAcquireAll([(0, 1), (0, 2)]));
+
+        // (0, 2) holds its slot already; (0, 3) takes the last; (1, 1) finds none, and nothing after it is taken.
+        Assert.Equal(2, slots.TryAcquireAll([(0, 2), (0, 3), (1, 1), (0, 1)]));
+        Assert.Equal((3, 3), (slots.Count, slots.Peak));
+        Assert.Equal(1, slots.TryAcquireAll([(0, 1), (1, 1)]));
+
+        slots.Release((0, 2));
+        Assert.Equal(2, slots.TryAcquireAll([(1, 1), (0, 3), (1, 2)]));
+        Assert.Equal(0, slots.TryAcquireAll([]));
+    }
+
+    [Fact]
+    public async Task Waiting_for_a_slot_ends_with_an_error_when_ingest_stops()
+    {
+        using var stopping = new CancellationTokenSource();
+        using var slots = new InFlightRuns<string>(1);
+        Assert.True(slots.TryAcquire("a"));
+
+        var waiting = slots.AcquireAsync("b", stopping.Token);
+        await stopping.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(1, slots.Count);
+    }
+
+    [Fact]
     public async Task Waiting_for_a_slot_ends_when_a_run_is_released()
     {
         using var slots = new InFlightRuns<string>(1);
