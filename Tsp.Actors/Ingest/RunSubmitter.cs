@@ -138,13 +138,13 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             (errors ??= new string?[runs.Count])[i] = error;
         }
 
-        // The longest run id: prefix, an int partition, '-' and a long offset.
+        // Room for the longest run id: the topic, '-', an int partition, '-' and a long offset (≤ 31 more).
         var problem = !catalog.TryGet(project, out _) ? $"unknown project '{project}' (deployed: {catalog.Describe()})"
             : topic.Length == 0 || topic.Length + 32 > 200 || topic.AsSpan().ContainsAnyExcept(RunIdCharacters) ? $"topic '{topic}' cannot name runs: run ids may hold only 1 to 200 letters, digits, '-', '_' and '.'"
             : null;
         var byHost = new Dictionary<string, HostGroup>();
         Span<byte> runId = stackalloc byte[256];
-        var prefixes = new Dictionary<int, (string Prefix, int Utf8Length)>();
+        var prefixes = new Dictionary<int, string>();
         var lastPartition = -1;
         var prefixLength = 0;
         for (var i = 0; i < runs.Count; i++)
@@ -160,11 +160,10 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             {
                 if (!prefixes.TryGetValue(run.Partition, out var prefix))
                 {
-                    var text = KafkaTopics.RunIdPrefix(topic, run.Partition);
-                    prefixes.Add(run.Partition, prefix = (text, System.Text.Encoding.UTF8.GetByteCount(text)));
+                    prefixes.Add(run.Partition, prefix = KafkaTopics.RunIdPrefix(topic, run.Partition));
                 }
 
-                prefixLength = System.Text.Encoding.UTF8.GetBytes(prefix.Prefix, runId);
+                prefixLength = System.Text.Encoding.UTF8.GetBytes(prefix, runId);
                 lastPartition = run.Partition;
             }
 
@@ -190,7 +189,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             var offset = 0;
             foreach (var (partition, slots) in group.SeriesSlots)
             {
-                var series = new RunsStarted { Common = common, RunIdPrefix = prefixes[partition].Prefix };
+                var series = new RunsStarted { Common = common, RunIdPrefix = prefixes[partition] };
                 series.RunOffsets.Capacity = series.FrameOffsets.Capacity = series.FrameLengths.Capacity = slots.Count;
                 foreach (var slot in slots)
                 {
