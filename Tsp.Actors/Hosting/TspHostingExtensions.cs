@@ -63,7 +63,7 @@ public static class TspHostingExtensions
         foreach (var file in options.Workflows)
         {
             var workflow = WorkflowLoader.LoadFile(file, processors.Names);
-            NodeContracts.Check(workflow, processors);
+            WorkflowContracts.Check(workflow, processors);
             catalog.Deploy(workflow);
         }
 

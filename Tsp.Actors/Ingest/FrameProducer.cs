@@ -1,3 +1,4 @@
+using Tsp.Actors.Protocol;
 using System.Globalization;
 using System.Text;
 using Confluent.Kafka;
@@ -42,14 +43,14 @@ public sealed class FrameProducer : IDisposable
         }
 
         var delivery = await _producer.ProduceAsync(KafkaTopics.Frames(project), new Message<byte[]?, byte[]> { Key = sourceId is null ? null : Encoding.UTF8.GetBytes(sourceId), Value = data, Headers = headers });
-        return KafkaTopics.RunId(delivery.Topic, delivery.Partition.Value, delivery.Offset.Value);
+        return KafkaRunId.Of(delivery.Topic, delivery.Partition.Value, delivery.Offset.Value);
     }
 
     /// <summary>Publishes a record as it is (tests use it for malformed input).</summary>
     public async Task<string> ProduceRawAsync(string topic, byte[] value, Headers? headers = null)
     {
         var delivery = await _producer.ProduceAsync(topic, new Message<byte[]?, byte[]> { Value = value, Headers = headers ?? [] });
-        return KafkaTopics.RunId(delivery.Topic, delivery.Partition.Value, delivery.Offset.Value);
+        return KafkaRunId.Of(delivery.Topic, delivery.Partition.Value, delivery.Offset.Value);
     }
 
     public void Dispose()

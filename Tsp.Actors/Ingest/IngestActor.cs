@@ -61,7 +61,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         Receive<TpResult>(result =>
         {
             // Other results of the project (runs submitted over gRPC) hold no slot here.
-            if (KafkaTopics.TryParseRunId(result.RunId, _topic, out var partition, out var offset))
+            if (KafkaRunId.TryParse(result.RunId, _topic, out var partition, out var offset))
             {
                 _inFlight.Release((partition, offset));
             }
@@ -287,7 +287,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
                         {
                             _stallSince = Stopwatch.GetTimestamp();
                             Interlocked.Exchange(ref _lastStallLog, _stallSince);
-                            _log.Warning("kafka ingest of '{0}': runs cannot be started ({1}: {2}); retrying every {3} ms (first: {4})", _project, e.GetType().Name, e.Message, _options.RetryDelay.TotalMilliseconds, KafkaTopics.RunId(_topic, submissions[0].Partition, submissions[0].Offset));
+                            _log.Warning("kafka ingest of '{0}': runs cannot be started ({1}: {2}); retrying every {3} ms (first: {4})", _project, e.GetType().Name, e.Message, _options.RetryDelay.TotalMilliseconds, KafkaRunId.Of(_topic, submissions[0].Partition, submissions[0].Offset));
                         }
                     }
 

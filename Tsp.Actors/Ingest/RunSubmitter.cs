@@ -23,22 +23,8 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
     public async Task<RunAccepted> SubmitAsync(Frame frame, string? runId = null, CancellationToken cancellationToken = default)
     {
         runId ??= Guid.CreateVersion7().ToString("N");
-        if (Problem(frame, runId) is { } problem)
-        {
-            return new RunAccepted { RunId = runId, Outcome = StartOutcome.Rejected, Error = problem };
-        }
-
-        var frameKey = RedisKeys.Frame(frame.Project, runId);
-        await store.PutBlobAsync(frameKey, frame.Data.Memory);
-        var start = new StartRun
-        {
-            RunId = runId,
-            Project = frame.Project,
-            FrameKey = frameKey,
-            SourceId = frame.SourceId,
-            AcceptedAtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
-        };
-        return await runs.Ask<RunAccepted>(start, askTimeout, cancellationToken);
+        // A frame submitted alone is stored as any other: a frame string of one (Storage/FrameLeases).
+        return (await SubmitBatchAsync([(frame, runId)], cancellationToken))[0];
     }
 
     /// <summary>Submits many frames with caller-chosen run ids (e.g. a Kafka batch). The runs are
@@ -121,7 +107,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
     }
 
     /// <summary>Submits a Kafka batch's runs of one project: run <c>i</c>'s id is
-    /// <c>KafkaTopics.RunId(topic, runs[i].Partition, runs[i].Offset)</c>. As
+    /// <c>KafkaRunId.Of(topic, runs[i].Partition, runs[i].Offset)</c>. As
     /// <see cref="SubmitBatchAsync"/>, but the runs travel to their hosts — and are journaled and queued
     /// there — in columnar form (<see cref="StartRuns.Series"/>: per partition a run id prefix and the
     /// offsets), and no run id string is built here.</summary>
@@ -160,14 +146,14 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             {
                 if (!prefixes.TryGetValue(run.Partition, out var prefix))
                 {
-                    prefixes.Add(run.Partition, prefix = KafkaTopics.RunIdPrefix(topic, run.Partition));
+                    prefixes.Add(run.Partition, prefix = KafkaRunId.Prefix(topic, run.Partition));
                 }
 
                 prefixLength = System.Text.Encoding.UTF8.GetBytes(prefix, runId);
                 lastPartition = run.Partition;
             }
 
-            var host = RunMessageExtractor.HostOfUtf8(runId[..SeriesRunId.WriteUtf8(runId, prefixLength, run.Offset)], runHosts);
+            var host = RunMessageExtractor.HostOfUtf8(runId[..KafkaRunId.WriteUtf8(runId, prefixLength, run.Offset)], runHosts);
             if (!byHost.TryGetValue(host, out var group))
             {
                 group = new HostGroup(host, project, (runs.Count / Math.Max(1, runHosts)) + 16);
@@ -252,8 +238,8 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
         for (var g = 0; g < groups.Length; g++)
         {
             var buffer = buffers[g] = System.Buffers.ArrayPool<byte>.Shared.Rent((int)groups[g].Bytes);
-            frameKeys[g] = RedisKeys.FrameBatch(groups[g].Project, Guid.CreateVersion7().ToString("N"));
-            writes[g] = store.PutBlobAsync(frameKeys[g], buffer.AsMemory(0, fill(groups[g], frameKeys[g], acceptedAt, buffer)));
+            frameKeys[g] = RedisKeys.Frames(groups[g].Project, Guid.CreateVersion7().ToString("N"));
+            writes[g] = FrameLeases.WriteAsync(store, frameKeys[g], buffer.AsMemory(0, fill(groups[g], frameKeys[g], acceptedAt, buffer)));
         }
 
         // On failure the buffers are left to the collector: a write still queued in the client may read them.

@@ -120,9 +120,7 @@ public sealed class NodeActor : ReceiveActor
                 if (blobs[i] is not { } data)
                 {
                     var input = task.Inputs[i];
-                    var where = input.Length > 0 ? $"{input.Key} bytes {input.Offset}..{input.Offset + input.Length - 1}"
-                        : input.Field.Length > 0 ? $"{input.Key} field {input.Field}"
-                        : input.Key;
+                    var where = input.Length > 0 ? $"{input.Key} bytes {input.Offset}..{input.Offset + input.Length - 1}" : input.Key;
                     return Failed(task, $"input '{task.Inputs[i].NodeId}' ({where}) is missing from Redis: expired or never written", retryable: false);
                 }
 

@@ -4,7 +4,6 @@ using Akka.Cluster.Tools.Client;
 using Akka.Event;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
-using Tsp.Actors.Workflows;
 
 namespace Tsp.Actors.Northbound;
 
@@ -19,7 +18,7 @@ public sealed class RemoteResultService : ReceiveActor
     public const string Name = "tsp-results";
     public const string Path = "/user/" + Name;
 
-    public RemoteResultService(WorkflowCatalog catalog, RedisStore store, int bufferSize, TimeSpan timeout)
+    public RemoteResultService(IProjectDirectory projects, RedisStore store, int bufferSize, TimeSpan timeout)
     {
         Receive<SubscribeResults>(request =>
         {
@@ -37,9 +36,9 @@ public sealed class RemoteResultService : ReceiveActor
             IReadOnlyDictionary<string, long?> starts;
             try
             {
-                starts = catalog.TryGet(request.Project, out _)
+                starts = projects.IsDeployed(request.Project)
                     ? FeedStart.Parse(request.From, [request.Project])
-                    : throw new FormatException($"unknown project '{request.Project}' (deployed: {catalog.Describe()})");
+                    : throw new FormatException($"unknown project '{request.Project}' (deployed: {projects.Describe()})");
             }
             catch (FormatException e)
             {
@@ -195,9 +194,9 @@ public sealed class RemoteResultSubscriber : ReceiveActor, IWithTimers
 /// <summary>Starts the remote result service (orchestrators) and remote subscriptions (external systems).</summary>
 public static class RemoteResults
 {
-    public static void Register(ActorSystem system, WorkflowCatalog catalog, RedisStore store, int bufferSize, TimeSpan timeout)
+    public static void Register(ActorSystem system, IProjectDirectory projects, RedisStore store, int bufferSize, TimeSpan timeout)
     {
-        var service = system.ActorOf(Props.Create(() => new RemoteResultService(catalog, store, bufferSize, timeout)), RemoteResultService.Name);
+        var service = system.ActorOf(Props.Create(() => new RemoteResultService(projects, store, bufferSize, timeout)), RemoteResultService.Name);
         ClusterClientReceptionist.Get(system).RegisterService(service);
     }
 

@@ -21,4 +21,24 @@ public static class ResultPublisher
         await store.AppendResultAsync(result, deadLetter);
         pubSubMediator.Tell(new Publish(TopicFor(result.Project), result));
     }
+
+    /// <summary>Publishes a finished run's result, with its dead letter when it failed, then shortens
+    /// its node outputs' lifetime to the finished-blob TTL. Safe to repeat, as <see cref="PublishAsync"/>.</summary>
+    /// <param name="failure">The node failure that failed the run, if one did.</param>
+    public static async Task PublishFinishedAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, NodeFailed? failure)
+    {
+        var deadLetter = failure is null
+            ? null
+            : new DeadLetter
+            {
+                Project = result.Project,
+                Origin = "run",
+                Reference = result.RunId,
+                NodeId = failure.NodeId,
+                Reason = result.Error,
+                AtUnixMs = result.CompletedAtUnixMs,
+            };
+        await PublishAsync(store, pubSubMediator, result, deadLetter);
+        await store.ExpireFinishedAsync(result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey));
+    }
 }

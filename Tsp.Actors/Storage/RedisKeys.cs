@@ -6,10 +6,8 @@ public static class RedisKeys
 {
     public const string FrameNodeId = "frame";
 
-    public static string Frame(string project, string runId) => $"tsp:{project}:{runId}:in";
-
-    /// <summary>Hash of the frames of runs submitted together (a Kafka batch): field = run id.</summary>
-    public static string FrameBatch(string project, string batchId) => $"tsp:{project}:frames:{batchId}";
+    /// <summary>The frames of runs submitted together, back to back (<see cref="FrameLeases"/>).</summary>
+    public static string Frames(string project, string id) => $"tsp:{project}:frames:{id}";
 
     public static string NodeOutput(string project, string runId, string nodeId) => $"tsp:{project}:{runId}:{nodeId}";
 

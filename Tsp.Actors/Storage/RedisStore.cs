@@ -63,11 +63,6 @@ public sealed class RedisStore : IAsyncDisposable
     public Task PutBlobAsync(string key, ReadOnlyMemory<byte> data) =>
         _db.StringSetAsync(key, data, Options.BlobTtl);
 
-    /// <summary>Deletes frames from their batch's hash (runs that finished, or were not started): the
-    /// frames of runs that journals written before session 9 hold.</summary>
-    public Task DeleteFramesAsync(string hashKey, IReadOnlyList<string> fields) =>
-        _db.HashDeleteAsync(hashKey, fields.Select(f => (RedisValue)f).ToArray());
-
     public Task DeleteBlobsAsync(IReadOnlyList<string> keys) =>
         _db.KeyDeleteAsync([.. keys.Select(k => (RedisKey)k)]);
 
@@ -86,10 +81,10 @@ public sealed class RedisStore : IAsyncDisposable
     }
 
     /// <returns>The inputs' blobs in order; null for a missing one. An input with a length is that
-    /// range of a string (frames submitted together); one with a field is that field of a hash.</returns>
+    /// range of a string (a frame, <see cref="FrameLeases"/>).</returns>
     public async Task<byte[]?[]> GetBlobsAsync(IReadOnlyList<NodeInput> inputs)
     {
-        if (inputs.All(i => i.Field.Length == 0 && i.Length == 0))
+        if (inputs.All(i => i.Length == 0))
         {
             return await GetBlobsAsync(inputs.Select(i => i.Key).ToList());
         }
@@ -106,7 +101,7 @@ public sealed class RedisStore : IAsyncDisposable
                 return range is { } bytes && bytes.Length == input.Length ? bytes : null;
             }
 
-            return input.Field.Length > 0 ? (byte[]?)await _db.HashGetAsync(input.Key, input.Field) : await GetBlobAsync(input.Key);
+            return await GetBlobAsync(input.Key);
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using Tsp.Actors.Dispatch;
 
 namespace Tsp.Actors.Workflows;
 
@@ -53,6 +54,8 @@ public sealed class WorkflowDefinition
         Sources = Enumerable.Range(0, nodes.Count).Where(i => Parents[i].Length == 0).ToArray();
         Sinks = Enumerable.Range(0, nodes.Count).Where(i => Children[i].Length == 0).ToArray();
         Queues = nodes.Select(n => n.Queue).Distinct(StringComparer.Ordinal).ToArray();
+        Tasks = nodes.Select(n => new NodeTaskTemplate(n.Id, n.Processor, n.Queue, n.Timeout, n.MaxAttempts, n.Parameters)).ToArray();
+        OverdueAfter = TimeSpan.FromMilliseconds(nodes.Max(n => n.Timeout.TotalMilliseconds * n.MaxAttempts)) + TimeSpan.FromSeconds(30);
     }
 
     public string Project { get; }
@@ -77,6 +80,13 @@ public sealed class WorkflowDefinition
     public int[] Sinks { get; }
 
     public IReadOnlyList<string> Queues { get; }
+
+    /// <summary>Per node (by index): how its tasks are built and where they go.</summary>
+    public IReadOnlyList<NodeTaskTemplate> Tasks { get; }
+
+    /// <summary>How long a task may be in flight before its run's host sends it again: the slowest
+    /// node's timeout × attempts, plus 30 s (a task lost with its queue's orchestrator).</summary>
+    public TimeSpan OverdueAfter { get; }
 
     public int IndexOf(string nodeId) => _indexById.TryGetValue(nodeId, out var index) ? index : -1;
 }

@@ -238,12 +238,12 @@ public sealed class StandaloneTests(ITestOutputHelper output)
 
         // A host's frame string is deleted once the last of its runs has finished.
         var server = store.Connection.GetServer(store.Connection.GetEndPoints()[0]);
-        while (deadline.Elapsed < ResultTimeout && server.Keys(pattern: RedisKeys.FrameBatch(project, "*")).Any())
+        while (deadline.Elapsed < ResultTimeout && server.Keys(pattern: RedisKeys.Frames(project, "*")).Any())
         {
             await Task.Delay(100);
         }
 
-        Assert.Empty(server.Keys(pattern: RedisKeys.FrameBatch(project, "*")));
+        Assert.Empty(server.Keys(pattern: RedisKeys.Frames(project, "*")));
         await host.StopAsync();
     }
 

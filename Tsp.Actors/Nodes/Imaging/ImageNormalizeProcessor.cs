@@ -18,7 +18,7 @@ public sealed class ImageNormalizeProcessor : INodeProcessor, INodeContract
 
     public string Name => ProcessorName;
 
-    public (IReadOnlyList<Onnx.TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(Workflows.NodeDefinition node, IReadOnlyList<NodeInputSpec> inputs)
+    public (IReadOnlyList<Onnx.TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(NodeSettings node, IReadOnlyList<NodeInputSpec> inputs)
     {
         try
         {

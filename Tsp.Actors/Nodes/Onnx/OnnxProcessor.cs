@@ -19,7 +19,7 @@ public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor, INodeCont
 
     /// <summary>Checks the model's config.yaml against the tensor the node is fed. A model not in the
     /// repository yet (e.g. trained later) is not an error here: its runs fail until it is there.</summary>
-    public (IReadOnlyList<TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(Workflows.NodeDefinition node, IReadOnlyList<NodeInputSpec> inputs)
+    public (IReadOnlyList<TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(NodeSettings node, IReadOnlyList<NodeInputSpec> inputs)
     {
         if (!node.Parameters.TryGetValue("model", out var model) || model.Length == 0)
         {

@@ -29,7 +29,7 @@ public sealed class NodeContractTests : IDisposable
     }
 
     private void Check(string nodes) =>
-        NodeContracts.Check(WorkflowLoader.Parse($"project: p\nnodes:\n{nodes}", "rail.yaml", _processors.Names), _processors);
+        WorkflowContracts.Check(WorkflowLoader.Parse($"project: p\nnodes:\n{nodes}", "rail.yaml", _processors.Names), _processors);
 
     [Fact]
     public void A_pipeline_whose_shapes_fit_its_models_deploys()

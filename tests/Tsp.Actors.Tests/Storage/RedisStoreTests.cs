@@ -133,7 +133,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
     {
         await using var store = await Connect(server, new StorageOptions { BlobTtl = TimeSpan.FromSeconds(30) });
         var project = TestServers.Unique("blob");
-        var frame = RedisKeys.Frame(project, "r1");
+        var frame = RedisKeys.Frames(project, "r1");
         var output = RedisKeys.NodeOutput(project, "r1", "n");
 
         await store.PutBlobAsync(frame, new byte[] { 1, 2, 3 });
@@ -151,11 +151,11 @@ public sealed class RedisStoreTests : IAsyncLifetime
     [Theory]
     [InlineData("redis")]
     [InlineData("garnet")]
-    public async Task Node_inputs_read_ranges_of_a_frame_string_fields_and_keys_and_a_missing_one_as_null(string server)
+    public async Task Node_inputs_read_ranges_of_a_frame_string_and_keys_and_a_missing_one_as_null(string server)
     {
         await using var store = await Connect(server);
         var project = TestServers.Unique("inputs");
-        var frames = RedisKeys.FrameBatch(project, "b1");
+        var frames = RedisKeys.Frames(project, "b1");
         var output = RedisKeys.NodeOutput(project, "r1", "n");
         await store.PutBlobAsync(frames, "aaabbbbc"u8.ToArray());
         await store.PutBlobAsync(output, new byte[] { 9 });
@@ -166,7 +166,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
             new NodeInput { Key = frames, Offset = 7, Length = 1 },
             new NodeInput { Key = output },
             new NodeInput { Key = frames, Offset = 6, Length = 5 },
-            new NodeInput { Key = RedisKeys.FrameBatch(project, "gone"), Offset = 0, Length = 1 },
+            new NodeInput { Key = RedisKeys.Frames(project, "gone"), Offset = 0, Length = 1 },
         ]);
 
         Assert.Equal("bbbb"u8.ToArray(), blobs[0]);

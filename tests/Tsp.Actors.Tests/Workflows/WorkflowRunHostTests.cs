@@ -83,7 +83,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     {
         RunId = runId,
         Project = _project,
-        FrameKey = RedisKeys.Frame(_project, runId),
+        FrameKey = RedisKeys.Frames(_project, runId),
+        FrameLength = 3,
         SourceId = "cam",
         AcceptedAtUnixMs = 1,
     };
@@ -115,13 +116,13 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     public async Task A_run_stopped_mid_way_resumes_from_its_journal_and_runs_only_what_was_not_done()
     {
         var runId = TestServers.Unique("r");
-        await _store.PutBlobAsync(RedisKeys.Frame(_project, runId), new byte[] { 1, 2, 3 });
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
         var first = StartHost();
 
         first.Tell(Start(runId), TestActor);
         Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
         var pre = ExpectTask("pre");
-        Assert.Equal([new NodeInput { NodeId = "frame", Key = RedisKeys.Frame(_project, runId) }], pre.Inputs);
+        Assert.Equal([new NodeInput { NodeId = "frame", Key = RedisKeys.Frames(_project, runId), Length = 3 }], pre.Inputs);
         first.Tell(Done(pre), _queue);
         var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
         Assert.Equal(["a", "b"], fanOut.Select(t => t.NodeId).Order());
@@ -350,7 +351,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         // and run 11, which had started, leaves it out of turn when its node's event is replayed.
         var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1, SnapshotEvery = snapshotEvery } };
         var prefix = $"{TestServers.Unique("tsp.t")}-3-";
-        var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
+        var frames = RedisKeys.Frames(_project, TestServers.Unique("batch"));
         long[] offsets = [10, 11, 13, 20, 21];
         var sources = new[] { string.Empty, string.Empty, "cam-2", string.Empty, "cam-4" };
         var series = Series(prefix, offsets, frames, sources);
@@ -403,7 +404,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     {
         var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1 } };
         var prefix = $"{TestServers.Unique("tsp.t")}-0-";
-        var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
+        var frames = RedisKeys.Frames(_project, TestServers.Unique("batch"));
         var host = StartHost(services);
         host.Tell(new StartRuns { HostId = _hostId, Series = { Series(prefix, [1, 2, 3], frames) } }, TestActor);
         Assert.Equal(Enumerable.Repeat(StartOutcome.Accepted, 3), ExpectMsg<RunsAccepted>().Outcomes);
@@ -482,15 +483,13 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Theory]
-    [InlineData(100, true)]
-    [InlineData(2, true)]
-    [InlineData(2, false)]
-    public async Task Runs_started_together_keep_their_own_id_source_and_frame_through_a_crash(int snapshotEvery, bool frameSlices)
+    [InlineData(100)]
+    [InlineData(2)]
+    public async Task Runs_started_together_keep_their_own_id_source_and_frame_through_a_crash(int snapshotEvery)
     {
         // snapshotEvery 2: the queued runs come back from a snapshot; 100: from the journal's one event.
-        // frameSlices false: frames as fields of a hash, as journals written before session 9 hold them.
         var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1, SnapshotEvery = snapshotEvery } };
-        var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
+        var frames = RedisKeys.Frames(_project, TestServers.Unique("batch"));
         var runs = Enumerable.Range(0, 5).Select(i => $"{TestServers.Unique("g")}-{i}").ToList();
         var sources = new[] { string.Empty, string.Empty, "cam-2", string.Empty, "cam-4" };
         var batch = new StartRuns { HostId = _hostId };
@@ -499,9 +498,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
             RunId = runId,
             Project = _project,
             FrameKey = frames,
-            FrameField = frameSlices ? string.Empty : runId,
-            FrameOffset = frameSlices ? (uint)(i * 10) : 0,
-            FrameLength = frameSlices ? (uint)(i + 1) : 0,
+            FrameOffset = (uint)(i * 10),
+            FrameLength = (uint)(i + 1),
             SourceId = sources[i],
             AcceptedAtUnixMs = 7,
         }));
@@ -517,8 +515,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
             var task = ExpectTask("pre");
             Assert.Equal(runs[i], task.RunId);
             var frame = Assert.Single(task.Inputs);
-            var expected = frameSlices ? (frames, string.Empty, (uint)(i * 10), (uint)(i + 1)) : (frames, runs[i], 0u, 0u);
-            Assert.Equal(expected, (frame.Key, frame.Field, frame.Offset, frame.Length));
+            Assert.Equal((frames, (uint)(i * 10), (uint)(i + 1)), (frame.Key, frame.Offset, frame.Length));
             second.Tell(Done(task), _queue);
             var branches = new[] { _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)), _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)) };
             Assert.Equal(["a", "b"], branches.Select(t => t.NodeId).Order());
@@ -533,7 +530,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     public async Task A_frame_string_shared_by_runs_started_together_is_deleted_only_after_the_last_of_them_through_a_crash()
     {
         var services = _services with { Tuning = new RunHostTuning { MaxActiveRuns = 1 } };
-        var frames = RedisKeys.FrameBatch(_project, TestServers.Unique("batch"));
+        var frames = RedisKeys.Frames(_project, TestServers.Unique("batch"));
         await _store.PutBlobAsync(frames, new byte[] { 1, 2, 3 });
         var runs = Enumerable.Range(0, 3).Select(i => $"{TestServers.Unique("s")}-{i}").ToList();
         var batch = new StartRuns { HostId = _hostId };
@@ -574,18 +571,18 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
-    public void A_start_whose_frame_field_is_not_its_run_id_is_rejected()
+    public void A_start_without_a_frame_slice_is_rejected_with_the_run_named()
     {
         var runId = TestServers.Unique("r");
         var host = StartHost();
         var start = Start(runId);
-        start.FrameField = "other";
+        start.FrameLength = 0;
 
         host.Tell(start, TestActor);
 
         var reply = ExpectMsg<RunAccepted>();
         Assert.Equal(StartOutcome.Rejected, reply.Outcome);
-        Assert.Contains("frame_field 'other' must be empty or the run id", reply.Error, StringComparison.Ordinal);
+        Assert.Contains($"run {runId}: no frame", reply.Error, StringComparison.Ordinal);
         _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
     }
 
@@ -688,7 +685,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     public void Run_events_round_trip_through_the_protobuf_serializer()
     {
         var serialization = Sys.Serialization;
-        var group = new RunsStarted { Common = new RunStarted { Project = "p", FrameKey = "h", WorkflowHash = "w" }, RunIds = { "a", "b" }, SourceIds = { "", "s" }, FrameFieldIsRunId = true };
+        var group = new RunsStarted { Common = new RunStarted { Project = "p", FrameKey = "h", WorkflowHash = "w" }, RunIds = { "a", "b" }, SourceIds = { "", "s" }, FrameOffsets = { 0, 4 }, FrameLengths = { 4, 2 } };
         var completed = new NodeCompleted { RunId = "r", Result = new NodeResult { NodeId = "n", Metrics = { ["score"] = 0.25 } }, Detections = { new Detection { Label = "crack", Score = 0.9f } } };
         ITspMessage[] events =
         [

@@ -1,6 +1,6 @@
-using Tsp.Actors.Workflows;
+using Tsp.Actors.Workflows.Admission;
 
-namespace Tsp.Actors.Tests.Workflows;
+namespace Tsp.Actors.Tests.Workflows.Admission;
 
 public sealed class SegmentedDictionaryTests
 {

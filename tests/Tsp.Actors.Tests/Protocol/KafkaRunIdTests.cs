@@ -1,9 +1,9 @@
-using Tsp.Actors.Ingest;
+using Tsp.Actors.Protocol;
 using Tsp.Actors.Workflows;
 
-namespace Tsp.Actors.Tests.Workflows;
+namespace Tsp.Actors.Tests.Protocol;
 
-public sealed class SeriesRunIdTests
+public sealed class KafkaRunIdTests
 {
     [Theory]
     [InlineData("tsp.p.frames-3-17", "tsp.p.frames-3-", 17L)]
@@ -11,9 +11,9 @@ public sealed class SeriesRunIdTests
     [InlineData("my-proj-x-9-123456789012345", "my-proj-x-9-", 123456789012345L)]
     public void A_run_id_of_the_series_form_splits_into_its_prefix_and_offset_and_back(string runId, string prefix, long offset)
     {
-        Assert.True(SeriesRunId.TryParse(runId, out var parsedPrefix, out var parsedOffset));
+        Assert.True(KafkaRunId.TryParse(runId, out var parsedPrefix, out var parsedOffset));
         Assert.Equal((prefix, offset), (parsedPrefix.ToString(), parsedOffset));
-        Assert.Equal(runId, SeriesRunId.Of(prefix, offset));
+        Assert.Equal(runId, KafkaRunId.Of(prefix, offset));
     }
 
     [Theory]
@@ -25,7 +25,7 @@ public sealed class SeriesRunIdTests
     [InlineData("abc-1234567890123456789")]
     [InlineData("0f8e2b6c9d")]
     public void Other_run_ids_are_not_of_the_series_form(string runId) =>
-        Assert.False(SeriesRunId.TryParse(runId, out _, out _));
+        Assert.False(KafkaRunId.TryParse(runId, out _, out _));
 
     [Fact]
     public void A_series_run_hashes_to_the_host_its_run_id_string_does()
@@ -37,9 +37,9 @@ public sealed class SeriesRunIdTests
             for (var i = 0; i < 500; i++)
             {
                 var (partition, offset) = (random.Next(0, 64), random.NextInt64(0, long.MaxValue / 1000));
-                var prefix = KafkaTopics.RunIdPrefix(topic, partition);
-                var length = SeriesRunId.WriteUtf8(buffer, System.Text.Encoding.UTF8.GetBytes(prefix, buffer), offset);
-                Assert.Equal(RunMessageExtractor.HostOf(KafkaTopics.RunId(topic, partition, offset), 8), RunMessageExtractor.HostOfUtf8(buffer[..length], 8));
+                var prefix = KafkaRunId.Prefix(topic, partition);
+                var length = KafkaRunId.WriteUtf8(buffer, System.Text.Encoding.UTF8.GetBytes(prefix, buffer), offset);
+                Assert.Equal(RunMessageExtractor.HostOf(KafkaRunId.Of(topic, partition, offset), 8), RunMessageExtractor.HostOfUtf8(buffer[..length], 8));
             }
         }
     }
@@ -54,11 +54,11 @@ public sealed class SeriesRunIdTests
     [InlineData("0f8e2b6c9d", false, 0, 0L)]
     public void A_result_names_the_record_of_its_run_only_for_the_projects_topic(string runId, bool parses, int partition, long offset)
     {
-        Assert.Equal(parses, KafkaTopics.TryParseRunId(runId, "tsp.my-project.frames", out var p, out var o));
+        Assert.Equal(parses, KafkaRunId.TryParse(runId, "tsp.my-project.frames", out var p, out var o));
         if (parses)
         {
             Assert.Equal((partition, offset), (p, o));
-            Assert.Equal(runId, KafkaTopics.RunId("tsp.my-project.frames", p, o));
+            Assert.Equal(runId, KafkaRunId.Of("tsp.my-project.frames", p, o));
         }
     }
 }

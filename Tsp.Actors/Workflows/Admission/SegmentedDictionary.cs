@@ -1,6 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 
-namespace Tsp.Actors.Workflows;
+namespace Tsp.Actors.Workflows.Admission;
 
 /// <summary>
 /// A string-keyed dictionary in 16 segments, for indexes that grow to tens of thousands of entries

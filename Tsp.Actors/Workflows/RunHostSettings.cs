@@ -1,0 +1,66 @@
+using Akka.Actor;
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Storage;
+
+namespace Tsp.Actors.Workflows;
+
+/// <summary>What a run host needs from its orchestrator.</summary>
+/// <param name="Tuning">Snapshot cadence and finished-run memory.</param>
+/// <param name="Active">Counts the runs held by the hosts of this process (for status).</param>
+public sealed record RunServices(WorkflowCatalog Catalog, NodeQueues Queues, RedisStore Store, IActorRef PubSubMediator, RunHostTuning? Tuning = null, ActiveRunCounter? Active = null)
+{
+    public ActiveRunCounter Active { get; } = Active ?? new();
+}
+
+/// <summary>How often a run host snapshots, and how many finished run ids it remembers.</summary>
+public sealed record RunHostTuning
+{
+    /// <summary>Events between snapshots; a snapshot lets the host delete the events before it, so
+    /// recovery replays at most about this many. A snapshot holds every run the host holds, so a host
+    /// that holds more runs than this waits for as many events as it holds runs: a backlog of accepted
+    /// runs would otherwise be written again and again (each event costing up to runs/SnapshotEvery
+    /// run records), and recovery reads about as many events as the snapshot holds runs anyway.</summary>
+    public int SnapshotEvery { get; init; } = 2000;
+
+    /// <summary>Finished run ids each host remembers, newest first, to answer a redelivered start
+    /// with AlreadyCompleted at once. Older ones are still recognized by the results log's marker.</summary>
+    public int FinishedRunMemory { get; init; } = 4096;
+
+    /// <summary>How often a host looks for tasks in flight for longer than their node's timeout ×
+    /// attempts + 30 s, and re-sends them (a queue lost with its orchestrator).</summary>
+    public TimeSpan WatchdogInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Runs a host dispatches at once. Past it, accepted runs queue in the host in order of
+    /// acceptance as their RunStarted alone (durable like any other, a few hundred bytes each instead
+    /// of a run's live state), and start as others finish: a burst of acceptance (ingest with a large
+    /// <c>MaxInFlightRuns</c>, a backlog) costs neither dispatch work nor memory per run until the
+    /// run's turn comes. Ample for dispatch: the node queues hand tasks to routee slots, far fewer.</summary>
+    public int MaxActiveRuns { get; init; } = 512;
+}
+
+/// <summary>Asks a run host (directly, not through sharding) for <see cref="RunHostStats"/>.</summary>
+public sealed record GetRunHostStats
+{
+    public static readonly GetRunHostStats Instance = new();
+}
+
+/// <param name="RecoveredFromSnapshot">Sequence number of the snapshot this incarnation started from (0: none).</param>
+/// <param name="LastSnapshot">Sequence number of the last snapshot it saved (0: none yet).</param>
+/// <param name="Queued">Accepted runs waiting for their turn (<see cref="RunHostTuning.MaxActiveRuns"/>), not counted in Runs.</param>
+public sealed record RunHostStats(int Runs, int Waiting, long LastSequenceNr, long RecoveredFromSnapshot, long LastSnapshot, int Queued = 0);
+
+/// <summary>The number of runs held by the run hosts of one process, and how many of them are queued.</summary>
+public sealed class ActiveRunCounter
+{
+    private long _count;
+    private long _queued;
+
+    public long Count => Interlocked.Read(ref _count);
+
+    /// <summary>Of <see cref="Count"/>, the runs waiting in their host for a turn (<see cref="RunHostTuning.MaxActiveRuns"/>).</summary>
+    public long Queued => Interlocked.Read(ref _queued);
+
+    internal void Add(long delta) => Interlocked.Add(ref _count, delta);
+
+    internal void AddQueued(long delta) => Interlocked.Add(ref _queued, delta);
+}
