@@ -1,64 +1,34 @@
+using System.CommandLine;
 using Akka.Hosting;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Tsp.Actors.Hosting;
+using Tsp.ServiceDefaults;
+using Tsp.ServiceDefaults.CommandLine;
 
 // Host wiring only: a worker member that hosts node routees for its roles (gpu and/or cpu).
-TspCommandLine cli;
-try
+var flags = new TspFlags();
+var root = new RootCommand("TSP worker: runs the nodes of the queues of its roles (gpu and/or cpu, default gpu); start more to scale a role. Flags are also read from Tsp__* environment variables and appsettings.json (section \"Tsp\").");
+flags.AddTo(root);
+root.SetAction(async parsed =>
 {
-    cli = TspCommandLine.Parse(["run", .. args], new HashSet<string>());
-}
-catch (FormatException e)
-{
-    await Console.Error.WriteLineAsync($"error: {e.Message}");
-    return 2;
-}
+    var options = TspProcess.ReadOptions(flags.ToConfiguration(parsed));
+    if (options.Roles.Count == 0)
+    {
+        options.Roles = [TspRoles.Gpu];
+    }
 
-var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-builder.Configuration.AddJsonFile("appsettings.json", optional: true).AddEnvironmentVariables().AddInMemoryCollection(cli.Configuration);
-builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-var options = builder.Configuration.GetSection(TspOptions.Section).Get<TspOptions>() ?? new TspOptions();
-if (options.Roles.Count == 0)
-{
-    options.Roles = [TspRoles.Gpu];
-}
+    if (options.Seeds.Count == 0)
+    {
+        throw new SettingException("a worker needs --seed HOST:PORT (or Tsp__Seeds__0)");
+    }
 
-if (options.Seeds.Count == 0)
-{
-    await Console.Error.WriteLineAsync("error: a worker needs --seed HOST:PORT (or Tsp__Seeds__0)");
-    return 2;
-}
-
-try
-{
     options.CheckMembership();
-}
-catch (FormatException e)
-{
-    await Console.Error.WriteLineAsync($"error: {e.Message}");
-    return 2;
-}
-
-builder.Services.AddTspServices(options);
-builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
-{
-    akka.ConfigureLoggers(l => l.AddLoggerFactory());
-    akka.AddTsp(options);
+    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+    TspProcess.Configure(builder.Services, builder.Logging, options);
+    using var host = builder.Build();
+    TspProcess.CheckDependencies(host, options);
+    await host.RunAsync();
+    return ExitCodes.Ok;
 });
-using var host = builder.Build();
-try
-{
-    // Connect now, so an unreachable Redis fails the start with its address, not the first task.
-    host.Services.GetRequiredService<Tsp.Actors.Storage.RedisStore>();
-}
-catch (InvalidOperationException e)
-{
-    await Console.Error.WriteLineAsync($"error: {e.Message}");
-    return 4;
-}
-
-await host.RunAsync();
-return 0;
+return await TspCommands.InvokeAsync(root, args);

@@ -9,7 +9,8 @@ using Tsp.Actors.Ingest;
 using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Northbound;
 using Google.Protobuf;
-using Tsp.Actors.Samples;
+using Tsp.ServiceDefaults;
+using Tsp.ServiceDefaults.Samples;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
 using Tsp.Actors.Workflows;
@@ -23,12 +24,9 @@ namespace Tsp.Seed;
 /// </summary>
 internal static class DemoVerb
 {
-    public static async Task<int> RunAsync(TspCommandLine cli)
+    public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> flags, int frames, int concurrency, int size)
     {
-        var frames = cli.IntOption("frames", 200);
-        var concurrency = cli.IntOption("concurrency", 64);
-        var size = cli.IntOption("size", 64 * 1024);
-        var options = SeedHost.ReadOptions(cli.Configuration);
+        var options = TspProcess.ReadOptions(flags);
         // The demo reads its results in-process; a fixed gRPC port would only collide with a running TSP.
         options.Grpc.Port = -1;
         var scratch = Path.Combine(Path.GetTempPath(), $"tsp-demo-{Environment.ProcessId}");
@@ -38,7 +36,7 @@ internal static class DemoVerb
         {
             var summary = await RunDemoAsync(options, frames, concurrency, size, Console.Out);
             Console.WriteLine(summary.Line);
-            return summary.Results == frames && summary.Failed == 0 ? 0 : 1;
+            return summary.Results == frames && summary.Failed == 0 ? ExitCodes.Ok : ExitCodes.Failed;
         }
         finally
         {

@@ -8,16 +8,12 @@ namespace Tsp.Seed;
 /// <summary><c>produce</c>: publishes every file of a folder as one frame to a project's topic.</summary>
 internal static class ProduceVerb
 {
-    public static async Task<int> RunAsync(TspCommandLine cli)
+    /// <param name="rate">Frames per second; 0: as fast as the broker takes them.</param>
+    public static async Task<int> RunAsync(string bootstrap, string project, string dir, int rate)
     {
-        var bootstrap = Required(cli, "bootstrap");
-        var project = Required(cli, "project");
-        var dir = Required(cli, "dir");
-        var rate = cli.VerbOptions.ContainsKey("rate") ? cli.IntOption("rate", 1) : 0;
         if (!Directory.Exists(dir))
         {
-            await Console.Error.WriteLineAsync($"error: --dir '{dir}' is not a folder");
-            return 2;
+            throw new SettingException($"--dir '{dir}' is not a folder");
         }
 
         var files = Directory.GetFiles(dir).Order(StringComparer.Ordinal).ToList();
@@ -54,9 +50,6 @@ internal static class ProduceVerb
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"produce: {produced} frames in {clock.Elapsed.TotalSeconds:0.0} s, {skipped} empty files skipped"));
         return 0;
     }
-
-    private static string Required(TspCommandLine cli, string name) =>
-        cli.VerbOptions.TryGetValue(name, out var value) && value != "true" ? value : throw new FormatException($"produce needs --{name}");
 
     private static string ContentType(string path) => Path.GetExtension(path).ToLowerInvariant() switch
     {

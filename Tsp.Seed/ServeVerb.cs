@@ -1,14 +1,15 @@
 using Microsoft.Extensions.Hosting;
 using Tsp.Actors.Hosting;
+using Tsp.ServiceDefaults;
 
 namespace Tsp.Seed;
 
 /// <summary><c>standalone</c> (every role, embedded defaults) and <c>run</c> (a cluster member).</summary>
 internal static class ServeVerb
 {
-    public static async Task<int> RunAsync(TspCommandLine cli, bool standalone)
+    public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> flags, bool standalone)
     {
-        var options = SeedHost.ReadOptions(cli.Configuration);
+        var options = TspProcess.ReadOptions(flags);
         using var embedded = standalone ? StandaloneServers.Apply(options) : null;
         if (!standalone && options.Roles.Count == 0)
         {
@@ -24,7 +25,7 @@ internal static class ServeVerb
         catch (IOException e) when (SeedHost.ServesGrpc(options))
         {
             await Console.Error.WriteLineAsync($"error: cannot serve gRPC on {options.Host}:{options.Grpc.Port} ({e.Message}); choose another with --grpc-port (0: any free port, -1: none)");
-            return 5;
+            return ExitCodes.PortInUse;
         }
 
         if (!string.IsNullOrWhiteSpace(options.Kafka.Bootstrap))
@@ -41,6 +42,6 @@ internal static class ServeVerb
 
         Console.WriteLine($"cluster: {options.Host}:{options.Port} roles={string.Join(',', options.Roles.Count > 0 ? options.Roles : TspRoles.All)}");
         await host.WaitForShutdownAsync();
-        return 0;
+        return ExitCodes.Ok;
     }
 }

@@ -1,3 +1,4 @@
+using Tsp.ServiceDefaults.Embedded;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Storage;

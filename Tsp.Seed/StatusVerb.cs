@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Protocol;
+using Tsp.ServiceDefaults;
 
 namespace Tsp.Seed;
 
@@ -14,12 +15,12 @@ namespace Tsp.Seed;
 /// roles, reachability, its node queues and each project's in-flight runs, and prints them.</summary>
 internal static class StatusVerb
 {
-    public static async Task<int> RunAsync(TspCommandLine cli)
+    public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> flags)
     {
-        var options = SeedHost.ReadOptions(cli.Configuration);
+        var options = TspProcess.ReadOptions(flags);
         if (options.Seeds.Count == 0)
         {
-            return Verbs.Usage(Console.Error, 2, "status needs --seed HOST:PORT (an orchestrator, e.g. the seed)");
+            throw new SettingException("status needs --seed HOST:PORT (an orchestrator, e.g. the seed)");
         }
 
         options.CheckMembership();
@@ -42,11 +43,11 @@ internal static class StatusVerb
             catch (AskTimeoutException)
             {
                 await Console.Error.WriteLineAsync($"error: no answer from {string.Join(", ", options.Seeds)} within {options.AskTimeout.TotalSeconds:0} s (is it running, and an orchestrator?)");
-                return 4;
+                return ExitCodes.Unreachable;
             }
 
             Console.Write(Describe(status));
-            return 0;
+            return ExitCodes.Ok;
         }
         finally
         {

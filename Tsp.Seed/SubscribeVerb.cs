@@ -1,7 +1,9 @@
 using System.Globalization;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Tsp.Actors.Hosting;
 using Tsp.Actors.Protocol;
+using Tsp.ServiceDefaults;
 using Tsp.Seed.Grpc;
 
 namespace Tsp.Seed;
@@ -10,16 +12,11 @@ namespace Tsp.Seed;
 /// line each, and resumes by itself (from the next position) when it is cut off or reconnects.</summary>
 internal static class SubscribeVerb
 {
-    public static async Task<int> RunAsync(IReadOnlyDictionary<string, string> flags)
+    public static async Task<int> RunAsync(Uri url, string projects, string from, string? token)
     {
-        if (!flags.TryGetValue("grpc", out var url) || !Uri.TryCreate(url, UriKind.Absolute, out _))
+        if (!url.IsAbsoluteUri)
         {
-            return Verbs.Usage(Console.Error, 2, "subscribe needs --grpc URL (e.g. http://127.0.0.1:5000)");
-        }
-
-        if (!flags.TryGetValue("project", out var projects) || projects.Length == 0)
-        {
-            return Verbs.Usage(Console.Error, 2, "subscribe needs --project P[,P…]");
+            throw new SettingException($"--grpc '{url}' is not an absolute URL (e.g. http://127.0.0.1:5000)");
         }
 
         using var stop = new CancellationTokenSource();
@@ -30,8 +27,7 @@ internal static class SubscribeVerb
         };
         using var channel = GrpcChannel.ForAddress(url);
         var client = new TspService.TspServiceClient(channel);
-        var headers = flags.TryGetValue("token", out var token) ? new Metadata { { "authorization", $"Bearer {token}" } } : null;
-        var from = flags.GetValueOrDefault("from", "latest");
+        var headers = token is not null ? new Metadata { { "authorization", $"Bearer {token}" } } : null;
         var next = new Dictionary<string, long>(StringComparer.Ordinal);
         var request = new SubscribeRequest();
         request.Projects.AddRange(projects.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
@@ -69,7 +65,7 @@ internal static class SubscribeVerb
             catch (RpcException e) when (e.StatusCode != StatusCode.Cancelled)
             {
                 await Console.Error.WriteLineAsync($"error: {e.StatusCode}: {e.Status.Detail}");
-                return 6;
+                return ExitCodes.RemoteError;
             }
             catch (Exception e) when (e is OperationCanceledException or RpcException)
             {

@@ -159,8 +159,8 @@ public static class TspHostingExtensions
         "keep-majority" => new KeepMajorityOption(),
         "keep-oldest" => new KeepOldestOption { DownIfAlone = true },
         "static-quorum" when tuning.QuorumSize > 0 => new StaticQuorumOption { QuorumSize = tuning.QuorumSize },
-        "static-quorum" => throw new InvalidOperationException("Tsp:Cluster:SplitBrainStrategy static-quorum needs Tsp:Cluster:QuorumSize > 0"),
-        var other => throw new InvalidOperationException($"unknown Tsp:Cluster:SplitBrainStrategy '{other}' (keep-majority, keep-oldest or static-quorum)"),
+        "static-quorum" => throw new SettingException("Tsp:Cluster:SplitBrainStrategy static-quorum needs Tsp:Cluster:QuorumSize > 0"),
+        var other => throw new SettingException($"unknown Tsp:Cluster:SplitBrainStrategy '{other}' (keep-majority, keep-oldest or static-quorum)"),
     };
 
     /// <summary>Timings Akka.Hosting has no options for: the resolver's stable-after, the failure
@@ -327,7 +327,7 @@ public static class TspHostingExtensions
     /// <summary>Fails at start, naming host, port and database (never the password), when the configured
     /// PostgreSQL journal cannot be reached; Akka would otherwise retry persistence in the background
     /// and every run would time out.</summary>
-    /// <exception cref="InvalidOperationException">"cannot reach PostgreSQL …".</exception>
+    /// <exception cref="DependencyUnreachableException">"cannot reach PostgreSQL …".</exception>
     public static void CheckJournal(TspOptions options)
     {
         if (string.IsNullOrWhiteSpace(options.Postgres))
@@ -345,7 +345,7 @@ public static class TspHostingExtensions
         }
         catch (Exception e) when (e is Npgsql.NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
         {
-            throw new InvalidOperationException($"cannot reach PostgreSQL journal at {settings.Host}:{settings.Port}/{settings.Database}: {e.Message}", e);
+            throw new DependencyUnreachableException($"cannot reach PostgreSQL journal at {settings.Host}:{settings.Port}/{settings.Database}: {e.Message}", e);
         }
     }
 
@@ -353,7 +353,7 @@ public static class TspHostingExtensions
     {
         if (string.IsNullOrWhiteSpace(options.Redis))
         {
-            throw new InvalidOperationException("no Redis configured: set Tsp:Redis (--redis HOST:PORT), or run standalone to embed one");
+            throw new SettingException("no Redis configured: set Tsp:Redis (--redis HOST:PORT), or run standalone to embed one");
         }
 
         var config = ConfigurationOptions.Parse(options.Redis);
@@ -365,7 +365,7 @@ public static class TspHostingExtensions
         }
         catch (RedisConnectionException e)
         {
-            throw new InvalidOperationException($"cannot reach Redis at {options.Redis}: {e.Message}", e);
+            throw new DependencyUnreachableException($"cannot reach Redis at {options.Redis}: {e.Message}", e);
         }
     }
 

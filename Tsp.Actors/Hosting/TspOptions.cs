@@ -82,17 +82,17 @@ public sealed class TspOptions
 
     /// <summary>Checks what a member needs to join a cluster, before anything starts: roles it knows,
     /// seeds of the form HOST:PORT, ports in range.</summary>
-    /// <exception cref="FormatException">The message names the setting and the bad value.</exception>
+    /// <exception cref="SettingException">The message names the setting and the bad value.</exception>
     public void CheckMembership()
     {
         foreach (var role in Roles.Where(r => !TspRoles.All.Contains(r)))
         {
-            throw new FormatException($"unknown role '{role}' (roles: {string.Join(", ", TspRoles.All)})");
+            throw new SettingException($"unknown role '{role}' (roles: {string.Join(", ", TspRoles.All)})");
         }
 
         if (Port is < 0 or > 65535)
         {
-            throw new FormatException($"port {Port} is out of range (0-65535)");
+            throw new SettingException($"port {Port} is out of range (0-65535)");
         }
 
         foreach (var seed in Seeds)
@@ -101,7 +101,7 @@ public sealed class TspOptions
             var portText = colon > 0 ? seed[(colon + 1)..] : "";
             if (colon <= 0 || !int.TryParse(portText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
             {
-                throw new FormatException($"seed '{seed}' is not HOST:PORT (e.g. 10.0.0.5:4053)");
+                throw new SettingException($"seed '{seed}' is not HOST:PORT (e.g. 10.0.0.5:4053)");
             }
         }
     }

@@ -1,5 +1,3 @@
-using Tsp.Actors.Nodes.Onnx;
-
 namespace Tsp.Actors.Nodes;
 
 /// <summary>What a processor sees of its node when the node is checked: its id (for messages) and its

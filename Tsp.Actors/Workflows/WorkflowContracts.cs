@@ -1,5 +1,4 @@
 using Tsp.Actors.Nodes;
-using Tsp.Actors.Nodes.Onnx;
 
 namespace Tsp.Actors.Workflows;
 

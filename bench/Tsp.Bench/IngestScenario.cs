@@ -1,3 +1,4 @@
+using Tsp.ServiceDefaults.Embedded;
 using System.Diagnostics;
 using System.Globalization;
 using Akka.Actor;

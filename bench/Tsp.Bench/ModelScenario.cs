@@ -13,7 +13,7 @@ using Tsp.Actors.Nodes.Imaging;
 using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
-using Tsp.Actors.Samples;
+using Tsp.ServiceDefaults.Samples;
 using Tsp.Actors.Storage;
 
 namespace Tsp.Bench;

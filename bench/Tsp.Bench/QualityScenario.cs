@@ -5,7 +5,7 @@ using Tsp.Actors.Nodes.Imaging;
 using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Nodes.Training;
 using Tsp.Actors.Protocol;
-using Tsp.Actors.Samples;
+using Tsp.ServiceDefaults.Samples;
 
 namespace Tsp.Bench;
 

@@ -1,3 +1,4 @@
+using Tsp.ServiceDefaults.Embedded;
 using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;

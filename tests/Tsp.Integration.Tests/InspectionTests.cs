@@ -7,7 +7,7 @@ using Tsp.Actors.Ingest;
 using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
-using Tsp.Actors.Samples;
+using Tsp.ServiceDefaults.Samples;
 using Tsp.Tests.Shared;
 
 namespace Tsp.Integration.Tests;

@@ -1,3 +1,4 @@
+using Tsp.ServiceDefaults.Embedded;
 using System.Collections.Concurrent;
 using System.Text;
 using Akka.Actor;

@@ -1,3 +1,4 @@
+using Tsp.ServiceDefaults.Embedded;
 using System.Diagnostics;
 using Google.Protobuf;
 using Microsoft.Extensions.DependencyInjection;
@@ -374,12 +375,44 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.Equal(3, invalid.ExitCode);
         Assert.Contains($"{badWorkflow}:3: node 'a': unknown processor 'nope'", invalid.Output, StringComparison.Ordinal);
         Assert.Equal(2, badFlag.ExitCode);
-        Assert.Contains("error: unknown flag '--colour' for 'run'", badFlag.Output, StringComparison.Ordinal);
+        Assert.Contains("error: Unrecognized command or argument '--colour'", badFlag.Output, StringComparison.Ordinal);
+        Assert.Contains("see: Tsp.Seed run --help", badFlag.Output, StringComparison.Ordinal);
         Assert.Equal(2, badRole.ExitCode);
         Assert.Contains("error: unknown role 'tpu' (roles: seed, orchestrator, gpu, cpu)", badRole.Output, StringComparison.Ordinal);
         Assert.Equal(2, badSeed.ExitCode);
         Assert.Contains("error: seed '10.0.0.5' is not HOST:PORT", badSeed.Output, StringComparison.Ordinal);
         Assert.Equal(2, badWorkerSeed.ExitCode);
         Assert.Contains("error: seed '127.0.0.1:70000' is not HOST:PORT", badWorkerSeed.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Every_verb_answers_help_and_a_bad_flag_value_is_refused_naming_the_flag()
+    {
+        foreach (var verb in new[] { "demo", "standalone", "run", "produce", "status", "subscribe" })
+        {
+            var help = await RunSeedAsync(verb, "--help");
+            Assert.True(help.ExitCode == 0, $"{verb} --help exited with {help.ExitCode}: {help.Output}");
+            Assert.Contains($"Tsp.Seed {verb} [options]", help.Output, StringComparison.Ordinal);
+        }
+
+        var root = await RunSeedAsync("--help");
+        Assert.Equal(0, root.ExitCode);
+        Assert.Contains("subscribe", root.Output, StringComparison.Ordinal);
+        var worker = await RunAsync("Tsp.GpuNode.dll", "--help");
+        Assert.Equal(0, worker.ExitCode);
+        Assert.Contains("--seed", worker.Output, StringComparison.Ordinal);
+
+        var frames = await RunSeedAsync("demo", "--frames", "many");
+        Assert.Equal(2, frames.ExitCode);
+        Assert.Contains("'many' for option '--frames'", frames.Output, StringComparison.Ordinal);
+        var zero = await RunSeedAsync("demo", "--frames", "0");
+        Assert.Equal(2, zero.ExitCode);
+        Assert.Contains("--frames 0 must be at least 1", zero.Output, StringComparison.Ordinal);
+        var grpcPort = await RunSeedAsync("run", "--grpc-port", "70000");
+        Assert.Equal(2, grpcPort.ExitCode);
+        Assert.Contains("--grpc-port 70000 is out of range", grpcPort.Output, StringComparison.Ordinal);
+        var missing = await RunSeedAsync("produce", "--project", "p");
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("--bootstrap", missing.Output, StringComparison.Ordinal);
     }
 }

@@ -18,12 +18,12 @@ public sealed class ImageNormalizeProcessor : INodeProcessor, INodeContract
 
     public string Name => ProcessorName;
 
-    public (IReadOnlyList<Onnx.TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(NodeSettings node, IReadOnlyList<NodeInputSpec> inputs)
+    public (IReadOnlyList<TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(NodeSettings node, IReadOnlyList<NodeInputSpec> inputs)
     {
         try
         {
             var settings = ImageSettings.From(node.Parameters, node.Id);
-            return ([new Onnx.TensorSpec(settings.TensorName, settings.Dims)], []);
+            return ([new TensorSpec(settings.TensorName, settings.Dims)], []);
         }
         catch (NodeInputException e)
         {

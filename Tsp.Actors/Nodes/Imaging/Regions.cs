@@ -107,7 +107,7 @@ public sealed class MapRegionsProcessor : INodeProcessor, INodeContract
 
     public string Name => ProcessorName;
 
-    public (IReadOnlyList<Onnx.TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(NodeSettings node, IReadOnlyList<NodeInputSpec> inputs)
+    public (IReadOnlyList<TensorSpec>? Outputs, IReadOnlyList<string> Errors) Check(NodeSettings node, IReadOnlyList<NodeInputSpec> inputs)
     {
         var from = node.Parameters.GetValueOrDefault("from");
         var input = from is null ? (inputs.Count == 1 ? inputs[0] : null) : inputs.FirstOrDefault(i => i.Parent == from);

@@ -3,7 +3,7 @@ using Tsp.Actors.Nodes;
 using Tsp.Actors.Nodes.Imaging;
 using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Protocol;
-using Tsp.Actors.Samples;
+using Tsp.ServiceDefaults.Samples;
 
 namespace Tsp.Actors.Tests.Nodes;
 

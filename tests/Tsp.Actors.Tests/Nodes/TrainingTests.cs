@@ -4,7 +4,7 @@ using Tsp.Actors.Nodes.Imaging;
 using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Nodes.Training;
 using Tsp.Actors.Protocol;
-using Tsp.Actors.Samples;
+using Tsp.ServiceDefaults.Samples;
 using Xunit.Abstractions;
 
 namespace Tsp.Actors.Tests.Nodes;

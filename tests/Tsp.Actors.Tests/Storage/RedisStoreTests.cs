@@ -1,3 +1,4 @@
+using Tsp.ServiceDefaults.Embedded;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
 using Tsp.Tests.Shared;

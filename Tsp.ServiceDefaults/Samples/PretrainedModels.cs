@@ -3,7 +3,7 @@ using System.Formats.Tar;
 using System.IO.Compression;
 using Tsp.Actors.Nodes.Onnx;
 
-namespace Tsp.Actors.Samples;
+namespace Tsp.ServiceDefaults.Samples;
 
 /// <summary>
 /// The pretrained text detector of the rail-inspection sample: PaddleOCR's PP-OCRv4 detection model

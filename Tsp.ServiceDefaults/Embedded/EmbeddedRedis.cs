@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using Garnet;
 using Garnet.server;
 
-namespace Tsp.Actors.Storage;
+namespace Tsp.ServiceDefaults.Embedded;
 
 /// <summary>
 /// Microsoft Garnet in this process, speaking the Redis protocol on loopback: standalone mode's

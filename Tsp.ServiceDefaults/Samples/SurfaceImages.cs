@@ -1,7 +1,7 @@
 using SkiaSharp;
 using Tsp.Actors.Protocol;
 
-namespace Tsp.Actors.Samples;
+namespace Tsp.ServiceDefaults.Samples;
 
 public enum SurfaceKind
 {

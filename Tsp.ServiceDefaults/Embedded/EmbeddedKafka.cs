@@ -1,6 +1,6 @@
 using Confluent.Kafka;
 
-namespace Tsp.Actors.Ingest;
+namespace Tsp.ServiceDefaults.Embedded;
 
 /// <summary>
 /// A librdkafka mock cluster in this process: a real Kafka-protocol broker on loopback that any

@@ -1,0 +1,112 @@
+using Akka.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Tsp.Actors.Hosting;
+using Tsp.Actors.Storage;
+using Tsp.Actors.Workflows;
+
+namespace Tsp.ServiceDefaults;
+
+/// <summary>Exit codes of every TSP process, each for one kind of typed error.</summary>
+public static class ExitCodes
+{
+    public const int Ok = 0;
+
+    /// <summary>The work itself failed (a demo with failed runs, a status that got no answer).</summary>
+    public const int Failed = 1;
+
+    /// <summary>A flag or setting is wrong (<see cref="SettingException"/>, a command-line error).</summary>
+    public const int Usage = 2;
+
+    /// <summary>A workflow failed validation (<see cref="WorkflowValidationException"/>), with file:line.</summary>
+    public const int InvalidWorkflow = 3;
+
+    /// <summary>Redis or the journal does not answer (<see cref="DependencyUnreachableException"/>).</summary>
+    public const int Unreachable = 4;
+
+    /// <summary>A port this process must serve on is taken.</summary>
+    public const int PortInUse = 5;
+
+    /// <summary>A server answered a client verb with an error (a gRPC status).</summary>
+    public const int RemoteError = 6;
+}
+
+/// <summary>
+/// The one host setup Tsp.Seed and Tsp.GpuNode share (the "service defaults"): where settings come
+/// from, logging, the TSP services and actor system for this process's roles, the start-up checks,
+/// and how a typed error becomes a message and an exit code.
+/// </summary>
+public static class TspProcess
+{
+    /// <summary>Settings from appsettings.json, then <c>Tsp__*</c> environment variables, then the
+    /// flags (<see cref="CommandLine.TspFlags.ToConfiguration"/>); later sources win.</summary>
+    public static TspOptions ReadOptions(IReadOnlyDictionary<string, string?> flags)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile("appsettings.json", optional: true)
+            .AddEnvironmentVariables()
+            .AddInMemoryCollection(flags)
+            .Build();
+        return configuration.GetSection(TspOptions.Section).Get<TspOptions>() ?? new TspOptions();
+    }
+
+    /// <summary>Logging, the TSP services and the actor system with the parts of every role in
+    /// <paramref name="options"/>.</summary>
+    /// <exception cref="WorkflowValidationException">A configured workflow is invalid.</exception>
+    public static void Configure(IServiceCollection services, ILoggingBuilder logging, TspOptions options, bool quiet = false)
+    {
+        logging.ClearProviders();
+        logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(quiet ? LogLevel.Warning : LogLevel.Information);
+        // Kestrel's and gRPC's per-request information lines drown the platform's own.
+        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        services.AddTspServices(options);
+        services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
+        {
+            akka.ConfigureLoggers(l =>
+            {
+                l.LogLevel = quiet ? Akka.Event.LogLevel.WarningLevel : Akka.Event.LogLevel.InfoLevel;
+                l.AddLoggerFactory();
+            });
+            akka.AddTsp(options);
+        });
+    }
+
+    /// <summary>Connects to what this process needs before anything starts, so that an unreachable
+    /// Redis or journal fails the start with its address instead of the first run.</summary>
+    /// <exception cref="DependencyUnreachableException">Names the server and its address.</exception>
+    /// <exception cref="SettingException">No Redis is configured.</exception>
+    public static void CheckDependencies(IHost host, TspOptions options)
+    {
+        host.Services.GetRequiredService<RedisStore>();
+        if (options.Roles.Count == 0 || options.Roles.Contains(TspRoles.Orchestrator))
+        {
+            TspHostingExtensions.CheckJournal(options);
+        }
+    }
+
+    /// <summary>Runs a verb and turns its typed errors into a line on standard error and an exit code.</summary>
+    public static async Task<int> RunAsync(Func<Task<int>> verb)
+    {
+        try
+        {
+            return await verb();
+        }
+        catch (SettingException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            return ExitCodes.Usage;
+        }
+        catch (WorkflowValidationException e)
+        {
+            await Console.Error.WriteLineAsync(e.Message);
+            return ExitCodes.InvalidWorkflow;
+        }
+        catch (DependencyUnreachableException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            return ExitCodes.Unreachable;
+        }
+    }
+}
