@@ -35,12 +35,19 @@ var status = new Command("status", "members, roles, reachability, queues and in-
 flags.AddTo(status, flags.Seeds, flags.Host);
 status.SetAction(parsed => StatusVerb.RunAsync(flags.ToConfiguration(parsed)));
 
-var grpc = new Option<Uri>("--grpc") { Description = "the gRPC gateway of an orchestrator", HelpName = "URL", Required = true };
+var grpc = new Option<string>("--grpc") { Description = "the gRPC gateway of an orchestrator, e.g. http://127.0.0.1:5000", HelpName = "URL", Required = true };
+grpc.Validators.Add(result =>
+{
+    if (result.Tokens.Count > 0 && !Uri.TryCreate(result.Tokens[^1].Value, UriKind.Absolute, out _))
+    {
+        result.AddError($"--grpc '{result.Tokens[^1].Value}' is not an absolute URL (e.g. http://127.0.0.1:5000)");
+    }
+});
 var subscribeProjects = new Option<string>("--project") { Description = "projects to follow, separated by commas", HelpName = "P[,P...]", Required = true };
 var from = new Option<string>("--from") { Description = "where to start: latest, earliest, a position N, or P=N,Q=M per project", HelpName = "FROM", DefaultValueFactory = _ => "latest" };
 var token = new Option<string?>("--token") { Description = "API token (Grpc:Tokens of the gateway)", HelpName = "TOKEN" };
 var subscribe = new Command("subscribe", "print a project's results from a gRPC gateway as they arrive, resuming by itself") { grpc, subscribeProjects, from, token };
-subscribe.SetAction(parsed => SubscribeVerb.RunAsync(parsed.GetRequiredValue(grpc), parsed.GetRequiredValue(subscribeProjects), parsed.GetValue(from)!, parsed.GetValue(token)));
+subscribe.SetAction(parsed => SubscribeVerb.RunAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetRequiredValue(subscribeProjects), parsed.GetValue(from)!, parsed.GetValue(token)));
 
 var root = new RootCommand("TSP: AI pipelines on an Akka.NET cluster. Shared flags are also read from Tsp__* environment variables and appsettings.json (section \"Tsp\"); flags win.")
 {

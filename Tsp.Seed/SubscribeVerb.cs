@@ -1,7 +1,6 @@
 using System.Globalization;
 using Grpc.Core;
 using Grpc.Net.Client;
-using Tsp.Actors.Hosting;
 using Tsp.Actors.Protocol;
 using Tsp.ServiceDefaults;
 using Tsp.Seed.Grpc;
@@ -14,10 +13,6 @@ internal static class SubscribeVerb
 {
     public static async Task<int> RunAsync(Uri url, string projects, string from, string? token)
     {
-        if (!url.IsAbsoluteUri)
-        {
-            throw new SettingException($"--grpc '{url}' is not an absolute URL (e.g. http://127.0.0.1:5000)");
-        }
 
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>

@@ -26,6 +26,7 @@ public sealed class NodeActor : ReceiveActor
     private RedisStore _store = null!;
     private NodeRoutees? _registry;
     private int _inHand;
+    private int _finishedWhileDraining;
     private bool _draining;
     private bool _drainAcked;
 
@@ -44,6 +45,11 @@ public sealed class NodeActor : ReceiveActor
         Receive<Finished>(finished =>
         {
             _inHand--;
+            if (_draining)
+            {
+                _finishedWhileDraining++;
+            }
+
             finished.ReplyTo.Tell(finished.Reply);
             ReportIfDrained();
         });
@@ -72,7 +78,7 @@ public sealed class NodeActor : ReceiveActor
 
         foreach (var waiter in _drainWaiters)
         {
-            waiter.Tell(new NodeDrained(_worker));
+            waiter.Tell(new NodeDrained(_worker, _finishedWhileDraining));
         }
 
         _drainWaiters.Clear();

@@ -10,7 +10,8 @@ public sealed record DrainNode
     public static readonly DrainNode Instance = new();
 }
 
-public sealed record NodeDrained(string Worker);
+/// <param name="FinishedWhileDraining">Tasks the routee finished after the drain began (those it held, and any its queue sent before it heard of the drain).</param>
+public sealed record NodeDrained(string Worker, int FinishedWhileDraining);
 
 /// <summary>
 /// The node routees living in this process (whatever orchestrator deployed them). On SIGTERM the host
@@ -43,14 +44,15 @@ public sealed class NodeRoutees
         {
             try
             {
-                await routee.Ask<NodeDrained>(DrainNode.Instance, timeout);
+                return (await routee.Ask<NodeDrained>(DrainNode.Instance, timeout)).FinishedWhileDraining;
             }
             catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
             {
                 logger.LogWarning("node routee {Routee} did not drain within {Timeout:0} s; its tasks will be retried elsewhere", routee.Path, timeout.TotalSeconds);
+                return 0;
             }
         });
-        await Task.WhenAll(drains);
-        logger.LogInformation("node routees drained");
+        var finished = (await Task.WhenAll(drains)).Sum();
+        logger.LogInformation("node routees drained: {Finished} task(s) finished while draining", finished);
     }
 }

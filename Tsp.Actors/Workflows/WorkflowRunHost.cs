@@ -24,7 +24,7 @@ namespace Tsp.Actors.Workflows;
 /// that arise while it works through its mailbox are written together as one journal entry
 /// (<see cref="PendingWrite"/>), and a snapshot every <see cref="RunHostTuning.SnapshotEvery"/> events
 /// (the runs it holds plus recently finished ids) lets it delete everything before it. See
-/// docs/design.md, "Run hosts".</para>
+/// docs/design.md, "Workflows".</para>
 /// <para>Start is idempotent: a second StartRun for a live run answers AlreadyRunning, for a finished
 /// one AlreadyCompleted. The reply to StartRun waits until RunStarted is written. Node results are
 /// applied and acted on at once and persisted asynchronously (RunCompleted, persisted after them, is

@@ -77,7 +77,7 @@ public static class PretrainedModels
             outputs: [{ name: {{TextDetectorOutput}}, shape: [-1, 1, -1, -1] }]
             batching: { max_batch_size: 4, max_queue_delay_ms: 2 }
             # Two sessions side by side: on a CPU, two single-threaded sessions outrun one with every
-            # core (docs/design.md, "AI nodes": the demo went from 19-21 to 22-25 runs/s on 2 cores).
+            # core (docs/design.md, "Nodes": the demo went from 19-21 to 22-25 runs/s on 2 cores).
             instances: 2
 
             """, cancellationToken);

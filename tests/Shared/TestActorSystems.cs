@@ -33,7 +33,8 @@ public sealed class JournalledSystem : IDisposable
                 .WithRemoting("127.0.0.1", port)
                 .WithClustering(new ClusterOptions { SeedNodes = [$"akka.tcp://{TspHostingExtensions.SystemName}@127.0.0.1:{port}"] })
                 .WithDistributedPubSub(role: null!)
-                .AddTspJournal(options);
+                .AddTspJournal(options)
+                .AddHocon(TestTiming.Config, HoconAddMode.Prepend);
         });
         var host = builder.Build();
         host.StartAsync().GetAwaiter().GetResult();

@@ -96,7 +96,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task A_worker_killed_mid_stream_loses_no_frame_and_the_subscriber_sees_no_run_twice()
     {
-        var (results, victim, _) = await StreamWithAWorkerStoppedMidwayAsync("kill", victim =>
+        var (results, victim, seedPort) = await StreamWithAWorkerStoppedMidwayAsync("kill", victim =>
         {
             // kill -9: no goodbye to the cluster.
             victim.Process.Kill();
@@ -105,6 +105,12 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
 
         Assert.True(victim.Process.HasExited);
         Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+
+        // The tasks the victim held were taken back and run elsewhere.
+        var text = await StatusAsync(seedPort, _ => true);
+        output.WriteLine(text);
+        var requeued = System.Text.RegularExpressions.Regex.Matches(text, @"requeued=(\d+)").Sum(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(requeued > 0, "no task of the killed worker was re-queued");
     }
 
     [Fact]
@@ -125,7 +131,10 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(text);
         Assert.Matches(@"cpu-term \(cpu\) .* retried=0 requeued=0 failed=0", text);
         Assert.Matches(@"gpu-term \(gpu\) .* retried=0 requeued=0 failed=0", text);
-        Assert.Contains(victim.Lines, l => l.Contains("node routees drained", StringComparison.Ordinal));
+        // It held tasks at the signal, and finished them instead of handing them back.
+        var drained = Assert.Single(victim.Lines, l => l.Contains("node routees drained", StringComparison.Ordinal));
+        var finished = int.Parse(System.Text.RegularExpressions.Regex.Match(drained, @"drained: (\d+) task").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(finished > 0, $"the worker held no task when it was stopped: {drained}");
         Assert.DoesNotContain(victim.Lines, l => l.Contains("did not drain", StringComparison.Ordinal));
     }
 

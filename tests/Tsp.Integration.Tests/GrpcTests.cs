@@ -322,7 +322,9 @@ public sealed class GrpcTests(GrpcGatewayFixture gateway) : IClassFixture<GrpcGa
         Assert.Equal(["pre"], workflow.Nodes[1].After);
         Assert.Equal("checksum", workflow.Nodes[0].Processor);
         Assert.Contains($"project: {gateway.ProjectA}", workflow.Yaml, StringComparison.Ordinal);
-        Assert.Equal(projects.Projects[0].WorkflowHash.Length > 0, workflow.WorkflowHash.Length > 0);
+        Assert.NotEmpty(workflow.WorkflowHash);
+        Assert.Equal(projects.Projects.Single(p => p.Name == gateway.ProjectA).WorkflowHash, workflow.WorkflowHash);
+        Assert.NotEqual(projects.Projects.Single(p => p.Name == gateway.ProjectB).WorkflowHash, workflow.WorkflowHash);
 
         // Health and reflection need no token: load balancers and grpcurl use them.
         var health = await new Health.HealthClient(channel).CheckAsync(new HealthCheckRequest());

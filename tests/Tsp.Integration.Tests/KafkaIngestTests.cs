@@ -29,7 +29,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => _kafka.Dispose();
 
-    private TspOptions Options(string journal, string nodeMs = "0", int maxInFlight = 64) => new()
+    private TspOptions Options(string journal, string nodeMs = "0", int maxInFlight = 64, int batchSize = 1024) => new()
     {
         Redis = TestServers.Redis,
         SqlitePath = journal,
@@ -43,7 +43,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
                   - { id: post, processor: checksum, role: cpu, queue: cpu-k, after: [model] }
                 """),
         ],
-        Kafka = new KafkaOptions { Bootstrap = _kafka.BootstrapServers, MaxInFlightRuns = maxInFlight },
+        Kafka = new KafkaOptions { Bootstrap = _kafka.BootstrapServers, MaxInFlightRuns = maxInFlight, BatchSize = batchSize },
     };
 
     private static async Task<IngestStats> Stats(IHost host) =>
@@ -370,11 +370,13 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task Slow_nodes_pause_consumption_and_in_flight_runs_stay_at_their_bound()
     {
-        using var host = await TestServers.StartHostAsync(Options(TestServers.TempSqlitePath(), nodeMs: "50", maxInFlight: 8));
+        // Each round of 8 runs holds every slot for 1.5 s: no batch completes, so the source has no
+        // demand for longer than the second after which it pauses its partitions.
+        using var host = await TestServers.StartHostAsync(Options(TestServers.TempSqlitePath(), nodeMs: "1500", maxInFlight: 8, batchSize: 4));
         var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), _project, Patience);
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         var expected = new List<string>();
-        for (var i = 0; i < 80; i++)
+        for (var i = 0; i < 40; i++)
         {
             expected.Add(await producer.ProduceAsync(_project, [(byte)i]));
         }
@@ -390,8 +392,9 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(expected.Order(), (await collecting).Keys.Order());
         Assert.All(samples, s => Assert.InRange(s.InFlightRuns, 0, 8));
         Assert.Equal(8, samples.Max(s => s.PeakInFlightRuns));
-        // While the bound held, consumption lagged production: the consumer was held back.
-        Assert.Contains(samples, s => s.Consumed < expected.Count - 20);
+        // While the bound held, consumption lagged production and the partitions were paused.
+        Assert.Contains(samples, s => s.Consumed < expected.Count - 16);
+        Assert.Contains(samples, s => s.Partitions.Any(p => p.Paused));
         host.System().Stop(subscriber);
     }
 

@@ -92,8 +92,9 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.Equal(RedisKeys.NodeOutput(project, result.RunId, "copy"), copy.OutputKey);
         Assert.Equal("frame bytes", System.Text.Encoding.UTF8.GetString((await store.GetBlobAsync(copy.OutputKey))!));
         var hash = result.Nodes.Single(n => n.NodeId == "hash");
-        Assert.Equal(8, (await store.GetBlobAsync(hash.OutputKey))!.Length);
-        Assert.NotEmpty(hash.Labels["checksum"]);
+        var expectedHash = System.IO.Hashing.XxHash64.HashToUInt64("frame bytes"u8);
+        Assert.Equal(expectedHash, System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian((await store.GetBlobAsync(hash.OutputKey))!));
+        Assert.Equal(expectedHash.ToString("x16", System.Globalization.CultureInfo.InvariantCulture), hash.Labels["checksum"]);
         host.System().Stop(subscriber);
         await host.StopAsync();
     }
@@ -411,6 +412,9 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var grpcPort = await RunSeedAsync("run", "--grpc-port", "70000");
         Assert.Equal(2, grpcPort.ExitCode);
         Assert.Contains("--grpc-port 70000 is out of range", grpcPort.Output, StringComparison.Ordinal);
+        var url = await RunSeedAsync("subscribe", "--grpc", "nowhere", "--project", "p");
+        Assert.Equal(2, url.ExitCode);
+        Assert.Contains("--grpc 'nowhere' is not an absolute URL", url.Output, StringComparison.Ordinal);
         var missing = await RunSeedAsync("produce", "--project", "p");
         Assert.Equal(2, missing.ExitCode);
         Assert.Contains("--bootstrap", missing.Output, StringComparison.Ordinal);

@@ -3,12 +3,13 @@ using Akka.TestKit;
 using Akka.TestKit.Xunit2;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Protocol;
+using Tsp.Tests.Shared;
 using Xunit.Abstractions;
 
 namespace Tsp.Actors.Tests.Dispatch;
 
 /// <summary>The queue's dispatch rules, with test probes standing in for routees.</summary>
-public sealed class NodeQueueTests(ITestOutputHelper output) : TestKit(output: output)
+public sealed class NodeQueueTests(ITestOutputHelper output) : TestKit(TestTiming.Config, output: output)
 {
     private static readonly QueueOptions Fast = new()
     {

@@ -1,11 +1,12 @@
 using Akka.Actor;
 using Akka.TestKit.Xunit2;
 using Tsp.Actors.Dispatch;
+using Tsp.Tests.Shared;
 using Xunit.Abstractions;
 
 namespace Tsp.Actors.Tests.Dispatch;
 
-public sealed class TspDispatchersTests(ITestOutputHelper output) : TestKit(TspDispatchers.Config(2), output: output)
+public sealed class TspDispatchersTests(ITestOutputHelper output) : TestKit(TspDispatchers.Config(2).WithFallback(TestTiming.Config), output: output)
 {
     private sealed class ThreadReporter : ReceiveActor
     {

@@ -18,7 +18,7 @@ public sealed class SqliteJournalTests : TestKit
     {
     }
 
-    private static Config SystemConfig(string path) => ConfigurationFactory.ParseString(TspHostingExtensions.SqliteJournalHocon(path));
+    private static Config SystemConfig(string path) => ConfigurationFactory.ParseString(TspHostingExtensions.SqliteJournalHocon(path)).WithFallback(TestTiming.Config);
 
     [Fact]
     public void Events_come_back_in_order_after_a_restart_of_the_actor_and_of_the_actor_system()

@@ -3,7 +3,7 @@ using Tsp.Actors.Workflows.Admission;
 
 namespace Tsp.Actors.Tests.Workflows.Admission;
 
-public sealed class AdmissionQueueTests : Akka.TestKit.Xunit2.TestKit
+public sealed class AdmissionQueueTests() : Akka.TestKit.Xunit2.TestKit(Tsp.Tests.Shared.TestTiming.Config)
 {
     private static StartRun Start(string runId, string frames = "f", uint offset = 0, string source = "") => new()
     {
