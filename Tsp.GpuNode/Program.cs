@@ -9,7 +9,7 @@ using Tsp.ServiceDefaults.CommandLine;
 // Host wiring only: a worker member that hosts node routees for its roles (gpu and/or cpu).
 var flags = new TspFlags();
 var root = new RootCommand("TSP worker: runs the nodes of the queues of its roles (gpu and/or cpu, default gpu); start more to scale a role. Flags are also read from Tsp__* environment variables and appsettings.json (section \"Tsp\").");
-flags.AddTo(root);
+flags.AddTo(root, flags.Seeds, flags.Roles, flags.Host, flags.PublicHost, flags.Port, flags.Redis, flags.Models);
 root.SetAction(async parsed =>
 {
     var options = TspProcess.ReadOptions(flags.ToConfiguration(parsed));

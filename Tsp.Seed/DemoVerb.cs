@@ -27,8 +27,6 @@ internal static class DemoVerb
     public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> flags, int frames, int concurrency, int size)
     {
         var options = TspProcess.ReadOptions(flags);
-        // The demo reads its results in-process; a fixed gRPC port would only collide with a running TSP.
-        options.Grpc.Port = -1;
         var scratch = Path.Combine(Path.GetTempPath(), $"tsp-demo-{Environment.ProcessId}");
         options.SqlitePath = Path.Combine(scratch, "journal.db");
         using var embedded = StandaloneServers.Apply(options);
@@ -59,7 +57,8 @@ internal static class DemoVerb
         }
 
         options.Kafka.MaxInFlightRuns = concurrency;
-        using var host = SeedHost.Build(options, quiet: Environment.GetEnvironmentVariable("TSP_DEMO_VERBOSE") is null);
+        // The demo reads its results in-process; a fixed gRPC port would only collide with a running TSP.
+        using var host = SeedHost.Build(options, new Seed.Grpc.GrpcOptions { Port = -1 }, quiet: Environment.GetEnvironmentVariable("TSP_DEMO_VERBOSE") is null);
         await host.StartAsync();
         try
         {

@@ -14,18 +14,22 @@ namespace Tsp.Seed;
 /// <summary>Builds a TSP host from configuration (appsettings.json, environment, flags).</summary>
 public static class SeedHost
 {
-    /// <summary>Whether this process serves gRPC: orchestrators do, unless the port is -1.</summary>
-    public static bool ServesGrpc(TspOptions options) =>
-        options.Grpc.Port >= 0 && (options.Roles.Count == 0 || options.Roles.Contains(TspRoles.Orchestrator));
+    /// <summary>The orchestrator's gRPC gateway settings (section <c>Tsp:Grpc</c>).</summary>
+    public static GrpcOptions ReadGrpcOptions(IConfiguration configuration) =>
+        configuration.GetSection(GrpcOptions.Section).Get<GrpcOptions>() ?? new GrpcOptions();
 
-    public static IHost Build(TspOptions options, bool quiet)
+    /// <summary>Whether this process serves gRPC: orchestrators do, unless the port is -1.</summary>
+    public static bool ServesGrpc(TspOptions options, GrpcOptions grpc) =>
+        grpc.Port >= 0 && (options.Roles.Count == 0 || options.Roles.Contains(TspRoles.Orchestrator));
+
+    public static IHost Build(TspOptions options, GrpcOptions grpc, bool quiet)
     {
         IHost host;
-        if (ServesGrpc(options))
+        if (ServesGrpc(options, grpc))
         {
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
             TspProcess.Configure(builder.Services, builder.Logging, options, quiet);
-            GrpcGateway.Add(builder, options);
+            GrpcGateway.Add(builder, options, grpc);
             var app = builder.Build();
             GrpcGateway.Map(app);
             host = app;

@@ -9,7 +9,9 @@ internal static class ServeVerb
 {
     public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> flags, bool standalone)
     {
-        var options = TspProcess.ReadOptions(flags);
+        var configuration = TspProcess.ReadConfiguration(flags);
+        var options = TspProcess.ReadOptions(configuration);
+        var grpcOptions = SeedHost.ReadGrpcOptions(configuration);
         using var embedded = standalone ? StandaloneServers.Apply(options) : null;
         if (!standalone && options.Roles.Count == 0)
         {
@@ -17,14 +19,14 @@ internal static class ServeVerb
         }
 
         options.CheckMembership();
-        using var host = SeedHost.Build(options, quiet: false);
+        using var host = SeedHost.Build(options, grpcOptions, quiet: false);
         try
         {
             await host.StartAsync();
         }
-        catch (IOException e) when (SeedHost.ServesGrpc(options))
+        catch (IOException e) when (SeedHost.ServesGrpc(options, grpcOptions))
         {
-            await Console.Error.WriteLineAsync($"error: cannot serve gRPC on {options.Host}:{options.Grpc.Port} ({e.Message}); choose another with --grpc-port (0: any free port, -1: none)");
+            await Console.Error.WriteLineAsync($"error: cannot serve gRPC on {options.Host}:{grpcOptions.Port} ({e.Message}); choose another with --grpc-port (0: any free port, -1: none)");
             return ExitCodes.PortInUse;
         }
 

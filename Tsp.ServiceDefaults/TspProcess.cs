@@ -42,15 +42,18 @@ public static class TspProcess
 {
     /// <summary>Settings from appsettings.json, then <c>Tsp__*</c> environment variables, then the
     /// flags (<see cref="CommandLine.TspFlags.ToConfiguration"/>); later sources win.</summary>
-    public static TspOptions ReadOptions(IReadOnlyDictionary<string, string?> flags)
-    {
-        var configuration = new ConfigurationBuilder()
+    public static TspOptions ReadOptions(IReadOnlyDictionary<string, string?> flags) => ReadOptions(ReadConfiguration(flags));
+
+    public static TspOptions ReadOptions(IConfiguration configuration) =>
+        configuration.GetSection(TspOptions.Section).Get<TspOptions>() ?? new TspOptions();
+
+    /// <summary>The settings of a process (a host binds its own sections of it too).</summary>
+    public static IConfiguration ReadConfiguration(IReadOnlyDictionary<string, string?> flags) =>
+        new ConfigurationBuilder()
             .AddJsonFile("appsettings.json", optional: true)
             .AddEnvironmentVariables()
             .AddInMemoryCollection(flags)
             .Build();
-        return configuration.GetSection(TspOptions.Section).Get<TspOptions>() ?? new TspOptions();
-    }
 
     /// <summary>Logging, the TSP services and the actor system with the parts of every role in
     /// <paramref name="options"/>.</summary>

@@ -71,9 +71,6 @@ public sealed class TspOptions
     /// <summary>ONNX nodes: model repository, execution provider, threads.</summary>
     public OnnxOptions Onnx { get; set; } = new();
 
-    /// <summary>The gRPC gateway on orchestrators (Tsp.Seed).</summary>
-    public GrpcOptions Grpc { get; set; } = new();
-
     /// <summary>How many live results a subscriber (gRPC or Akka remote) may fall behind before it is cut off.</summary>
     public int SubscriberBuffer { get; set; } = 1024;
 
@@ -118,35 +115,6 @@ public static class TspRoles
     public const string Cpu = "cpu";
 
     public static readonly IReadOnlyList<string> All = [Seed, Orchestrator, Gpu, Cpu];
-}
-
-/// <summary>The gRPC gateway: port, API tokens and TLS.</summary>
-public sealed class GrpcOptions
-{
-    /// <summary>Port of the gRPC gateway on <see cref="TspOptions.Host"/>; 0 picks a free one, -1 turns it off.</summary>
-    public int Port { get; set; } = 5000;
-
-    /// <summary>API tokens, each allowed a set of projects ("*": all). None configured: no
-    /// authentication (development); one or more: every call needs <c>authorization: Bearer TOKEN</c>.</summary>
-    public List<ApiToken> Tokens { get; set; } = [];
-
-    /// <summary>TLS certificate: a PFX/PKCS#12 file, or a PEM certificate with <see cref="CertificateKeyPath"/>.
-    /// Empty serves plain HTTP/2 (h2c).</summary>
-    public string? CertificatePath { get; set; }
-
-    public string? CertificatePassword { get; set; }
-
-    /// <summary>PEM private key of a PEM <see cref="CertificatePath"/>.</summary>
-    public string? CertificateKeyPath { get; set; }
-}
-
-public sealed class ApiToken
-{
-    public string Token { get; set; } = "";
-
-    public List<string> Projects { get; set; } = [];
-
-    public bool Allows(string project) => Projects.Contains("*") || Projects.Contains(project);
 }
 
 /// <summary>

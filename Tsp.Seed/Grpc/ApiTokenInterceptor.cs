@@ -9,7 +9,7 @@ namespace Tsp.Seed.Grpc;
 /// in (development); otherwise a call without a known token is UNAUTHENTICATED, and the service
 /// checks each project against the token's list (<see cref="ProjectAccess"/>).
 /// </summary>
-internal sealed class ApiTokenInterceptor(TspOptions options) : Interceptor
+internal sealed class ApiTokenInterceptor(GrpcOptions options) : Interceptor
 {
     public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
@@ -25,7 +25,7 @@ internal sealed class ApiTokenInterceptor(TspOptions options) : Interceptor
 
     private void Authenticate(ServerCallContext context)
     {
-        if (options.Grpc.Tokens.Count == 0)
+        if (options.Tokens.Count == 0)
         {
             return;
         }
@@ -37,7 +37,7 @@ internal sealed class ApiTokenInterceptor(TspOptions options) : Interceptor
         }
 
         var presented = header["Bearer ".Length..].Trim();
-        var token = options.Grpc.Tokens.FirstOrDefault(t => FixedTimeEquals(t.Token, presented))
+        var token = options.Tokens.FirstOrDefault(t => FixedTimeEquals(t.Token, presented))
             ?? throw new RpcException(new Status(StatusCode.Unauthenticated, "unknown API token"));
         context.UserState[typeof(ApiToken)] = token;
     }

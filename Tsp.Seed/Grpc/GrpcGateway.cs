@@ -15,18 +15,19 @@ internal static class GrpcGateway
     /// <summary>Room for the rest of a Submit request around a frame of the maximum size.</summary>
     private const int EnvelopeBytes = 64 * 1024;
 
-    public static void Add(WebApplicationBuilder builder, TspOptions options)
+    public static void Add(WebApplicationBuilder builder, TspOptions options, GrpcOptions grpcOptions)
     {
+        builder.Services.AddSingleton(grpcOptions);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // A host name (not an address) listens on every interface, as Akka remoting does with 0.0.0.0.
             var address = options.Host == "localhost" ? System.Net.IPAddress.Loopback
                 : System.Net.IPAddress.TryParse(options.Host, out var parsed) ? parsed
                 : System.Net.IPAddress.Any;
-            kestrel.Listen(address, options.Grpc.Port, listen =>
+            kestrel.Listen(address, grpcOptions.Port, listen =>
             {
                 listen.Protocols = HttpProtocols.Http2;
-                if (LoadCertificate(options.Grpc) is { } certificate)
+                if (LoadCertificate(grpcOptions) is { } certificate)
                 {
                     listen.UseHttps(certificate);
                 }
@@ -62,7 +63,7 @@ internal static class GrpcGateway
         // Kestrel reports the bound address; a client on another machine uses the public host.
         var port = new Uri(bound.Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal)).Port;
         var host = !string.IsNullOrWhiteSpace(options.PublicHost) ? options.PublicHost : options.Host;
-        return $"{(LoadCertificate(options.Grpc) is null ? "http" : "https")}://{host}:{port}";
+        return $"{(LoadCertificate(services.GetRequiredService<GrpcOptions>()) is null ? "http" : "https")}://{host}:{port}";
     }
 
     private static X509Certificate2? LoadCertificate(GrpcOptions grpc)

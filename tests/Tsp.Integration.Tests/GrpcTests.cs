@@ -56,19 +56,19 @@ public sealed class GrpcGatewayFixture : IAsyncLifetime
             Workflows = [GrpcTestClients.Workflow(ProjectA), GrpcTestClients.Workflow(ProjectB)],
             MaxFrameBytes = 64 * 1024,
             SubscriberBuffer = 256,
-            Grpc = new GrpcOptions
-            {
-                Port = 0,
-                CertificatePath = pfx,
-                CertificatePassword = "secret",
-                Tokens =
-                [
-                    new ApiToken { Token = TokenA, Projects = [ProjectA] },
-                    new ApiToken { Token = TokenAll, Projects = ["*"] },
-                ],
-            },
         };
-        Host = SeedHost.Build(Options, quiet: true);
+        var grpc = new GrpcOptions
+        {
+            Port = 0,
+            CertificatePath = pfx,
+            CertificatePassword = "secret",
+            Tokens =
+            [
+                new ApiToken { Token = TokenA, Projects = [ProjectA] },
+                new ApiToken { Token = TokenAll, Projects = ["*"] },
+            ],
+        };
+        Host = SeedHost.Build(Options, grpc, quiet: true);
         await Host.StartAsync();
         Url = SeedHost.GrpcUrl(Host)!;
     }

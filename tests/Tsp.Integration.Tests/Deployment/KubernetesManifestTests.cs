@@ -2,9 +2,10 @@ using System.Collections;
 using System.Reflection;
 using Microsoft.Extensions.Configuration;
 using Tsp.Actors.Hosting;
+using Tsp.Seed.Grpc;
 using YamlDotNet.RepresentationModel;
 
-namespace Tsp.Actors.Tests.Deployment;
+namespace Tsp.Integration.Tests.Deployment;
 
 /// <summary>
 /// No Kubernetes runs here, so the manifests in deploy/k8s are checked against what the hosts read:
@@ -39,7 +40,9 @@ public sealed class KubernetesManifestTests
                 foreach (var name in env.Keys)
                 {
                     Assert.StartsWith("Tsp__", name, StringComparison.Ordinal);
-                    Assert.True(IsOptionPath(typeof(TspOptions), name.Split("__").Skip(1).ToArray()), $"{Name(workload)}: {name} is not an option of TspOptions");
+                    var path = name.Split("__").Skip(1).ToArray();
+                    var known = path[0] == "Grpc" ? IsOptionPath(typeof(GrpcOptions), path[1..]) : IsOptionPath(typeof(TspOptions), path);
+                    Assert.True(known, $"{Name(workload)}: {name} is not an option of TspOptions or of the gRPC gateway (GrpcOptions)");
                 }
 
                 var options = Bind(env);
@@ -118,7 +121,7 @@ public sealed class KubernetesManifestTests
             Assert.Equal(options.Port, ports["remoting"]);
             if (options.Roles.Contains(TspRoles.Orchestrator))
             {
-                Assert.Equal(options.Grpc.Port, ports["grpc"]);
+                Assert.Equal(BindGrpc(EnvironmentOf(container)).Port, ports["grpc"]);
             }
 
             foreach (var probe in new[] { "readinessProbe", "livenessProbe" })
@@ -151,9 +154,17 @@ public sealed class KubernetesManifestTests
         Assert.Contains(((YamlSequenceNode)binding["subjects"]).Cast<YamlMappingNode>(), s => accounts.Contains(Scalar(s, "name")));
     }
 
+    /// <summary>TspOptions from the variables, every one of them known (the gateway's section aside:
+    /// Tsp.Seed binds it, see <see cref="BindGrpc"/>).</summary>
     private static TspOptions Bind(Dictionary<string, string?> env) =>
-        new ConfigurationBuilder().AddInMemoryCollection(env.Select(e => KeyValuePair.Create(e.Key.Replace("__", ":", StringComparison.Ordinal), e.Value))).Build()
+        Configuration(env.Where(e => !e.Key.StartsWith("Tsp__Grpc__", StringComparison.Ordinal)))
             .GetSection(TspOptions.Section).Get<TspOptions>(o => o.ErrorOnUnknownConfiguration = true) ?? new TspOptions();
+
+    private static GrpcOptions BindGrpc(Dictionary<string, string?> env) =>
+        Configuration(env).GetSection(GrpcOptions.Section).Get<GrpcOptions>(o => o.ErrorOnUnknownConfiguration = true) ?? new GrpcOptions();
+
+    private static IConfiguration Configuration(IEnumerable<KeyValuePair<string, string?>> env) =>
+        new ConfigurationBuilder().AddInMemoryCollection(env.Select(e => KeyValuePair.Create(e.Key.Replace("__", ":", StringComparison.Ordinal), e.Value))).Build();
 
     /// <summary>Walks the option path: properties by name (as the configuration binder matches them),
     /// list indices, dictionary keys.</summary>
