@@ -117,6 +117,7 @@ public static class TspHostingExtensions
                 Roles = [.. roles, options.Cluster.AsRole()],
                 SeedNodes = seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray(),
                 SplitBrainResolver = SplitBrainResolverFor(options.Cluster),
+                FailureDetector = new PhiAccrualFailureDetectorOptions { AcceptableHeartbeatPause = options.Cluster.AcceptableHeartbeatPause },
             })
             .AddHocon(ClusterTimingHocon(options), HoconAddMode.Prepend)
             .WithActors((system, _) => system.ActorOf(ClusterTimingsWatch.Props(options.Cluster.AsRole()), "tsp-cluster-timings"))
@@ -163,14 +164,13 @@ public static class TspHostingExtensions
         var other => throw new SettingException($"unknown Tsp:Cluster:SplitBrainStrategy '{other}' (keep-majority, keep-oldest or static-quorum)"),
     };
 
-    /// <summary>Timings Akka.Hosting has no options for: the resolver's stable-after, the failure
-    /// detector's pause, and the shutdown phase in which node routees drain.</summary>
+    /// <summary>Timings Akka.Hosting has no options for: the resolver's stable-after and the shutdown
+    /// phase in which node routees drain.</summary>
     private static string ClusterTimingHocon(TspOptions options)
     {
         static string Ms(TimeSpan t) => ((long)t.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture) + "ms";
         return $$"""
             akka.cluster.split-brain-resolver.stable-after = {{Ms(options.Cluster.StableAfter)}}
-            akka.cluster.failure-detector.acceptable-heartbeat-pause = {{Ms(options.Cluster.AcceptableHeartbeatPause)}}
             akka.coordinated-shutdown.phases.service-requests-done.timeout = {{Ms(options.DrainTimeout + TimeSpan.FromSeconds(5))}}
             """;
     }
