@@ -13,7 +13,7 @@ namespace Tsp.Actors.Workflows;
 /// A persistent, sharded entity that holds many workflow runs — all whose run id hashes to it (see
 /// <see cref="RunMessageExtractor"/>) — and walks each run's DAG. It persists, applies, replies and
 /// snapshots; the decisions are pure code elsewhere: <see cref="RunState"/> walks one run's DAG,
-/// <see cref="AdmissionQueue"/> holds the runs that wait for a turn, <see cref="NodeTasks"/> builds
+/// <see cref="StartRules"/> answers a start and <see cref="AdmissionQueue"/> holds the runs that wait for a turn, <see cref="NodeTasks"/> builds
 /// what is dispatched, <see cref="FrameLeases"/> says when a frame is no longer needed and
 /// <see cref="ResultPublisher"/> publishes a finished run.
 /// </summary>
@@ -22,7 +22,7 @@ namespace Tsp.Actors.Workflows;
 /// journal recovery query when it started, a remember-entities write when it started and another when
 /// it stopped, and a delete of its events. A host lives as long as the cluster; the events of its runs
 /// that arise while it works through its mailbox are written together as one journal entry
-/// (<see cref="PendingWrite"/>), and a snapshot every <see cref="RunHostTuning.SnapshotEvery"/> events
+/// (<see cref="RunJournalWriter"/>), and a snapshot every <see cref="RunHostTuning.SnapshotEvery"/> events
 /// (the runs it holds plus recently finished ids) lets it delete everything before it. See
 /// docs/design.md, "Workflows".</para>
 /// <para>Start is idempotent: a second StartRun for a live run answers AlreadyRunning, for a finished
@@ -37,7 +37,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 {
     public const string PersistenceIdPrefix = "runs-";
     private const string WatchdogTimer = "watchdog";
-    private const int MaxEventsPerWrite = 512;
 
     private readonly string _hostId;
     private readonly RunServices _services;
@@ -49,7 +48,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
     private readonly AdmissionQueue _admission;
     private readonly FrameLeases _frames;
-    private readonly PendingWrite _pending = new();
+    private readonly RunJournalWriter _journal;
     private long _eventsSinceSnapshot;
     private bool _snapshotting;
     private long _recoveredFromSnapshot;
@@ -63,6 +62,17 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         _admission = new AdmissionQueue(_tuning.FinishedRunMemory);
         var log = _log;
         _frames = new FrameLeases(services.Store, (key, reason) => log.Warning("frames {0}: deleting them failed ({1}); they expire with the blob TTL", key, reason));
+        _journal = new RunJournalWriter(
+            persist: (batch, afterWrite) => PersistAsync(batch, _ =>
+            {
+                foreach (var action in afterWrite)
+                {
+                    action?.Invoke();
+                }
+            }),
+            defer: action => DeferAsync(action, a => a()),
+            requestFlush: () => Self.Tell(FlushEvents.Instance),
+            onFlushed: OnFlushed);
 
         Recover<SnapshotOffer>(offer =>
         {
@@ -91,7 +101,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         Command<StartRun>(start => Start(start, new StartAnswer(Sender, start), 0));
         Command<StartRuns>(StartAll);
-        Command<FlushEvents>(_ => Flush());
+        Command<FlushEvents>(_ => _journal.Flush());
         Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
         Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
@@ -287,84 +297,54 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     }
 
     /// <summary>Starts one run, or answers what is known about it, in slot <paramref name="index"/> of
-    /// <paramref name="answer"/>. Starts that arrive together (a <see cref="StartRuns"/>, or a mailbox
-    /// full of StartRun) share one journal write.</summary>
+    /// <paramref name="answer"/> (<see cref="StartRules"/> decides which). Starts that arrive together (a
+    /// <see cref="StartRuns"/>, or a mailbox full of StartRun) share one journal write.</summary>
     private void Start(StartRun start, StartAnswer answer, int index)
     {
-        var runId = start.RunId;
-        if (_runs.TryGetValue(runId, out var live))
+        var live = _runs.GetValueOrDefault(start.RunId);
+        RunRecord? waiting = null;
+        var held = live is not null
+            ? live.StartWaiters is not null ? HeldRun.Starting : live.State.IsCompleted ? HeldRun.Completed : HeldRun.Running
+            : _waiting.TryGetValue(start.RunId, out waiting) ? HeldRun.Waiting : HeldRun.None;
+        var verdict = StartRules.Decide(start, held, waiting?.Started.Project, _admission, _services.Catalog, HasRoom);
+        switch (verdict.Action)
         {
-            if (live.StartWaiters is { } waiters)
-            {
-                waiters.Add((answer, index));
-            }
-            else
-            {
-                answer.Set(index, live.State.IsCompleted ? StartOutcome.AlreadyCompleted : StartOutcome.AlreadyRunning);
-            }
-
-            return;
+            case StartAction.Answer:
+                answer.Set(index, verdict.Outcome, verdict.Error);
+                break;
+            case StartAction.JoinStarting:
+                live!.StartWaiters!.Add((answer, index));
+                break;
+            case StartAction.WaitForQueuedWrite:
+                verdict.Queued.Group.WaitForWrite(answer, index, verdict.Queued.Index);
+                break;
+            case StartAction.Queue:
+                Queue(start, verdict.Workflow!, answer, index);
+                break;
+            default:
+                StartActive(start, verdict.Workflow!, answer, index);
+                break;
         }
+    }
 
-        if (_admission.Finished.Contains(runId))
-        {
-            answer.Set(index, StartOutcome.AlreadyCompleted);
-            return;
-        }
-
-        if (_admission.TryGet(runId, out var queued))
-        {
-            if (!queued.Group.Durable)
-            {
-                queued.Group.WaitForWrite(answer, index, queued.Index);
-            }
-            else
-            {
-                answer.Set(index, StartOutcome.AlreadyRunning);
-            }
-
-            return;
-        }
-
-        if (_waiting.TryGetValue(runId, out var waiting))
-        {
-            answer.Set(index, StartOutcome.Rejected, $"run {runId} of project '{waiting.Started.Project}' waits: the project is not deployed (deployed: {_services.Catalog.Describe()})");
-            return;
-        }
-
-        if (!_services.Catalog.TryGet(start.Project, out var workflow))
-        {
-            answer.Set(index, StartOutcome.Rejected, $"unknown project '{start.Project}' (deployed: {_services.Catalog.Describe()})");
-            return;
-        }
-
-        if (start.FrameLength == 0 || start.FrameKey.Length == 0)
-        {
-            answer.Set(index, StartOutcome.Rejected, $"run {runId}: no frame (frame_key '{start.FrameKey}', frame_length 0): a run's frame is a byte range of a frame string");
-            return;
-        }
-
+    /// <summary>Records a run and queues it behind the others; it is answered once its write completes.</summary>
+    private void Queue(StartRun start, WorkflowDefinition workflow, StartAnswer answer, int index)
+    {
         _frames.Hold(start.FrameKey);
-        if (!HasRoom || _admission.Count > 0)
+        // Recorded before it is queued: the group's write callback joins the write that records it.
+        _journal.RecordStart(start, workflow.Hash, afterWrite: null);
+        var place = _admission.Enqueue(start, workflow.Hash, out var opened);
+        CountQueued(1);
+        if (opened is not null)
         {
-            // Recorded before it is queued: the group's write callback joins the write that records it.
-            RecordStart(start, workflow.Hash, afterWrite: null);
-            var place = _admission.Enqueue(start, workflow.Hash, out var opened);
-            CountQueued(1);
-            if (opened is not null)
+            _journal.AfterRecorded(() =>
             {
-                AfterRecorded(() =>
-                {
-                    opened.Written();
-                    StartQueued();
-                });
-            }
-
-            place.Group.WaitForWrite(answer, index, place.Index);
-            return;
+                opened.Written();
+                StartQueued();
+            });
         }
 
-        StartActive(start, workflow, answer, index);
+        place.Group.WaitForWrite(answer, index, place.Index);
     }
 
     /// <summary>Starts the runs of a series (<see cref="StartRuns.Series"/>) in slots
@@ -412,11 +392,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             RunIdPrefix = series.RunIdPrefix,
         };
         StartedGroups.CopyRuns(series, atOnce, count, queued);
-        Record(new RunEvent { RunsStarted = queued }, afterWrite: null);
+        _journal.Record(new RunEvent { RunsStarted = queued }, afterWrite: null);
         var group = _admission.EnqueueSeries(queued, durable: false);
         _frames.Hold(group.FrameKey, group.Count);
         CountQueued(group.Count);
-        AfterRecorded(() =>
+        _journal.AfterRecorded(() =>
         {
             group.Written();
             StartQueued();
@@ -430,9 +410,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         // Held from now on (a snapshot taken while its start is being written must contain the run);
         // dispatched only once the start is durable.
+        _frames.Hold(start.FrameKey);
         var run = Add(RunState.Start(workflow, StartedGroups.NewStarted(start, workflow.Hash)));
         run.StartWaiters = [(answer, index)];
-        RecordStart(start, workflow.Hash, () =>
+        _journal.RecordStart(start, workflow.Hash, () =>
         {
             foreach (var (waiter, slot) in run.StartWaiters!)
             {
@@ -513,7 +494,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             Apply(run, e);
             run.Unwritten++;
-            Record(Wrap(e), () => run.Unwritten--);
+            _journal.Record(Wrap(e), () => run.Unwritten--);
         }
 
         Advance(run);
@@ -534,7 +515,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             var completed = state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             // Written after every earlier event of the run (one host, one ordered stream of batches),
             // so a result is never published ahead of its run's events.
-            Record(Wrap(completed), () =>
+            _journal.Record(Wrap(completed), () =>
             {
                 Apply(run, completed);
                 Publish(run);
@@ -645,78 +626,12 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     // ---- the journal ----
 
-    /// <summary>Queues an event for the host's next journal write; <paramref name="afterWrite"/> runs once
-    /// it is durable. Events that arise while the host works through its mailbox share one write: the
-    /// flush is a message behind everything already queued.</summary>
-    /// <remarks>A full write is flushed before <paramref name="e"/> is added, not after, so that
-    /// <paramref name="e"/> is always in the open write when this returns (see <see cref="Start"/>).</remarks>
-    private void Record(RunEvent e, Action? afterWrite)
+    /// <summary>A write was handed to the journal: runs accepted from now on open a queued group of
+    /// their own, and the write counts towards the next snapshot (in runs: a RunsStarted restores as
+    /// many on recovery).</summary>
+    private void OnFlushed(RunEventBatch batch)
     {
-        if (_pending.Count >= MaxEventsPerWrite)
-        {
-            Flush();
-        }
-
-        if (_pending.Count == 0)
-        {
-            Self.Tell(FlushEvents.Instance);
-        }
-
-        _pending.Add(e, afterWrite);
-    }
-
-    /// <summary>Records a run's start: added to the open write's last event when that is a
-    /// <see cref="RunsStarted"/> the run shares its common fields with (the runs of one StartRuns),
-    /// otherwise as a new one.</summary>
-    private void RecordStart(StartRun start, string workflowHash, Action? afterWrite)
-    {
-        if (_pending.Last?.RunsStarted is { } open && StartedGroups.Shares(open, start, workflowHash))
-        {
-            StartedGroups.AddRun(open, start.RunId, start.SourceId, StartedGroups.SliceOf(start));
-            if (afterWrite is not null)
-            {
-                _pending.AfterLast(afterWrite);
-            }
-
-            return;
-        }
-
-        var e = StartedGroups.NewGroup(start, workflowHash);
-        StartedGroups.AddRun(e, start.RunId, start.SourceId, StartedGroups.SliceOf(start));
-        Record(new RunEvent { RunsStarted = e }, afterWrite);
-    }
-
-    /// <summary>Runs <paramref name="action"/> once everything recorded so far is durable.</summary>
-    private void AfterRecorded(Action action)
-    {
-        if (_pending.Count > 0)
-        {
-            _pending.AfterLast(action);
-        }
-        else
-        {
-            // Already handed to the journal: deferred handlers run after the pending writes' handlers.
-            DeferAsync(action, a => a());
-        }
-    }
-
-    private void Flush()
-    {
-        if (_pending.Count == 0)
-        {
-            return;
-        }
-
-        var (batch, afterWrite) = _pending.Take();
         _admission.CloseWrite();
-        PersistAsync(batch, _ =>
-        {
-            foreach (var action in afterWrite)
-            {
-                action?.Invoke();
-            }
-        });
-        // Counted in runs: a RunsStarted restores as many on recovery.
         _eventsSinceSnapshot += batch.Events.Sum(StartedGroups.RunsIn);
         SnapshotIfDue();
     }
