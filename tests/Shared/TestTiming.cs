@@ -17,7 +17,4 @@ public static class TestTiming
 
     /// <summary>TestKit's time factor, for a test actor system's configuration.</summary>
     public static Config Config => ConfigurationFactory.ParseString(FormattableString.Invariant($"akka.test.timefactor = {Factor}"));
-
-    /// <summary>A deadline for work that crosses processes, scaled like TestKit's waits.</summary>
-    public static TimeSpan Scaled(TimeSpan idle) => idle * Factor;
 }
