@@ -117,7 +117,7 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
     /// records a rebalance re-delivers). Akka.NET takes a boundary's buffer from the materializer
     /// settings of the island that receives, not from attributes on the source (tried: 16 batches
     /// consumed either way). Not <c>WithAttributes</c> on the source, either: that replaces its
-    /// dispatcher and the boundary (sessions 2–6 ran it fused into the ingest stream that way).</summary>
+    /// dispatcher and the boundary, and the source then runs fused into the ingest stream.</summary>
     public static ActorMaterializer Materializer(IActorRefFactory context) =>
         context.Materializer(ActorMaterializerSettings.Create(context switch
         {

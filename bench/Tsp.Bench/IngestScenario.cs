@@ -24,7 +24,7 @@ internal static class IngestScenario
         var bare = new List<double>();
         var tsp = new List<double>();
         // The first repeats are warm-ups and not counted: both paths run on the JIT's first-tier code at
-        // first, and tiering goes on for about two repeats (session 8 counted ≈ 900 methods compiled
+        // first, and tiering goes on for about two repeats (a trace counted ≈ 900 methods compiled
         // inside the second repeat's window). A long-running orchestrator does not pay that.
         const int warmUps = 2;
         for (var repeat = 1 - warmUps; repeat <= options.Repeats; repeat++)

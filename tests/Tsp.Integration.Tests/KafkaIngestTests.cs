@@ -133,7 +133,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         await producer.ProduceAsync(_project, new byte[10]);
 
         // A limit this high turns an interpreter that repolls without leaving its mailbox run (what
-        // the source did until session 7) into one that never hears the cancellation.
+        // a source that re-polls through an async callback would do) into one that never hears the cancellation.
         using var system = ActorSystem.Create("source", TspDispatchers.Config(1)
             .WithFallback("akka.stream.materializer.sync-processing-limit = 1000000"));
         var consumerConfig = new ConsumerConfig { BootstrapServers = _kafka.BootstrapServers, GroupId = "stop-" + _project, AutoOffsetReset = AutoOffsetReset.Earliest };

@@ -1,0 +1,21 @@
+using Akka.Actor;
+
+namespace Tsp.Actors.Hosting;
+
+/// <summary>Marker for the workflow-run shard region in the actor registry.</summary>
+public sealed class WorkflowRuns;
+
+/// <summary>The Kafka ingest actors of this orchestrator, by project (each behind a backoff supervisor
+/// that forwards messages to it).</summary>
+public sealed class KafkaIngests
+{
+    private readonly Dictionary<string, IActorRef> _byProject = new(StringComparer.Ordinal);
+
+    public IReadOnlyDictionary<string, IActorRef> ByProject => _byProject;
+
+    internal void Add(string project, IActorRef ingest) => _byProject[project] = ingest;
+}
+
+
+/// <summary>Registry key of the ClusterClient that external systems subscribe through.</summary>
+public sealed class TspClusterClient;

@@ -1,0 +1,134 @@
+using System.Net;
+using System.Net.Sockets;
+using Akka.Actor;
+using Akka.Pattern;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Hosting.SBR;
+using Akka.Cluster.Sharding;
+using Akka.Cluster.Tools.PublishSubscribe;
+using Akka.Hosting;
+using Akka.Persistence.Sql.Hosting;
+using Akka.Remote.Hosting;
+using LinqToDB;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using StackExchange.Redis;
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Nodes;
+using Tsp.Actors.Nodes.Onnx;
+using Tsp.Actors.Northbound;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Actors.Workflows;
+
+namespace Tsp.Actors.Hosting;
+
+/// <summary>The actor system of every TSP process: remoting, cluster, serialization, dispatchers.</summary>
+public static partial class TspHostingExtensions
+{
+    /// <summary>The actor system of a TSP process: remoting, cluster, serialization, and the parts of
+    /// each role in <see cref="TspOptions.Roles"/>.</summary>
+    public static AkkaConfigurationBuilder AddTsp(this AkkaConfigurationBuilder builder, TspOptions options)
+    {
+        if (options.Port == 0)
+        {
+            options.Port = FreePort();
+        }
+
+        var roles = options.Roles.Count > 0 ? options.Roles : [.. TspRoles.All];
+        // Bound to every interface (a container): others reach it by its host name unless told otherwise.
+        var publicHost = !string.IsNullOrWhiteSpace(options.PublicHost) ? options.PublicHost
+            : options.Host == "0.0.0.0" ? Dns.GetHostName()
+            : options.Host;
+        var seeds = options.Seeds.Count > 0 ? options.Seeds : [$"{publicHost}:{options.Port}"];
+        builder
+            .AddTspSerialization()
+            .WithRemoting(options.Host, options.Port, publicHost)
+            .WithClustering(new ClusterOptions
+            {
+                // Plus one role that carries the split brain resolver settings (see ClusterTimingsWatch).
+                Roles = [.. roles, options.Cluster.AsRole()],
+                SeedNodes = seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray(),
+                SplitBrainResolver = SplitBrainResolverFor(options.Cluster),
+                FailureDetector = new PhiAccrualFailureDetectorOptions { AcceptableHeartbeatPause = options.Cluster.AcceptableHeartbeatPause },
+            })
+            .AddHocon(ClusterTimingHocon(options), HoconAddMode.Prepend)
+            .WithActors((system, _) => system.ActorOf(ClusterTimingsWatch.Props(options.Cluster.AsRole()), "tsp-cluster-timings"))
+            .WithDistributedPubSub(role: null!)
+            .WithClusterClientReceptionist(role: TspRoles.Orchestrator);
+
+        if (roles.Contains(TspRoles.Gpu) || roles.Contains(TspRoles.Cpu))
+        {
+            builder.WithActors((system, _, resolver) =>
+            {
+                var routees = resolver.GetService<NodeRoutees>();
+                var logger = resolver.GetService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Tsp.Drain");
+                CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseServiceRequestsDone, "tsp-drain-node-routees", async () =>
+                {
+                    await routees.DrainAsync(options.DrainTimeout, logger);
+                    return Akka.Done.Instance;
+                });
+            });
+        }
+
+        // Every member knows the node dispatchers: a router pool checks its routees' Props where the
+        // pool lives (an orchestrator), and the routees run them where they are deployed (a worker).
+        builder.AddTspNodeDispatchers(options);
+        // Resolved at start: hands the ONNX models the host's logging (and the host their disposal).
+        builder.WithActors((_, _, resolver) => resolver.GetService<OnnxModels>());
+        if (roles.Contains(TspRoles.Orchestrator))
+        {
+            builder.AddTspOrchestrator(options);
+        }
+        else
+        {
+            builder.WithShardRegionProxy<WorkflowRuns>(RunsTypeName, TspRoles.Orchestrator, new RunMessageExtractor(options.Shards, options.RunHosts));
+        }
+
+        return builder;
+    }
+
+    private static SplitBrainResolverOption SplitBrainResolverFor(ClusterTuning tuning) => tuning.SplitBrainStrategy switch
+    {
+        "keep-majority" => new KeepMajorityOption(),
+        "keep-oldest" => new KeepOldestOption { DownIfAlone = true },
+        "static-quorum" when tuning.QuorumSize > 0 => new StaticQuorumOption { QuorumSize = tuning.QuorumSize },
+        "static-quorum" => throw new SettingException("Tsp:Cluster:SplitBrainStrategy static-quorum needs Tsp:Cluster:QuorumSize > 0"),
+        var other => throw new SettingException($"unknown Tsp:Cluster:SplitBrainStrategy '{other}' (keep-majority, keep-oldest or static-quorum)"),
+    };
+
+    /// <summary>Timings Akka.Hosting has no options for: the resolver's stable-after and the shutdown
+    /// phase in which node routees drain.</summary>
+    private static string ClusterTimingHocon(TspOptions options)
+    {
+        static string Ms(TimeSpan t) => ((long)t.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture) + "ms";
+        return $$"""
+            akka.cluster.split-brain-resolver.stable-after = {{Ms(options.Cluster.StableAfter)}}
+            akka.coordinated-shutdown.phases.service-requests-done.timeout = {{Ms(options.DrainTimeout + TimeSpan.FromSeconds(5))}}
+            """;
+    }
+
+    /// <summary>For an external Akka.NET system that subscribes to TP results (see
+    /// <see cref="RemoteResults.SubscribeAsync"/>): TSP's serializer and a ClusterClient, registered as
+    /// <see cref="TspClusterClient"/>, that contacts the receptionists of the given members (host:port,
+    /// orchestrators). The system needs remoting (<c>WithRemoting</c>) reachable from the cluster.</summary>
+    public static AkkaConfigurationBuilder AddTspResultClient(this AkkaConfigurationBuilder builder, IEnumerable<string> contacts) =>
+        builder
+            .AddTspSerialization()
+            .WithClusterClient<TspClusterClient>(contacts.Select(c => $"akka.tcp://{SystemName}@{c}/system/receptionist").ToList());
+
+    /// <summary>Binds every TP message type to <see cref="TspProtobufSerializer"/>. Bound by concrete
+    /// type: Akka's own protobuf serializer is bound to Google.Protobuf.IMessage and would otherwise win.</summary>
+    public static AkkaConfigurationBuilder AddTspSerialization(this AkkaConfigurationBuilder builder) =>
+        builder.WithCustomSerializer(
+            "tsp-protobuf",
+            [typeof(ITspMessage), .. TspProtobufSerializer.Messages.Select(m => m.ClrType)],
+            system => new TspProtobufSerializer(system));
+
+    /// <summary>Node routees' dispatchers; the routees themselves are deployed by the orchestrators'
+    /// cluster router pools onto members of the gpu and cpu roles.</summary>
+    public static AkkaConfigurationBuilder AddTspNodeDispatchers(this AkkaConfigurationBuilder builder, TspOptions options) =>
+        builder.AddHocon(TspDispatchers.Config(options.CpuNodeThreads > 0 ? options.CpuNodeThreads : Environment.ProcessorCount), HoconAddMode.Prepend);
+}

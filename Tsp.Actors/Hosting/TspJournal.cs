@@ -1,0 +1,89 @@
+using System.Net;
+using System.Net.Sockets;
+using Akka.Actor;
+using Akka.Pattern;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Hosting.SBR;
+using Akka.Cluster.Sharding;
+using Akka.Cluster.Tools.PublishSubscribe;
+using Akka.Hosting;
+using Akka.Persistence.Sql.Hosting;
+using Akka.Remote.Hosting;
+using LinqToDB;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using StackExchange.Redis;
+using Tsp.Actors.Dispatch;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Nodes;
+using Tsp.Actors.Nodes.Onnx;
+using Tsp.Actors.Northbound;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Actors.Workflows;
+
+namespace Tsp.Actors.Hosting;
+
+/// <summary>The journal: PostgreSQL when configured, else TSP's SQLite plugins; and its start-up check.</summary>
+public static partial class TspHostingExtensions
+{
+    /// <summary>Akka.Persistence.Sql on PostgreSQL when configured (required by several orchestrators),
+    /// else TSP's own group-commit journal on a SQLite file.</summary>
+    public static AkkaConfigurationBuilder AddTspJournal(this AkkaConfigurationBuilder builder, TspOptions options)
+    {
+        if (!string.IsNullOrWhiteSpace(options.Postgres))
+        {
+            return builder.WithSqlPersistence(options.Postgres, ProviderName.PostgreSQL15, autoInitialize: true);
+        }
+
+        // SQLite has one writer: our own journal writes every pending request in one transaction
+        // (group commit) through one connection; see Storage/SqliteJournal.
+        return builder.AddHocon(SqliteJournalHocon(options.SqlitePath), HoconAddMode.Prepend);
+    }
+
+    /// <summary>Akka.Persistence configured for <see cref="SqliteJournal"/> and <see cref="SqliteSnapshotStore"/> on one file.</summary>
+    public static string SqliteJournalHocon(string sqlitePath)
+    {
+        var path = System.Text.Json.JsonSerializer.Serialize(Path.GetFullPath(sqlitePath));
+        return $$"""
+            akka.persistence.journal.plugin = "tsp.persistence.sqlite-journal"
+            akka.persistence.snapshot-store.plugin = "tsp.persistence.sqlite-snapshots"
+            tsp.persistence.sqlite-journal {
+              class = "{{typeof(SqliteJournal).FullName}}, {{typeof(SqliteJournal).Assembly.GetName().Name}}"
+              plugin-dispatcher = "akka.actor.default-dispatcher"
+              path = {{path}}
+            }
+            tsp.persistence.sqlite-snapshots {
+              class = "{{typeof(SqliteSnapshotStore).FullName}}, {{typeof(SqliteSnapshotStore).Assembly.GetName().Name}}"
+              plugin-dispatcher = "akka.actor.default-dispatcher"
+              path = {{path}}
+            }
+            """;
+    }
+
+    /// <summary>Fails at start, naming host, port and database (never the password), when the configured
+    /// PostgreSQL journal cannot be reached; Akka would otherwise retry persistence in the background
+    /// and every run would time out.</summary>
+    /// <exception cref="DependencyUnreachableException">"cannot reach PostgreSQL …".</exception>
+    public static void CheckJournal(TspOptions options)
+    {
+        if (string.IsNullOrWhiteSpace(options.Postgres))
+        {
+            return;
+        }
+
+        var settings = new Npgsql.NpgsqlConnectionStringBuilder(options.Postgres) { Timeout = 5 };
+        try
+        {
+            using var connection = new Npgsql.NpgsqlConnection(settings.ConnectionString);
+            connection.Open();
+            using var command = new Npgsql.NpgsqlCommand("SELECT 1", connection);
+            command.ExecuteScalar();
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            throw new DependencyUnreachableException($"cannot reach PostgreSQL journal at {settings.Host}:{settings.Port}/{settings.Database}: {e.Message}", e);
+        }
+    }
+}
