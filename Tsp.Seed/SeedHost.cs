@@ -15,8 +15,7 @@ namespace Tsp.Seed;
 public static class SeedHost
 {
     /// <summary>The orchestrator's gRPC gateway settings (section <c>Tsp:Grpc</c>).</summary>
-    public static GrpcOptions ReadGrpcOptions(IConfiguration configuration) =>
-        configuration.GetSection(GrpcOptions.Section).Get<GrpcOptions>() ?? new GrpcOptions();
+    public static GrpcOptions ReadGrpcOptions(IConfiguration configuration) => TspProcess.Bind<GrpcOptions>(configuration, GrpcOptions.Section);
 
     /// <summary>Whether this process serves gRPC: orchestrators do, unless the port is -1.</summary>
     public static bool ServesGrpc(TspOptions options, GrpcOptions grpc) =>

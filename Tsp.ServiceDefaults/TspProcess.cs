@@ -44,8 +44,24 @@ public static class TspProcess
     /// flags (<see cref="CommandLine.TspFlags.ToConfiguration"/>); later sources win.</summary>
     public static TspOptions ReadOptions(IReadOnlyDictionary<string, string?> flags) => ReadOptions(ReadConfiguration(flags));
 
-    public static TspOptions ReadOptions(IConfiguration configuration) =>
-        configuration.GetSection(TspOptions.Section).Get<TspOptions>() ?? new TspOptions();
+    /// <exception cref="SettingException">A value does not convert; the message names its key.</exception>
+    public static TspOptions ReadOptions(IConfiguration configuration) => Bind<TspOptions>(configuration, TspOptions.Section);
+
+    /// <summary>A section of the settings as <typeparamref name="T"/>.</summary>
+    /// <exception cref="SettingException">A value does not convert; the message names its key.</exception>
+    public static T Bind<T>(IConfiguration configuration, string section)
+        where T : new()
+    {
+        try
+        {
+            return configuration.GetSection(section).Get<T>() ?? new T();
+        }
+        catch (InvalidOperationException e)
+        {
+            // The binder names the key and the type: "Failed to convert configuration value at 'Tsp:Port' …".
+            throw new SettingException(e.InnerException is { } inner ? $"{e.Message} ({inner.Message})" : e.Message, e);
+        }
+    }
 
     /// <summary>The settings of a process (a host binds its own sections of it too).</summary>
     public static IConfiguration ReadConfiguration(IReadOnlyDictionary<string, string?> flags) =>

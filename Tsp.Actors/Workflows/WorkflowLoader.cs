@@ -19,8 +19,21 @@ public static class WorkflowLoader
     private static readonly HashSet<string> DefaultsKeys = ["timeout", "max_attempts"];
     private static readonly HashSet<string> NodeKeys = ["id", "processor", "role", "queue", "params", "timeout", "max_attempts", "after", "when"];
 
-    public static WorkflowDefinition LoadFile(string path, IReadOnlySet<string> knownProcessors) =>
-        Parse(File.ReadAllText(path), path, knownProcessors);
+    /// <exception cref="WorkflowValidationException">The file cannot be read, or lists every error with file and line.</exception>
+    public static WorkflowDefinition LoadFile(string path, IReadOnlySet<string> knownProcessors)
+    {
+        string yaml;
+        try
+        {
+            yaml = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new WorkflowValidationException([new WorkflowError(path, 0, $"cannot read the workflow file: {e.Message}")]);
+        }
+
+        return Parse(yaml, path, knownProcessors);
+    }
 
     /// <exception cref="WorkflowValidationException">Lists every error with file and line.</exception>
     public static WorkflowDefinition Parse(string yaml, string source, IReadOnlySet<string> knownProcessors)
@@ -29,13 +42,21 @@ public static class WorkflowLoader
         void Error(YamlNode? at, string message) => errors.Add(new WorkflowError(source, at is null ? 0 : (int)at.Start.Line, message));
 
         var stream = new YamlStream();
+        var parser = new Parser(new StringReader(yaml));
         try
         {
-            stream.Load(new StringReader(yaml));
+            stream.Load(parser);
         }
         catch (YamlException e)
         {
             throw new WorkflowValidationException([new WorkflowError(source, (int)e.Start.Line, "not valid YAML: " + (e.InnerException?.Message ?? e.Message))]);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IndexOutOfRangeException or FormatException or OverflowException)
+        {
+            // YamlDotNet's scanner fails this way on some malformed input (found by fuzzing): report
+            // it as the YAML error it is, at the last place the parser read.
+            var line = Math.Max(1, (int)(parser.Current?.End.Line ?? 1));
+            throw new WorkflowValidationException([new WorkflowError(source, line, $"not valid YAML after this line ({e.Message})")]);
         }
 
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)

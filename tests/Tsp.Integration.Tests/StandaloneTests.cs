@@ -329,15 +329,23 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     private static Task<(int ExitCode, string Output)> RunSeedAsync(params string[] args) => RunAsync("Tsp.Seed.dll", args);
 
     /// <summary>Runs one of the solution's executables to its end (at most 3 minutes).</summary>
-    private static async Task<(int ExitCode, string Output)> RunAsync(string dll, params string[] args)
+    private static Task<(int ExitCode, string Output)> RunAsync(string dll, params string[] args) => RunAsync(dll, new Dictionary<string, string>(), args);
+
+    private static async Task<(int ExitCode, string Output)> RunAsync(string dll, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var executable = Path.Combine(AppContext.BaseDirectory, dll);
-        using var process = Process.Start(new ProcessStartInfo("dotnet", [executable, .. args])
+        var start = new ProcessStartInfo("dotnet", [executable, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = AppContext.BaseDirectory,
-        })!;
+        };
+        foreach (var (key, value) in environment)
+        {
+            start.Environment[key] = value;
+        }
+
+        using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
@@ -364,6 +372,7 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var badWorkflow = TestServers.WriteWorkflow("project: p\nnodes:\n  - { id: a, processor: nope, role: cpu, queue: q }\n");
         var invalid = await RunSeedAsync("run", "--redis", TestServers.Redis, "--workflow", badWorkflow);
         var badFlag = await RunSeedAsync("run", "--colour", "blue");
+        var missingWorkflow = await RunSeedAsync("run", "--redis", TestServers.Redis, "--workflow", "/no/such/workflow.yaml");
         var badRole = await RunSeedAsync("run", "--roles", "seed,orchestrator,tpu", "--redis", TestServers.Redis, "--workflow", DemoWorkflow);
         var badSeed = await RunSeedAsync("run", "--seed", "10.0.0.5", "--redis", TestServers.Redis, "--workflow", DemoWorkflow);
         var badWorkerSeed = await RunAsync("Tsp.GpuNode.dll", "--seed", "127.0.0.1:70000", "--redis", TestServers.Redis);
@@ -375,6 +384,9 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.DoesNotContain("secret-pw", noJournal.Output, StringComparison.Ordinal);
         Assert.Equal(3, invalid.ExitCode);
         Assert.Contains($"{badWorkflow}:3: node 'a': unknown processor 'nope'", invalid.Output, StringComparison.Ordinal);
+        Assert.Equal(3, missingWorkflow.ExitCode);
+        Assert.Contains("/no/such/workflow.yaml: cannot read the workflow file", missingWorkflow.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", missingWorkflow.Output, StringComparison.Ordinal);
         Assert.Equal(2, badFlag.ExitCode);
         Assert.Contains("error: Unrecognized command or argument '--colour'", badFlag.Output, StringComparison.Ordinal);
         Assert.Contains("see: Tsp.Seed run --help", badFlag.Output, StringComparison.Ordinal);
@@ -415,6 +427,10 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var url = await RunSeedAsync("subscribe", "--grpc", "nowhere", "--project", "p");
         Assert.Equal(2, url.ExitCode);
         Assert.Contains("--grpc 'nowhere' is not an absolute URL", url.Output, StringComparison.Ordinal);
+        var badSetting = await RunAsync("Tsp.Seed.dll", new Dictionary<string, string> { ["Tsp__RunHosts"] = "eight" }, "run");
+        Assert.Equal(2, badSetting.ExitCode);
+        Assert.Contains("Tsp:RunHosts", badSetting.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", badSetting.Output, StringComparison.Ordinal);
         var missing = await RunSeedAsync("produce", "--project", "p");
         Assert.Equal(2, missing.ExitCode);
         Assert.Contains("--bootstrap", missing.Output, StringComparison.Ordinal);
