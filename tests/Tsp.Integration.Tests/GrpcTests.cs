@@ -495,4 +495,37 @@ public sealed class GrpcTests(GrpcGatewayFixture gateway) : IClassFixture<GrpcGa
             }
         }
     }
+
+    [Fact]
+    public async Task Random_submissions_are_accepted_or_refused_with_a_client_status_and_a_message_never_an_internal_error()
+    {
+        var client = Client(out var channel);
+        using var _ = channel;
+        var random = new Random(4242);
+        const string alphabet = "abcXYZ019-_./:{} \t\n\0é😀*?%";
+        string RandomText(int max) => new([.. Enumerable.Range(0, random.Next(max)).Select(_ => alphabet[random.Next(alphabet.Length)])]);
+        StatusCode[] allowed = [StatusCode.InvalidArgument, StatusCode.NotFound, StatusCode.ResourceExhausted];
+        var accepted = 0;
+        for (var i = 0; i < 150; i++)
+        {
+            var project = random.Next(3) switch { 0 => gateway.ProjectA, 1 => RandomText(12), _ => gateway.ProjectA + RandomText(3) };
+            var data = new byte[random.Next(4) == 0 ? 64 * 1024 + random.Next(1, 100) : random.Next(200)];
+            random.NextBytes(data);
+            var runId = random.Next(3) == 0 ? RandomText(220) : string.Empty;
+            try
+            {
+                var reply = await client.SubmitAsync(new SubmitRequest { Frame = new Frame { Project = project, Data = ByteString.CopyFrom(data) }, RunId = runId }, All);
+                Assert.Equal(StartOutcome.Accepted, reply.Outcome);
+                accepted++;
+            }
+            catch (RpcException e)
+            {
+                Assert.True(allowed.Contains(e.StatusCode), $"submission {i} (project '{project}', {data.Length} bytes, run id '{runId}') ended {e.StatusCode}: {e.Status.Detail}");
+                Assert.False(string.IsNullOrWhiteSpace(e.Status.Detail), $"submission {i}: {e.StatusCode} without a message");
+            }
+        }
+
+        Assert.InRange(accepted, 1, 149);
+        Assert.NotEmpty((await client.ListProjectsAsync(new ListProjectsRequest(), All)).Projects);
+    }
 }
