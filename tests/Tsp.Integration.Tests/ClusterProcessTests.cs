@@ -177,29 +177,52 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         var produced = new List<string>();
         var victim = $"tsp@127.0.0.1:{workerPorts[0]}/";
-        for (var i = 0; i < frames; i++)
+        async Task ProduceAsync(int from, int to)
         {
-            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
-            if (i == frames / 2)
+            for (var i = from; i < to; i++)
             {
-                // Mid-stream, once the victim has done work.
-                var patience = Stopwatch.StartNew();
-                while (patience.Elapsed < TimeSpan.FromSeconds(60))
+                var runId = await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}"));
+                lock (produced)
                 {
-                    lock (received)
-                    {
-                        if (received.Any(r => r.Nodes.Any(n => n.Worker.StartsWith(victim, StringComparison.Ordinal))))
-                        {
-                            break;
-                        }
-                    }
-
-                    await Task.Delay(20);
+                    produced.Add(runId);
                 }
-
-                await stop(workers[0]);
             }
         }
+
+        // The first half, then wait until the victim has done work.
+        await ProduceAsync(0, frames / 2);
+        var patience = Stopwatch.StartNew();
+        while (patience.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            lock (received)
+            {
+                if (received.Any(r => r.Nodes.Any(n => n.Worker.StartsWith(victim, StringComparison.Ordinal))))
+                {
+                    break;
+                }
+            }
+
+            await Task.Delay(20);
+        }
+
+        // Mid-stream: the second half is being produced when the victim is stopped, so the cluster has
+        // a backlog then, every slot of both workers is busy, and the victim holds tasks.
+        var producing = ProduceAsync(frames / 2, frames);
+        while (!producing.IsCompleted)
+        {
+            lock (produced)
+            {
+                if (produced.Count >= (frames / 2) + 300)
+                {
+                    break;
+                }
+            }
+
+            await Task.Delay(5);
+        }
+
+        await stop(workers[0]);
+        await producing;
 
         await reading;
         List<TpResult> results;
