@@ -1,16 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using Akka.Actor;
-using Akka.Pattern;
-using Akka.Cluster.Hosting;
-using Akka.Cluster.Hosting.SBR;
-using Akka.Cluster.Sharding;
-using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Hosting;
-using Akka.Persistence.Sql.Hosting;
-using Akka.Remote.Hosting;
-using LinqToDB;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using StackExchange.Redis;
@@ -18,8 +8,6 @@ using Tsp.Actors.Dispatch;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Nodes;
 using Tsp.Actors.Nodes.Onnx;
-using Tsp.Actors.Northbound;
-using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
 using Tsp.Actors.Workflows;
 

@@ -24,10 +24,59 @@ internal sealed class LiveRun(RunState state)
     /// <summary>RunCompleted is decided and being written.</summary>
     public bool Completing { get; set; }
 
+    /// <summary>Applies an event to the run's state; one that changed it (and RunCompleted) is kept
+    /// for the snapshot.</summary>
+    public void Apply(IRunEvent e)
+    {
+        var before = State;
+        State = before.Apply(e);
+        if (!ReferenceEquals(before, State) || e is RunCompleted)
+        {
+            Events.Add(RunEvents.Wrap(e));
+        }
+    }
+
+    /// <summary>What a query sees of the run: its nodes and the ones in flight.</summary>
+    public RunStateView View()
+    {
+        var view = new RunStateView
+        {
+            RunId = State.RunId,
+            Exists = true,
+            Completed = State.IsCompleted,
+            Project = State.Started.Project,
+            UnwrittenEvents = Unwritten,
+        };
+        view.Nodes.Add(State.ToResult().Nodes);
+        view.Pending.Add(Dispatched.Keys.Where(n => State.StatusOf(n) == NodeStatus.Unspecified).Select(n => State.Workflow.Nodes[n].Id));
+        return view;
+    }
+
     public RunRecord ToRecord()
     {
         var record = new RunRecord { Started = State.Started };
         record.Events.Add(Events);
         return record;
     }
+}
+
+/// <summary>A run's events as the journal holds them (<see cref="RunEvent"/>) and as
+/// <see cref="RunState"/> takes them (<see cref="IRunEvent"/>).</summary>
+internal static class RunEvents
+{
+    public static RunEvent Wrap(IRunEvent e) => e switch
+    {
+        NodeCompleted c => new RunEvent { NodeCompleted = c },
+        NodeFailed f => new RunEvent { NodeFailed = f },
+        RunCompleted d => new RunEvent { RunCompleted = d },
+        _ => throw new ArgumentException($"not a run event to record: {e.GetType().Name}", nameof(e)),
+    };
+
+    public static IRunEvent Unwrap(RunEvent e) => e.EventCase switch
+    {
+        RunEvent.EventOneofCase.NodeCompleted => e.NodeCompleted,
+        RunEvent.EventOneofCase.NodeFailed => e.NodeFailed,
+        RunEvent.EventOneofCase.RunCompleted => e.RunCompleted,
+        _ => throw new InvalidOperationException("an empty run event in a snapshot"),
+    };
 }

@@ -92,7 +92,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                         Restore(new RunRecord { Started = e.RunStarted });
                         break;
                     default:
-                        RecoverEvent(Unwrap(e));
+                        RecoverEvent(RunEvents.Unwrap(e));
                         break;
                 }
             }
@@ -225,7 +225,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var run = Add(RunState.Start(workflow, record.Started));
         foreach (var e in record.Events)
         {
-            Apply(run, Unwrap(e));
+            run.Apply(RunEvents.Unwrap(e));
         }
     }
 
@@ -233,23 +233,23 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         if (_runs.TryGetValue(e.RunId, out var run))
         {
-            Apply(run, e);
+            run.Apply(e);
         }
         else if (_admission.TryGet(e.RunId, out var queued))
         {
             // It had started before the crash: it resumes now, not in its queue turn.
             if (Activate(_admission.Take(e.RunId, queued)) is { } activated)
             {
-                Apply(activated, e);
+                activated.Apply(e);
             }
             else
             {
-                _waiting[e.RunId].Events.Add(Wrap(e));
+                _waiting[e.RunId].Events.Add(RunEvents.Wrap(e));
             }
         }
         else if (_waiting.TryGetValue(e.RunId, out var record))
         {
-            record.Events.Add(Wrap(e));
+            record.Events.Add(RunEvents.Wrap(e));
         }
     }
 
@@ -359,10 +359,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return;
         }
 
-        var problem = !_services.Catalog.TryGet(series.Common?.Project ?? string.Empty, out var workflow)
-            ? $"unknown project '{series.Common?.Project}' (deployed: {_services.Catalog.Describe()})"
-            : StartedGroups.SeriesProblem(series);
-        if (problem is not null)
+        var plan = StartRules.PlanSeries(series, _admission, _services.Catalog, Math.Max(1, _tuning.MaxActiveRuns) - _runs.Count);
+        if (plan.Problem is { } problem)
         {
             for (var i = 0; i < count; i++)
             {
@@ -372,26 +370,16 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return;
         }
 
-        // Runs that start at once (the host has room) take the ordinary path; the rest may queue as one.
-        var atOnce = HasRoom && _admission.Count == 0 ? Math.Min(count, Math.Max(1, _tuning.MaxActiveRuns) - _runs.Count) : 0;
-        var queueAsSeries = _admission.IsUnknownSeries(series, atOnce);
-        var oneByOne = queueAsSeries ? atOnce : count;
-        for (var i = 0; i < oneByOne; i++)
+        for (var i = 0; i < plan.OneByOne; i++)
         {
             Start(StartedGroups.StartOf(series, i), answer, first + i);
         }
 
-        if (!queueAsSeries)
+        if (plan.Queued is not { } queued)
         {
             return;
         }
 
-        var queued = new RunsStarted
-        {
-            Common = new RunStarted { Project = series.Common!.Project, FrameKey = series.Common.FrameKey, AcceptedAtUnixMs = series.Common.AcceptedAtUnixMs, WorkflowHash = workflow!.Hash },
-            RunIdPrefix = series.RunIdPrefix,
-        };
-        StartedGroups.CopyRuns(series, atOnce, count, queued);
         _journal.Record(new RunEvent { RunsStarted = queued }, afterWrite: null);
         var group = _admission.EnqueueSeries(queued, durable: false);
         _frames.Hold(group.FrameKey, group.Count);
@@ -401,7 +389,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             group.Written();
             StartQueued();
         });
-        group.WaitForWrite(answer, first + atOnce, 0, group.Count);
+        group.WaitForWrite(answer, first + plan.OneByOne, 0, group.Count);
     }
 
     /// <summary>Starts a run that does not wait for a turn. A method of its own so that the closure it
@@ -492,9 +480,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         // keeps journal latency off the DAG's critical path.
         foreach (var e in events)
         {
-            Apply(run, e);
+            run.Apply(e);
             run.Unwritten++;
-            _journal.Record(Wrap(e), () => run.Unwritten--);
+            _journal.Record(RunEvents.Wrap(e), () => run.Unwritten--);
         }
 
         Advance(run);
@@ -515,9 +503,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             var completed = state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             // Written after every earlier event of the run (one host, one ordered stream of batches),
             // so a result is never published ahead of its run's events.
-            _journal.Record(Wrap(completed), () =>
+            _journal.Record(RunEvents.Wrap(completed), () =>
             {
-                Apply(run, completed);
+                run.Apply(completed);
                 Publish(run);
             });
             return;
@@ -614,16 +602,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
     }
 
-    private static void Apply(LiveRun run, IRunEvent e)
-    {
-        var before = run.State;
-        run.State = before.Apply(e);
-        if (!ReferenceEquals(before, run.State) || e is RunCompleted)
-        {
-            run.Events.Add(Wrap(e));
-        }
-    }
-
     // ---- the journal ----
 
     /// <summary>A write was handed to the journal: runs accepted from now on open a queued group of
@@ -665,15 +643,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var view = new RunStateView { RunId = runId };
         if (_runs.TryGetValue(runId, out var run))
         {
-            var state = run.State;
-            view.Exists = true;
-            view.Completed = state.IsCompleted;
-            view.Project = state.Started.Project;
-            view.UnwrittenEvents = run.Unwritten;
-            view.Nodes.Add(state.ToResult().Nodes);
-            view.Pending.Add(run.Dispatched.Keys.Where(n => state.StatusOf(n) == NodeStatus.Unspecified).Select(n => state.Workflow.Nodes[n].Id));
+            return run.View();
         }
-        else if (_waiting.TryGetValue(runId, out var waiting))
+
+        if (_waiting.TryGetValue(runId, out var waiting))
         {
             view.Exists = true;
             view.Project = waiting.Started.Project;
@@ -691,22 +664,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         return view;
     }
-
-    private static RunEvent Wrap(IRunEvent e) => e switch
-    {
-        NodeCompleted c => new RunEvent { NodeCompleted = c },
-        NodeFailed f => new RunEvent { NodeFailed = f },
-        RunCompleted d => new RunEvent { RunCompleted = d },
-        _ => throw new ArgumentException($"not a run event to record: {e.GetType().Name}", nameof(e)),
-    };
-
-    private static IRunEvent Unwrap(RunEvent e) => e.EventCase switch
-    {
-        RunEvent.EventOneofCase.NodeCompleted => e.NodeCompleted,
-        RunEvent.EventOneofCase.NodeFailed => e.NodeFailed,
-        RunEvent.EventOneofCase.RunCompleted => e.RunCompleted,
-        _ => throw new InvalidOperationException("an empty run event in a snapshot"),
-    };
 
     private sealed record FlushEvents
     {

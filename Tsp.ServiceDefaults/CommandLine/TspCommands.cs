@@ -27,13 +27,24 @@ public static class TspCommands
     /// <summary>An option that takes a whole number of at least <paramref name="min"/>.</summary>
     public static Option<int> Count(string name, string description, int defaultValue, int min = 1)
     {
-        var option = new Option<int>(name) { Description = description, HelpName = "N", DefaultValueFactory = _ => defaultValue };
+        return new Option<int>(name) { Description = description, HelpName = "N", DefaultValueFactory = _ => defaultValue }.InRange(min);
+    }
+
+    /// <summary>Refuses a value outside [<paramref name="min"/>, <paramref name="max"/>], naming the flag.</summary>
+    public static Option<int> InRange(this Option<int> option, int min, int max = int.MaxValue)
+    {
         option.Validators.Add(result =>
         {
-            if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[^1].Value, System.Globalization.CultureInfo.InvariantCulture, out var value) && value < min)
+            if (result.Tokens.Count == 0
+                || !int.TryParse(result.Tokens[^1].Value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var value)
+                || (value >= min && value <= max))
             {
-                result.AddError($"{name} {value} must be at least {min}");
+                return;
             }
+
+            result.AddError(max == int.MaxValue
+                ? FormattableString.Invariant($"{option.Name} {value} must be at least {min}")
+                : FormattableString.Invariant($"{option.Name} {value} is out of range ({min} to {max})"));
         });
         return option;
     }

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.CommandLine.Parsing;
 using System.Globalization;
 using Tsp.Actors.Hosting;
 
@@ -28,7 +27,7 @@ public sealed class TspFlags
         Kafka = Scalar<string>("--kafka", "Kafka:Bootstrap", "Kafka bootstrap servers to ingest frames from", "HOST:PORT[,HOST:PORT]");
         Workflows = List("--workflow", "Workflows", "a workflow file to deploy; repeat for several projects", "FILE");
         GrpcPort = Scalar<int>("--grpc-port", "Grpc:Port", "gRPC gateway port on orchestrators (5000; 0: any free port, -1: none)", "PORT");
-        GrpcPort.Validators.Add(result => InRange(result, -1, 65535));
+        GrpcPort.InRange(-1, 65535);
         Models = Scalar<string>("--models", "Onnx:Repository", "model repository folder (.tsp/models)", "DIR");
     }
 
@@ -94,14 +93,6 @@ public sealed class TspFlags
     }
 
     private static string[] Split(string value) => value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-
-    private static void InRange(OptionResult result, int min, int max)
-    {
-        if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[^1].Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && (value < min || value > max))
-        {
-            result.AddError($"{result.IdentifierToken?.Value ?? "the port"} {value} is out of range ({min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)})");
-        }
-    }
 
     private Option<T> Scalar<T>(string name, string key, string description, string helpName)
     {

@@ -41,6 +41,11 @@ internal enum StartAction
 
 /// <param name="Workflow">For <see cref="StartAction.Queue"/> and <see cref="StartAction.StartNow"/>: the project's workflow.</param>
 /// <param name="Queued">For <see cref="StartAction.WaitForQueuedWrite"/>: where the run waits.</param>
+/// <summary>How a series is started: rejected whole (<see cref="Problem"/>), or its first
+/// <see cref="OneByOne"/> runs one by one through <see cref="StartRules.Decide"/> and the rest, when
+/// <see cref="Queued"/> is set, recorded and queued as that one series.</summary>
+internal readonly record struct SeriesPlan(string? Problem, int OneByOne, RunsStarted? Queued);
+
 internal readonly record struct StartVerdict(StartAction Action, StartOutcome Outcome = StartOutcome.Unspecified, string Error = "", WorkflowDefinition? Workflow = null, QueuedSlot Queued = default);
 
 /// <summary>
@@ -89,5 +94,35 @@ internal static class StartRules
         }
 
         return new StartVerdict(hasRoom && admission.Count == 0 ? StartAction.StartNow : StartAction.Queue, Workflow: workflow);
+    }
+
+    /// <summary>How to start the runs of a series (a Kafka partition's runs as a prefix and offsets).
+    /// The runs that start at once (<paramref name="freeSlots"/>, when nothing waits) take the ordinary
+    /// path; the rest queue as the series itself when the host cannot know any of them yet (no lookup,
+    /// string or index entry per run); otherwise every run goes one by one.</summary>
+    public static SeriesPlan PlanSeries(RunsStarted series, AdmissionQueue admission, WorkflowCatalog catalog, int freeSlots)
+    {
+        var count = series.RunOffsets.Count;
+        var problem = !catalog.TryGet(series.Common?.Project ?? string.Empty, out var workflow)
+            ? $"unknown project '{series.Common?.Project}' (deployed: {catalog.Describe()})"
+            : StartedGroups.SeriesProblem(series);
+        if (problem is not null)
+        {
+            return new SeriesPlan(problem, 0, null);
+        }
+
+        var atOnce = admission.Count == 0 ? Math.Clamp(freeSlots, 0, count) : 0;
+        if (!admission.IsUnknownSeries(series, atOnce))
+        {
+            return new SeriesPlan(null, count, null);
+        }
+
+        var queued = new RunsStarted
+        {
+            Common = new RunStarted { Project = series.Common!.Project, FrameKey = series.Common.FrameKey, AcceptedAtUnixMs = series.Common.AcceptedAtUnixMs, WorkflowHash = workflow!.Hash },
+            RunIdPrefix = series.RunIdPrefix,
+        };
+        StartedGroups.CopyRuns(series, atOnce, count, queued);
+        return new SeriesPlan(null, atOnce, queued);
     }
 }

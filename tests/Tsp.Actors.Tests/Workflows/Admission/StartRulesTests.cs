@@ -88,4 +88,39 @@ public sealed class StartRulesTests
         Assert.StartsWith("run r: no frame", noFrame.Error, StringComparison.Ordinal);
         Assert.Equal((StartOutcome.Rejected, "run r of project 'old' waits: the project is not deployed (deployed: p)"), (waiting.Outcome, waiting.Error));
     }
+
+    private static RunsStarted Series(string project, params long[] offsets)
+    {
+        var series = new RunsStarted { Common = new RunStarted { Project = project, FrameKey = "s", AcceptedAtUnixMs = 1 }, RunIdPrefix = "t-0-" };
+        series.RunOffsets.Add(offsets);
+        series.FrameOffsets.Add(offsets.Select((_, i) => (uint)i));
+        series.FrameLengths.Add(offsets.Select(_ => 1u));
+        return series;
+    }
+
+    [Fact]
+    public void A_series_starts_what_has_room_one_by_one_and_queues_the_rest_whole_with_the_workflow_it_starts_on()
+    {
+        var plan = StartRules.PlanSeries(Series("p", 5, 6, 7, 8), _admission, _catalog, freeSlots: 1);
+
+        Assert.Null(plan.Problem);
+        Assert.Equal(1, plan.OneByOne);
+        Assert.Equal([6L, 7L, 8L], plan.Queued!.RunOffsets);
+        Assert.Equal([1u, 2u, 3u], plan.Queued.FrameOffsets);
+        Assert.Equal(_catalog.All.Single().Hash, plan.Queued.Common.WorkflowHash);
+    }
+
+    [Fact]
+    public void A_series_the_host_may_know_goes_run_by_run_and_a_bad_one_is_rejected_whole()
+    {
+        _admission.Note("t-0-6");
+        var known = StartRules.PlanSeries(Series("p", 5, 6, 7), _admission, _catalog, freeSlots: 0);
+        var unknownProject = StartRules.PlanSeries(Series("nope", 1), _admission, _catalog, freeSlots: 1);
+        var noSlices = Series("p", 9);
+        noSlices.FrameLengths.Clear();
+
+        Assert.Equal((3, (RunsStarted?)null), (known.OneByOne, known.Queued));
+        Assert.Equal("unknown project 'nope' (deployed: p)", unknownProject.Problem);
+        Assert.Contains("is malformed", StartRules.PlanSeries(noSlices, _admission, _catalog, freeSlots: 1).Problem, StringComparison.Ordinal);
+    }
 }
