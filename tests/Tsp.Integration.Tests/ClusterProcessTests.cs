@@ -149,7 +149,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             defaults: { timeout: 10s }
             nodes:
               - { id: pre, processor: passthrough, role: cpu, queue: cpu-{{name}} }
-              - { id: model, processor: sleep, role: gpu, queue: gpu-{{name}}, after: [pre], params: { ms: 5 } }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-{{name}}, after: [pre], params: { ms: 20 } }
               - { id: post, processor: checksum, role: cpu, queue: cpu-{{name}}, after: [model] }
             """);
         var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
@@ -205,14 +205,21 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             await Task.Delay(20);
         }
 
-        // Mid-stream: the second half is being produced when the victim is stopped, so the cluster has
-        // a backlog then, every slot of both workers is busy, and the victim holds tasks.
+        // Mid-stream: the second half is being produced and the victim has already answered some of it, so
+        // it is taking tasks (20 ms each) while more frames arrive, and holds some at the signal.
         var producing = ProduceAsync(frames / 2, frames);
-        while (!producing.IsCompleted)
+        patience.Restart();
+        while (patience.Elapsed < TimeSpan.FromSeconds(120))
         {
+            HashSet<string> secondHalf;
             lock (produced)
             {
-                if (produced.Count >= (frames / 2) + 300)
+                secondHalf = [.. produced.Skip(frames / 2)];
+            }
+
+            lock (received)
+            {
+                if (secondHalf.Count >= 300 && received.Any(r => secondHalf.Contains(r.RunId) && r.Nodes.Any(n => n.Worker.StartsWith(victim, StringComparison.Ordinal))))
                 {
                     break;
                 }
