@@ -70,16 +70,24 @@ public sealed class SleepProcessor : INodeProcessor
 }
 
 /// <summary>
-/// Fails on purpose, for testing retries and dead letters: the first <c>fail_attempts</c> attempts
-/// (default: all) throw; with <c>permanent: true</c> the failure is a non-retryable input error.
-/// Later attempts pass their first input on.
+/// Fails on purpose, for testing retries, timeouts and dead letters: the first <c>hang_attempts</c>
+/// attempts (default: none) never return and ignore their cancellation, like a hung native call; the
+/// first <c>fail_attempts</c> attempts (default: all) throw; with <c>permanent: true</c> the failure is
+/// a non-retryable input error. Later attempts pass their first input on.
 /// </summary>
 public sealed class FlakyProcessor : INodeProcessor
 {
+    private static readonly TaskCompletionSource<NodeOutput> Never = new();
+
     public string Name => "flaky";
 
     public Task<NodeOutput> ProcessAsync(NodeInvocation invocation, CancellationToken cancellationToken)
     {
+        if (invocation.Attempt <= invocation.Parameter("hang_attempts", 0.0))
+        {
+            return Never.Task;
+        }
+
         var failAttempts = invocation.Parameter("fail_attempts", double.MaxValue);
         if (invocation.Attempt <= failAttempts)
         {

@@ -136,12 +136,20 @@ public sealed class NodeActor : ReceiveActor
             using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(Math.Max(1, task.TimeoutMs)));
             var invocation = new NodeInvocation(task.Project, task.RunId, task.NodeId, task.Attempt, task.Parameters, inputs);
             NodeOutput output;
+            var processing = processor.ProcessAsync(invocation, timeout.Token);
             try
             {
-                output = await processor.ProcessAsync(invocation, timeout.Token);
+                // WaitAsync: a processor that ignores its token (a hung native call, a lost await) still
+                // frees the slot and answers the queue when the timeout comes.
+                output = await processing.WaitAsync(timeout.Token);
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested)
             {
+                if (!processing.IsCompleted)
+                {
+                    return Abandoned(task, processing);
+                }
+
                 return Failed(task, $"timed out after {task.TimeoutMs} ms", retryable: true);
             }
 
@@ -172,6 +180,16 @@ public sealed class NodeActor : ReceiveActor
             _log.Warning(e, "node {0} of run {1} failed on attempt {2}", task.NodeId, task.RunId, task.Attempt);
             return Failed(task, $"{e.GetType().Name}: {e.Message}", retryable: true);
         }
+    }
+
+    /// <summary>The processor did not stop when its timeout cancelled it: the call is left to finish
+    /// on its own (its result is dropped) and the slot is given back, so one hang costs a thread, not
+    /// the routee's capacity or a worker's drain.</summary>
+    private NodeTaskFailed Abandoned(NodeTask task, Task<NodeOutput> processing)
+    {
+        _log.Warning("node {0} of run {1} (processor {2}) ignored its cancellation after {3} ms; abandoned it on {4}", task.NodeId, task.RunId, task.Processor, task.TimeoutMs, _worker);
+        processing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return Failed(task, $"timed out after {task.TimeoutMs} ms; processor '{task.Processor}' ignored the cancellation and was abandoned", retryable: true);
     }
 
     /// <summary>A task's reply, back on the actor's thread so it can count what it holds.</summary>

@@ -165,6 +165,72 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_node_that_hangs_past_its_timeout_is_abandoned_on_the_worker_and_retried()
+    {
+        var project = TestServers.Unique("hang");
+        // Both nodes' first attempt never returns and ignores its cancellation. "stuck" may retry and
+        // succeeds; "gives-up" (only for frames over 5 bytes) may not, and fails its run.
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-h }
+              - id: stuck
+                processor: flaky
+                role: cpu
+                queue: cpu-h
+                after: [pre]
+                timeout: 300ms
+                max_attempts: 2
+                params: { hang_attempts: 1, fail_attempts: 0 }
+              - id: gives-up
+                processor: flaky
+                role: cpu
+                queue: cpu-h
+                after: [pre, stuck]
+                when: "pre.bytes > 5"
+                timeout: 300ms
+                max_attempts: 1
+                params: { hang_attempts: 1, fail_attempts: 0 }
+            """);
+        var options = new TspOptions
+        {
+            Redis = TestServers.Redis,
+            SqlitePath = TestServers.TempSqlitePath(),
+            Workflows = [workflow],
+            // One slot, and a queue that would wait an hour before taking a task back on its own: only
+            // the worker's own timeout answer can free the slot and let the retries run.
+            Queues = { ["cpu-h"] = new() { Role = "cpu", RouteesPerMember = 1, SlotsPerRoutee = 1, RetryBaseDelay = TimeSpan.FromMilliseconds(10), TimeoutGrace = TimeSpan.FromHours(1) } },
+        };
+        using var host = await TestServers.StartHostAsync(options);
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), project, ResultTimeout);
+        var submitter = host.Services.GetRequiredService<RunSubmitter>();
+
+        var small = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            small.Add((await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom(1, 2, (byte)i) })).RunId);
+        }
+
+        var large = (await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFrom(new byte[9]) })).RunId;
+        var byRun = new Dictionary<string, TpResult>();
+        while (byRun.Count < 4)
+        {
+            var result = await results.ReadAsync().AsTask().WaitAsync(ResultTimeout);
+            byRun[result.RunId] = result;
+        }
+
+        Assert.All(small, id =>
+        {
+            Assert.Equal(RunStatus.Succeeded, byRun[id].Status);
+            Assert.Equal(2, byRun[id].Nodes.Single(n => n.NodeId == "stuck").Attempts);
+        });
+        Assert.Equal(RunStatus.Failed, byRun[large].Status);
+        Assert.Equal("node 'gives-up' failed after 1 attempt(s): timed out after 300 ms; processor 'flaky' ignored the cancellation and was abandoned", byRun[large].Error);
+        host.System().Stop(subscriber);
+        await host.StopAsync();
+    }
+
+    [Fact]
     public async Task Bad_frames_are_rejected_with_a_reason_and_never_start_a_run()
     {
         var project = TestServers.Unique("bad");
