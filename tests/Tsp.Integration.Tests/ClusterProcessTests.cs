@@ -138,6 +138,54 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.DoesNotContain(victim.Lines, l => l.Contains("did not drain", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task A_worker_whose_drain_outlasts_DrainTimeout_leaves_anyway_and_its_tasks_finish_elsewhere()
+    {
+        var project = TestServers.Unique("late");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: model, processor: sleep, role: gpu, queue: gpu-late, timeout: 60s, params: { ms: 8000 } }
+            """);
+        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", Port(grpcPort), "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        string[] Worker() => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(TspHostingExtensions.FreePort()), "--roles", "gpu", "--redis", TestServers.Redis];
+        var victim = _processes.Start(new Dictionary<string, string> { ["Tsp__DrainTimeout"] = "00:00:01" }, "Tsp.GpuNode.dll", Worker());
+        _processes.Start("Tsp.GpuNode.dll", Worker());
+        await StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-late \(gpu\)  routees=2 "));
+
+        using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");
+        using var subscription = new TspService.TspServiceClient(channel).Subscribe(new SubscribeRequest { Projects = { project }, From = "earliest" });
+        const int frames = 16;
+        var reading = ReadUntilAsync(subscription, frames, TimeSpan.FromSeconds(180));
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        for (var i = 0; i < frames; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+        }
+
+        // Every slot of both workers (8 each) holds an 8 s task when the victim is told to stop.
+        await StatusAsync(seedPort, text => Regex.IsMatch(text, $@"gpu-late \(gpu\)  routees=2 credits=0/16 waiting=0 in_flight={frames} "));
+        using (var signal = Process.Start("kill", ["-TERM", Port(victim.Process.Id)]))
+        {
+            await signal.WaitForExitAsync();
+        }
+
+        Assert.True(victim.Process.WaitForExit(60_000), "the worker did not exit within 60 s of SIGTERM");
+        Assert.Equal(0, victim.Process.ExitCode);
+        Assert.Contains(victim.Lines, l => l.Contains("did not drain within 1 s", StringComparison.Ordinal));
+
+        var results = await reading;
+        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        var text = await StatusAsync(seedPort, _ => true);
+        output.WriteLine(text);
+        var requeued = int.Parse(Regex.Match(text, @"gpu-late \(gpu\) .* requeued=(\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(requeued > 0, "no task the victim held past its drain timeout was re-queued");
+    }
+
     /// <summary>Seed + two workers; 2,000 frames through Kafka while a gRPC subscriber reads from the
     /// start; halfway, once the first worker has done work, <paramref name="stop"/> is applied to it.
     /// Asserts every frame's result arrived exactly once and both workers executed tasks.</summary>
