@@ -32,6 +32,8 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private long _retried;
     private long _failed;
     private long _requeued;
+    private long _storeWaits;
+    private System.Diagnostics.Stopwatch? _storeWaitLogged;
 
     public NodeQueue(string name, QueueOptions options, bool deployRoutees)
     {
@@ -162,7 +164,32 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             return;
         }
 
+        if (failed.StoreUnavailable)
+        {
+            WaitForStore(entry, failed.Reason);
+            return;
+        }
+
         RetryOrFail(entry, failed.Reason, failed.Retryable);
+    }
+
+    /// <summary>Redis was down for the attempt: the attempt does not count, and the task runs again after a
+    /// short backoff (capped at 1.6 s, so work resumes soon after Redis does) for as long as the outage
+    /// lasts. Logged when it begins and every 10 s while tasks keep waiting, not once per task.</summary>
+    private void WaitForStore(Entry entry, string reason)
+    {
+        entry.Attempt--;
+        entry.StoreWaits++;
+        _retried++;
+        _storeWaits++;
+        if (_storeWaitLogged is not { } logged || logged.Elapsed > TimeSpan.FromSeconds(10))
+        {
+            _log.Warning("queue {0}: {1} task(s) waited for Redis so far; latest: {2}", _name, _storeWaits, reason);
+            _storeWaitLogged = System.Diagnostics.Stopwatch.StartNew();
+        }
+
+        Timers.StartSingleTimer(TimerKey(entry), new RetryDue(entry.Task.TaskId), Backoff(Math.Min(entry.StoreWaits, 5)));
+        Dispatch();
     }
 
     private void Finish(string taskId, NodeTaskDone done)
@@ -300,6 +327,8 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         public IActorRef ReplyTo { get; set; } = replyTo;
 
         public int Attempt { get; set; }
+
+        public int StoreWaits { get; set; }
 
         public Worker? Worker { get; set; }
 

@@ -175,6 +175,12 @@ public sealed class NodeActor : ReceiveActor
         {
             return Failed(task, e.Message, retryable: false);
         }
+        catch (Exception e) when (RedisStore.IsUnavailable(e))
+        {
+            var failed = Failed(task, $"Redis unavailable on {_worker}: {e.Message}", retryable: true);
+            failed.StoreUnavailable = true;
+            return failed;
+        }
         catch (Exception e)
         {
             _log.Warning(e, "node {0} of run {1} failed on attempt {2}", task.NodeId, task.RunId, task.Attempt);

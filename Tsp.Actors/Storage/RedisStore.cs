@@ -60,6 +60,20 @@ public sealed class RedisStore : IAsyncDisposable
         return new RedisStore(redis, options, ownsConnection: true);
     }
 
+    /// <summary>Whether <paramref name="error"/> says Redis could not be reached or could not serve yet
+    /// (a restart, a failover, an AOF still loading) rather than that a command was wrong: the caller
+    /// waits and repeats instead of failing what it was doing.</summary>
+    public static bool IsUnavailable(Exception error) => error switch
+    {
+        RedisConnectionException or RedisTimeoutException => true,
+        RedisServerException server => server.Message.StartsWith("LOADING", StringComparison.Ordinal)
+            || server.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
+            || server.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal)
+            || server.Message.StartsWith("CLUSTERDOWN", StringComparison.Ordinal),
+        AggregateException { InnerExceptions.Count: 1 } aggregate => IsUnavailable(aggregate.InnerExceptions[0]),
+        _ => false,
+    };
+
     public Task PutBlobAsync(string key, ReadOnlyMemory<byte> data) =>
         _db.StringSetAsync(key, data, Options.BlobTtl);
 

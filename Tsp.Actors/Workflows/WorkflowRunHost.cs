@@ -53,6 +53,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private bool _snapshotting;
     private long _recoveredFromSnapshot;
     private long _lastSnapshot;
+    private long _publishRetries;
+    private System.Diagnostics.Stopwatch? _publishFailureLogged;
 
     public WorkflowRunHost(string hostId, RunServices services)
     {
@@ -111,7 +113,14 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<ResultPublished>(published => OnPublished(published.RunId));
         Command<PublishFailed>(failed =>
         {
-            _log.Warning("run {0}: publishing its result failed ({1}); retrying", failed.RunId, failed.Reason);
+            // Every finished run retries while Redis is away: one line when that begins and every 10 s, not one per run.
+            _publishRetries++;
+            if (_publishFailureLogged is not { } logged || logged.Elapsed > TimeSpan.FromSeconds(10))
+            {
+                _log.Warning("publishing results failed {0} time(s) so far, retrying each every second; latest: run {1}: {2}", _publishRetries, failed.RunId, failed.Reason);
+                _publishFailureLogged = System.Diagnostics.Stopwatch.StartNew();
+            }
+
             Timers.StartSingleTimer("publish-" + failed.RunId, new RetryPublish(failed.RunId), TimeSpan.FromSeconds(1));
         });
         Command<RetryPublish>(retry =>

@@ -35,6 +35,27 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
         return child;
     }
 
+    /// <summary>Runs the status verb against a member until its output satisfies <paramref name="until"/> (at most 90 s).</summary>
+    public async Task<string> StatusAsync(int port, Func<string, bool> until)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var status = Start("Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{port}");
+            Assert.True(status.Process.WaitForExit(60_000), "status did not finish");
+            status.Process.WaitForExit();
+            var text = string.Join('\n', status.Lines);
+            if (status.Process.ExitCode == 0 && until(text))
+            {
+                return text;
+            }
+
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(90), $"the status of 127.0.0.1:{port} did not reach what the test waits for:\n{text}");
+        }
+    }
+
+    public static string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     public void Dispose()
     {
         foreach (var child in _started)

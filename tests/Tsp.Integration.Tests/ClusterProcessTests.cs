@@ -1,3 +1,4 @@
+using System.Globalization;
 using Tsp.ServiceDefaults.Embedded;
 using System.Diagnostics;
 using System.Text;
@@ -79,7 +80,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(workerPort), "--roles", "cpu", "--redis", TestServers.Redis);
 
         // Until the worker is up and its routees are counted.
-        var text = await StatusAsync(seedPort, t => t.Contains("routees=", StringComparison.Ordinal) && !t.Contains("routees=0", StringComparison.Ordinal));
+        var text = await _processes.StatusAsync(seedPort, t => t.Contains("routees=", StringComparison.Ordinal) && !t.Contains("routees=0", StringComparison.Ordinal));
         output.WriteLine(text);
         Assert.Matches($@"akka.tcp://tsp@127.0.0.1:{seedPort}  Up  reachable  roles=orchestrator,seed", text);
         Assert.Matches($@"akka.tcp://tsp@127.0.0.1:{workerPort}  Up  reachable  roles=cpu", text);
@@ -107,7 +108,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
 
         // The tasks the victim held were taken back and run elsewhere.
-        var text = await StatusAsync(seedPort, _ => true);
+        var text = await _processes.StatusAsync(seedPort, _ => true);
         output.WriteLine(text);
         var requeued = System.Text.RegularExpressions.Regex.Matches(text, @"requeued=(\d+)").Sum(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
         Assert.True(requeued > 0, "no task of the killed worker was re-queued");
@@ -127,7 +128,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.All(results, r => Assert.All(r.Nodes, n => Assert.Equal(1, n.Attempts)));
 
         // The orchestrator's queues took no task back from a routee: none was re-run elsewhere.
-        var text = await StatusAsync(seedPort, _ => true);
+        var text = await _processes.StatusAsync(seedPort, _ => true);
         output.WriteLine(text);
         Assert.Matches(@"cpu-term \(cpu\) .* retried=0 requeued=0 failed=0", text);
         Assert.Matches(@"gpu-term \(gpu\) .* retried=0 requeued=0 failed=0", text);
@@ -153,7 +154,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         string[] Worker() => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(TspHostingExtensions.FreePort()), "--roles", "gpu", "--redis", TestServers.Redis];
         var victim = _processes.Start(new Dictionary<string, string> { ["Tsp__DrainTimeout"] = "00:00:01" }, "Tsp.GpuNode.dll", Worker());
         _processes.Start("Tsp.GpuNode.dll", Worker());
-        await StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-late \(gpu\)  routees=2 "));
+        await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-late \(gpu\)  routees=2 "));
 
         using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");
         using var subscription = new TspService.TspServiceClient(channel).Subscribe(new SubscribeRequest { Projects = { project }, From = "earliest" });
@@ -167,7 +168,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         }
 
         // Every slot of both workers (8 each) holds an 8 s task when the victim is told to stop.
-        await StatusAsync(seedPort, text => Regex.IsMatch(text, $@"gpu-late \(gpu\)  routees=2 credits=0/16 waiting=0 in_flight={frames} "));
+        await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, $@"gpu-late \(gpu\)  routees=2 credits=0/16 waiting=0 in_flight={frames} "));
         using (var signal = Process.Start("kill", ["-TERM", Port(victim.Process.Id)]))
         {
             await signal.WaitForExitAsync();
@@ -180,14 +181,14 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         var results = await reading;
         Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
         Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
-        var text = await StatusAsync(seedPort, _ => true);
+        var text = await _processes.StatusAsync(seedPort, _ => true);
         output.WriteLine(text);
         var requeued = int.Parse(Regex.Match(text, @"gpu-late \(gpu\) .* requeued=(\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(requeued > 0, "no task the victim held past its drain timeout was re-queued");
     }
 
     /// <summary>Seed + two workers; 2,000 frames through Kafka while a gRPC subscriber reads from the
-    /// start; halfway, once the first worker has done work, <paramref name="stop"/> is applied to it.
+    /// start; while both workers are saturated and a backlog remains, <paramref name="stop"/> is applied to the first.
     /// Asserts every frame's result arrived exactly once and both workers executed tasks.</summary>
     private async Task<(List<TpResult> Results, ChildProcess Victim, int SeedPort)> StreamWithAWorkerStoppedMidwayAsync(string name, Func<ChildProcess, Task> stop)
     {
@@ -197,7 +198,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             defaults: { timeout: 10s }
             nodes:
               - { id: pre, processor: passthrough, role: cpu, queue: cpu-{{name}} }
-              - { id: model, processor: sleep, role: gpu, queue: gpu-{{name}}, after: [pre], params: { ms: 20 } }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-{{name}}, after: [pre], params: { ms: 100 } }
               - { id: post, processor: checksum, role: cpu, queue: cpu-{{name}}, after: [model] }
             """);
         var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
@@ -225,59 +226,18 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         var produced = new List<string>();
         var victim = $"tsp@127.0.0.1:{workerPorts[0]}/";
-        async Task ProduceAsync(int from, int to)
+        for (var i = 0; i < frames; i++)
         {
-            for (var i = from; i < to; i++)
-            {
-                var runId = await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}"));
-                lock (produced)
-                {
-                    produced.Add(runId);
-                }
-            }
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
         }
 
-        // The first half, then wait until the victim has done work.
-        await ProduceAsync(0, frames / 2);
-        var patience = Stopwatch.StartNew();
-        while (patience.Elapsed < TimeSpan.FromSeconds(60))
-        {
-            lock (received)
-            {
-                if (received.Any(r => r.Nodes.Any(n => n.Worker.StartsWith(victim, StringComparison.Ordinal))))
-                {
-                    break;
-                }
-            }
-
-            await Task.Delay(20);
-        }
-
-        // Mid-stream: the second half is being produced and the victim has already answered some of it, so
-        // it is taking tasks (20 ms each) while more frames arrive, and holds some at the signal.
-        var producing = ProduceAsync(frames / 2, frames);
-        patience.Restart();
-        while (patience.Elapsed < TimeSpan.FromSeconds(120))
-        {
-            HashSet<string> secondHalf;
-            lock (produced)
-            {
-                secondHalf = [.. produced.Skip(frames / 2)];
-            }
-
-            lock (received)
-            {
-                if (secondHalf.Count >= 300 && received.Any(r => secondHalf.Contains(r.RunId) && r.Nodes.Any(n => n.Worker.StartsWith(victim, StringComparison.Ordinal))))
-                {
-                    break;
-                }
-            }
-
-            await Task.Delay(5);
-        }
-
+        // Mid-stream, read from the cluster itself (a subscriber may lag): model tasks wait for a slot, so
+        // every slot of both workers is busy and the victim holds tasks, and at least 300 frames are
+        // still in Kafka, so at 100 ms a task the backlog lasts seconds past this answer.
+        await _processes.StatusAsync(seedPort, text =>
+            Regex.Match(text, $@"gpu-{name} \(gpu\)  routees=2 \S+ waiting=(\d+)") is { Success: true } queue && int.Parse(queue.Groups[1].Value, CultureInfo.InvariantCulture) >= 10
+            && Regex.Matches(text, @" lag=(\d+)").Sum(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)) >= 300);
         await stop(workers[0]);
-        await producing;
 
         await reading;
         List<TpResult> results;
@@ -315,7 +275,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         var victim = _processes.Start("Tsp.Seed.dll", Orchestrator(secondPort, "--grpc-port", "-1", "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
         _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", Port(workerPort), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
         // Three members, so that keep-majority lets the two survivors down the third.
-        await StatusAsync(firstPort, text =>
+        await _processes.StatusAsync(firstPort, text =>
             Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-orch \(gpu\)  routees=[1-9]"));
 
         using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");
@@ -330,7 +290,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             if (i == frames / 2)
             {
                 // Mid-stream, once the victim's run hosts have dispatched tasks and its ingest consumed records.
-                var before = await StatusAsync(secondPort, text =>
+                var before = await _processes.StatusAsync(secondPort, text =>
                     Regex.IsMatch(text, @"cpu-orch \(cpu\) .* dispatched=[1-9]") && Regex.IsMatch(text, @"kafka_consumed=[1-9]"));
                 output.WriteLine(before);
                 victim.Process.Kill();
@@ -344,20 +304,20 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         }
         catch (Exception)
         {
-            output.WriteLine("results stopped short; the survivor says:\n" + await StatusAsync(firstPort, _ => true));
+            output.WriteLine("results stopped short; the survivor says:\n" + await _processes.StatusAsync(firstPort, _ => true));
             throw;
         }
 
         if (results.Select(r => r.RunId).Distinct().Count() < frames)
         {
-            output.WriteLine("results stopped short; the survivor says:\n" + await StatusAsync(firstPort, _ => true));
+            output.WriteLine("results stopped short; the survivor says:\n" + await _processes.StatusAsync(firstPort, _ => true));
         }
 
         Assert.True(victim.Process.HasExited);
         Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
         Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());
         Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
-        var after = await StatusAsync(firstPort, text => !text.Contains($":{secondPort}", StringComparison.Ordinal));
+        var after = await _processes.StatusAsync(firstPort, text => !text.Contains($":{secondPort}", StringComparison.Ordinal));
         output.WriteLine(after);
         Assert.Contains("active runs on this orchestrator: 0", after, StringComparison.Ordinal);
     }
@@ -382,30 +342,11 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Contains($"member akka.tcp://tsp@127.0.0.1:{seedPort} resolves splits with keep-majority/quorum-0/stable-after-10000ms", atWorker, StringComparison.Ordinal);
 
         // The settings travel as a role, but the status lists only the roles operators set.
-        var status = await StatusAsync(seedPort, t => t.Contains($"127.0.0.1:{workerPort}  Up", StringComparison.Ordinal));
+        var status = await _processes.StatusAsync(seedPort, t => t.Contains($"127.0.0.1:{workerPort}  Up", StringComparison.Ordinal));
         Assert.Contains($"akka.tcp://tsp@127.0.0.1:{workerPort}  Up  reachable  roles=cpu\n", status, StringComparison.Ordinal);
     }
 
-    private static string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-
-    /// <summary>Runs the status verb against a member until its output satisfies <paramref name="until"/> (at most 90 s).</summary>
-    private async Task<string> StatusAsync(int port, Func<string, bool> until)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            var status = _processes.Start("Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{port}");
-            Assert.True(status.Process.WaitForExit(60_000), "status did not finish");
-            status.Process.WaitForExit();
-            var text = string.Join('\n', status.Lines);
-            if (status.Process.ExitCode == 0 && until(text))
-            {
-                return text;
-            }
-
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(90), $"the status of 127.0.0.1:{port} did not reach what the test waits for:\n{text}");
-        }
-    }
+    private static string Port(int port) => ChildProcesses.Port(port);
 
     /// <summary>Reads a subscription until <paramref name="runs"/> distinct runs have arrived; returns everything it read.</summary>
     private static async Task<List<TpResult>> ReadUntilAsync(Grpc.Core.AsyncServerStreamingCall<TpResult> subscription, int runs, TimeSpan limit)

@@ -1,0 +1,155 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using Tsp.Actors.Hosting;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.ServiceDefaults.Embedded;
+using Tsp.Tests.Shared;
+using Xunit.Abstractions;
+
+namespace Tsp.Integration.Tests;
+
+/// <summary>Redis failing under a stream: a seed and a worker process on a redis-server of the test's
+/// own, frames through Kafka, results read by a gRPC subscriber that resubscribes as clients do.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class RedisFaultTests(ITestOutputHelper output) : IDisposable
+{
+    private const int Frames = 600;
+    private readonly ChildProcesses _processes = new(output);
+    private readonly EmbeddedKafka _kafka = EmbeddedKafka.Start();
+
+    public void Dispose()
+    {
+        _processes.Dispose();
+        _kafka.Dispose();
+    }
+
+    [Fact]
+    public async Task Redis_restarting_mid_stream_with_AOF_loses_no_frame_and_publishes_none_twice()
+    {
+        using var redis = await RedisServerProcess.StartAsync(appendOnly: true);
+
+        var (results, seed) = await StreamThroughAsync(redis, "restart", async () =>
+        {
+            await redis.StopAsync();
+            await redis.StartAsync();
+        });
+
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        output.WriteLine(string.Join('\n', seed.Lines.Where(l => l.Contains("Redis", StringComparison.Ordinal)).Take(20)));
+    }
+
+    [Fact]
+    public async Task Redis_unreachable_for_30_s_mid_stream_pauses_the_work_which_then_resumes_by_itself()
+    {
+        using var redis = await RedisServerProcess.StartAsync(appendOnly: true);
+
+        var (results, seed) = await StreamThroughAsync(redis, "frozen", async () =>
+        {
+            // The fault's length, not a wait for something: Redis hangs every command for 30 s.
+            redis.Freeze();
+            await Task.Delay(TimeSpan.FromSeconds(30));
+            redis.Resume();
+        });
+
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        // The outage was seen (and said once in a while, not once per task), and recovered from without a restart.
+        Assert.Contains(seed.Lines, l => l.Contains("waited for Redis", StringComparison.Ordinal) || l.Contains("runs cannot be started", StringComparison.Ordinal));
+        Assert.True(seed.Lines.Count(l => l.Contains("waited for Redis", StringComparison.Ordinal)) < 40, "the queue logged Redis waits per task");
+    }
+
+    [Fact]
+    public async Task Redis_losing_its_data_fails_the_runs_it_held_with_a_reason_in_dead_letters_and_later_frames_run()
+    {
+        using var redis = await RedisServerProcess.StartAsync(appendOnly: false);
+        var project = TestServers.Unique("lost");
+        var (seedPort, _) = await StartClusterAsync(redis, project, "lost", modelMs: 200);
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        for (var i = 0; i < 64; i++)
+        {
+            await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}"));
+        }
+
+        // Runs are in flight (their frames and outputs in Redis) when Redis loses everything.
+        await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-lost \(gpu\) .* in_flight=[1-9]"));
+        await redis.KillAsync();
+        await redis.StartAsync();
+        var after = new List<string>();
+        for (var i = 0; i < 16; i++)
+        {
+            after.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"after {i}")));
+        }
+
+        // Nothing hangs: every accepted run ends, failed or not, and ingest holds no run.
+        await _processes.StatusAsync(seedPort, text => text.Contains("active runs on this orchestrator: 0", StringComparison.Ordinal)
+            && text.Contains($"{project}  kafka_in_flight_runs=0", StringComparison.Ordinal));
+        await using var store = await RedisStore.ConnectAsync(redis.Endpoint);
+        var logged = await store.ReadResultsAsync(project, 0, 1000);
+        var failed = logged.Where(r => r.Result.Status == RunStatus.Failed).ToList();
+        Assert.NotEmpty(failed);
+        Assert.All(failed, r => Assert.Contains("is missing from Redis", r.Result.Error, StringComparison.Ordinal));
+        var dead = await store.ReadDeadLettersAsync(project);
+        Assert.Equal(failed.Select(r => r.Result.RunId).Order(), dead.Select(d => d.Reference).Order());
+        Assert.All(dead, d => Assert.Contains("is missing from Redis", d.Reason, StringComparison.Ordinal));
+        // Frames that arrive after the loss run as usual.
+        Assert.All(after, id => Assert.Equal(RunStatus.Succeeded, Assert.Single(logged, r => r.Result.RunId == id).Result.Status));
+    }
+
+    /// <summary>Streams <see cref="Frames"/> frames; once a third has results, applies <paramref name="fault"/>
+    /// while the rest is produced. Asserts every frame's result arrived exactly once.</summary>
+    private async Task<(List<TpResult> Results, ChildProcess Seed)> StreamThroughAsync(RedisServerProcess redis, string name, Func<Task> fault)
+    {
+        var project = TestServers.Unique(name);
+        var (seedPort, grpcPort) = await StartClusterAsync(redis, project, name, modelMs: 10);
+        var seed = _processes.Started[0];
+        await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        for (var i = 0; i < Frames / 3; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+        }
+
+        await reader.WaitForRunsAsync(Frames / 6, TimeSpan.FromSeconds(120));
+        var rest = Task.Run(async () =>
+        {
+            for (var i = Frames / 3; i < Frames; i++)
+            {
+                lock (produced)
+                {
+                    produced.Add(producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")).GetAwaiter().GetResult());
+                }
+            }
+        });
+        await fault();
+        await rest;
+
+        var results = await reader.WaitForRunsAsync(Frames, TimeSpan.FromSeconds(180));
+        output.WriteLine(await _processes.StatusAsync(seedPort, _ => true));
+        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());
+        Assert.All(_processes.Started.Take(2), p => Assert.False(p.Process.HasExited, "a TSP process exited"));
+        return (results, seed);
+    }
+
+    /// <summary>A seed (orchestrator, Kafka ingest, gRPC) and a worker, both on <paramref name="redis"/>;
+    /// the workflow's queues are cpu-<paramref name="name"/> and gpu-<paramref name="name"/>.</summary>
+    private async Task<(int SeedPort, int GrpcPort)> StartClusterAsync(RedisServerProcess redis, string project, string name, int modelMs)
+    {
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            defaults: { timeout: 10s }
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-{{name}} }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-{{name}}, after: [pre], params: { ms: {{modelMs}} } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-{{name}}, after: [model] }
+            """);
+        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", ChildProcesses.Port(grpcPort), "--port", ChildProcesses.Port(seedPort), "--redis", redis.Endpoint, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", redis.Endpoint);
+        await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-\S+ \(gpu\)  routees=[1-9]"));
+        return (seedPort, grpcPort);
+    }
+}
