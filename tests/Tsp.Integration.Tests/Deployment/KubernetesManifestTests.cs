@@ -111,6 +111,32 @@ public sealed class KubernetesManifestTests
     }
 
     [Fact]
+    public void Redis_runs_with_its_append_only_file_on_a_persistent_volume_in_compose_and_on_Kubernetes()
+    {
+        var redis = Documents.Single(d => Scalar(d, "kind") == "StatefulSet" && Name(d) == "redis");
+        var container = Assert.Single(Containers(redis));
+        var args = string.Join(' ', ((YamlSequenceNode)container["args"]).Select(n => n.ToString()));
+        Assert.Contains("--appendonly yes", args, StringComparison.Ordinal);
+        Assert.Contains("--dir /data", args, StringComparison.Ordinal);
+        var mount = Assert.Single(((YamlSequenceNode)container["volumeMounts"]).Cast<YamlMappingNode>());
+        Assert.Equal("/data", Scalar(mount, "mountPath"));
+        var claims = ((YamlSequenceNode)((YamlMappingNode)redis["spec"])["volumeClaimTemplates"]).Cast<YamlMappingNode>();
+        Assert.Contains(claims, c => Name(c) == Scalar(mount, "name"));
+        // The members reach it under the name tsp-config gives them.
+        var service = Documents.Single(d => Scalar(d, "kind") == "Service" && Name(d) == "redis");
+        var port = Scalar(Assert.Single(((YamlSequenceNode)((YamlMappingNode)service["spec"])["ports"]).Cast<YamlMappingNode>()), "port");
+        Assert.All(Workloads(), w => Assert.Equal($"redis:{port}", Bind(EnvironmentOf(Assert.Single(Containers(w)))).Redis));
+
+        var compose = new YamlStream();
+        compose.Load(new StringReader(File.ReadAllText(Path.Combine(Root, "docker-compose.yml"))));
+        var composeRedis = (YamlMappingNode)((YamlMappingNode)((YamlMappingNode)compose.Documents[0].RootNode)["services"])["redis"];
+        var command = string.Join(' ', ((YamlSequenceNode)composeRedis["command"]).Select(n => n.ToString()));
+        Assert.Contains("--appendonly yes", command, StringComparison.Ordinal);
+        Assert.Contains("--dir /data", command, StringComparison.Ordinal);
+        Assert.Contains(((YamlSequenceNode)composeRedis["volumes"]).Select(n => n.ToString()), v => v.EndsWith(":/data", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Container_ports_and_probes_are_the_ports_the_options_configure()
     {
         foreach (var workload in Workloads())
@@ -139,7 +165,7 @@ public sealed class KubernetesManifestTests
     [Fact]
     public void Services_select_existing_pods_and_pods_run_as_an_existing_service_account()
     {
-        var podLabels = Workloads().Select(w => (YamlMappingNode)((YamlMappingNode)((YamlMappingNode)((YamlMappingNode)w["spec"])["template"])["metadata"])["labels"]).ToList();
+        var podLabels = Documents.Where(d => Scalar(d, "kind") is "StatefulSet" or "Deployment").Select(w => (YamlMappingNode)((YamlMappingNode)((YamlMappingNode)((YamlMappingNode)w["spec"])["template"])["metadata"])["labels"]).ToList();
         foreach (var service in Documents.Where(d => Scalar(d, "kind") == "Service"))
         {
             var selector = (YamlMappingNode)((YamlMappingNode)service["spec"])["selector"];
@@ -240,7 +266,8 @@ public sealed class KubernetesManifestTests
     private static IEnumerable<YamlMappingNode> EnvEntries(YamlMappingNode container) =>
         container.Children.TryGetValue("env", out var env) ? ((YamlSequenceNode)env).Cast<YamlMappingNode>() : [];
 
-    private static IEnumerable<YamlMappingNode> Workloads() => Documents.Where(d => Scalar(d, "kind") is "StatefulSet" or "Deployment");
+    /// <summary>TSP's own workloads (not the Redis that deploy/k8s also offers).</summary>
+    private static IEnumerable<YamlMappingNode> Workloads() => Documents.Where(d => Scalar(d, "kind") is "StatefulSet" or "Deployment" && Name(d).StartsWith("tsp-", StringComparison.Ordinal));
 
     private static YamlMappingNode PodSpec(YamlMappingNode workload) =>
         (YamlMappingNode)((YamlMappingNode)((YamlMappingNode)workload["spec"])["template"])["spec"];
