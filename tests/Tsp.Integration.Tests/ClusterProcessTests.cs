@@ -254,7 +254,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public async Task An_orchestrator_killed_mid_stream_has_its_runs_finished_by_the_other_and_no_frame_is_lost_or_repeated()
+    public async Task An_orchestrator_killed_mid_stream_has_its_runs_finished_by_the_other_and_its_subscriber_resumes_there_without_gap_or_repeat()
     {
         var project = TestServers.Unique("orch");
         var workflow = TestServers.WriteWorkflow($$"""
@@ -267,21 +267,24 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             """);
         // Both orchestrators share one journal; a fresh database per test (remember-entities rows stay).
         var journal = await TestServers.CreatePostgresDatabaseAsync();
-        var (firstPort, secondPort, workerPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (firstPort, secondPort, workerPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (grpcPort, victimGrpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
         string[] Orchestrator(int port, params string[] more) =>
             ["run", "--port", Port(port), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", journal, "--workflow", workflow, .. more];
         var survivor = _processes.Start("Tsp.Seed.dll", Orchestrator(firstPort, "--grpc-port", Port(grpcPort)));
         await survivor.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        var victim = _processes.Start("Tsp.Seed.dll", Orchestrator(secondPort, "--grpc-port", "-1", "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
+        var victim = _processes.Start("Tsp.Seed.dll", Orchestrator(secondPort, "--grpc-port", Port(victimGrpcPort), "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
         _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", Port(workerPort), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
         // Three members, so that keep-majority lets the two survivors down the third.
         await _processes.StatusAsync(firstPort, text =>
             Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-orch \(gpu\)  routees=[1-9]"));
 
-        using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");
-        using var subscription = new TspService.TspServiceClient(channel).Subscribe(new SubscribeRequest { Projects = { project }, From = "earliest" });
+        await victim.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+
+        // The subscriber reads through the orchestrator that will die, and resubscribes to the other.
+        await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{victimGrpcPort}", $"http://127.0.0.1:{grpcPort}");
         const int frames = 2000;
-        var reading = ReadUntilAsync(subscription, frames, TimeSpan.FromSeconds(240));
+        var reading = reader.WaitForRunsAsync(frames, TimeSpan.FromSeconds(240));
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         var produced = new List<string>();
         for (var i = 0; i < frames; i++)
@@ -314,8 +317,10 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         }
 
         Assert.True(victim.Process.HasExited);
+        Assert.True(reader.Resubscriptions > 0, "the subscriber never lost its orchestrator");
         Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
-        Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());
+        // No gap and no repeat: positions 1..N, each once, across both orchestrators.
+        Assert.Equal(Enumerable.Range(1, frames).Select(i => (long)i), results.Select(r => r.Position).Order());
         Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
         var after = await _processes.StatusAsync(firstPort, text => !text.Contains($":{secondPort}", StringComparison.Ordinal));
         output.WriteLine(after);
