@@ -328,6 +328,49 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task A_single_member_killed_with_journal_writes_in_flight_loses_no_accepted_run_and_publishes_none_twice_after_restart()
+    {
+        var project = TestServers.Unique("crash");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-crash }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-crash, after: [pre], params: { ms: 50 } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-crash, after: [model] }
+            """);
+        var journal = TestServers.TempSqlitePath();
+        var (firstGrpc, secondGrpc) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        ChildProcess Start(int port, int grpc) => _processes.Start("Tsp.Seed.dll", "run", "--roles", "seed,orchestrator,gpu,cpu", "--port", Port(port), "--grpc-port", Port(grpc),
+            "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", journal, "--workflow", workflow);
+        var firstPort = TspHostingExtensions.FreePort();
+        var first = Start(firstPort, firstGrpc);
+        await first.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{firstGrpc}", $"http://127.0.0.1:{secondGrpc}");
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        const int frames = 1500;
+        var produced = new List<string>();
+        for (var i = 0; i < frames; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+        }
+
+        // Runs in flight: starts, node results and completions are being journaled when the process dies.
+        var before = await _processes.StatusAsync(firstPort, text => Regex.IsMatch(text, $@"{project}  kafka_in_flight_runs=[1-9]\d* kafka_consumed=[1-9]"));
+        output.WriteLine(before);
+        first.Process.Kill();
+        await first.Process.WaitForExitAsync();
+
+        var second = Start(TspHostingExtensions.FreePort(), secondGrpc);
+        await second.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var results = await reader.WaitForRunsAsync(frames, TimeSpan.FromSeconds(240));
+
+        Assert.True(reader.Resubscriptions > 0, "the subscriber never lost the killed process");
+        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(Enumerable.Range(1, frames).Select(i => (long)i), results.Select(r => r.Position).Order());
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+    }
+
+    [Fact]
     public async Task A_member_whose_split_brain_settings_differ_is_named_in_a_warning_on_both_sides()
     {
         var project = TestServers.Unique("sbr");
