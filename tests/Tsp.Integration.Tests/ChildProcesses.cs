@@ -84,6 +84,13 @@ public sealed class ChildProcess : IDisposable
 
     public Process Process { get; }
 
+    /// <summary>Sends a signal (STOP, CONT, TERM…) to the process.</summary>
+    public void Signal(string signal)
+    {
+        using var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
     public IReadOnlyCollection<string> Lines => _lines;
 
     /// <summary>The first line that matches, waiting for it; fails if the process exits or time runs out.</summary>

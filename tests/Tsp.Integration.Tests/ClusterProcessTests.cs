@@ -117,10 +117,10 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task A_worker_stopped_with_SIGTERM_finishes_its_tasks_before_it_leaves_and_none_is_retried()
     {
-        var (results, victim, seedPort) = await StreamWithAWorkerStoppedMidwayAsync("term", async victim =>
+        var (results, victim, seedPort) = await StreamWithAWorkerStoppedMidwayAsync("term", victim =>
         {
-            using var signal = Process.Start("kill", ["-TERM", Port(victim.Process.Id)]);
-            await signal.WaitForExitAsync();
+            victim.Signal("TERM");
+            return Task.CompletedTask;
         });
 
         Assert.True(victim.Process.WaitForExit(60_000), "the worker did not exit within 60 s of SIGTERM");
@@ -169,10 +169,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
 
         // Every slot of both workers (8 each) holds an 8 s task when the victim is told to stop.
         await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, $@"gpu-late \(gpu\)  routees=2 credits=0/16 waiting=0 in_flight={frames} "));
-        using (var signal = Process.Start("kill", ["-TERM", Port(victim.Process.Id)]))
-        {
-            await signal.WaitForExitAsync();
-        }
+        victim.Signal("TERM");
 
         Assert.True(victim.Process.WaitForExit(60_000), "the worker did not exit within 60 s of SIGTERM");
         Assert.Equal(0, victim.Process.ExitCode);

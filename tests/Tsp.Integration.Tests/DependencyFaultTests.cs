@@ -10,10 +10,11 @@ using Xunit.Abstractions;
 
 namespace Tsp.Integration.Tests;
 
-/// <summary>Redis failing under a stream: a seed and a worker process on a redis-server of the test's
-/// own, frames through Kafka, results read by a gRPC subscriber that resubscribes as clients do.</summary>
+/// <summary>Redis or Kafka failing under a stream: a seed and a worker process on a redis-server (or a
+/// Kafka broker process) of the test's own, frames through Kafka, results read by a gRPC subscriber
+/// that resubscribes as clients do.</summary>
 [Collection(ClusterCollection.Name)]
-public sealed class RedisFaultTests(ITestOutputHelper output) : IDisposable
+public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
 {
     private const int Frames = 600;
     private readonly ChildProcesses _processes = new(output);
@@ -30,7 +31,7 @@ public sealed class RedisFaultTests(ITestOutputHelper output) : IDisposable
     {
         using var redis = await RedisServerProcess.StartAsync(appendOnly: true);
 
-        var (results, seed) = await StreamThroughAsync(redis, "restart", async () =>
+        var (results, seed) = await StreamThroughAsync(redis.Endpoint, _kafka.BootstrapServers, "restart", async () =>
         {
             await redis.StopAsync();
             await redis.StartAsync();
@@ -45,7 +46,7 @@ public sealed class RedisFaultTests(ITestOutputHelper output) : IDisposable
     {
         using var redis = await RedisServerProcess.StartAsync(appendOnly: true);
 
-        var (results, seed) = await StreamThroughAsync(redis, "frozen", async () =>
+        var (results, seed) = await StreamThroughAsync(redis.Endpoint, _kafka.BootstrapServers, "frozen", async () =>
         {
             // The fault's length, not a wait for something: Redis hangs every command for 30 s.
             redis.Freeze();
@@ -64,7 +65,7 @@ public sealed class RedisFaultTests(ITestOutputHelper output) : IDisposable
     {
         using var redis = await RedisServerProcess.StartAsync(appendOnly: false);
         var project = TestServers.Unique("lost");
-        var (seedPort, _) = await StartClusterAsync(redis, project, "lost", modelMs: 200);
+        var (seedPort, _, _) = await StartClusterAsync(redis.Endpoint, _kafka.BootstrapServers, project, "lost", modelMs: 200);
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         for (var i = 0; i < 64; i++)
         {
@@ -96,15 +97,31 @@ public sealed class RedisFaultTests(ITestOutputHelper output) : IDisposable
         Assert.All(after, id => Assert.Equal(RunStatus.Succeeded, Assert.Single(logged, r => r.Result.RunId == id).Result.Status));
     }
 
+    [Fact]
+    public async Task Kafka_unreachable_for_30_s_mid_stream_pauses_ingest_which_resumes_from_its_offsets_with_every_result_once()
+    {
+        var broker = _processes.Start("Tsp.TestBroker.dll");
+        var kafka = (await broker.WaitForLineAsync(l => l.StartsWith("kafka: ", StringComparison.Ordinal), TimeSpan.FromSeconds(60)))["kafka: ".Length..];
+
+        var (results, _) = await StreamThroughAsync(TestServers.Redis, kafka, "partition", async () =>
+        {
+            // The fault's length: the broker's connections stay open and nothing answers for 30 s.
+            broker.Signal("STOP");
+            await Task.Delay(TimeSpan.FromSeconds(30));
+            broker.Signal("CONT");
+        });
+
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+    }
+
     /// <summary>Streams <see cref="Frames"/> frames; once a third has results, applies <paramref name="fault"/>
     /// while the rest is produced. Asserts every frame's result arrived exactly once.</summary>
-    private async Task<(List<TpResult> Results, ChildProcess Seed)> StreamThroughAsync(RedisServerProcess redis, string name, Func<Task> fault)
+    private async Task<(List<TpResult> Results, ChildProcess Seed)> StreamThroughAsync(string redis, string kafka, string name, Func<Task> fault)
     {
         var project = TestServers.Unique(name);
-        var (seedPort, grpcPort) = await StartClusterAsync(redis, project, name, modelMs: 10);
-        var seed = _processes.Started[0];
+        var (seedPort, grpcPort, members) = await StartClusterAsync(redis, kafka, project, name, modelMs: 10);
         await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
-        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        using var producer = new FrameProducer(kafka);
         var produced = new List<string>();
         for (var i = 0; i < Frames / 3; i++)
         {
@@ -129,13 +146,14 @@ public sealed class RedisFaultTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(await _processes.StatusAsync(seedPort, _ => true));
         Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
         Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());
-        Assert.All(_processes.Started.Take(2), p => Assert.False(p.Process.HasExited, "a TSP process exited"));
-        return (results, seed);
+        Assert.All(members, p => Assert.False(p.Process.HasExited, "a TSP process exited"));
+        return (results, members[0]);
     }
 
     /// <summary>A seed (orchestrator, Kafka ingest, gRPC) and a worker, both on <paramref name="redis"/>;
     /// the workflow's queues are cpu-<paramref name="name"/> and gpu-<paramref name="name"/>.</summary>
-    private async Task<(int SeedPort, int GrpcPort)> StartClusterAsync(RedisServerProcess redis, string project, string name, int modelMs)
+    /// <returns>The ports, and the seed and the worker process.</returns>
+    private async Task<(int SeedPort, int GrpcPort, ChildProcess[] Members)> StartClusterAsync(string redis, string kafka, string project, string name, int modelMs)
     {
         var workflow = TestServers.WriteWorkflow($$"""
             project: {{project}}
@@ -146,10 +164,10 @@ public sealed class RedisFaultTests(ITestOutputHelper output) : IDisposable
               - { id: post, processor: checksum, role: cpu, queue: cpu-{{name}}, after: [model] }
             """);
         var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
-        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", ChildProcesses.Port(grpcPort), "--port", ChildProcesses.Port(seedPort), "--redis", redis.Endpoint, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", ChildProcesses.Port(grpcPort), "--port", ChildProcesses.Port(seedPort), "--redis", redis, "--kafka", kafka, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", redis.Endpoint);
+        var worker = _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", redis);
         await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-\S+ \(gpu\)  routees=[1-9]"));
-        return (seedPort, grpcPort);
+        return (seedPort, grpcPort, [seed, worker]);
     }
 }
