@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Cluster.Routing;
 using Akka.Event;
 using Akka.Routing;
@@ -13,6 +14,13 @@ namespace Tsp.Actors.Dispatch;
 /// is never flooded), retries failures with exponential backoff and jitter, takes tasks back from a
 /// routee that times out or dies, and answers the run with the final success or failure.
 /// </summary>
+/// <remarks>
+/// A routee whose member becomes unreachable (no heartbeat within the failure detector's pause, 3 s by
+/// default) gets no new task, and the tasks it holds run again elsewhere at once, without waiting for
+/// the split brain resolver to down the member. It keeps their credits until it answers or dies: if it
+/// was only paused, whichever answer comes first finishes the task and the other is dropped (node
+/// outputs are keyed by run and node, so a task may safely run twice).
+/// </remarks>
 /// <remarks>
 /// Routees are deployed by a <see cref="ClusterRouterPool"/> pinned to the queue's role, so every
 /// member of that role (including ones that join later) gets them; each announces itself with
@@ -49,6 +57,8 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Receive<TaskDeadline>(OnDeadline);
         Receive<RetryDue>(OnRetryDue);
         Receive<Terminated>(t => RemoveWorker(t.ActorRef, "terminated"));
+        Receive<ClusterEvent.UnreachableMember>(m => OnUnreachable(m.Member.Address));
+        Receive<ClusterEvent.ReachableMember>(m => OnReachable(m.Member.Address));
         Receive<GetQueueStats>(_ => Sender.Tell(Stats()));
     }
 
@@ -59,6 +69,11 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
+        if (((ExtendedActorSystem)Context.System).Provider is ClusterActorRefProvider)
+        {
+            Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember));
+        }
+
         if (_deployRoutees)
         {
             var pool = new ClusterRouterPool(
@@ -108,6 +123,55 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         }
 
         Sender.Tell(new WorkerDrainAck());
+    }
+
+    protected override void PostStop()
+    {
+        if (((ExtendedActorSystem)Context.System).Provider is ClusterActorRefProvider)
+        {
+            Cluster.Get(Context.System).Unsubscribe(Self);
+        }
+    }
+
+    /// <summary>The routees on <paramref name="address"/> take nothing new, and the tasks they run go back
+    /// to the front of the queue without costing an attempt; each routee keeps those tasks' credits
+    /// (it may still be running them) until it answers or terminates.</summary>
+    private void OnUnreachable(Address address)
+    {
+        var taken = 0;
+        foreach (var worker in _workers.Values.Where(w => w.Ref.Path.Address.Equals(address)))
+        {
+            worker.Unreachable = true;
+            foreach (var taskId in worker.Tasks)
+            {
+                if (_entries.TryGetValue(taskId, out var entry) && entry.Worker == worker)
+                {
+                    Timers.Cancel(TimerKey(entry));
+                    entry.Worker = null;
+                    entry.Attempt--;
+                    entry.Node = _pending.AddFirst(entry);
+                    _requeued++;
+                    taken++;
+                }
+            }
+        }
+
+        if (taken > 0)
+        {
+            _log.Warning("queue {0}: member {1} is unreachable; running its {2} task(s) elsewhere", _name, address, taken);
+        }
+
+        Dispatch();
+    }
+
+    private void OnReachable(Address address)
+    {
+        foreach (var worker in _workers.Values.Where(w => w.Ref.Path.Address.Equals(address)))
+        {
+            worker.Unreachable = false;
+        }
+
+        Dispatch();
     }
 
     private void Dispatch()
@@ -194,13 +258,14 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
     private void Finish(string taskId, NodeTaskDone done)
     {
-        if (!TryTakeBack(taskId, Sender, out var entry))
+        if (!TryTakeBack(taskId, Sender, out var entry) && !TryTakeOverFromUnreachable(taskId, Sender, out entry))
         {
             return;
         }
 
         _entries.Remove(taskId);
-        done.Attempts = entry.Attempt;
+        // A late answer from a routee that was unreachable names its own attempt; the queue may have counted fewer.
+        done.Attempts = Math.Max(entry.Attempt, done.Attempts);
         entry.ReplyTo.Tell(done, Self);
         Dispatch();
     }
@@ -223,6 +288,27 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             entry.Node = _pending.AddFirst(entry);
             Dispatch();
         }
+    }
+
+    /// <summary>The first answer wins: a routee that was unreachable, whose task was sent elsewhere, answers
+    /// before the other does. The task is finished with its answer; the other routee keeps the credit
+    /// until its own answer comes and is dropped.</summary>
+    private bool TryTakeOverFromUnreachable(string taskId, IActorRef from, out Entry entry)
+    {
+        if (!_entries.TryGetValue(taskId, out entry!) || entry.Worker?.Ref.Equals(from) == true || !_workers.TryGetValue(from, out var late) || !late.Tasks.Remove(taskId))
+        {
+            return false;
+        }
+
+        if (entry.Node is { } queued)
+        {
+            _pending.Remove(queued);
+            entry.Node = null;
+        }
+
+        Timers.Cancel(TimerKey(entry));
+        entry.Worker = null;
+        return true;
     }
 
     /// <summary>Removes the task from its routee (returning the credit) if <paramref name="from"/> holds it.</summary>
@@ -290,22 +376,21 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             return;
         }
 
-        if (removed.Tasks.Count > 0 || CoordinatedShutdown.Get(Context.System).ShutdownReason is null)
+        // Tasks already sent elsewhere (its member was unreachable) stay where they are.
+        var held = removed.Tasks.Select(id => _entries.GetValueOrDefault(id)).Where(e => e?.Worker == removed).ToList();
+        if (held.Count > 0 || CoordinatedShutdown.Get(Context.System).ShutdownReason is null)
         {
-            _log.Warning("queue {0}: routee {1} {2}; re-queueing its {3} task(s)", _name, removed.Name, why, removed.Tasks.Count);
+            _log.Warning("queue {0}: routee {1} {2}; re-queueing its {3} task(s)", _name, removed.Name, why, held.Count);
         }
 
-        foreach (var taskId in removed.Tasks)
+        foreach (var entry in held)
         {
-            if (_entries.TryGetValue(taskId, out var entry))
-            {
-                Timers.Cancel(TimerKey(entry));
-                entry.Worker = null;
-                // Not the task's fault: the attempt it was on does not count.
-                entry.Attempt--;
-                _requeued++;
-                entry.Node = _pending.AddFirst(entry);
-            }
+            Timers.Cancel(TimerKey(entry!));
+            entry!.Worker = null;
+            // Not the task's fault: the attempt it was on does not count.
+            entry.Attempt--;
+            _requeued++;
+            entry.Node = _pending.AddFirst(entry);
         }
 
         Dispatch();
@@ -349,7 +434,9 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         public bool Draining { get; set; }
 
-        public int Free => Draining ? 0 : Slots - Tasks.Count;
+        public bool Unreachable { get; set; }
+
+        public int Free => Draining || Unreachable ? 0 : Slots - Tasks.Count;
     }
 
     private sealed record TaskDeadline(string TaskId, int Attempt);

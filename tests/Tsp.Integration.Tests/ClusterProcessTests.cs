@@ -140,6 +140,57 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task A_worker_frozen_past_the_heartbeat_pause_has_its_tasks_run_elsewhere_at_once_and_no_result_twice_when_it_returns()
+    {
+        var project = TestServers.Unique("pause");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: model, processor: sleep, role: gpu, queue: gpu-pause, timeout: 60s, params: { ms: 1500 } }
+            """);
+        // Nobody is downed within this test: only unreachability can move the frozen worker's tasks.
+        var slowDowning = new Dictionary<string, string> { ["Tsp__Cluster__StableAfter"] = "00:03:00" };
+        var (seedPort, grpcPort, victimPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var seed = _processes.Start(slowDowning, "Tsp.Seed.dll", "run", "--grpc-port", Port(grpcPort), "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        string[] Worker(int port) => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(port), "--roles", "gpu", "--redis", TestServers.Redis];
+        var victim = _processes.Start(slowDowning, "Tsp.GpuNode.dll", Worker(victimPort));
+        _processes.Start(slowDowning, "Tsp.GpuNode.dll", Worker(TspHostingExtensions.FreePort()));
+        await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-pause \(gpu\)  routees=2 "));
+
+        await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        const int frames = 16;
+        var produced = new List<string>();
+        for (var i = 0; i < frames; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+        }
+
+        await _processes.StatusAsync(seedPort, text => text.Contains($"gpu-pause (gpu)  routees=2 credits=0/16 waiting=0 in_flight={frames} ", StringComparison.Ordinal));
+        victim.Signal("STOP");
+
+        // Every result arrives while the victim is frozen, and it is still a member: its tasks moved
+        // when it became unreachable, not when it was downed.
+        var results = await reader.WaitForRunsAsync(frames, TimeSpan.FromSeconds(120));
+        var whileFrozen = await _processes.StatusAsync(seedPort, _ => true);
+        output.WriteLine(whileFrozen);
+        Assert.Contains($"127.0.0.1:{victimPort}  Up  UNREACHABLE", whileFrozen, StringComparison.Ordinal);
+        Assert.Matches(@"gpu-pause \(gpu\) .* requeued=[1-9]", whileFrozen);
+
+        // Back from its pause, it answers the tasks it held; those answers are dropped.
+        victim.Signal("CONT");
+        var after = await _processes.StatusAsync(seedPort, text =>
+            text.Contains($"127.0.0.1:{victimPort}  Up  reachable", StringComparison.Ordinal) && text.Contains("gpu-pause (gpu)  routees=2 credits=16/16 ", StringComparison.Ordinal));
+        output.WriteLine(after);
+        await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
+        var logged = await store.ReadResultsAsync(project, 0, 1000);
+        Assert.Equal(produced.Order(StringComparer.Ordinal), logged.Select(r => r.Result.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.All(logged, r => Assert.Equal(RunStatus.Succeeded, r.Result.Status));
+    }
+
+    [Fact]
     public async Task A_worker_whose_drain_outlasts_DrainTimeout_leaves_anyway_and_its_tasks_finish_elsewhere()
     {
         var project = TestServers.Unique("late");
