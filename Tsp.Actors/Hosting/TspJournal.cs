@@ -14,13 +14,21 @@ public static partial class TspHostingExtensions
     {
         if (!string.IsNullOrWhiteSpace(options.Postgres))
         {
-            return builder.WithSqlPersistence(options.Postgres, ProviderName.PostgreSQL15, autoInitialize: true);
+            // After an outage the breakers try again every 2 s, not every 30 s (Akka's default): a run host
+            // whose recovery meets an open breaker stops and is restarted, so each open period is paid again.
+            return builder.WithSqlPersistence(options.Postgres, ProviderName.PostgreSQL15, autoInitialize: true)
+                .AddHocon(PostgresBreakerHocon, HoconAddMode.Prepend);
         }
 
         // SQLite has one writer: our own journal writes every pending request in one transaction
         // (group commit) through one connection; see Storage/SqliteJournal.
         return builder.AddHocon(SqliteJournalHocon(options.SqlitePath), HoconAddMode.Prepend);
     }
+
+    private const string PostgresBreakerHocon = """
+        akka.persistence.journal.sql.circuit-breaker.reset-timeout = 2s
+        akka.persistence.snapshot-store.sql.circuit-breaker.reset-timeout = 2s
+        """;
 
     /// <summary>Akka.Persistence configured for <see cref="SqliteJournal"/> and <see cref="SqliteSnapshotStore"/> on one file.</summary>
     public static string SqliteJournalHocon(string sqlitePath)

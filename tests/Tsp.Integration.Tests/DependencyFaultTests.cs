@@ -1,4 +1,5 @@
 using System.Text;
+using Npgsql;
 using System.Text.RegularExpressions;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Ingest;
@@ -112,6 +113,79 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
         });
 
         Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+    }
+
+    [Fact]
+    public async Task PostgreSQL_going_away_for_10_s_under_two_orchestrators_loses_no_frame_and_publishes_none_twice()
+    {
+        var project = TestServers.Unique("pg");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            defaults: { timeout: 10s }
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-pg }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-pg, after: [pre], params: { ms: 10 } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-pg, after: [model] }
+            """);
+        var journal = await TestServers.CreatePostgresDatabaseAsync();
+        var (firstPort, secondPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        string[] Orchestrator(int port, params string[] more) =>
+            ["run", "--port", ChildProcesses.Port(port), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", journal, "--workflow", workflow, .. more];
+        var first = _processes.Start("Tsp.Seed.dll", Orchestrator(firstPort, "--grpc-port", ChildProcesses.Port(grpcPort)));
+        await first.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var second = _processes.Start("Tsp.Seed.dll", Orchestrator(secondPort, "--grpc-port", "-1", "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
+        var worker = _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+        await _processes.StatusAsync(firstPort, text => Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-pg \(gpu\)  routees=[1-9]"));
+
+        await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        for (var i = 0; i < Frames / 3; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+        }
+
+        await reader.WaitForRunsAsync(Frames / 6, TimeSpan.FromSeconds(120));
+        var rest = Task.Run(async () =>
+        {
+            for (var i = Frames / 3; i < Frames; i++)
+            {
+                var id = await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}"));
+                lock (produced)
+                {
+                    produced.Add(id);
+                }
+            }
+        });
+        // As a restart looks to its clients: every connection is dropped and new ones are refused for 10 s.
+        await CutPostgresAsync(journal, TimeSpan.FromSeconds(10));
+        await rest;
+
+        var results = await reader.WaitForRunsAsync(Frames, TimeSpan.FromSeconds(240));
+        output.WriteLine(await _processes.StatusAsync(firstPort, _ => true));
+        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(Enumerable.Range(1, Frames).Select(i => (long)i), results.Select(r => r.Position).Order());
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        Assert.All(new[] { first, second, worker }, p => Assert.False(p.Process.HasExited, "a TSP process exited"));
+    }
+
+    /// <summary>Terminates every connection to the database and refuses new ones for <paramref name="outage"/>.</summary>
+    private static async Task CutPostgresAsync(string connectionString, TimeSpan outage)
+    {
+        var database = new NpgsqlConnectionStringBuilder(connectionString).Database!;
+        await using var admin = new NpgsqlConnection(TestServers.PostgresServer + ";Database=postgres");
+        await admin.OpenAsync();
+        async Task ExecuteAsync(string sql)
+        {
+            await using var command = new NpgsqlCommand(sql, admin);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await ExecuteAsync($"ALTER DATABASE {database} ALLOW_CONNECTIONS false");
+        await ExecuteAsync($"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'");
+        // The fault's length, not a wait for something.
+        await Task.Delay(outage);
+        await ExecuteAsync($"ALTER DATABASE {database} ALLOW_CONNECTIONS true");
     }
 
     /// <summary>Streams <see cref="Frames"/> frames; once a third has results, applies <paramref name="fault"/>
