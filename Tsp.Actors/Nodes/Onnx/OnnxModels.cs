@@ -66,6 +66,8 @@ public sealed class OnnxModels : IDisposable
     private readonly bool _preferCuda;
     private ILogger _log;
     private readonly Timer _reload;
+    private readonly ConcurrentDictionary<string, VersionFiles> _refused = new(StringComparer.Ordinal);
+    private long _reloadPasses;
     private readonly Lock _providerLock = new();
     private string? _cudaProblem;
     private int _reloading;
@@ -306,29 +308,47 @@ public sealed class OnnxModels : IDisposable
                 }
 
                 var served = await lazy.Value;
+                VersionFiles? candidate = null;
                 try
                 {
                     var config = Repository.Config(model);
                     if (Repository.ServedVersion(config) is { } newest && newest != served.Current.Version)
                     {
+                        candidate = VersionFiles.Of(Repository, model, newest);
+                        if (_refused.TryGetValue(model, out var refused) && refused == candidate)
+                        {
+                            continue;
+                        }
+
                         var next = await Task.Run(() => Load(config, newest));
                         var previous = served.Swap(next);
                         previous.Retire();
+                        _refused.TryRemove(model, out _);
                         _log.LogInformation("model {Model}: now serving version {Version} (was {Previous})", model, newest, previous.Version);
                     }
                 }
                 catch (ModelRepositoryException e)
                 {
-                    // A broken new version must not take down the one being served.
+                    // A broken new version must not take down the one being served. It is said once, and
+                    // tried again only when its file changes (a copy that was still being written).
+                    if (candidate is { } broken)
+                    {
+                        _refused[model] = broken;
+                    }
+
                     _log.LogWarning("model {Model}: keeping version {Version}: {Problem}", model, served.Current.Version, e.Message);
                 }
             }
         }
         finally
         {
+            Interlocked.Increment(ref _reloadPasses);
             Volatile.Write(ref _reloading, 0);
         }
     }
+
+    /// <summary>How many times the repository has been checked for new versions.</summary>
+    public long ReloadPasses => Interlocked.Read(ref _reloadPasses);
 
     public void Dispose()
     {
@@ -336,6 +356,16 @@ public sealed class OnnxModels : IDisposable
         foreach (var lazy in _served.Values.Where(l => l.IsValueCreated && l.Value.IsCompletedSuccessfully))
         {
             lazy.Value.Result.Current.Retire();
+        }
+    }
+
+    /// <summary>A version as its files are now: a refused version is tried again once this changes.</summary>
+    private readonly record struct VersionFiles(int Version, DateTime ModelWritten, long ModelLength, DateTime ConfigWritten)
+    {
+        public static VersionFiles Of(ModelRepository repository, string model, int version)
+        {
+            var file = new FileInfo(repository.ModelPath(model, version));
+            return new(version, file.LastWriteTimeUtc, file.Length, File.GetLastWriteTimeUtc(Path.Combine(repository.Root, model, ModelRepository.ConfigFile)));
         }
     }
 

@@ -178,6 +178,64 @@ public sealed class OnnxModelsTests : IDisposable
     }
 
     [Fact]
+    public async Task A_broken_new_version_under_load_fails_no_request_is_reported_once_and_a_later_good_one_is_served()
+    {
+        WriteAffineModel(_root, "steady", 1, scale: 2);
+        var log = new ListLogger();
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromMilliseconds(50) }, preferCuda: false, log);
+        Assert.Equal(1, await models.ServedVersionAsync("steady"));
+
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        var seen = new System.Collections.Concurrent.ConcurrentBag<(int Version, float First)>();
+        var load = Enumerable.Range(0, 4).Select(_ => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested && !seen.Any(s => s.Version == 3))
+            {
+                var result = await models.InferAsync("steady", null, Input(1, 1), CancellationToken.None);
+                seen.Add((result.Version, result.Outputs["y"].Values[0]));
+            }
+        })).ToList();
+
+        // Version 2 is not an ONNX model at all.
+        var broken = Path.Combine(_root, "steady", "2");
+        Directory.CreateDirectory(broken);
+        File.WriteAllBytes(Path.Combine(broken, ModelRepository.ModelFile), [0x08, 0x07, 0xff, 0x00, 0x13, 0x37]);
+        await WaitUntilAsync(() => Warnings(log).Any(w => w.Contains("keeping version 1", StringComparison.Ordinal)), stop.Token);
+        var passes = models.ReloadPasses;
+        await WaitUntilAsync(() => models.ReloadPasses >= passes + 5, stop.Token);
+        Assert.Equal(1, await models.ServedVersionAsync("steady"));
+
+        WriteAffineModel(_root, "steady", 3, scale: 10);
+        await Task.WhenAll(load);
+
+        // Not one request failed; each answer is from the version it names; the broken one was reported
+        // once, naming its file, though it was seen on every pass until version 3 came.
+        Assert.Contains(seen, s => s.Version == 1);
+        Assert.All(seen, s => Assert.Equal(s.Version == 1 ? 3f : 11f, s.First));
+        Assert.DoesNotContain(seen, s => s.Version == 2);
+        var warning = Assert.Single(Warnings(log), w => w.Contains("keeping version 1", StringComparison.Ordinal));
+        Assert.Contains(Path.Combine(broken, ModelRepository.ModelFile), warning, StringComparison.Ordinal);
+        Assert.Equal(3, await models.ServedVersionAsync("steady"));
+    }
+
+    private static List<string> Warnings(ListLogger log)
+    {
+        lock (log.Warnings)
+        {
+            return [.. log.Warnings];
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken deadline)
+    {
+        while (!condition())
+        {
+            deadline.ThrowIfCancellationRequested();
+            await Task.Delay(10, deadline);
+        }
+    }
+
+    [Fact]
     public async Task Without_CUDA_the_cuda_provider_falls_back_to_CPU_with_one_warning_naming_the_problem()
     {
         WriteAffineModel(_root, "affine", 1, scale: 2);
