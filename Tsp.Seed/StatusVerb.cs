@@ -28,8 +28,8 @@ internal static class StatusVerb
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Services.AddAkka("tsp-status", (akka, _) => akka
             .ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.ErrorLevel)
-            .WithRemoting(options.Host, 0)
-            .AddTspResultClient(options.Seeds));
+            .WithTspRemoting(options, port: 0)
+            .AddTspResultClient(options.Seeds, options.Tls));
         using var host = builder.Build();
         await host.StartAsync();
         try

@@ -33,12 +33,12 @@ public static partial class TspHostingExtensions
         var seeds = options.Seeds.Count > 0 ? options.Seeds : [$"{publicHost}:{options.Port}"];
         builder
             .AddTspSerialization()
-            .WithRemoting(options.Host, options.Port, publicHost)
+            .WithTspRemoting(options, options.Port, publicHost)
             .WithClustering(new ClusterOptions
             {
                 // Plus one role that carries the split brain resolver settings (see ClusterTimingsWatch).
                 Roles = [.. roles, options.Cluster.AsRole()],
-                SeedNodes = seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray(),
+                SeedNodes = seeds.Select(s => $"{RemotingScheme(options.Tls)}://{SystemName}@{s}").ToArray(),
                 SplitBrainResolver = SplitBrainResolverFor(options.Cluster),
                 FailureDetector = new PhiAccrualFailureDetectorOptions { AcceptableHeartbeatPause = options.Cluster.AcceptableHeartbeatPause },
             })
@@ -98,14 +98,42 @@ public static partial class TspHostingExtensions
             """;
     }
 
+    /// <summary>Akka remoting on <see cref="TspOptions.Host"/>:<paramref name="port"/>, with TLS when
+    /// <see cref="TspOptions.Tls"/> names a certificate (see <see cref="RemotingTls"/>).</summary>
+    /// <exception cref="SettingException">The certificate cannot be read or has no private key.</exception>
+    public static AkkaConfigurationBuilder WithTspRemoting(this AkkaConfigurationBuilder builder, TspOptions options, int port, string? publicHost = null)
+    {
+        var remote = new RemoteOptions { HostName = options.Host, Port = port, PublicHostName = publicHost };
+        if (options.Tls.Enabled)
+        {
+            var certificate = options.Tls.Load();
+            remote.EnableSsl = true;
+            remote.Ssl = new SslOptions
+            {
+                X509Certificate = certificate,
+                SuppressValidation = false,
+                RequireMutualAuthentication = true,
+                // Members reach each other by IP or pod name: the shared certificate names neither.
+                ValidateCertificateHostname = false,
+                CustomValidator = Akka.Remote.Transport.DotNetty.CertificateValidation.PinnedCertificate(certificate.Thumbprint),
+            };
+        }
+
+        return builder.WithRemoting(remote);
+    }
+
     /// <summary>For an external Akka.NET system that subscribes to TP results (see
     /// <see cref="RemoteResults.SubscribeAsync"/>): TSP's serializer and a ClusterClient, registered as
     /// <see cref="TspClusterClient"/>, that contacts the receptionists of the given members (host:port,
-    /// orchestrators). The system needs remoting (<c>WithRemoting</c>) reachable from the cluster.</summary>
-    public static AkkaConfigurationBuilder AddTspResultClient(this AkkaConfigurationBuilder builder, IEnumerable<string> contacts) =>
+    /// orchestrators). The system needs remoting reachable from the cluster (<c>WithRemoting</c>, or
+    /// <see cref="WithTspRemoting"/> with the cluster's <paramref name="tls"/> when it uses TLS).</summary>
+    public static AkkaConfigurationBuilder AddTspResultClient(this AkkaConfigurationBuilder builder, IEnumerable<string> contacts, RemotingTls? tls = null) =>
         builder
             .AddTspSerialization()
-            .WithClusterClient<TspClusterClient>(contacts.Select(c => $"akka.tcp://{SystemName}@{c}/system/receptionist").ToList());
+            .WithClusterClient<TspClusterClient>(contacts.Select(c => $"{RemotingScheme(tls)}://{SystemName}@{c}/system/receptionist").ToList());
+
+    /// <summary>The scheme of remote addresses: akka.ssl.tcp with TLS, else akka.tcp.</summary>
+    public static string RemotingScheme(RemotingTls? tls) => tls?.Enabled == true ? "akka.ssl.tcp" : "akka.tcp";
 
     /// <summary>Binds every TP message type to <see cref="TspProtobufSerializer"/>. Bound by concrete
     /// type: Akka's own protobuf serializer is bound to Google.Protobuf.IMessage and would otherwise win.</summary>

@@ -59,6 +59,9 @@ public sealed class TspOptions
     /// <summary>Membership and failure handling (split brain resolver, failure detector).</summary>
     public ClusterTuning Cluster { get; set; } = new();
 
+    /// <summary>TLS for Akka remoting: members, the status verb and ClusterClient subscribers.</summary>
+    public RemotingTls Tls { get; set; } = new();
+
     /// <summary>How long the edge waits for a run to be accepted.</summary>
     public TimeSpan AskTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -78,10 +81,15 @@ public sealed class TspOptions
     public int CpuNodeThreads { get; set; }
 
     /// <summary>Checks what a member needs to join a cluster, before anything starts: roles it knows,
-    /// seeds of the form HOST:PORT, ports in range.</summary>
+    /// seeds of the form HOST:PORT, ports in range, a readable TLS certificate when one is named.</summary>
     /// <exception cref="SettingException">The message names the setting and the bad value.</exception>
     public void CheckMembership()
     {
+        if (Tls.Enabled)
+        {
+            Tls.Load().Dispose();
+        }
+
         foreach (var role in Roles.Where(r => !TspRoles.All.Contains(r)))
         {
             throw new SettingException($"unknown role '{role}' (roles: {string.Join(", ", TspRoles.All)})");
@@ -145,4 +153,49 @@ public sealed record ClusterTuning
     /// see whether the others resolve splits the same way; see <see cref="ClusterTimingsWatch"/>.</summary>
     public string AsRole() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
         $"{RolePrefix}{SplitBrainStrategy}/quorum-{QuorumSize}/stable-after-{(long)StableAfter.TotalMilliseconds}ms/heartbeat-pause-{(long)AcceptableHeartbeatPause.TotalMilliseconds}ms");
+}
+
+/// <summary>
+/// TLS for Akka remoting with one certificate that every member shares (a PKCS#12 file with its
+/// private key, the same on every member). A peer is accepted only if it presents exactly that
+/// certificate (pinned by thumbprint), both ways: a process without it cannot join the cluster, read
+/// <c>status</c> or subscribe through ClusterClient. Off (plaintext) when <see cref="Certificate"/> is empty.
+/// </summary>
+public sealed record RemotingTls
+{
+    /// <summary>Path of the .pfx (PKCS#12) file.</summary>
+    public string? Certificate { get; init; }
+
+    /// <summary>Its password, if it has one (give it as the environment variable Tsp__Tls__Password).</summary>
+    public string? Password { get; init; }
+
+    public bool Enabled => !string.IsNullOrWhiteSpace(Certificate);
+
+    /// <exception cref="SettingException">The file is missing, unreadable, not PKCS#12, the password is
+    /// wrong, or it holds no private key.</exception>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2 Load()
+    {
+        if (!File.Exists(Certificate))
+        {
+            throw new SettingException($"Tsp:Tls:Certificate: no such file '{Certificate}'");
+        }
+
+        System.Security.Cryptography.X509Certificates.X509Certificate2 certificate;
+        try
+        {
+            certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(Certificate, Password);
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
+        {
+            throw new SettingException($"Tsp:Tls:Certificate: cannot read '{Certificate}' as a PKCS#12 (.pfx) file with the password in Tsp:Tls:Password: {e.Message}");
+        }
+
+        if (!certificate.HasPrivateKey)
+        {
+            certificate.Dispose();
+            throw new SettingException($"Tsp:Tls:Certificate: '{Certificate}' has no private key; remoting TLS needs the certificate with its key");
+        }
+
+        return certificate;
+    }
 }

@@ -36,12 +36,13 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>Runs the status verb against a member until its output satisfies <paramref name="until"/> (at most 90 s).</summary>
-    public async Task<string> StatusAsync(int port, Func<string, bool> until)
+    /// <param name="environment">Variables for the status process (e.g. its TLS certificate).</param>
+    public async Task<string> StatusAsync(int port, Func<string, bool> until, IReadOnlyDictionary<string, string>? environment = null)
     {
         var deadline = Stopwatch.StartNew();
         while (true)
         {
-            var status = Start("Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{port}");
+            var status = Start(environment ?? new Dictionary<string, string>(), "Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{port}");
             Assert.True(status.Process.WaitForExit(60_000), "status did not finish");
             status.Process.WaitForExit();
             var text = string.Join('\n', status.Lines);

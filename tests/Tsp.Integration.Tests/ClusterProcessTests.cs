@@ -146,7 +146,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         var workflow = TestServers.WriteWorkflow($$"""
             project: {{project}}
             nodes:
-              - { id: model, processor: sleep, role: gpu, queue: gpu-pause, timeout: 60s, params: { ms: 1500 } }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-pause, timeout: 60s, params: { ms: 8000 } }
             """);
         // Nobody is downed within this test: only unreachability can move the frozen worker's tasks.
         var slowDowning = new Dictionary<string, string> { ["Tsp__Cluster__StableAfter"] = "00:03:00" };
@@ -279,12 +279,25 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
         }
 
-        // Mid-stream, read from the cluster itself (a subscriber may lag): model tasks wait for a slot, so
-        // every slot of both workers is busy and the victim holds tasks, and at least 300 frames are
-        // still in Kafka, so at 100 ms a task the backlog lasts seconds past this answer.
-        await _processes.StatusAsync(seedPort, text =>
-            Regex.Match(text, $@"gpu-{name} \(gpu\)  routees=2 \S+ waiting=(\d+)") is { Success: true } queue && int.Parse(queue.Groups[1].Value, CultureInfo.InvariantCulture) >= 10
-            && Regex.Matches(text, @" lag=(\d+)").Sum(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)) >= 300);
+        // Mid-stream, read from the results log itself (a subscriber may lag, a status call takes seconds on
+        // a busy machine): once some runs are done and at least 600 are not, ingest holds its maximum of
+        // runs in flight (256), model tasks wait for a slot, every slot of both workers is busy and the
+        // victim holds tasks; at 100 ms a task the backlog lasts seconds past this check.
+        await using (var store = await RedisStore.ConnectAsync(TestServers.Redis))
+        {
+            var done = await store.LatestPositionAsync(project);
+            var patience = Stopwatch.StartNew();
+            while (done < 50)
+            {
+                Assert.True(patience.Elapsed < TimeSpan.FromSeconds(120), $"only {done} runs were done within 120 s");
+                Assert.True(frames - done >= 600, $"{done} of {frames} runs were done before the stream could be caught mid-way");
+                await Task.Delay(10);
+                done = await store.LatestPositionAsync(project);
+            }
+
+            Assert.True(frames - done >= 600, $"{done} of {frames} runs were done before the stream could be caught mid-way");
+        }
+
         await stop(workers[0]);
 
         await reading;
@@ -416,6 +429,75 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
         Assert.Equal(Enumerable.Range(1, frames).Select(i => (long)i), results.Select(r => r.Position).Order());
         Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+    }
+
+    [Fact]
+    public async Task With_remoting_TLS_only_processes_holding_the_shared_certificate_join_or_read_status()
+    {
+        var project = TestServers.Unique("tls");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: checksum, role: cpu, queue: cpu-tls }
+            """);
+        static Dictionary<string, string> Holding(string pfx) => new() { ["Tsp__Tls__Certificate"] = pfx, ["Tsp__Tls__Password"] = "secret" };
+        var shared = Holding(WritePfx("tsp-cluster"));
+        var stranger = Holding(WritePfx("tsp-cluster"));
+        var (seedPort, memberPort, plainPort, strangerPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var seed = _processes.Start(shared, "Tsp.Seed.dll", "run", "--grpc-port", "-1", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
+        await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        string[] Worker(int port) => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(port), "--roles", "cpu", "--redis", TestServers.Redis];
+        // Without TLS, and with TLS but another certificate (same subject): both started first.
+        var plain = _processes.Start("Tsp.GpuNode.dll", Worker(plainPort));
+        var impostor = _processes.Start(stranger, "Tsp.GpuNode.dll", Worker(strangerPort));
+        _processes.Start(shared, "Tsp.GpuNode.dll", Worker(memberPort));
+
+        var text = await _processes.StatusAsync(seedPort, t => t.Contains($"127.0.0.1:{memberPort}  Up  reachable", StringComparison.Ordinal) && Regex.IsMatch(t, @"cpu-tls \(cpu\)  routees=[1-9]"), shared);
+        output.WriteLine(text);
+        Assert.Equal(2, Regex.Count(text, "  Up  "));
+        Assert.DoesNotContain($":{plainPort}", text, StringComparison.Ordinal);
+        Assert.DoesNotContain($":{strangerPort}", text, StringComparison.Ordinal);
+
+        // Work crosses TLS: the seed has no cpu role, so every node runs on the member.
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+        }
+
+        await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
+        var deadline = Stopwatch.StartNew();
+        IReadOnlyList<PositionedResult> logged = [];
+        while (logged.Count < produced.Count && deadline.Elapsed < TimeSpan.FromSeconds(120))
+        {
+            await Task.Delay(100);
+            logged = await store.ReadResultsAsync(project, 0, 100);
+        }
+
+        Assert.Equal(produced.Order(StringComparer.Ordinal), logged.Select(r => r.Result.RunId).Order(StringComparer.Ordinal));
+        Assert.All(logged.SelectMany(r => r.Result.Nodes), n => Assert.StartsWith($"tsp@127.0.0.1:{memberPort}/", n.Worker, StringComparison.Ordinal));
+
+        // The status verb without the certificate, or with the other one, reaches nobody.
+        foreach (var environment in new[] { new Dictionary<string, string>(), stranger })
+        {
+            var status = _processes.Start(environment, "Tsp.Seed.dll", "status", "--seed", $"127.0.0.1:{seedPort}");
+            Assert.True(status.Process.WaitForExit(120_000), "status did not give up");
+            Assert.Equal(4, status.Process.ExitCode);
+        }
+
+        Assert.All(new[] { plain, impostor }, p => Assert.DoesNotContain(p.Lines, l => l.Contains("Welcome from", StringComparison.Ordinal)));
+    }
+
+    /// <summary>A self-signed certificate with its key, as a .pfx protected by "secret".</summary>
+    private static string WritePfx(string subject)
+    {
+        using var key = System.Security.Cryptography.RSA.Create(2048);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={subject}", key, System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+        var path = Path.Combine(Path.GetTempPath(), "tsp-tests", TestServers.Unique("remoting") + ".pfx");
+        File.WriteAllBytes(path, certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "secret"));
+        return path;
     }
 
     [Fact]

@@ -442,6 +442,10 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var badRole = await RunSeedAsync("run", "--roles", "seed,orchestrator,tpu", "--redis", TestServers.Redis, "--workflow", DemoWorkflow);
         var badSeed = await RunSeedAsync("run", "--seed", "10.0.0.5", "--redis", TestServers.Redis, "--workflow", DemoWorkflow);
         var badWorkerSeed = await RunAsync("Tsp.GpuNode.dll", "--seed", "127.0.0.1:70000", "--redis", TestServers.Redis);
+        var notPfx = Path.Combine(Path.GetTempPath(), "tsp-tests", TestServers.Unique("not") + ".pfx");
+        await File.WriteAllTextAsync(notPfx, "not a certificate");
+        var badCertificate = await RunAsync("Tsp.GpuNode.dll", new Dictionary<string, string> { ["Tsp__Tls__Certificate"] = notPfx }, "--seed", "127.0.0.1:4053", "--redis", TestServers.Redis);
+        var noCertificate = await RunAsync("Tsp.Seed.dll", new Dictionary<string, string> { ["Tsp__Tls__Certificate"] = "/no/such/remoting.pfx" }, "status", "--seed", "127.0.0.1:4053");
 
         Assert.Equal(4, unreachable.ExitCode);
         Assert.Contains("error: cannot reach Redis at 127.0.0.1:1", unreachable.Output, StringComparison.Ordinal);
@@ -462,6 +466,11 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.Contains("error: seed '10.0.0.5' is not HOST:PORT", badSeed.Output, StringComparison.Ordinal);
         Assert.Equal(2, badWorkerSeed.ExitCode);
         Assert.Contains("error: seed '127.0.0.1:70000' is not HOST:PORT", badWorkerSeed.Output, StringComparison.Ordinal);
+        Assert.Equal(2, badCertificate.ExitCode);
+        Assert.Contains($"error: Tsp:Tls:Certificate: cannot read '{notPfx}' as a PKCS#12 (.pfx) file", badCertificate.Output, StringComparison.Ordinal);
+        Assert.Equal(2, noCertificate.ExitCode);
+        Assert.Contains("error: Tsp:Tls:Certificate: no such file '/no/such/remoting.pfx'", noCertificate.Output, StringComparison.Ordinal);
+        Assert.All(new[] { badCertificate, noCertificate }, r => Assert.DoesNotContain("   at ", r.Output, StringComparison.Ordinal));
     }
 
     [Fact]

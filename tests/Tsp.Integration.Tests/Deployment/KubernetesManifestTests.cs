@@ -111,6 +111,23 @@ public sealed class KubernetesManifestTests
     }
 
     [Fact]
+    public void Every_TSP_pod_speaks_TLS_with_the_certificate_its_secret_mounts_where_the_setting_points()
+    {
+        foreach (var workload in Workloads())
+        {
+            var container = Assert.Single(Containers(workload));
+            var tls = Bind(EnvironmentOf(container)).Tls;
+            Assert.True(tls.Enabled, $"{Name(workload)}: remoting TLS is off");
+            Assert.Equal("from-secret", tls.Password);
+            var mounts = ((YamlSequenceNode)container["volumeMounts"]).Cast<YamlMappingNode>();
+            var mount = Assert.Single(mounts, m => tls.Certificate!.StartsWith(Scalar(m, "mountPath") + "/", StringComparison.Ordinal));
+            var volume = ((YamlSequenceNode)PodSpec(workload)["volumes"]).Cast<YamlMappingNode>().Single(v => Scalar(v, "name") == Scalar(mount, "name"));
+            var items = ((YamlSequenceNode)((YamlMappingNode)volume["secret"])["items"]).Cast<YamlMappingNode>();
+            Assert.Contains(items, i => tls.Certificate == $"{Scalar(mount, "mountPath")}/{Scalar(i, "path")}");
+        }
+    }
+
+    [Fact]
     public void Redis_runs_with_its_append_only_file_on_a_persistent_volume_in_compose_and_on_Kubernetes()
     {
         var redis = Documents.Single(d => Scalar(d, "kind") == "StatefulSet" && Name(d) == "redis");
