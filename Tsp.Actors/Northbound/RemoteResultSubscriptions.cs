@@ -115,7 +115,8 @@ public sealed class RemoteResultSubscriber : ReceiveActor, IWithTimers
     private long _next;
     private IActorRef? _serving;
 
-    public RemoteResultSubscriber(IActorRef clusterClient, string project, string from, ChannelWriter<TpResult> results, TaskCompletionSource<long> started)
+    /// <param name="started">Completed with the address of the orchestrator that serves the subscription first.</param>
+    public RemoteResultSubscriber(IActorRef clusterClient, string project, string from, ChannelWriter<TpResult> results, TaskCompletionSource<Address> started)
     {
         _clusterClient = clusterClient;
         _project = project;
@@ -133,7 +134,7 @@ public sealed class RemoteResultSubscriber : ReceiveActor, IWithTimers
             _serving = Sender;
             Context.Watch(Sender);
             _next = Math.Max(_next, s.FromPosition);
-            started.TrySetResult(s.FromPosition);
+            started.TrySetResult(Sender.Path.Address);
         });
         Receive<TpResult>(result =>
         {
@@ -200,15 +201,24 @@ public static class RemoteResults
         ClusterClientReceptionist.Get(system).RegisterService(service);
     }
 
-    /// <summary>Subscribes to a project through <paramref name="clusterClient"/>; stop the actor to end it.</summary>
+    /// <summary>Subscribes to a project through <paramref name="clusterClient"/>; stop the subscriber actor to end it.
+    /// If the serving orchestrator goes away, the subscription moves to another and goes on from its next position.</summary>
     /// <param name="from">As in the gRPC Subscribe: "latest", "earliest" or a position.</param>
-    public static async Task<(IActorRef Subscriber, ChannelReader<TpResult> Results)> SubscribeAsync(
+    public static async Task<RemoteSubscription> SubscribeAsync(
         ActorSystem system, IActorRef clusterClient, string project, string from, TimeSpan timeout)
     {
         var channel = Channel.CreateUnbounded<TpResult>(new UnboundedChannelOptions { SingleReader = true });
-        var started = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource<Address>(TaskCreationOptions.RunContinuationsAsynchronously);
         var actor = system.ActorOf(Props.Create(() => new RemoteResultSubscriber(clusterClient, project, from, channel.Writer, started)));
-        await started.Task.WaitAsync(timeout);
-        return (actor, channel.Reader);
+        var servedBy = await started.Task.WaitAsync(timeout);
+        return new RemoteSubscription(actor, channel.Reader, servedBy);
     }
+}
+
+/// <param name="Subscriber">The subscribing actor; stop it to end the subscription.</param>
+/// <param name="Results">The project's results in position order, each once.</param>
+/// <param name="ServedBy">The orchestrator that served the subscription when it started.</param>
+public sealed record RemoteSubscription(IActorRef Subscriber, ChannelReader<TpResult> Results, Address ServedBy)
+{
+    public void Deconstruct(out IActorRef subscriber, out ChannelReader<TpResult> results) => (subscriber, results) = (Subscriber, Results);
 }

@@ -1,12 +1,17 @@
-using System.Globalization;
-using Tsp.ServiceDefaults.Embedded;
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Ingest;
+using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.ServiceDefaults.Embedded;
 using Tsp.Tests.Shared;
 using Xunit.Abstractions;
 
@@ -389,6 +394,81 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task A_ClusterClient_subscriber_of_an_orchestrator_killed_mid_stream_goes_on_at_the_other_without_gap_or_repeat()
+    {
+        var project = TestServers.Unique("remote");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-remote }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-remote, after: [pre], params: { ms: 20 } }
+            """);
+        var journal = await TestServers.CreatePostgresDatabaseAsync();
+        var ports = new[] { TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort() };
+        string[] Orchestrator(int port, params string[] more) =>
+            ["run", "--port", Port(port), "--grpc-port", "-1", "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", journal, "--workflow", workflow, .. more];
+        var orchestrators = new[]
+        {
+            _processes.Start("Tsp.Seed.dll", Orchestrator(ports[0])),
+            _processes.Start("Tsp.Seed.dll", Orchestrator(ports[1], "--roles", "orchestrator", "--seed", $"127.0.0.1:{ports[0]}")),
+        };
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{ports[0]}", "--port", Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+        await _processes.StatusAsync(ports[0], text => Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-remote \(gpu\)  routees=[1-9]"));
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddAkka("external-subscriber", (akka, _) => akka
+            .ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.WarningLevel)
+            .WithRemoting("127.0.0.1", 0)
+            .AddTspResultClient(ports.Select(p => $"127.0.0.1:{p}")));
+        using var external = builder.Build();
+        await external.StartAsync();
+        var system = external.Services.GetRequiredService<Akka.Actor.ActorSystem>();
+        var clusterClient = await external.Services.GetRequiredService<IRequiredActor<TspClusterClient>>().GetAsync();
+        var subscription = await RemoteResults.SubscribeAsync(system, clusterClient, project, "earliest", TimeSpan.FromSeconds(60));
+        // The orchestrator that serves the subscription is the one that dies.
+        var victim = orchestrators[Array.IndexOf(ports, subscription.ServedBy.Port!.Value)];
+
+        const int frames = 1000;
+        var received = new List<TpResult>();
+        var reading = Task.Run(async () =>
+        {
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(240));
+            while (received.Select(r => r.RunId).Distinct().Count() < frames)
+            {
+                var result = await subscription.Results.ReadAsync(deadline.Token);
+                lock (received)
+                {
+                    received.Add(result);
+                }
+            }
+        });
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        for (var i = 0; i < frames; i++)
+        {
+            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
+            if (i == frames / 2)
+            {
+                // Once the subscriber has results from the victim.
+                var patience = Stopwatch.StartNew();
+                while (Count(received) < 50)
+                {
+                    Assert.True(patience.Elapsed < TimeSpan.FromSeconds(120), "no results reached the subscriber");
+                    await Task.Delay(10);
+                }
+
+                victim.Process.Kill();
+            }
+        }
+
+        await reading;
+        await external.StopAsync();
+        Assert.Equal(produced.Order(StringComparer.Ordinal), received.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(Enumerable.Range(1, frames).Select(i => (long)i), received.Select(r => r.Position).Order());
+        Assert.True(victim.Process.HasExited);
+    }
+
+    [Fact]
     public async Task A_single_member_killed_with_journal_writes_in_flight_loses_no_accepted_run_and_publishes_none_twice_after_restart()
     {
         var project = TestServers.Unique("crash");
@@ -525,6 +605,14 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     private static string Port(int port) => ChildProcesses.Port(port);
+
+    private static int Count<T>(List<T> shared)
+    {
+        lock (shared)
+        {
+            return shared.Count;
+        }
+    }
 
     /// <summary>Reads a subscription until <paramref name="runs"/> distinct runs have arrived; returns everything it read.</summary>
     private static async Task<List<TpResult>> ReadUntilAsync(Grpc.Core.AsyncServerStreamingCall<TpResult> subscription, int runs, TimeSpan limit)
