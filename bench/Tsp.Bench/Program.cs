@@ -12,11 +12,15 @@ return scenario switch
     "scaleout" => await ScaleoutScenario.RunAsync(options with { Messages = args.Contains("--messages") ? options.Messages : 1000 }),
     "memory" => await MemoryScenario.RunAsync(options with { Messages = args.Contains("--messages") ? options.Messages : 10_000, InFlight = args.Contains("--in-flight") ? options.InFlight : 256 }),
     "recovery" => await RecoveryScenario.RunAsync(options with { InFlight = args.Contains("--in-flight") ? options.InFlight : 32 }, StableAfter(args)),
+    "soak" => await SoakScenario.RunAsync(options, Minutes(args)),
     _ => Usage(),
 };
 
 static double? StableAfter(string[] args) =>
     args.SkipWhile(a => a != "--stable-after").Skip(1).FirstOrDefault() is { } s ? double.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : null;
+
+static int Minutes(string[] args) =>
+    args.SkipWhile(a => a != "--minutes").Skip(1).FirstOrDefault() is { } m ? int.Parse(m, System.Globalization.CultureInfo.InvariantCulture) : 10;
 
 static int Usage()
 {
@@ -30,6 +34,7 @@ static int Usage()
           scaleout runs/s with 1, 2 and 3 worker processes (sleep 20 ms node, 4 slots per worker) and scaling efficiency
           memory   orchestrator heap per run in flight (10,000 waiting runs) and after they finish, three rounds
           recovery time from kill -9 of one of two workers under load until the runs it held are done [--stable-after S]
+          soak     N minutes at 80 % of the maximum with a worker killed every 60 s: lost, duplicates, heap/RSS slope, p99 per minute [--minutes N]
         """);
     return 2;
 }
