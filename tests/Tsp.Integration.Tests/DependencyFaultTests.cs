@@ -32,13 +32,12 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
     {
         using var redis = await RedisServerProcess.StartAsync(appendOnly: true);
 
-        var (results, seed) = await StreamThroughAsync(redis.Endpoint, _kafka.BootstrapServers, "restart", async () =>
+        var (_, seed) = await StreamThroughAsync(redis.Endpoint, _kafka.BootstrapServers, "restart", async () =>
         {
             await redis.StopAsync();
             await redis.StartAsync();
         });
 
-        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
         output.WriteLine(string.Join('\n', seed.Lines.Where(l => l.Contains("Redis", StringComparison.Ordinal)).Take(20)));
     }
 
@@ -47,7 +46,7 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
     {
         using var redis = await RedisServerProcess.StartAsync(appendOnly: true);
 
-        var (results, seed) = await StreamThroughAsync(redis.Endpoint, _kafka.BootstrapServers, "frozen", async () =>
+        var (_, seed) = await StreamThroughAsync(redis.Endpoint, _kafka.BootstrapServers, "frozen", async () =>
         {
             // The fault's length, not a wait for something: Redis hangs every command for 30 s.
             redis.Freeze();
@@ -55,7 +54,6 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
             redis.Resume();
         });
 
-        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
         // The outage was seen (and said once in a while, not once per task), and recovered from without a restart.
         Assert.Contains(seed.Lines, l => l.Contains("waited for Redis", StringComparison.Ordinal) || l.Contains("runs cannot be started", StringComparison.Ordinal));
         Assert.True(seed.Lines.Count(l => l.Contains("waited for Redis", StringComparison.Ordinal)) < 40, "the queue logged Redis waits per task");
@@ -119,15 +117,16 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
         var broker = _processes.Start("Tsp.TestBroker.dll");
         var kafka = (await broker.WaitForLineAsync(l => l.StartsWith("kafka: ", StringComparison.Ordinal), TimeSpan.FromSeconds(60)))["kafka: ".Length..];
 
-        var (results, _) = await StreamThroughAsync(TestServers.Redis, kafka, "partition", async () =>
+        // Every frame is in Kafka before the broker freezes: the consumer is what this is about (the mock
+        // broker does not always take an idempotent producer back after a stall of its own). At 100 ms a
+        // model task, ingest still has records to read when the broker stops answering.
+        await StreamThroughAsync(TestServers.Redis, kafka, "partition", async () =>
         {
             // The fault's length: the broker's connections stay open and nothing answers for 30 s.
             broker.Signal("STOP");
             await Task.Delay(TimeSpan.FromSeconds(30));
             broker.Signal("CONT");
-        });
-
-        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        }, produceDuringFault: false, modelMs: 100);
     }
 
     [Fact]
@@ -152,36 +151,8 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
         var worker = _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
         await _processes.StatusAsync(firstPort, text => Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-pg \(gpu\)  routees=[1-9]"));
 
-        await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
-        using var producer = new FrameProducer(_kafka.BootstrapServers);
-        var produced = new List<string>();
-        for (var i = 0; i < Frames / 3; i++)
-        {
-            produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
-        }
-
-        await reader.WaitForRunsAsync(Frames / 6, TimeSpan.FromSeconds(120));
-        var rest = Task.Run(async () =>
-        {
-            for (var i = Frames / 3; i < Frames; i++)
-            {
-                var id = await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}"));
-                lock (produced)
-                {
-                    produced.Add(id);
-                }
-            }
-        });
         // As a restart looks to its clients: every connection is dropped and new ones are refused for 10 s.
-        await CutPostgresAsync(journal, TimeSpan.FromSeconds(10));
-        await rest;
-
-        var results = await reader.WaitForRunsAsync(Frames, TimeSpan.FromSeconds(240));
-        output.WriteLine(await _processes.StatusAsync(firstPort, _ => true));
-        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
-        Assert.Equal(Enumerable.Range(1, Frames).Select(i => (long)i), results.Select(r => r.Position).Order());
-        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
-        Assert.All(new[] { first, second, worker }, p => Assert.False(p.Process.HasExited, "a TSP process exited"));
+        await StreamAsync(project, _kafka.BootstrapServers, grpcPort, firstPort, [first, second, worker], () => CutPostgresAsync(journal, TimeSpan.FromSeconds(10)));
     }
 
     /// <summary>Terminates every connection to the database and refuses new ones for <paramref name="outage"/>.</summary>
@@ -203,16 +174,26 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
         await ExecuteAsync($"ALTER DATABASE {database} ALLOW_CONNECTIONS true");
     }
 
-    /// <summary>Streams <see cref="Frames"/> frames; once a third has results, applies <paramref name="fault"/>
-    /// while the rest is produced. Asserts every frame's result arrived exactly once.</summary>
-    private async Task<(List<TpResult> Results, ChildProcess Seed)> StreamThroughAsync(string redis, string kafka, string name, Func<Task> fault)
+    /// <summary>A seed and a worker on <paramref name="redis"/> and <paramref name="kafka"/>, streamed through
+    /// as <see cref="StreamAsync"/> does.</summary>
+    private async Task<(List<TpResult> Results, ChildProcess Seed)> StreamThroughAsync(string redis, string kafka, string name, Func<Task> fault, bool produceDuringFault = true, int modelMs = 10)
     {
         var project = TestServers.Unique(name);
-        var (seedPort, grpcPort, members) = await StartClusterAsync(redis, kafka, project, name, modelMs: 10);
+        var (seedPort, grpcPort, members) = await StartClusterAsync(redis, kafka, project, name, modelMs);
+        var results = await StreamAsync(project, kafka, grpcPort, seedPort, members, fault, produceDuringFault);
+        return (results, members[0]);
+    }
+
+    /// <summary>Streams <see cref="Frames"/> frames through Kafka to a running cluster; once a sixth has
+    /// results, applies <paramref name="fault"/> while the rest is produced (or, without
+    /// <paramref name="produceDuringFault"/>, with every frame already produced). Asserts that every frame's
+    /// result arrived exactly once, at positions 1..N, and that no member exited.</summary>
+    private async Task<List<TpResult>> StreamAsync(string project, string kafka, int grpcPort, int statusPort, ChildProcess[] members, Func<Task> fault, bool produceDuringFault = true)
+    {
         await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
         using var producer = new FrameProducer(kafka);
         var produced = new List<string>();
-        for (var i = 0; i < Frames / 3; i++)
+        for (var i = 0; i < (produceDuringFault ? Frames / 3 : Frames); i++)
         {
             produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")));
         }
@@ -220,23 +201,25 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
         await reader.WaitForRunsAsync(Frames / 6, TimeSpan.FromSeconds(120));
         var rest = Task.Run(async () =>
         {
-            for (var i = Frames / 3; i < Frames; i++)
+            for (var i = produced.Count; i < Frames; i++)
             {
+                var id = await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}"));
                 lock (produced)
                 {
-                    produced.Add(producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {i}")).GetAwaiter().GetResult());
+                    produced.Add(id);
                 }
             }
         });
         await fault();
         await rest;
 
-        var results = await reader.WaitForRunsAsync(Frames, TimeSpan.FromSeconds(180));
-        output.WriteLine(await _processes.StatusAsync(seedPort, _ => true));
+        var results = await reader.WaitForRunsAsync(Frames, TimeSpan.FromSeconds(240));
+        output.WriteLine(await _processes.StatusAsync(statusPort, _ => true));
         Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
-        Assert.Equal(results.Count, results.Select(r => r.Position).Distinct().Count());
+        Assert.Equal(Enumerable.Range(1, Frames).Select(i => (long)i), results.Select(r => r.Position).Order());
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
         Assert.All(members, p => Assert.False(p.Process.HasExited, "a TSP process exited"));
-        return (results, members[0]);
+        return results;
     }
 
     /// <summary>A seed (orchestrator, Kafka ingest, gRPC) and a worker, both on <paramref name="redis"/>;
