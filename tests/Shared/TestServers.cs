@@ -39,6 +39,21 @@ public static class TestServers
 
     public static string TempSqlitePath() => Path.Combine(Path.GetTempPath(), "tsp-tests", Unique("journal") + ".db");
 
+    /// <summary>Reads the project's results log until it holds <paramref name="count"/> results or
+    /// <paramref name="timeout"/> has passed; returns what it holds then (the caller asserts on it).</summary>
+    public static async Task<IReadOnlyList<Tsp.Actors.Storage.PositionedResult>> WaitForResultsAsync(Tsp.Actors.Storage.RedisStore store, string project, int count, TimeSpan timeout)
+    {
+        var deadline = global::System.Diagnostics.Stopwatch.StartNew();
+        var logged = await store.ReadResultsAsync(project, 0, count + 100);
+        while (logged.Count < count && deadline.Elapsed < timeout)
+        {
+            await Task.Delay(100);
+            logged = await store.ReadResultsAsync(project, 0, count + 100);
+        }
+
+        return logged;
+    }
+
     public static string WriteWorkflow(string yaml)
     {
         var path = Path.Combine(Path.GetTempPath(), "tsp-tests", Unique("workflow") + ".yaml");

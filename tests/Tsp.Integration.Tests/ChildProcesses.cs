@@ -55,6 +55,30 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
         }
     }
 
+    /// <summary>Two orchestrators on one fresh PostgreSQL journal (the first is the seed) and a gpu,cpu worker;
+    /// returns once all three are Up and reachable and <paramref name="gpuQueue"/> has routees. Three members,
+    /// so that keep-majority lets two survivors down the third.</summary>
+    /// <param name="grpcPorts">The gRPC port of each orchestrator; -1 for none.</param>
+    public async Task<OrchestratorPair> StartOrchestratorPairAsync(string workflow, string kafka, string gpuQueue, (int First, int Second) grpcPorts)
+    {
+        var journal = await Tsp.Tests.Shared.TestServers.CreatePostgresDatabaseAsync();
+        var (firstPort, secondPort) = (Tsp.Actors.Hosting.TspHostingExtensions.FreePort(), Tsp.Actors.Hosting.TspHostingExtensions.FreePort());
+        string[] Orchestrator(int port, int grpc, params string[] more) =>
+            ["run", "--port", Port(port), "--grpc-port", Port(grpc), "--redis", Tsp.Tests.Shared.TestServers.Redis, "--kafka", kafka, "--postgres", journal, "--workflow", workflow, .. more];
+        var first = Start("Tsp.Seed.dll", Orchestrator(firstPort, grpcPorts.First));
+        await first.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var second = Start("Tsp.Seed.dll", Orchestrator(secondPort, grpcPorts.Second, "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
+        var worker = Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", Port(Tsp.Actors.Hosting.TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", Tsp.Tests.Shared.TestServers.Redis);
+        await StatusAsync(firstPort, text =>
+            System.Text.RegularExpressions.Regex.Count(text, "  Up  reachable  ") == 3 && text.Contains($"{gpuQueue} (gpu)  routees=", StringComparison.Ordinal) && !text.Contains($"{gpuQueue} (gpu)  routees=0", StringComparison.Ordinal));
+        foreach (var (orchestrator, grpc) in new[] { (first, grpcPorts.First), (second, grpcPorts.Second) }.Where(o => o.Item2 >= 0))
+        {
+            await orchestrator.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        }
+
+        return new OrchestratorPair(first, second, worker, firstPort, secondPort, journal);
+    }
+
     public static string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     public void Dispose()
@@ -144,3 +168,7 @@ public sealed class ChildProcess : IDisposable
         Process.Dispose();
     }
 }
+
+/// <param name="FirstPort">The first orchestrator's remoting port (the seed).</param>
+/// <param name="Journal">The PostgreSQL connection string both orchestrators journal to.</param>
+public sealed record OrchestratorPair(ChildProcess First, ChildProcess Second, ChildProcess Worker, int FirstPort, int SecondPort, string Journal);

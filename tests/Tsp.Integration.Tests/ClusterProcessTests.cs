@@ -332,20 +332,9 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: post, processor: checksum, role: cpu, queue: cpu-orch, after: [model] }
             """);
         // Both orchestrators share one journal; a fresh database per test (remember-entities rows stay).
-        var journal = await TestServers.CreatePostgresDatabaseAsync();
-        var (firstPort, secondPort, workerPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
         var (grpcPort, victimGrpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
-        string[] Orchestrator(int port, params string[] more) =>
-            ["run", "--port", Port(port), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", journal, "--workflow", workflow, .. more];
-        var survivor = _processes.Start("Tsp.Seed.dll", Orchestrator(firstPort, "--grpc-port", Port(grpcPort)));
-        await survivor.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        var victim = _processes.Start("Tsp.Seed.dll", Orchestrator(secondPort, "--grpc-port", Port(victimGrpcPort), "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
-        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", Port(workerPort), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
-        // Three members, so that keep-majority lets the two survivors down the third.
-        await _processes.StatusAsync(firstPort, text =>
-            Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-orch \(gpu\)  routees=[1-9]"));
-
-        await victim.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-orch", (grpcPort, victimGrpcPort));
+        var (victim, firstPort, secondPort) = (cluster.Second, cluster.FirstPort, cluster.SecondPort);
 
         // The subscriber reads through the orchestrator that will die, and resubscribes to the other.
         await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{victimGrpcPort}", $"http://127.0.0.1:{grpcPort}");
@@ -403,17 +392,9 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: pre, processor: passthrough, role: cpu, queue: cpu-remote }
               - { id: model, processor: sleep, role: gpu, queue: gpu-remote, after: [pre], params: { ms: 20 } }
             """);
-        var journal = await TestServers.CreatePostgresDatabaseAsync();
-        var ports = new[] { TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort() };
-        string[] Orchestrator(int port, params string[] more) =>
-            ["run", "--port", Port(port), "--grpc-port", "-1", "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", journal, "--workflow", workflow, .. more];
-        var orchestrators = new[]
-        {
-            _processes.Start("Tsp.Seed.dll", Orchestrator(ports[0])),
-            _processes.Start("Tsp.Seed.dll", Orchestrator(ports[1], "--roles", "orchestrator", "--seed", $"127.0.0.1:{ports[0]}")),
-        };
-        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{ports[0]}", "--port", Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
-        await _processes.StatusAsync(ports[0], text => Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-remote \(gpu\)  routees=[1-9]"));
+        var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-remote", (-1, -1));
+        var ports = new[] { cluster.FirstPort, cluster.SecondPort };
+        var orchestrators = new[] { cluster.First, cluster.Second };
 
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Services.AddAkka("external-subscriber", (akka, _) => akka
@@ -547,13 +528,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         }
 
         await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
-        var deadline = Stopwatch.StartNew();
-        IReadOnlyList<PositionedResult> logged = [];
-        while (logged.Count < produced.Count && deadline.Elapsed < TimeSpan.FromSeconds(120))
-        {
-            await Task.Delay(100);
-            logged = await store.ReadResultsAsync(project, 0, 100);
-        }
+        var logged = await TestServers.WaitForResultsAsync(store, project, produced.Count, TimeSpan.FromSeconds(120));
 
         Assert.Equal(produced.Order(StringComparer.Ordinal), logged.Select(r => r.Result.RunId).Order(StringComparer.Ordinal));
         Assert.All(logged.SelectMany(r => r.Result.Nodes), n => Assert.StartsWith($"tsp@127.0.0.1:{memberPort}/", n.Worker, StringComparison.Ordinal));

@@ -141,18 +141,10 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
               - { id: model, processor: sleep, role: gpu, queue: gpu-pg, after: [pre], params: { ms: 10 } }
               - { id: post, processor: checksum, role: cpu, queue: cpu-pg, after: [model] }
             """);
-        var journal = await TestServers.CreatePostgresDatabaseAsync();
-        var (firstPort, secondPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
-        string[] Orchestrator(int port, params string[] more) =>
-            ["run", "--port", ChildProcesses.Port(port), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", journal, "--workflow", workflow, .. more];
-        var first = _processes.Start("Tsp.Seed.dll", Orchestrator(firstPort, "--grpc-port", ChildProcesses.Port(grpcPort)));
-        await first.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        var second = _processes.Start("Tsp.Seed.dll", Orchestrator(secondPort, "--grpc-port", "-1", "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
-        var worker = _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
-        await _processes.StatusAsync(firstPort, text => Regex.Count(text, @"  Up  reachable  ") == 3 && Regex.IsMatch(text, @"gpu-pg \(gpu\)  routees=[1-9]"));
-
+        var grpcPort = TspHostingExtensions.FreePort();
+        var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-pg", (grpcPort, -1));
         // As a restart looks to its clients: every connection is dropped and new ones are refused for 10 s.
-        await StreamAsync(project, _kafka.BootstrapServers, grpcPort, firstPort, [first, second, worker], () => CutPostgresAsync(journal, TimeSpan.FromSeconds(10)));
+        await StreamAsync(project, _kafka.BootstrapServers, grpcPort, cluster.FirstPort, [cluster.First, cluster.Second, cluster.Worker], () => CutPostgresAsync(cluster.Journal, TimeSpan.FromSeconds(10)));
     }
 
     /// <summary>Terminates every connection to the database and refuses new ones for <paramref name="outage"/>.</summary>

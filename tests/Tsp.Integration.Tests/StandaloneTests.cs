@@ -291,13 +291,7 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.All(good, i => Assert.Contains(again[i].Outcome, new[] { StartOutcome.AlreadyRunning, StartOutcome.AlreadyCompleted }));
         await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
 
-        var deadline = Stopwatch.StartNew();
-        IReadOnlyList<PositionedResult> logged = [];
-        while (deadline.Elapsed < ResultTimeout && logged.Count < good.Count)
-        {
-            await Task.Delay(100);
-            logged = await store.ReadResultsAsync(project, 0, 100);
-        }
+        var logged = await TestServers.WaitForResultsAsync(store, project, good.Count, ResultTimeout);
 
         Assert.Equal(good.Select(i => submissions[i].RunId).Order(), logged.Select(r => r.Result.RunId).Order());
         Assert.All(logged, r => Assert.Equal(RunStatus.Succeeded, r.Result.Status));
@@ -306,6 +300,7 @@ public sealed class StandaloneTests(ITestOutputHelper output)
 
         // A host's frame string is deleted once the last of its runs has finished.
         var server = store.Connection.GetServer(store.Connection.GetEndPoints()[0]);
+        var deadline = Stopwatch.StartNew();
         while (deadline.Elapsed < ResultTimeout && server.Keys(pattern: RedisKeys.Frames(project, "*")).Any())
         {
             await Task.Delay(100);
