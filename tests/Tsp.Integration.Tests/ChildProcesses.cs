@@ -110,9 +110,12 @@ public sealed class ChildProcess : IDisposable
     public Process Process { get; }
 
     /// <summary>Sends a signal (STOP, CONT, TERM…) to the process.</summary>
-    public void Signal(string signal)
+    public void Signal(string signal) => Signal(Process, signal);
+
+    /// <summary>Sends a signal (STOP, CONT, TERM…) to <paramref name="process"/>.</summary>
+    public static void Signal(Process process, string signal)
     {
-        using var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        using var kill = Process.Start("kill", [$"-{signal}", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         kill.WaitForExit();
     }
 

@@ -93,11 +93,7 @@ public sealed class RedisServerProcess : IDisposable
         Directory.Delete(_folder, recursive: true);
     }
 
-    private void Signal(string signal)
-    {
-        using var kill = Process.Start("kill", [$"-{signal}", _process!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        kill.WaitForExit();
-    }
+    private void Signal(string signal) => ChildProcess.Signal(_process!, signal);
 
     private async Task<bool> AnswersPingAsync()
     {
