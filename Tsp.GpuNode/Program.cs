@@ -1,18 +1,18 @@
 using System.CommandLine;
-using Akka.Hosting;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Tsp.Actors.Hosting;
 using Tsp.ServiceDefaults;
 using Tsp.ServiceDefaults.CommandLine;
+using Tsp.ServiceDefaults.Operations;
 
 // Host wiring only: a worker member that hosts node routees for its roles (gpu and/or cpu).
 var flags = new TspFlags();
 var root = new RootCommand("TSP worker: runs the nodes of the queues of its roles (gpu and/or cpu, default gpu); start more to scale a role. Flags are also read from Tsp__* environment variables and appsettings.json (section \"Tsp\").");
-flags.AddTo(root, flags.Seeds, flags.Roles, flags.Host, flags.PublicHost, flags.Port, flags.Redis, flags.Models);
+flags.AddTo(root, flags.Seeds, flags.Roles, flags.Host, flags.PublicHost, flags.Port, flags.Redis, flags.Models, flags.HttpPort);
 root.SetAction(async parsed =>
 {
-    var options = TspProcess.ReadOptions(flags.ToConfiguration(parsed));
+    var configuration = TspProcess.ReadConfiguration(flags.ToConfiguration(parsed));
+    var options = TspProcess.ReadOptions(configuration);
     if (options.Roles.Count == 0)
     {
         options.Roles = [TspRoles.Gpu];
@@ -24,11 +24,15 @@ root.SetAction(async parsed =>
     }
 
     options.CheckMembership();
-    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-    TspProcess.Configure(builder.Services, builder.Logging, options);
-    using var host = builder.Build();
-    TspProcess.CheckDependencies(host, options);
-    await host.RunAsync();
+    using var host = TspProcess.Build(options, TspProcess.ReadHttpPort(configuration, defaultPort: 0), quiet: false);
+    await TspProcess.StartAsync(host);
+    if (OperationsHttp.Url(host.Services) is { } http)
+    {
+        Console.WriteLine($"metrics: {http}{OperationsHttp.MetricsPath}");
+        Console.WriteLine($"health: {http}{OperationsHttp.ReadyPath}");
+    }
+
+    await host.WaitForShutdownAsync();
     return ExitCodes.Ok;
 });
 return await TspCommands.InvokeAsync(root, args);

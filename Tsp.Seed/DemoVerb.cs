@@ -10,6 +10,7 @@ using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Northbound;
 using Google.Protobuf;
 using Tsp.ServiceDefaults;
+using Tsp.ServiceDefaults.Operations;
 using Tsp.ServiceDefaults.Samples;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
@@ -57,9 +58,9 @@ internal static class DemoVerb
         }
 
         options.Kafka.MaxInFlightRuns = concurrency;
-        // The demo reads its results in-process; a fixed gRPC port would only collide with a running TSP.
-        using var host = SeedHost.Build(options, new Seed.Grpc.GrpcOptions { Port = -1 }, quiet: Environment.GetEnvironmentVariable("TSP_DEMO_VERBOSE") is null);
-        await host.StartAsync();
+        // The demo reads its results in-process; a fixed port would only collide with a running TSP.
+        using var host = SeedHost.Build(options, new Seed.Grpc.GrpcOptions { Port = -1 }, httpPort: 0, quiet: Environment.GetEnvironmentVariable("TSP_DEMO_VERBOSE") is null);
+        await TspProcess.StartAsync(host);
         try
         {
             var system = host.Services.GetRequiredService<ActorSystem>();
@@ -73,6 +74,7 @@ internal static class DemoVerb
                 ? $"demo: project '{project}', {frames} frames of {size} bytes, at most {concurrency} runs in flight"
                 : $"demo: project '{project}', {frames} generated surface images (every second one defective), at most {concurrency} runs in flight");
             output.WriteLine($"demo: kafka {options.Kafka.Bootstrap} (topic {KafkaTopics.Frames(project)}), redis {options.Redis}, journal {options.SqlitePath}");
+            output.WriteLine($"demo: metrics {SeedHost.HttpUrl(host)}{OperationsHttp.MetricsPath}, health {SeedHost.HttpUrl(host)}{OperationsHttp.ReadyPath}");
             var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
             await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
             if (inspection is { } scenario)

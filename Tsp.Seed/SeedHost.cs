@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Tsp.Actors.Hosting;
 using Tsp.Seed.Grpc;
 using Tsp.ServiceDefaults;
+using Tsp.ServiceDefaults.Operations;
 using Tsp.ServiceDefaults.Samples;
 
 namespace Tsp.Seed;
@@ -21,31 +22,19 @@ public static class SeedHost
     public static bool ServesGrpc(TspOptions options, GrpcOptions grpc) =>
         grpc.Port >= 0 && (options.Roles.Count == 0 || options.Roles.Contains(TspRoles.Orchestrator));
 
-    public static IHost Build(TspOptions options, GrpcOptions grpc, bool quiet)
-    {
-        IHost host;
-        if (ServesGrpc(options, grpc))
-        {
-            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-            TspProcess.Configure(builder.Services, builder.Logging, options, quiet);
-            GrpcGateway.Add(builder, options, grpc);
-            var app = builder.Build();
-            GrpcGateway.Map(app);
-            host = app;
-        }
-        else
-        {
-            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-            TspProcess.Configure(builder.Services, builder.Logging, options, quiet);
-            host = builder.Build();
-        }
+    /// <summary>The operations port of Tsp.Seed unless <c>Tsp:Http:Port</c> (--http-port) says otherwise.</summary>
+    public const int DefaultHttpPort = 8080;
 
-        TspProcess.CheckDependencies(host, options);
-        return host;
-    }
+    public static IHost Build(TspOptions options, GrpcOptions grpc, int httpPort, bool quiet) =>
+        ServesGrpc(options, grpc)
+            ? TspProcess.Build(options, httpPort, quiet, builder => GrpcGateway.Add(builder, options, grpc), GrpcGateway.Map)
+            : TspProcess.Build(options, httpPort, quiet);
 
     /// <summary>The gRPC gateway's URL once started; null when this process serves none.</summary>
     public static string? GrpcUrl(IHost host) => GrpcGateway.Url(host.Services, host.Services.GetRequiredService<TspOptions>());
+
+    /// <summary>The operations port's URL (metrics, health, dashboard) once started; null without one.</summary>
+    public static string? HttpUrl(IHost host) => OperationsHttp.Url(host.Services);
 
     /// <summary>Installs the pretrained models that deployed workflows name and the repository lacks
     /// (the sample's text detector, fetched once with npm pack).</summary>

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Hosting;
 using Tsp.Actors.Hosting;
 using Tsp.ServiceDefaults;
+using Tsp.ServiceDefaults.Operations;
 
 namespace Tsp.Seed;
 
@@ -19,17 +20,8 @@ internal static class ServeVerb
         }
 
         options.CheckMembership();
-        using var host = SeedHost.Build(options, grpcOptions, quiet: false);
-        try
-        {
-            await host.StartAsync();
-        }
-        catch (IOException e) when (SeedHost.ServesGrpc(options, grpcOptions))
-        {
-            await Console.Error.WriteLineAsync($"error: cannot serve gRPC on {options.Host}:{grpcOptions.Port} ({e.Message}); choose another with --grpc-port (0: any free port, -1: none)");
-            return ExitCodes.PortInUse;
-        }
-
+        using var host = SeedHost.Build(options, grpcOptions, TspProcess.ReadHttpPort(configuration, SeedHost.DefaultHttpPort), quiet: false);
+        await TspProcess.StartAsync(host);
         if (!string.IsNullOrWhiteSpace(options.Kafka.Bootstrap))
         {
             Console.WriteLine($"kafka: {options.Kafka.Bootstrap}");
@@ -40,6 +32,12 @@ internal static class ServeVerb
         if (SeedHost.GrpcUrl(host) is { } grpc)
         {
             Console.WriteLine($"grpc: {grpc}");
+        }
+
+        if (SeedHost.HttpUrl(host) is { } http)
+        {
+            Console.WriteLine($"metrics: {http}{OperationsHttp.MetricsPath}");
+            Console.WriteLine($"health: {http}{OperationsHttp.ReadyPath}");
         }
 
         Console.WriteLine($"cluster: {options.Host}:{options.Port} roles={string.Join(',', options.Roles.Count > 0 ? options.Roles : TspRoles.All)}");

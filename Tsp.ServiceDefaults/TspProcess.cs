@@ -1,4 +1,5 @@
 using Akka.Hosting;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -6,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Storage;
 using Tsp.Actors.Workflows;
+using Tsp.ServiceDefaults.Operations;
 
 namespace Tsp.ServiceDefaults;
 
@@ -32,6 +34,9 @@ public static class ExitCodes
     /// <summary>A server answered a client verb with an error (a gRPC status).</summary>
     public const int RemoteError = 6;
 }
+
+/// <summary>A port this process must listen on is taken (or not allowed).</summary>
+public sealed class PortInUseException(string message, Exception inner) : Exception(message, inner);
 
 /// <summary>
 /// The one host setup Tsp.Seed and Tsp.GpuNode share (the "service defaults"): where settings come
@@ -70,6 +75,63 @@ public static class TspProcess
             .AddEnvironmentVariables()
             .AddInMemoryCollection(flags)
             .Build();
+
+    /// <summary>The operations port from <c>Tsp:Http:Port</c>, else <paramref name="defaultPort"/>.</summary>
+    /// <exception cref="SettingException">The port is out of range.</exception>
+    public static int ReadHttpPort(IConfiguration configuration, int defaultPort)
+    {
+        var port = Bind<HttpOptions>(configuration, HttpOptions.Section).Port ?? defaultPort;
+        return port is >= -1 and <= 65535 ? port
+            : throw new SettingException($"{HttpOptions.Section}:Port (--http-port) is {port}: use a port, 0 for any free port or -1 for none");
+    }
+
+    /// <summary>
+    /// The host of a TSP process: <see cref="Configure"/>, the operations port (<see cref="OperationsHttp"/>:
+    /// metrics and health) and what the caller adds (an orchestrator's gRPC gateway), then the start-up
+    /// checks of <see cref="CheckDependencies"/>.
+    /// </summary>
+    /// <param name="httpPort">-1: no operations port; with nothing else to serve, no web server at all.</param>
+    /// <exception cref="WorkflowValidationException">A configured workflow is invalid.</exception>
+    /// <exception cref="DependencyUnreachableException">Redis or the journal does not answer.</exception>
+    public static IHost Build(TspOptions options, int httpPort, bool quiet, Action<WebApplicationBuilder>? add = null, Action<WebApplication>? map = null)
+    {
+        IHost host;
+        if (httpPort < 0 && add is null)
+        {
+            // Kestrel with no endpoint would listen on localhost:5000 by itself.
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            Configure(builder.Services, builder.Logging, options, quiet);
+            host = builder.Build();
+        }
+        else
+        {
+            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+            Configure(builder.Services, builder.Logging, options, quiet);
+            OperationsHttp.Add(builder, options, httpPort);
+            add?.Invoke(builder);
+            var app = builder.Build();
+            OperationsHttp.Map(app);
+            map?.Invoke(app);
+            host = app;
+        }
+
+        CheckDependencies(host, options);
+        return host;
+    }
+
+    /// <summary>Starts the host; a port it cannot listen on is a <see cref="SettingException"/> that
+    /// names it and the flag that moves it.</summary>
+    public static async Task StartAsync(IHost host)
+    {
+        try
+        {
+            await host.StartAsync();
+        }
+        catch (IOException e)
+        {
+            throw new PortInUseException($"cannot listen: {e.Message}; choose other ports with --http-port and --grpc-port (0: any free port, -1: none)", e);
+        }
+    }
 
     /// <summary>Logging, the TSP services and the actor system with the parts of every role in
     /// <paramref name="options"/>.</summary>
@@ -126,6 +188,11 @@ public static class TspProcess
         {
             await Console.Error.WriteLineAsync($"error: {e.Message}");
             return ExitCodes.Unreachable;
+        }
+        catch (PortInUseException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            return ExitCodes.PortInUse;
         }
     }
 }

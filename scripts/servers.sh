@@ -1,6 +1,7 @@
 # Sourced by test.sh and bench/run.sh: install (apt-get, if missing) and start the real servers the
 # tests and benchmarks use, on loopback. Idempotent: a running server is left as it is.
-# Redis 127.0.0.1:6379; PostgreSQL 127.0.0.1:5432, user postgres, password postgres.
+# Redis 127.0.0.1:6379; PostgreSQL 127.0.0.1:5432, user postgres, password postgres. Prometheus is
+# only installed: the tests that use it start their own.
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -10,10 +11,18 @@ ensure_packages() {
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
   command -v kcat >/dev/null || missing+=(kcat)
   command -v python3 >/dev/null || missing+=(python3)
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing: ${missing[*]}"
+  # Without recommends: Prometheus alone, not its exporters and their services.
+  local lean=()
+  command -v prometheus >/dev/null || lean+=(prometheus)
+  if [ ${#missing[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]} ${lean[*]}"
     as_root apt-get update -qq
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ${#lean[@]} -gt 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
   fi
 }
 

@@ -5,6 +5,7 @@ using Akka.Event;
 using Akka.Routing;
 using Tsp.Actors.Nodes;
 using Tsp.Actors.Protocol;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Dispatch;
 
@@ -42,6 +43,8 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private long _requeued;
     private long _storeWaits;
     private System.Diagnostics.Stopwatch? _storeWaitLogged;
+    private volatile QueueStats? _published;
+    private IDisposable[] _gauges = [];
 
     public NodeQueue(string name, QueueOptions options, bool deployRoutees)
     {
@@ -60,6 +63,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Receive<ClusterEvent.UnreachableMember>(m => OnUnreachable(m.Member.Address));
         Receive<ClusterEvent.ReachableMember>(m => OnReachable(m.Member.Address));
         Receive<GetQueueStats>(_ => Sender.Tell(Stats()));
+        Receive<PublishGauges>(_ => _published = Stats());
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -74,6 +78,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember));
         }
 
+        PublishGaugesEverySecond();
         if (_deployRoutees)
         {
             var pool = new ClusterRouterPool(
@@ -83,6 +88,26 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             Context.ActorOf(pool.Props(NodeActor.Props(_name, _options.SlotsPerRoutee, Self).WithDispatcher(dispatcher)), "routees");
         }
     }
+
+    /// <summary>The queue's gauges read a snapshot taken once a second on the actor's thread: an
+    /// exporter's thread must not read the actor's state, and a scrape is never more frequent.</summary>
+    private void PublishGaugesEverySecond()
+    {
+        _published = Stats();
+        Timers.StartPeriodicTimer(PublishGauges.Instance, PublishGauges.Instance, TimeSpan.FromSeconds(1));
+        _gauges =
+        [
+            Gauge(TspMetrics.QueueDepth, s => s.Pending),
+            Gauge(TspMetrics.QueueInFlight, s => s.InFlight),
+            Gauge(TspMetrics.QueueFreeCredits, s => s.FreeSlots),
+            Gauge(TspMetrics.QueueRoutees, s => s.Workers),
+        ];
+    }
+
+    private IDisposable Gauge(GaugeFamily family, Func<QueueStats, long> value) =>
+        family.Observe(() => _published is { } stats
+            ? [new(value(stats), new KeyValuePair<string, object?>("queue", stats.Queue), new KeyValuePair<string, object?>("role", stats.Role))]
+            : []);
 
     private void Enqueue(NodeTask task)
     {
@@ -127,6 +152,11 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
     protected override void PostStop()
     {
+        foreach (var gauge in _gauges)
+        {
+            gauge.Dispose();
+        }
+
         if (((ExtendedActorSystem)Context.System).Provider is ClusterActorRefProvider)
         {
             Cluster.Get(Context.System).Unsubscribe(Self);
@@ -151,6 +181,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
                     entry.Attempt--;
                     entry.Node = _pending.AddFirst(entry);
                     _requeued++;
+                    CountRetry(entry, "worker_unreachable");
                     taken++;
                 }
             }
@@ -337,6 +368,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         if (retryable && entry.Attempt < maxAttempts)
         {
             _retried++;
+            CountRetry(entry, "failed");
             var delay = Backoff(entry.Attempt);
             _log.Info("queue {0}: task {1} attempt {2}/{3} failed ({4}); retrying in {5:0} ms", _name, entry.Task.TaskId, entry.Attempt, maxAttempts, reason, delay.TotalMilliseconds);
             Timers.StartSingleTimer(TimerKey(entry), new RetryDue(entry.Task.TaskId), delay);
@@ -390,11 +422,20 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             // Not the task's fault: the attempt it was on does not count.
             entry.Attempt--;
             _requeued++;
+            CountRetry(entry, "worker_lost");
             entry.Node = _pending.AddFirst(entry);
         }
 
         Dispatch();
     }
+
+    private void CountRetry(Entry entry, string reason) =>
+        TspMetrics.NodeRetries.Add(
+            1,
+            new KeyValuePair<string, object?>("project", entry.Task.Project),
+            new KeyValuePair<string, object?>("node", entry.Task.NodeId),
+            new KeyValuePair<string, object?>("queue", _name),
+            new KeyValuePair<string, object?>("reason", reason));
 
     private QueueStats Stats()
     {
@@ -442,4 +483,9 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private sealed record TaskDeadline(string TaskId, int Attempt);
 
     private sealed record RetryDue(string TaskId);
+
+    private sealed record PublishGauges
+    {
+        public static readonly PublishGauges Instance = new();
+    }
 }

@@ -52,6 +52,9 @@ public static partial class TspHostingExtensions
         services.AddSingleton<IConnectionMultiplexer>(_ => ConnectRedis(options));
         services.AddSingleton(sp => new RedisStore(sp.GetRequiredService<IConnectionMultiplexer>(), options.Storage));
         services.AddSingleton<ActiveRunCounter>();
+        services.AddSingleton<ModelPreload>();
+        services.AddHostedService(sp => sp.GetRequiredService<ModelPreload>());
+        services.AddSingleton<TspHealth>();
         services.AddSingleton<NodeRoutees>();
         // The host waits for Akka's coordinated shutdown, which waits for node routees to drain.
         services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));

@@ -54,6 +54,33 @@ public static partial class TspHostingExtensions
     /// PostgreSQL journal cannot be reached; Akka would otherwise retry persistence in the background
     /// and every run would time out.</summary>
     /// <exception cref="DependencyUnreachableException">"cannot reach PostgreSQL …".</exception>
+    /// <summary>Whether the PostgreSQL journal answers <c>SELECT 1</c> within <paramref name="timeout"/>;
+    /// the SQLite journal is a local file and always does.</summary>
+    /// <returns>Null when it answers, else what went wrong, with the server's address.</returns>
+    public static async Task<string?> PingJournalAsync(TspOptions options, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(options.Postgres))
+        {
+            return null;
+        }
+
+        var settings = new Npgsql.NpgsqlConnectionStringBuilder(options.Postgres) { Timeout = Math.Max(1, (int)timeout.TotalSeconds) };
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            await using var connection = new Npgsql.NpgsqlConnection(settings.ConnectionString);
+            await connection.OpenAsync(deadline.Token);
+            await using var command = new Npgsql.NpgsqlCommand("SELECT 1", connection);
+            await command.ExecuteScalarAsync(deadline.Token);
+            return null;
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or System.Net.Sockets.SocketException or TimeoutException or OperationCanceledException)
+        {
+            return $"PostgreSQL at {settings.Host}:{settings.Port}/{settings.Database} does not answer: {(e is OperationCanceledException ? $"no answer within {timeout.TotalSeconds:0} s" : e.Message)}";
+        }
+    }
+
     public static void CheckJournal(TspOptions options)
     {
         if (string.IsNullOrWhiteSpace(options.Postgres))

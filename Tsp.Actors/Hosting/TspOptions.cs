@@ -43,6 +43,10 @@ public sealed class TspOptions
     /// <summary>Cluster roles of this process: any of seed, orchestrator, gpu, cpu.</summary>
     public List<string> Roles { get; set; } = [];
 
+    /// <summary>Whether this process has <paramref name="role"/>; a process given no roles has all
+    /// of them (standalone).</summary>
+    public bool Has(string role) => Roles.Count == 0 || Roles.Contains(role);
+
     public int Shards { get; set; } = 64;
 
     /// <summary>Workflow-run hosts (sharded entities that hold the runs; a run's id picks its host).

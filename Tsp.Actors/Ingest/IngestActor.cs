@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using Akka;
 using Akka.Actor;
 using Akka.Cluster.Tools.PublishSubscribe;
@@ -9,6 +10,7 @@ using Confluent.Kafka;
 using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.Actors.Telemetry;
 using Tsp.Actors.Workflows;
 
 namespace Tsp.Actors.Ingest;
@@ -40,6 +42,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly CancellationTokenSource _stopping = new();
     private UniqueKillSwitch? _killSwitch;
+    private IDisposable? _lagGauge;
     private IProducer<byte[]?, byte[]?>? _deadLetterProducer;
     private long _consumed;
     private long _started;
@@ -78,6 +81,11 @@ public sealed class IngestActor : ReceiveActor, IDisposable
 
     protected override void PreStart()
     {
+        _lagGauge = TspMetrics.KafkaLag.Observe(() => _probe.Partitions.Where(p => p.Lag >= 0).Select(p => new Measurement<long>(
+            p.Lag,
+            new KeyValuePair<string, object?>("project", _project),
+            new KeyValuePair<string, object?>("topic", _topic),
+            new KeyValuePair<string, object?>("partition", p.Partition))));
         DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(ResultPublisher.TopicFor(_project), Self));
         var config = new ConsumerConfig(new Dictionary<string, string>(_options.Consumer))
         {
@@ -118,6 +126,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable
 
     protected override void PostStop()
     {
+        _lagGauge?.Dispose();
         _stopping.Cancel();
         _killSwitch?.Shutdown();
         _deadLetterProducer?.Flush(TimeSpan.FromSeconds(5));

@@ -5,6 +5,7 @@ using Akka.Event;
 using Microsoft.Extensions.DependencyInjection;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Nodes;
 
@@ -111,12 +112,24 @@ public sealed class NodeActor : ReceiveActor
 
     private async Task<IRunMessage> RunAsync(NodeTask task)
     {
+        var started = Stopwatch.GetTimestamp();
+        var reply = await ExecuteAsync(task, started);
+        TspMetrics.NodeDuration.Record(
+            Stopwatch.GetElapsedTime(started).TotalSeconds,
+            new KeyValuePair<string, object?>("project", task.Project),
+            new KeyValuePair<string, object?>("node", task.NodeId),
+            new KeyValuePair<string, object?>("queue", _queueName),
+            new KeyValuePair<string, object?>("status", reply is NodeTaskDone ? "ok" : "failed"));
+        return reply;
+    }
+
+    private async Task<IRunMessage> ExecuteAsync(NodeTask task, long started)
+    {
         if (!_processors.TryGet(task.Processor, out var processor))
         {
             return Failed(task, $"processor '{task.Processor}' is not available on {_worker}", retryable: true);
         }
 
-        var started = Stopwatch.GetTimestamp();
         try
         {
             var blobs = await _store.GetBlobsAsync(task.Inputs);

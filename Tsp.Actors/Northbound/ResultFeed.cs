@@ -1,8 +1,11 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Akka.Actor;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Northbound;
 
@@ -27,6 +30,19 @@ public sealed class SubscriberOverflowException(string resumeFrom, int bufferSiz
 public sealed class ResultFeed : IAsyncDisposable
 {
     private const int PageSize = 256;
+
+    /// <summary>The feeds open in this process and their projects (<see cref="TspMetrics.Subscribers"/>).</summary>
+    private static readonly ConcurrentDictionary<ResultFeed, string[]> OpenFeeds = new();
+
+    /// <summary>Per project: how many feeds follow it, and the most results any of them has buffered.
+    /// Registered for the life of the process.</summary>
+    private static readonly IDisposable[] Gauges =
+    [
+        TspMetrics.Subscribers.Observe(() => Followed().GroupBy(f => f.Project)
+            .Select(g => new Measurement<long>(g.Count(), new KeyValuePair<string, object?>("project", g.Key)))),
+        TspMetrics.SubscriberLag.Observe(() => Followed().GroupBy(f => f.Project)
+            .Select(g => new Measurement<long>(g.Max(f => f.Buffered), new KeyValuePair<string, object?>("project", g.Key)))),
+    ];
 
     private readonly RedisStore _store;
     private readonly IActorRef _subscriber;
@@ -67,8 +83,12 @@ public sealed class ResultFeed : IAsyncDisposable
         }
 
         feed = new ResultFeed(store, subscriber, channel.Reader, next, bufferSize);
+        OpenFeeds.TryAdd(feed, [.. next.Keys]);
         return feed;
     }
+
+    private static IEnumerable<(string Project, int Buffered)> Followed() =>
+        OpenFeeds.SelectMany(f => f.Value.Select(project => (project, f.Key._live.Count)));
 
     /// <exception cref="SubscriberOverflowException">The consumer fell a buffer behind the live results.</exception>
     public async IAsyncEnumerable<TpResult> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -152,6 +172,7 @@ public sealed class ResultFeed : IAsyncDisposable
 
     public ValueTask DisposeAsync()
     {
+        OpenFeeds.TryRemove(this, out _);
         _subscriber.Tell(PoisonPill.Instance);
         return ValueTask.CompletedTask;
     }

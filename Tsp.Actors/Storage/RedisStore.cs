@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using StackExchange.Redis;
 using Tsp.Actors.Protocol;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Storage;
 
@@ -173,7 +174,13 @@ public sealed class RedisStore : IAsyncDisposable
             deadRetention = Options.DeadLetterRetention,
         }))!;
         result.Position = (long)reply[0];
-        return (result.Position, (long)reply[1] == 1);
+        var appended = (long)reply[1] == 1;
+        if (appended && deadLetter is not null)
+        {
+            CountDeadLetter(deadLetter);
+        }
+
+        return (result.Position, appended);
     }
 
     /// <summary>Whether the run's result is in the project's log.</summary>
@@ -215,7 +222,11 @@ public sealed class RedisStore : IAsyncDisposable
         var push = _db.ListLeftPushAsync(key, deadLetter.ToByteArray());
         _ = _db.ListTrimAsync(key, 0, Options.DeadLetterRetention - 1, CommandFlags.FireAndForget);
         await push;
+        CountDeadLetter(deadLetter);
     }
+
+    private static void CountDeadLetter(DeadLetter deadLetter) =>
+        TspMetrics.DeadLetters.Add(1, new KeyValuePair<string, object?>("project", deadLetter.Project), new KeyValuePair<string, object?>("origin", deadLetter.Origin));
 
     /// <summary>The newest dead letters first.</summary>
     public async Task<IReadOnlyList<DeadLetter>> ReadDeadLettersAsync(string project, int max = 1000)

@@ -50,10 +50,18 @@ public sealed record GetRunHostStats
 public sealed record RunHostStats(int Runs, int Waiting, long LastSequenceNr, long RecoveredFromSnapshot, long LastSnapshot, int Queued = 0);
 
 /// <summary>The number of runs held by the run hosts of one process, and how many of them are queued.</summary>
-public sealed class ActiveRunCounter
+public sealed class ActiveRunCounter : IDisposable
 {
+    private readonly IDisposable _gauge;
     private long _count;
     private long _queued;
+
+    public ActiveRunCounter() =>
+        _gauge = Telemetry.TspMetrics.ActiveRuns.Observe(() =>
+        [
+            new(Count - Queued, new KeyValuePair<string, object?>("state", "started")),
+            new(Queued, new KeyValuePair<string, object?>("state", "waiting")),
+        ]);
 
     public long Count => Interlocked.Read(ref _count);
 
@@ -63,4 +71,6 @@ public sealed class ActiveRunCounter
     internal void Add(long delta) => Interlocked.Add(ref _count, delta);
 
     internal void AddQueued(long delta) => Interlocked.Add(ref _queued, delta);
+
+    public void Dispose() => _gauge.Dispose();
 }

@@ -1,4 +1,5 @@
 using Tsp.Actors.Protocol;
+using Tsp.Actors.Telemetry;
 using Tsp.Actors.Workflows.Admission;
 
 namespace Tsp.Actors.Workflows;
@@ -90,6 +91,8 @@ internal sealed class RunJournalWriter(
         var batch = new RunEventBatch();
         batch.Events.Add(_events);
         var afterWrite = _afterWrite.ToArray();
+        var handedOver = System.Diagnostics.Stopwatch.GetTimestamp();
+        afterWrite[^1] += () => TspMetrics.JournalWrite.Record(System.Diagnostics.Stopwatch.GetElapsedTime(handedOver).TotalSeconds);
         _events.Clear();
         _afterWrite.Clear();
         persist(batch, afterWrite);

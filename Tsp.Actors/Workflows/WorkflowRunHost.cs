@@ -5,6 +5,7 @@ using Tsp.Actors.Dispatch;
 using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.Actors.Telemetry;
 using Tsp.Actors.Workflows.Admission;
 
 namespace Tsp.Actors.Workflows;
@@ -604,10 +605,23 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         if (_runs.Remove(runId, out var run))
         {
+            CountFinished(run.State);
             _frames.Release(run.State.Started.FrameKey);
             _services.Active.Add(-1);
             _admission.Finished.Add(runId);
             StartQueued();
+        }
+    }
+
+    private static void CountFinished(RunState state)
+    {
+        var project = new KeyValuePair<string, object?>("project", state.Started.Project);
+        TspMetrics.RunsCompleted.Add(1, project, new KeyValuePair<string, object?>("status", state.Failure is null ? "succeeded" : "failed"));
+        // Accept to result: the accepted time is the submitter's clock, the end this member's.
+        var seconds = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - state.Started.AcceptedAtUnixMs) / 1000.0;
+        if (state.Started.AcceptedAtUnixMs > 0 && seconds >= 0)
+        {
+            TspMetrics.RunDuration.Record(seconds, project);
         }
     }
 

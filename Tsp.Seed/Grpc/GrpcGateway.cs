@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Tsp.Actors.Hosting;
+using Tsp.ServiceDefaults.Operations;
 
 namespace Tsp.Seed.Grpc;
 
@@ -20,17 +21,16 @@ internal static class GrpcGateway
         builder.Services.AddSingleton(grpcOptions);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            // A host name (not an address) listens on every interface, as Akka remoting does with 0.0.0.0.
-            var address = options.Host == "localhost" ? System.Net.IPAddress.Loopback
-                : System.Net.IPAddress.TryParse(options.Host, out var parsed) ? parsed
-                : System.Net.IPAddress.Any;
-            kestrel.Listen(address, grpcOptions.Port, listen =>
+            var endpoints = kestrel.ApplicationServices.GetRequiredService<BoundEndpoints>();
+            kestrel.Listen(BoundEndpoints.ListenAddress(options), grpcOptions.Port, listen =>
             {
                 listen.Protocols = HttpProtocols.Http2;
                 if (LoadCertificate(grpcOptions) is { } certificate)
                 {
                     listen.UseHttps(certificate);
                 }
+
+                endpoints.Grpc = listen;
             });
         });
         builder.Services.AddSingleton<ApiTokenInterceptor>();
@@ -40,7 +40,12 @@ internal static class GrpcGateway
             grpc.EnableDetailedErrors = false;
         }).AddServiceOptions<TspGrpcService>(service => service.Interceptors.Add<ApiTokenInterceptor>());
         builder.Services.AddGrpcReflection();
-        builder.Services.AddGrpcHealthChecks().AddCheck("tsp", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
+        // The gRPC health service answers what /health/ready does, for the whole server ("") and the TSP service.
+        builder.Services.AddGrpcHealthChecks(health =>
+        {
+            health.Services.Map(string.Empty, check => check.Tags.Contains("ready"));
+            health.Services.Map(Tsp.Actors.Protocol.TspService.Descriptor.FullName, check => check.Tags.Contains("ready"));
+        });
     }
 
     public static void Map(WebApplication app)
@@ -51,20 +56,8 @@ internal static class GrpcGateway
     }
 
     /// <summary>The gateway's URL once started (the real port when 0 was asked for); null without one.</summary>
-    public static string? Url(IServiceProvider services, TspOptions options)
-    {
-        var addresses = services.GetService<IServer>()?.Features.Get<IServerAddressesFeature>()?.Addresses;
-        var bound = addresses?.FirstOrDefault();
-        if (bound is null)
-        {
-            return null;
-        }
-
-        // Kestrel reports the bound address; a client on another machine uses the public host.
-        var port = new Uri(bound.Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal)).Port;
-        var host = !string.IsNullOrWhiteSpace(options.PublicHost) ? options.PublicHost : options.Host;
-        return $"{(LoadCertificate(services.GetRequiredService<GrpcOptions>()) is null ? "http" : "https")}://{host}:{port}";
-    }
+    public static string? Url(IServiceProvider services, TspOptions options) =>
+        BoundEndpoints.Url(services.GetService<BoundEndpoints>()?.Grpc, options, LoadCertificate(services.GetRequiredService<GrpcOptions>()) is null ? "http" : "https");
 
     private static X509Certificate2? LoadCertificate(GrpcOptions grpc)
     {

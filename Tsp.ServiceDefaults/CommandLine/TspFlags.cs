@@ -28,6 +28,8 @@ public sealed class TspFlags
         Workflows = List("--workflow", "Workflows", "a workflow file to deploy; repeat for several projects", "FILE");
         GrpcPort = Scalar<int>("--grpc-port", "Grpc:Port", "gRPC gateway port on orchestrators (5000; 0: any free port, -1: none)", "PORT");
         GrpcPort.InRange(-1, 65535);
+        HttpPort = Scalar<int>("--http-port", "Http:Port", "operations port: /metrics, /health/live, /health/ready (Tsp.Seed 8080, worker: any free port; 0: any free port, -1: none)", "PORT");
+        HttpPort.InRange(-1, 65535);
         Models = Scalar<string>("--models", "Onnx:Repository", "model repository folder (.tsp/models)", "DIR");
     }
 
@@ -52,6 +54,8 @@ public sealed class TspFlags
     public Option<string[]> Workflows { get; }
 
     public Option<int> GrpcPort { get; }
+
+    public Option<int> HttpPort { get; }
 
     public Option<string> Models { get; }
 

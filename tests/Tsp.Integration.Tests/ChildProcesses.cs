@@ -24,6 +24,9 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
             RedirectStandardError = true,
             WorkingDirectory = AppContext.BaseDirectory,
         };
+        // Tsp.Seed's operations port is 8080 by default: processes of one test, and of tests one after
+        // the other, would take it from each other. A flag or the given environment still wins.
+        start.Environment["Tsp__Http__Port"] = "0";
         foreach (var (name, value) in environment)
         {
             start.Environment[name] = value;

@@ -68,7 +68,7 @@ public sealed class GrpcGatewayFixture : IAsyncLifetime
                 new ApiToken { Token = TokenAll, Projects = ["*"] },
             ],
         };
-        Host = SeedHost.Build(Options, grpc, quiet: true);
+        Host = SeedHost.Build(Options, grpc, httpPort: 0, quiet: true);
         await Host.StartAsync();
         Url = SeedHost.GrpcUrl(Host)!;
     }

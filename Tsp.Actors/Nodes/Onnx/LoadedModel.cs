@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.ML.OnnxRuntime;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Nodes.Onnx;
 
@@ -18,6 +19,8 @@ internal sealed class LoadedModel
     private readonly BlockingCollection<Request> _queue = new();
     private readonly Instance[] _instances;
     private readonly ILogger _log;
+    private readonly KeyValuePair<string, object?> _modelTag;
+    private readonly KeyValuePair<string, object?> _versionTag;
     private int _running;
 
     /// <param name="sessions">One per instance, all of the same model file; this object owns them.</param>
@@ -27,6 +30,8 @@ internal sealed class LoadedModel
         Version = version;
         Provider = provider;
         _log = log;
+        _modelTag = new("model", config.Name);
+        _versionTag = new("version", version.ToString(System.Globalization.CultureInfo.InvariantCulture));
         _instances = [.. sessions.Select((session, index) => new Instance(this, session, index))];
         _running = _instances.Length;
         foreach (var instance in _instances)
@@ -66,6 +71,20 @@ internal sealed class LoadedModel
         foreach (var instance in _instances)
         {
             instance.WarmUp();
+        }
+    }
+
+    /// <summary>Triton's split: the time each request waited for its batch, and the batch's compute.</summary>
+    /// <param name="started">When the batch left the queue (a Stopwatch timestamp).</param>
+    private void CountBatch(List<Request> batch, long started, int rows, double inferenceMs)
+    {
+        TspMetrics.ModelBatches.Add(1, _modelTag, _versionTag);
+        TspMetrics.ModelInferences.Add(batch.Count, _modelTag, _versionTag);
+        TspMetrics.ModelBatchSize.Record(rows, _modelTag, _versionTag);
+        TspMetrics.ModelComputeTime.Record(inferenceMs / 1000, _modelTag, _versionTag);
+        foreach (var request in batch)
+        {
+            TspMetrics.ModelQueueTime.Record(System.Diagnostics.Stopwatch.GetElapsedTime(request.EnqueuedAt, started).TotalSeconds, _modelTag, _versionTag);
         }
     }
 
@@ -170,8 +189,10 @@ internal sealed class LoadedModel
 
             try
             {
+                var queued = System.Diagnostics.Stopwatch.GetTimestamp();
                 var (outputs, inferenceMs) = Run(batch);
                 var rows = batch.Sum(r => r.Rows);
+                model.CountBatch(batch, queued, rows, inferenceMs);
                 for (var i = 0; i < batch.Count; i++)
                 {
                     batch[i].Completion.TrySetResult(new InferenceResult(outputs[i], Config.Name, model.Version, model.Provider, rows, inferenceMs, index));
@@ -263,6 +284,8 @@ internal sealed class LoadedModel
     private sealed record Request(IReadOnlyDictionary<string, TensorData> Inputs, CancellationToken Cancellation)
     {
         public TaskCompletionSource<InferenceResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public long EnqueuedAt { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
 
         public int Rows => Inputs.Values.First().Batch;
 

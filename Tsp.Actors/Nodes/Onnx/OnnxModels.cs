@@ -1,8 +1,10 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Nodes.Onnx;
 
@@ -27,6 +29,10 @@ public sealed class OnnxOptions
 
     /// <summary>How often the repository is checked for new versions.</summary>
     public TimeSpan ReloadInterval { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Load every model of the repository when a member that runs nodes starts, and be ready
+    /// only once they are loaded; false loads each on its first use.</summary>
+    public bool LoadAtStart { get; set; } = true;
 }
 
 /// <summary>A float32 tensor going into or coming out of a model, its values as little-endian bytes:
@@ -59,6 +65,9 @@ public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Out
 /// batched dynamically, and replaced without failing anything in flight when a newer version appears
 /// in the repository (loaded and warmed first, then switched to; the old one finishes its queue).
 /// </summary>
+/// <summary>A model version a process serves, and where it runs (CPU, CUDA).</summary>
+public sealed record ServedModelState(string Model, int Version, string Provider);
+
 public sealed class OnnxModels : IDisposable
 {
     private readonly ConcurrentDictionary<(string Model, int? Pinned), Lazy<Task<ServedModel>>> _served = new();
@@ -71,6 +80,7 @@ public sealed class OnnxModels : IDisposable
     private readonly Lock _providerLock = new();
     private string? _cudaProblem;
     private int _reloading;
+    private readonly IDisposable _gauge;
 
     public OnnxModels(ModelRepository repository, OnnxOptions options, bool preferCuda, ILogger? log = null)
     {
@@ -80,6 +90,42 @@ public sealed class OnnxModels : IDisposable
             || (preferCuda && options.ExecutionProvider.Equals("auto", StringComparison.OrdinalIgnoreCase));
         _log = log ?? NullLogger.Instance;
         _reload = new Timer(_ => _ = ReloadAsync(), null, options.ReloadInterval, options.ReloadInterval);
+        _gauge = TspMetrics.ModelsLoaded.Observe(() => Loaded.Select(m => new Measurement<long>(
+            1,
+            new KeyValuePair<string, object?>("model", m.Model),
+            new KeyValuePair<string, object?>("version", m.Version.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            new KeyValuePair<string, object?>("provider", m.Provider))));
+    }
+
+    /// <summary>The model versions serving now, with their execution provider.</summary>
+    public IReadOnlyList<ServedModelState> Loaded =>
+    [
+        .. _served.Where(s => s.Value.IsValueCreated && s.Value.Value.IsCompletedSuccessfully)
+            .Select(s => s.Value.Value.Result.Current)
+            .Select(m => new ServedModelState(m.Config.Name, m.Version, m.Provider))
+            .Distinct()
+            .OrderBy(m => m.Model, StringComparer.Ordinal),
+    ];
+
+    /// <summary>Loads the served version of each of <paramref name="names"/> (every model of the
+    /// repository when null), as Triton does at start, so that the first frames wait for no load.</summary>
+    /// <returns>One line per model that did not load, naming it and why; empty when all did.</returns>
+    public async Task<IReadOnlyList<string>> LoadAllAsync(IReadOnlyCollection<string>? names = null)
+    {
+        var problems = new List<string>();
+        foreach (var model in names ?? Repository.Models())
+        {
+            try
+            {
+                await GetAsync(model, null);
+            }
+            catch (Exception e) when (e is ModelRepositoryException or IOException or InvalidOperationException)
+            {
+                problems.Add(e.Message);
+            }
+        }
+
+        return problems;
     }
 
     public ModelRepository Repository { get; }
@@ -352,6 +398,7 @@ public sealed class OnnxModels : IDisposable
 
     public void Dispose()
     {
+        _gauge.Dispose();
         _reload.Dispose();
         foreach (var lazy in _served.Values.Where(l => l.IsValueCreated && l.Value.IsCompletedSuccessfully))
         {

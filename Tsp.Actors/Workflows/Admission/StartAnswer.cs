@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Tsp.Actors.Protocol;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Workflows.Admission;
 
@@ -56,6 +57,7 @@ internal sealed class StartAnswer
 
     private void Send()
     {
+        CountAccepted();
         if (_batch is null)
         {
             _asker.Tell(Result(0, _single!.RunId));
@@ -77,5 +79,39 @@ internal sealed class StartAnswer
         }
 
         _asker.Tell(accepted);
+    }
+
+    private void CountAccepted()
+    {
+        if (_batch is null)
+        {
+            if (_outcomes[0] == StartOutcome.Accepted)
+            {
+                TspMetrics.RunsStarted.Add(1, new KeyValuePair<string, object?>("project", _single!.Project));
+            }
+
+            return;
+        }
+
+        var runs = _batch.Runs.Count;
+        for (var i = 0; i < runs; i++)
+        {
+            if (_outcomes[i] == StartOutcome.Accepted)
+            {
+                TspMetrics.RunsStarted.Add(1, new KeyValuePair<string, object?>("project", _batch.Runs[i].Project));
+            }
+        }
+
+        var next = runs;
+        foreach (var series in _batch.Series)
+        {
+            var count = series.RunOffsets.Count;
+            var accepted = _outcomes.AsSpan(next, count).Count(StartOutcome.Accepted);
+            next += count;
+            if (accepted > 0)
+            {
+                TspMetrics.RunsStarted.Add(accepted, new KeyValuePair<string, object?>("project", series.Common.Project));
+            }
+        }
     }
 }
