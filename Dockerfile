@@ -6,6 +6,8 @@ RUN dotnet publish Tsp.Seed/Tsp.Seed.csproj -c Release -o /app/seed \
  && dotnet publish Tsp.GpuNode/Tsp.GpuNode.csproj -c Release -o /app/gpunode
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
+# curl: docker-compose's health checks GET /health/ready on the operations port.
+RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app /app
 COPY samples /app/samples

@@ -1,5 +1,6 @@
 using Tsp.Actors.Nodes;
 using Tsp.Actors.Workflows;
+using Tsp.Tests.Shared;
 
 namespace Tsp.Actors.Tests.Workflows;
 
@@ -17,7 +18,7 @@ public sealed class WorkflowFuzzTests
     [MemberData(nameof(Samples))]
     public void A_mutated_sample_workflow_loads_or_fails_with_file_and_line_errors_only(string sample)
     {
-        var original = File.ReadAllText(Path.Combine(RepositoryRoot(), sample));
+        var original = File.ReadAllText(Path.Combine(RepositoryFiles.Root, sample));
         var random = new Random(sample.Length * 7919);
         for (var i = 0; i < MutationsPerFile; i++)
         {
@@ -84,16 +85,5 @@ public sealed class WorkflowFuzzTests
         }
 
         return text;
-    }
-
-    private static string RepositoryRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Tsp.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new InvalidOperationException("Tsp.sln not found above " + AppContext.BaseDirectory);
     }
 }

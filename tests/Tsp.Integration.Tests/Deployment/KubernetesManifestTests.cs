@@ -3,6 +3,7 @@ using System.Reflection;
 using Microsoft.Extensions.Configuration;
 using Tsp.Actors.Hosting;
 using Tsp.Seed.Grpc;
+using Tsp.ServiceDefaults.Operations;
 using YamlDotNet.RepresentationModel;
 
 namespace Tsp.Integration.Tests.Deployment;
@@ -15,7 +16,7 @@ namespace Tsp.Integration.Tests.Deployment;
 /// </summary>
 public sealed class KubernetesManifestTests
 {
-    private static readonly string Root = FindRoot();
+    private static readonly string Root = Tsp.Tests.Shared.RepositoryFiles.Root;
     private static readonly List<YamlMappingNode> Documents = LoadManifests();
 
     [Fact]
@@ -41,8 +42,13 @@ public sealed class KubernetesManifestTests
                 {
                     Assert.StartsWith("Tsp__", name, StringComparison.Ordinal);
                     var path = name.Split("__").Skip(1).ToArray();
-                    var known = path[0] == "Grpc" ? IsOptionPath(typeof(GrpcOptions), path[1..]) : IsOptionPath(typeof(TspOptions), path);
-                    Assert.True(known, $"{Name(workload)}: {name} is not an option of TspOptions or of the gRPC gateway (GrpcOptions)");
+                    var known = path[0] switch
+                    {
+                        "Grpc" => IsOptionPath(typeof(GrpcOptions), path[1..]),
+                        "Http" => IsOptionPath(typeof(HttpOptions), path[1..]),
+                        _ => IsOptionPath(typeof(TspOptions), path),
+                    };
+                    Assert.True(known, $"{Name(workload)}: {name} is not an option of TspOptions, of the gRPC gateway (GrpcOptions) or of the operations port (HttpOptions)");
                 }
 
                 var options = Bind(env);
@@ -167,11 +173,16 @@ public sealed class KubernetesManifestTests
                 Assert.Equal(BindGrpc(EnvironmentOf(container)).Port, ports["grpc"]);
             }
 
-            foreach (var probe in new[] { "readinessProbe", "livenessProbe" })
+            Assert.Equal(BindHttp(EnvironmentOf(container)).Port, ports["http"]);
+            foreach (var (probe, path) in new[] { ("readinessProbe", OperationsHttp.ReadyPath), ("livenessProbe", OperationsHttp.LivePath) })
             {
-                var port = ((YamlMappingNode)((YamlMappingNode)container[probe])["tcpSocket"])["port"].ToString();
-                Assert.Contains(port, ports.Keys);
+                var get = (YamlMappingNode)((YamlMappingNode)container[probe])["httpGet"];
+                Assert.Equal(("http", path), (get["port"].ToString(), get["path"].ToString()));
             }
+
+            var annotations = (YamlMappingNode)((YamlMappingNode)((YamlMappingNode)((YamlMappingNode)workload["spec"])["template"])["metadata"])["annotations"];
+            Assert.Equal(ports["http"].ToString(System.Globalization.CultureInfo.InvariantCulture), annotations["prometheus.io/port"].ToString());
+            Assert.Equal(OperationsHttp.MetricsPath, annotations["prometheus.io/path"].ToString());
 
             // Long enough for a worker to drain its tasks after SIGTERM.
             var grace = int.Parse(Scalar(PodSpec(workload), "terminationGracePeriodSeconds"), System.Globalization.CultureInfo.InvariantCulture);
@@ -197,14 +208,17 @@ public sealed class KubernetesManifestTests
         Assert.Contains(((YamlSequenceNode)binding["subjects"]).Cast<YamlMappingNode>(), s => accounts.Contains(Scalar(s, "name")));
     }
 
-    /// <summary>TspOptions from the variables, every one of them known (the gateway's section aside:
-    /// Tsp.Seed binds it, see <see cref="BindGrpc"/>).</summary>
+    /// <summary>TspOptions from the variables, every one of them known (the gateway's and the operations
+    /// port's sections aside: the hosts bind them, see <see cref="BindGrpc"/> and <see cref="BindHttp"/>).</summary>
     private static TspOptions Bind(Dictionary<string, string?> env) =>
-        Configuration(env.Where(e => !e.Key.StartsWith("Tsp__Grpc__", StringComparison.Ordinal)))
+        Configuration(env.Where(e => !e.Key.StartsWith("Tsp__Grpc__", StringComparison.Ordinal) && !e.Key.StartsWith("Tsp__Http__", StringComparison.Ordinal)))
             .GetSection(TspOptions.Section).Get<TspOptions>(o => o.ErrorOnUnknownConfiguration = true) ?? new TspOptions();
 
     private static GrpcOptions BindGrpc(Dictionary<string, string?> env) =>
         Configuration(env).GetSection(GrpcOptions.Section).Get<GrpcOptions>(o => o.ErrorOnUnknownConfiguration = true) ?? new GrpcOptions();
+
+    private static HttpOptions BindHttp(Dictionary<string, string?> env) =>
+        Configuration(env).GetSection(HttpOptions.Section).Get<HttpOptions>(o => o.ErrorOnUnknownConfiguration = true) ?? new HttpOptions();
 
     private static IConfiguration Configuration(IEnumerable<KeyValuePair<string, string?>> env) =>
         new ConfigurationBuilder().AddInMemoryCollection(env.Select(e => KeyValuePair.Create(e.Key.Replace("__", ":", StringComparison.Ordinal), e.Value))).Build();
@@ -307,16 +321,5 @@ public sealed class KubernetesManifestTests
         }
 
         return documents;
-    }
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !Directory.Exists(Path.Combine(dir.FullName, "deploy", "k8s")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new DirectoryNotFoundException("deploy/k8s not found above the test binaries");
     }
 }

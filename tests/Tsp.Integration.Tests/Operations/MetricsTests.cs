@@ -194,6 +194,25 @@ public sealed class MetricsTests(MeteredRunFixture fixture) : IClassFixture<Mete
     }
 
     [Fact]
+    public async Task Every_series_the_Grafana_dashboard_queries_is_exported()
+    {
+        using var dashboard = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(RepositoryFiles.PathOf("deploy", "grafana", "tsp-dashboard.json")));
+        var queried = dashboard.RootElement.GetProperty("panels").EnumerateArray()
+            .Where(panel => panel.TryGetProperty("targets", out _))
+            .SelectMany(panel => panel.GetProperty("targets").EnumerateArray().Select(t => (Panel: panel.GetProperty("title").GetString(), Expr: t.GetProperty("expr").GetString()!)))
+            .SelectMany(t => System.Text.RegularExpressions.Regex.Matches(t.Expr, "tsp_[a-z_]+").Select(m => (t.Panel, Series: m.Value)))
+            .ToList();
+        Assert.True(queried.Count > 20, $"only {queried.Count} series queried");
+        await Eventually.HoldsAsync(
+            async () =>
+            {
+                var exported = (await fixture.ScrapeAsync()).Samples.Select(s => s.Name).ToHashSet();
+                Assert.All(queried, q => Assert.True(exported.Contains(q.Series), $"panel '{q.Panel}' queries {q.Series}, which no process exports"));
+            },
+            Patience);
+    }
+
+    [Fact]
     public async Task Live_and_ready_answer_200_and_name_each_check()
     {
         using var live = await fixture.Http.GetAsync($"{fixture.HttpUrl}{OperationsHttp.LivePath}");
