@@ -143,6 +143,7 @@ public static class TspProcess
         // Kestrel's and gRPC's per-request information lines drown the platform's own.
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         services.AddTspServices(options);
+        Tracing.Add(services, options);
         services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
         {
             akka.ConfigureLoggers(l =>

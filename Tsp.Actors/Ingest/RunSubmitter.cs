@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.Actors.Telemetry;
 using Tsp.Actors.Workflows;
 
 namespace Tsp.Actors.Ingest;
@@ -37,6 +38,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
     /// nothing is known about them, and submitting the same batch again is safe.</exception>
     public async Task<RunAccepted[]> SubmitBatchAsync(IReadOnlyList<(Frame Frame, string RunId)> submissions, CancellationToken cancellationToken = default)
     {
+        var submitted = DateTimeOffset.UtcNow;
         var outcomes = new RunAccepted[submissions.Count];
         var byHost = new Dictionary<(string Host, string Project), HostGroup>();
         for (var i = 0; i < submissions.Count; i++)
@@ -103,7 +105,24 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             }
         }
 
+        if (TspTracing.Enabled)
+        {
+            for (var i = 0; i < submissions.Count; i++)
+            {
+                TraceIngest(submissions[i].RunId, submissions[i].Frame.Project, outcomes[i].Outcome, outcomes[i].Error, submitted);
+            }
+        }
+
         return outcomes;
+    }
+
+    /// <summary>The run's ingest span, recorded once its start is answered: from the submission to the
+    /// durable start (or its rejection).</summary>
+    private static void TraceIngest(string runId, string project, StartOutcome outcome, string? error, DateTimeOffset submitted)
+    {
+        var span = TspTracing.StartRunSpan("tsp.ingest", runId, project, submitted);
+        span?.SetTag("tsp.outcome", outcome.ToString());
+        TspTracing.End(span, outcome == StartOutcome.Rejected ? error : null);
     }
 
     /// <summary>Submits a Kafka batch's runs of one project: run <c>i</c>'s id is
@@ -116,6 +135,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
     /// <exception cref="Exception">As <see cref="SubmitBatchAsync"/>: resubmitting is safe.</exception>
     public async Task<(StartOutcome[] Outcomes, string?[]? Errors)> SubmitPartitionRunsAsync(string project, string topic, ArraySegment<PartitionRun> runs, CancellationToken cancellationToken = default)
     {
+        var submitted = DateTimeOffset.UtcNow;
         var outcomes = new StartOutcome[runs.Count];
         string?[]? errors = null;
         void Reject(int i, string error)
@@ -219,6 +239,14 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 {
                     (errors ??= new string?[runs.Count])[slots[j]] = answer.Errors[j];
                 }
+            }
+        }
+
+        if (TspTracing.Enabled)
+        {
+            for (var i = 0; i < runs.Count; i++)
+            {
+                TraceIngest(KafkaRunId.Of(topic, runs[i].Partition, runs[i].Offset), project, outcomes[i], errors?[i], submitted);
             }
         }
 

@@ -113,7 +113,24 @@ public sealed class NodeActor : ReceiveActor
     private async Task<IRunMessage> RunAsync(NodeTask task)
     {
         var started = Stopwatch.GetTimestamp();
+        using var span = TspTracing.StartChild($"tsp.node {task.NodeId}", task.TraceParent, task.RunId, task.Project, ActivityKind.Consumer);
+        if (span is not null)
+        {
+            // Current for the redis and model spans under it; an async method does not leak it to the actor.
+            Activity.Current = span;
+            span.SetTag("tsp.node", task.NodeId);
+            span.SetTag("tsp.processor", task.Processor);
+            span.SetTag("tsp.queue", _queueName);
+            span.SetTag("tsp.attempt", task.Attempt);
+            span.SetTag("tsp.worker", _worker);
+        }
+
         var reply = await ExecuteAsync(task, started);
+        if (reply is NodeTaskFailed failed)
+        {
+            span?.SetStatus(ActivityStatusCode.Error, failed.Reason);
+        }
+
         TspMetrics.NodeDuration.Record(
             Stopwatch.GetElapsedTime(started).TotalSeconds,
             new KeyValuePair<string, object?>("project", task.Project),
@@ -132,7 +149,12 @@ public sealed class NodeActor : ReceiveActor
 
         try
         {
-            var blobs = await _store.GetBlobsAsync(task.Inputs);
+            byte[]?[] blobs;
+            using (TspTracing.Source.StartActivity("tsp.redis read inputs", ActivityKind.Client))
+            {
+                blobs = await _store.GetBlobsAsync(task.Inputs);
+            }
+
             var inputs = new NodeBlob[blobs.Length];
             for (var i = 0; i < blobs.Length; i++)
             {
@@ -166,7 +188,11 @@ public sealed class NodeActor : ReceiveActor
                 return Failed(task, $"timed out after {task.TimeoutMs} ms", retryable: true);
             }
 
-            await _store.PutBlobAsync(task.OutputKey, output.Data);
+            using (TspTracing.Source.StartActivity("tsp.redis write output", ActivityKind.Client))
+            {
+                await _store.PutBlobAsync(task.OutputKey, output.Data);
+            }
+
             var done = new NodeTaskDone
             {
                 TaskId = task.TaskId,

@@ -18,6 +18,9 @@ internal sealed class LiveRun(RunState state)
     /// <summary>Non-null while RunStarted is being written: who is waiting for the answer.</summary>
     public List<(StartAnswer Answer, int Index)>? StartWaiters { get; set; }
 
+    /// <summary>The run's span on this host (null while nothing traces); node tasks carry its context.</summary>
+    public System.Diagnostics.Activity? Span { get; init; }
+
     /// <summary>Its events applied but not yet written.</summary>
     public int Unwritten { get; set; }
 

@@ -463,7 +463,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private LiveRun Add(RunState state)
     {
-        var run = new LiveRun(state);
+        var run = new LiveRun(state) { Span = TspTracing.StartRunSpan("tsp.run", state.RunId, state.Started.Project) };
         _runs.Add(state.RunId, run);
         _admission.Note(state.RunId);
         _services.Active.Add(1);
@@ -535,6 +535,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var state = run.State;
         var template = state.Workflow.Tasks[node];
         var task = NodeTasks.Build(template, state.Started.Project, state.RunId, _services.Store.Options.BlobTtl);
+        task.TraceParent = TspTracing.TraceParent(run.Span);
         var parents = state.Workflow.Parents[node];
         if (parents.Length == 0)
         {
@@ -597,7 +598,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private void Publish(LiveRun run)
     {
         var result = run.State.ToResult();
-        ResultPublisher.PublishFinishedAsync(_services.Store, _services.PubSubMediator, result, run.State.Failure)
+        var span = TspTracing.StartChild("tsp.publish", TspTracing.TraceParent(run.Span), result.RunId, result.Project);
+        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(_services.Store, _services.PubSubMediator, result, run.State.Failure), span)
             .PipeTo(Self, success: () => new ResultPublished(result.RunId), failure: e => new PublishFailed(result.RunId, e.Message));
     }
 
@@ -606,6 +608,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         if (_runs.Remove(runId, out var run))
         {
             CountFinished(run.State);
+            TspTracing.End(run.Span, run.State.Failure?.Reason);
             _frames.Release(run.State.Started.FrameKey);
             _services.Active.Add(-1);
             _admission.Finished.Add(runId);

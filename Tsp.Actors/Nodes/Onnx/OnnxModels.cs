@@ -149,13 +149,20 @@ public sealed class OnnxModels : IDisposable
     /// <exception cref="NodeInputException">The inputs do not fit the model.</exception>
     public async Task<InferenceResult> InferAsync(string model, int? pinnedVersion, IReadOnlyDictionary<string, TensorData> inputs, CancellationToken cancellationToken)
     {
+        using var span = TspTracing.Source.StartActivity("tsp.model infer", System.Diagnostics.ActivityKind.Internal);
+        span?.SetTag("tsp.model", model);
         while (true)
         {
             var served = await GetAsync(model, pinnedVersion);
             var current = served.Current;
             if (current.TryEnqueue(inputs, cancellationToken, out var result))
             {
-                return await result;
+                var inferred = await result;
+                span?.SetTag("tsp.model_version", inferred.Version);
+                span?.SetTag("tsp.provider", inferred.Provider);
+                span?.SetTag("tsp.batch_rows", inferred.BatchSize);
+                span?.SetTag("tsp.compute_ms", inferred.InferenceMs);
+                return inferred;
             }
 
             // Retired between the lookup and the enqueue: the successor is already current.

@@ -1,0 +1,121 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Hashing;
+using System.Text;
+
+namespace Tsp.Actors.Telemetry;
+
+/// <summary>
+/// One trace per run across every process that touches it. A run's trace id is derived from its run
+/// id (<see cref="RunTraceId"/>), so ingest, the run host, the workers, a run recovered elsewhere and
+/// a redelivered Kafka record all land in the same trace without carrying anything; the node task
+/// carries its run span's context (<c>NodeTask.trace_parent</c>, W3C) so node spans nest under it.
+/// Every span costs nothing while no listener (an exporter) is attached.
+/// </summary>
+public static class TspTracing
+{
+    public const string SourceName = "Tsp";
+
+    public static readonly ActivitySource Source = new(SourceName);
+
+    /// <summary>Whether anything listens: only then are run ids hashed and spans made.</summary>
+    public static bool Enabled => Source.HasListeners();
+
+    /// <summary>The trace id of a run: XxHash128 of its id, the same on every process.</summary>
+    public static ActivityTraceId RunTraceId(string runId)
+    {
+        var length = Encoding.UTF8.GetMaxByteCount(runId.Length);
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            var written = Encoding.UTF8.GetBytes(runId, buffer);
+            Span<byte> hash = stackalloc byte[16];
+            XxHash128.Hash(buffer.AsSpan(0, written), hash);
+            return ActivityTraceId.CreateFromBytes(hash);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>A span of the run's trace with no parent span (ingest, a run host's run span).</summary>
+    /// <param name="start">When it began, for a span recorded after the fact; null: now.</param>
+    /// <remarks>Leaves <see cref="Activity.Current"/> as it was: an actor's thread runs other actors next.</remarks>
+    public static Activity? StartRunSpan(string name, string runId, string project, DateTimeOffset? start = null)
+    {
+        if (!Enabled)
+        {
+            return null;
+        }
+
+        var context = new ActivityContext(RunTraceId(runId), default, ActivityTraceFlags.Recorded);
+        return Detached(() => Source.StartActivity(name, ActivityKind.Internal, context, Tags(runId, project), startTime: start ?? default));
+    }
+
+    /// <summary>A child of the span whose W3C context is <paramref name="traceParent"/>; without one, a
+    /// span of the run's trace with no parent.</summary>
+    public static Activity? StartChild(string name, string? traceParent, string runId, string project, ActivityKind kind = ActivityKind.Internal)
+    {
+        if (!Enabled)
+        {
+            return null;
+        }
+
+        var context = !string.IsNullOrEmpty(traceParent) && ActivityContext.TryParse(traceParent, null, out var parsed)
+            ? parsed
+            : new ActivityContext(RunTraceId(runId), default, ActivityTraceFlags.Recorded);
+        return Detached(() => Source.StartActivity(name, kind, context, Tags(runId, project)));
+    }
+
+    /// <summary>The W3C traceparent of a span, for a message that crosses to another process.</summary>
+    public static string TraceParent(Activity? span) => span?.Id ?? string.Empty;
+
+    /// <summary>Ends a span made by <see cref="StartRunSpan"/> or <see cref="StartChild"/> on another
+    /// thread than the one that started it, without touching that thread's current span.</summary>
+    public static void End(Activity? span, string? error = null)
+    {
+        if (span is null)
+        {
+            return;
+        }
+
+        if (error is not null)
+        {
+            span.SetStatus(ActivityStatusCode.Error, error);
+        }
+
+        var current = Activity.Current;
+        span.Stop();
+        Activity.Current = current;
+    }
+
+    /// <summary><paramref name="work"/>, ending <paramref name="span"/> when it ends (with its error);
+    /// the task itself when there is no span.</summary>
+    public static Task EndAfter(Task work, Activity? span) => span is null ? work : EndAfterAsync(work, span);
+
+    private static async Task EndAfterAsync(Task work, Activity span)
+    {
+        try
+        {
+            await work;
+            End(span);
+        }
+        catch (Exception e)
+        {
+            End(span, e.Message);
+            throw;
+        }
+    }
+
+    private static Activity? Detached(Func<Activity?> start)
+    {
+        var current = Activity.Current;
+        var span = start();
+        Activity.Current = current;
+        return span;
+    }
+
+    private static KeyValuePair<string, object?>[] Tags(string runId, string project) =>
+        [new("tsp.run_id", runId), new("tsp.project", project)];
+}
