@@ -57,7 +57,9 @@ internal static class GrpcGateway
 
     /// <summary>The gateway's URL once started (the real port when 0 was asked for); null without one.</summary>
     public static string? Url(IServiceProvider services, TspOptions options) =>
-        BoundEndpoints.Url(services.GetService<BoundEndpoints>()?.Grpc, options, LoadCertificate(services.GetRequiredService<GrpcOptions>()) is null ? "http" : "https");
+        services.GetService<BoundEndpoints>()?.Grpc is { } endpoint
+            ? BoundEndpoints.Url(endpoint, options, LoadCertificate(services.GetRequiredService<GrpcOptions>()) is null ? "http" : "https")
+            : null;
 
     private static X509Certificate2? LoadCertificate(GrpcOptions grpc)
     {

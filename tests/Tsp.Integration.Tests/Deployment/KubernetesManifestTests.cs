@@ -191,6 +191,53 @@ public sealed class KubernetesManifestTests
     }
 
     [Fact]
+    public void Autoscalers_target_existing_workloads_on_series_the_processes_export()
+    {
+        var scaled = Documents.Where(d => Scalar(d, "kind") == "ScaledObject").ToList();
+        Assert.Equal(3, scaled.Count);
+        var exported = ExportedSeries();
+        foreach (var scaler in scaled)
+        {
+            var spec = (YamlMappingNode)scaler["spec"];
+            var target = (YamlMappingNode)spec["scaleTargetRef"];
+            var workload = Assert.Single(Workloads(), w => Name(w) == Scalar(target, "name") && Scalar(w, "kind") == Scalar(target, "kind"));
+            var min = int.Parse(Scalar(spec, "minReplicaCount"), System.Globalization.CultureInfo.InvariantCulture);
+            var roles = Bind(EnvironmentOf(Assert.Single(Containers(workload)))).Roles;
+            if (roles.Contains(TspRoles.Seed))
+            {
+                // Never fewer orchestrators than the seeds every member is told about.
+                var seeds = Bind(EnvironmentOf(Assert.Single(Containers(workload)))).Seeds.Count;
+                Assert.True(min >= seeds, $"{Name(scaler)} may scale the orchestrators below the {seeds} seeds");
+            }
+            else
+            {
+                Assert.Equal(0, min);
+            }
+
+            foreach (var trigger in ((YamlSequenceNode)spec["triggers"]).Cast<YamlMappingNode>())
+            {
+                var metadata = (YamlMappingNode)trigger["metadata"];
+                Assert.True(double.Parse(Scalar(metadata, "threshold"), System.Globalization.CultureInfo.InvariantCulture) >= 1);
+                var series = System.Text.RegularExpressions.Regex.Matches(Scalar(metadata, "query"), "tsp_[a-z_]+").Select(m => m.Value).ToList();
+                Assert.NotEmpty(series);
+                Assert.All(series, name => Assert.Contains(name, exported));
+                foreach (var role in System.Text.RegularExpressions.Regex.Matches(Scalar(metadata, "query"), "role=\"([a-z]+)\"").Select(m => m.Groups[1].Value))
+                {
+                    Assert.Contains(role, roles);
+                }
+            }
+        }
+    }
+
+    /// <summary>The Prometheus names of the gauges the code exports (<see cref="Tsp.Actors.Telemetry.TspMetrics"/>).</summary>
+    private static HashSet<string> ExportedSeries() =>
+        typeof(Tsp.Actors.Telemetry.TspMetrics).GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Select(f => f.GetValue(null))
+            .OfType<Tsp.Actors.Telemetry.GaugeFamily>()
+            .Select(g => g.Name)
+            .ToHashSet(StringComparer.Ordinal);
+
+    [Fact]
     public void Services_select_existing_pods_and_pods_run_as_an_existing_service_account()
     {
         var podLabels = Documents.Where(d => Scalar(d, "kind") is "StatefulSet" or "Deployment").Select(w => (YamlMappingNode)((YamlMappingNode)((YamlMappingNode)((YamlMappingNode)w["spec"])["template"])["metadata"])["labels"]).ToList();
