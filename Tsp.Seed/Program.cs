@@ -35,6 +35,12 @@ var status = new Command("status", "members, roles, reachability, queues and in-
 flags.AddTo(status, flags.Seeds, flags.Host);
 status.SetAction(parsed => StatusVerb.RunAsync(flags.ToConfiguration(parsed)));
 
+var interval = TspCommands.Count("--interval", "seconds between refreshes", 2);
+var iterations = TspCommands.Count("--iterations", "frames to show before exiting (0: until Ctrl+C)", 0, min: 0);
+var top = new Command("top", "the whole cluster live in the terminal: members, queues, node latency, models, projects, recent failures") { interval, iterations };
+flags.AddTo(top, flags.Seeds, flags.Host);
+top.SetAction(parsed => TopVerb.RunAsync(flags.ToConfiguration(parsed), TimeSpan.FromSeconds(parsed.GetValue(interval)), parsed.GetValue(iterations)));
+
 var grpc = new Option<string>("--grpc") { Description = "the gRPC gateway of an orchestrator, e.g. http://127.0.0.1:5000", HelpName = "URL", Required = true };
 grpc.Validators.Add(result =>
 {
@@ -51,6 +57,6 @@ subscribe.SetAction(parsed => SubscribeVerb.RunAsync(new Uri(parsed.GetRequiredV
 
 var root = new RootCommand("TSP: AI pipelines on an Akka.NET cluster. Shared flags are also read from Tsp__* environment variables and appsettings.json (section \"Tsp\"); flags win.")
 {
-    demo, standalone, run, produce, status, subscribe,
+    demo, standalone, run, produce, status, top, subscribe,
 };
 return await TspCommands.InvokeAsync(root, args);

@@ -17,42 +17,14 @@ internal static class StatusVerb
 {
     public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> flags)
     {
-        var options = TspProcess.ReadOptions(flags);
-        if (options.Seeds.Count == 0)
+        await using var client = await StatusClient.StartAsync(TspProcess.ReadOptions(flags), "status");
+        if (await client.AskAsync(localOnly: true) is not { } status)
         {
-            throw new SettingException("status needs --seed HOST:PORT (an orchestrator, e.g. the seed)");
+            return ExitCodes.Unreachable;
         }
 
-        options.CheckMembership();
-
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Services.AddAkka("tsp-status", (akka, _) => akka
-            .ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.ErrorLevel)
-            .WithTspRemoting(options, port: 0)
-            .AddTspResultClient(options.Seeds, options.Tls));
-        using var host = builder.Build();
-        await host.StartAsync();
-        try
-        {
-            var client = await host.Services.GetRequiredService<IRequiredActor<TspClusterClient>>().GetAsync();
-            ClusterStatus status;
-            try
-            {
-                status = await client.Ask<ClusterStatus>(new ClusterClient.Send(StatusService.Path, new GetClusterStatus()), options.AskTimeout);
-            }
-            catch (AskTimeoutException)
-            {
-                await Console.Error.WriteLineAsync($"error: no answer from {string.Join(", ", options.Seeds)} within {options.AskTimeout.TotalSeconds:0} s (is it running, and an orchestrator?)");
-                return ExitCodes.Unreachable;
-            }
-
-            Console.Write(Describe(status));
-            return ExitCodes.Ok;
-        }
-        finally
-        {
-            await host.StopAsync();
-        }
+        Console.Write(Describe(status));
+        return ExitCodes.Ok;
     }
 
     public static string Describe(ClusterStatus status)
@@ -86,4 +58,55 @@ internal static class StatusVerb
     }
 
     private static string Offset(long offset) => offset >= 0 ? offset.ToString(CultureInfo.InvariantCulture) : "?";
+}
+
+/// <summary>A ClusterClient to an orchestrator's status service, for the client verbs (status, top).</summary>
+internal sealed class StatusClient : IAsyncDisposable
+{
+    private readonly IHost _host;
+    private readonly IActorRef _client;
+    private readonly TspOptions _options;
+
+    private StatusClient(IHost host, IActorRef client, TspOptions options) => (_host, _client, _options) = (host, client, options);
+
+    /// <exception cref="SettingException">No seed is given, or the TLS settings do not load.</exception>
+    public static async Task<StatusClient> StartAsync(TspOptions options, string verb)
+    {
+        if (options.Seeds.Count == 0)
+        {
+            throw new SettingException($"{verb} needs --seed HOST:PORT (an orchestrator, e.g. the seed)");
+        }
+
+        options.CheckMembership();
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddAkka($"tsp-{verb}", (akka, _) => akka
+            .ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.ErrorLevel)
+            .WithTspRemoting(options, port: 0)
+            .AddTspResultClient(options.Seeds, options.Tls));
+        var host = builder.Build();
+        await host.StartAsync();
+        return new StatusClient(host, await host.Services.GetRequiredService<IRequiredActor<TspClusterClient>>().GetAsync(), options);
+    }
+
+    /// <param name="localOnly">Only the answering orchestrator's queues and runs; otherwise the whole
+    /// cluster's, with every member's stats and the newest dead letters.</param>
+    /// <returns>Null when no orchestrator answered in time (said on standard error).</returns>
+    public async Task<ClusterStatus?> AskAsync(bool localOnly)
+    {
+        try
+        {
+            return await _client.Ask<ClusterStatus>(new ClusterClient.Send(StatusService.Path, new GetClusterStatus { LocalOnly = localOnly }), _options.AskTimeout);
+        }
+        catch (AskTimeoutException)
+        {
+            await Console.Error.WriteLineAsync($"error: no answer from {string.Join(", ", _options.Seeds)} within {_options.AskTimeout.TotalSeconds:0} s (is it running, and an orchestrator?)");
+            return null;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _host.StopAsync();
+        _host.Dispose();
+    }
 }

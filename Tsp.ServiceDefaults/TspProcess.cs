@@ -142,6 +142,8 @@ public static class TspProcess
         logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(quiet ? LogLevel.Warning : LogLevel.Information);
         // Kestrel's and gRPC's per-request information lines drown the platform's own.
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // It logs every failing probe as an error; /health/ready says why, and a probe every 5 s would flood.
+        logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.None);
         services.AddTspServices(options);
         Tracing.Add(services, options);
         services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>

@@ -20,9 +20,78 @@ public sealed class StatusService : ReceiveActor
     public const string Name = "tsp-status";
     public const string Path = "/user/" + Name;
 
+    /// <summary>Dead letters a cluster-wide answer carries, newest first over every project.</summary>
+    public const int RecentDeadLetters = 10;
+
     public StatusService(WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, ActiveRunCounter activeRuns, TimeSpan timeout)
     {
-        Receive<GetClusterStatus>(_ => CollectAsync().PipeTo(Sender, failure: e => new Status.Failure(e)));
+        var system = Context.System;
+        Receive<GetClusterStatus>(request => (request.LocalOnly ? CollectAsync() : CollectClusterWideAsync()).PipeTo(Sender, failure: e => new Status.Failure(e)));
+
+        // This orchestrator's answer, plus every other orchestrator's queues and runs, every member's
+        // stats and the newest dead letters. A member that does not answer within a short bound is
+        // named, not waited for: the view is for an operator looking at a cluster that may be failing.
+        async Task<ClusterStatus> CollectClusterWideAsync()
+        {
+            var status = await CollectAsync();
+            var cluster = Akka.Cluster.Cluster.Get(system);
+            var bound = TimeSpan.FromSeconds(Math.Min(3, timeout.TotalSeconds));
+            var up = cluster.State.Members.Where(m => m.Status == Akka.Cluster.MemberStatus.Up && !cluster.State.Unreachable.Contains(m)).ToList();
+            var peers = up.Where(m => m.HasRole(TspRoles.Orchestrator) && !m.Address.Equals(cluster.SelfAddress))
+                .Select(async m => (m.Address, Answer: await AskAsync<ClusterStatus>(m.Address, Path, new GetClusterStatus { LocalOnly = true }, bound)));
+            var members = up.Select(async m => (m.Address, Answer: await AskAsync<Protocol.MemberStats>(m.Address, MemberStatsService.Path, new GetMemberStats(), bound)));
+            foreach (var (address, answer) in await Task.WhenAll(peers))
+            {
+                if (answer is null)
+                {
+                    status.Unanswered.Add($"{address} (status)");
+                    continue;
+                }
+
+                status.Queues.AddRange(answer.Queues);
+                status.ActiveRuns += answer.ActiveRuns;
+                status.QueuedRuns += answer.QueuedRuns;
+                foreach (var project in answer.Projects)
+                {
+                    if (status.Projects.FirstOrDefault(p => p.Project == project.Project) is { } mine)
+                    {
+                        mine.KafkaInFlightRuns += project.KafkaInFlightRuns;
+                        mine.KafkaConsumed += project.KafkaConsumed;
+                        mine.DeadLettered += project.DeadLettered;
+                        mine.KafkaPartitions.AddRange(project.KafkaPartitions);
+                    }
+                }
+            }
+
+            foreach (var (address, answer) in await Task.WhenAll(members))
+            {
+                if (answer is null)
+                {
+                    status.Unanswered.Add($"{address} (stats)");
+                }
+                else
+                {
+                    status.MemberStats.Add(answer);
+                }
+            }
+
+            var dead = await Task.WhenAll(catalog.Projects.Select(p => store.ReadDeadLettersAsync(p, RecentDeadLetters)));
+            status.RecentDeadLetters.AddRange(dead.SelectMany(d => d).OrderByDescending(d => d.AtUnixMs).Take(RecentDeadLetters));
+            return status;
+        }
+
+        async Task<T?> AskAsync<T>(Address address, string path, object message, TimeSpan bound)
+            where T : class
+        {
+            try
+            {
+                return await system.ActorSelection(new RootActorPath(address) / path.TrimStart('/').Split('/')).Ask<T>(message, bound);
+            }
+            catch (Exception e) when (e is AskTimeoutException or ActorNotFoundException or TaskCanceledException)
+            {
+                return null;
+            }
+        }
 
         async Task<ClusterStatus> CollectAsync()
         {
@@ -46,6 +115,7 @@ public sealed class StatusService : ReceiveActor
                 status.Queues.Add(new QueueStatus
                 {
                     Name = name,
+                    Orchestrator = cluster.SelfAddress.ToString(),
                     Role = stats.Role,
                     Routees = stats.Workers,
                     Slots = stats.Slots,

@@ -58,3 +58,7 @@ public sealed partial class MemberStatus : ITspMessage;
 public sealed partial class QueueStatus : ITspMessage;
 public sealed partial class ProjectStatus : ITspMessage;
 public sealed partial class ClusterStatus : ITspMessage;
+public sealed partial class GetMemberStats : ITspMessage;
+public sealed partial class MemberStats : ITspMessage;
+public sealed partial class NodeStats : ITspMessage;
+public sealed partial class ModelStats : ITspMessage;

@@ -474,7 +474,7 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     [Fact]
     public async Task Every_verb_answers_help_and_a_bad_flag_value_is_refused_naming_the_flag()
     {
-        foreach (var verb in new[] { "demo", "standalone", "run", "produce", "status", "subscribe" })
+        foreach (var verb in new[] { "demo", "standalone", "run", "produce", "status", "top", "subscribe" })
         {
             var help = await RunSeedAsync(verb, "--help");
             Assert.True(help.ExitCode == 0, $"{verb} --help exited with {help.ExitCode}: {help.Output}");

@@ -1,0 +1,34 @@
+using Akka.Actor;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Telemetry;
+
+namespace Tsp.Actors.Hosting;
+
+/// <summary>
+/// On every member (<c>/user/tsp-member-stats</c>): answers <see cref="GetMemberStats"/> with what
+/// this process has run since it started, per node and per model (<see cref="MemberStatsCollector"/>).
+/// The status service of an orchestrator asks every member, so a cluster-wide view needs no Prometheus.
+/// </summary>
+public sealed class MemberStatsService : ReceiveActor
+{
+    public const string Name = "tsp-member-stats";
+    public const string Path = "/user/" + Name;
+
+    public MemberStatsService(MemberStatsCollector collector)
+    {
+        var address = Akka.Cluster.Cluster.Get(Context.System).SelfAddress.ToString();
+        Receive<GetMemberStats>(_ =>
+        {
+            var stats = new MemberStats { Address = address };
+            stats.Nodes.AddRange(collector.Nodes.Select(n => new NodeStats { Project = n.Project, Node = n.Node, Queue = n.Queue, Succeeded = n.Succeeded, Failed = n.Failed, Seconds = n.Seconds }));
+            stats.Models.AddRange(collector.Models.Select(m => new ModelStats { Model = m.Model, Version = m.Version, Inferences = m.Inferences, Batches = m.Batches, Rows = m.Rows, QueueSeconds = m.QueueSeconds, ComputeSeconds = m.ComputeSeconds }));
+            Sender.Tell(stats);
+        });
+    }
+}
+
+public static class MemberStatsServices
+{
+    public static void Register(ActorSystem system) =>
+        system.ActorOf(Props.Create(() => new MemberStatsService(MemberStatsCollector.Shared)), MemberStatsService.Name);
+}
