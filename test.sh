@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test against real servers. On a fresh Debian machine (as root) it installs and starts
-# what the tests need: redis-server and PostgreSQL on loopback, kcat for Kafka tests, Prometheus. Ends with one
+# what the tests need: redis-server and PostgreSQL on loopback, kcat for Kafka tests, Prometheus and Chromium. Ends with one
 # line "N passed, N failed, N skipped" summed over every test project.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -74,7 +74,7 @@ internal static class DemoVerb
                 ? $"demo: project '{project}', {frames} frames of {size} bytes, at most {concurrency} runs in flight"
                 : $"demo: project '{project}', {frames} generated surface images (every second one defective), at most {concurrency} runs in flight");
             output.WriteLine($"demo: kafka {options.Kafka.Bootstrap} (topic {KafkaTopics.Frames(project)}), redis {options.Redis}, journal {options.SqlitePath}");
-            output.WriteLine($"demo: metrics {SeedHost.HttpUrl(host)}{OperationsHttp.MetricsPath}, health {SeedHost.HttpUrl(host)}{OperationsHttp.ReadyPath}");
+            output.WriteLine($"demo: dashboard {SeedHost.HttpUrl(host)}/ (metrics {SeedHost.HttpUrl(host)}{OperationsHttp.MetricsPath}), served while the demo runs");
             var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
             await host.Services.GetRequiredService<NodeQueues>().WaitForRouteesAsync(TimeSpan.FromSeconds(30));
             if (inspection is { } scenario)

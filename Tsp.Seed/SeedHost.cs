@@ -25,10 +25,29 @@ public static class SeedHost
     /// <summary>The operations port of Tsp.Seed unless <c>Tsp:Http:Port</c> (--http-port) says otherwise.</summary>
     public const int DefaultHttpPort = 8080;
 
-    public static IHost Build(TspOptions options, GrpcOptions grpc, int httpPort, bool quiet) =>
-        ServesGrpc(options, grpc)
-            ? TspProcess.Build(options, httpPort, quiet, builder => GrpcGateway.Add(builder, options, grpc), GrpcGateway.Map)
-            : TspProcess.Build(options, httpPort, quiet);
+    /// <summary>A Tsp.Seed host: an orchestrator serves the gRPC gateway (unless its port is -1) and
+    /// the dashboard on the operations port.</summary>
+    public static IHost Build(TspOptions options, GrpcOptions grpc, int httpPort, bool quiet)
+    {
+        var orchestrator = options.Has(TspRoles.Orchestrator);
+        return TspProcess.Build(
+            options,
+            httpPort,
+            quiet,
+            ServesGrpc(options, grpc) ? builder => GrpcGateway.Add(builder, options, grpc) : null,
+            app =>
+            {
+                if (ServesGrpc(options, grpc))
+                {
+                    GrpcGateway.Map(app);
+                }
+
+                if (orchestrator)
+                {
+                    Dashboard.DashboardEndpoints.Map(app);
+                }
+            });
+    }
 
     /// <summary>The gRPC gateway's URL once started; null when this process serves none.</summary>
     public static string? GrpcUrl(IHost host) => GrpcGateway.Url(host.Services, host.Services.GetRequiredService<TspOptions>());

@@ -38,6 +38,10 @@ internal static class ServeVerb
         {
             Console.WriteLine($"metrics: {http}{OperationsHttp.MetricsPath}");
             Console.WriteLine($"health: {http}{OperationsHttp.ReadyPath}");
+            if (options.Has(TspRoles.Orchestrator))
+            {
+                Console.WriteLine($"dashboard: {http}/");
+            }
         }
 
         Console.WriteLine($"cluster: {options.Host}:{options.Port} roles={string.Join(',', options.Roles.Count > 0 ? options.Roles : TspRoles.All)}");

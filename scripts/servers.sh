@@ -1,7 +1,7 @@
 # Sourced by test.sh and bench/run.sh: install (apt-get, if missing) and start the real servers the
 # tests and benchmarks use, on loopback. Idempotent: a running server is left as it is.
-# Redis 127.0.0.1:6379; PostgreSQL 127.0.0.1:5432, user postgres, password postgres. Prometheus is
-# only installed: the tests that use it start their own.
+# Redis 127.0.0.1:6379; PostgreSQL 127.0.0.1:5432, user postgres, password postgres. Prometheus and
+# Chromium are only installed: the tests that use them start their own.
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -14,6 +14,7 @@ ensure_packages() {
   # Without recommends: Prometheus alone, not its exporters and their services.
   local lean=()
   command -v prometheus >/dev/null || lean+=(prometheus)
+  command -v chromium >/dev/null || lean+=(chromium)
   if [ ${#missing[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
     echo "installing: ${missing[*]} ${lean[*]}"
     as_root apt-get update -qq

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Tsp.Actors.Nodes.Onnx;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Telemetry;
 
@@ -14,7 +15,7 @@ public sealed class MemberStatsService : ReceiveActor
     public const string Name = "tsp-member-stats";
     public const string Path = "/user/" + Name;
 
-    public MemberStatsService(MemberStatsCollector collector)
+    public MemberStatsService(MemberStatsCollector collector, OnnxModels models)
     {
         var address = Akka.Cluster.Cluster.Get(Context.System).SelfAddress.ToString();
         Receive<GetMemberStats>(_ =>
@@ -22,6 +23,7 @@ public sealed class MemberStatsService : ReceiveActor
             var stats = new MemberStats { Address = address };
             stats.Nodes.AddRange(collector.Nodes.Select(n => new NodeStats { Project = n.Project, Node = n.Node, Queue = n.Queue, Succeeded = n.Succeeded, Failed = n.Failed, Seconds = n.Seconds }));
             stats.Models.AddRange(collector.Models.Select(m => new ModelStats { Model = m.Model, Version = m.Version, Inferences = m.Inferences, Batches = m.Batches, Rows = m.Rows, QueueSeconds = m.QueueSeconds, ComputeSeconds = m.ComputeSeconds }));
+            stats.Served.AddRange(models.Loaded.Select(m => new ServedModel { Model = m.Model, Version = m.Version, Provider = m.Provider }));
             Sender.Tell(stats);
         });
     }
@@ -29,6 +31,6 @@ public sealed class MemberStatsService : ReceiveActor
 
 public static class MemberStatsServices
 {
-    public static void Register(ActorSystem system) =>
-        system.ActorOf(Props.Create(() => new MemberStatsService(MemberStatsCollector.Shared)), MemberStatsService.Name);
+    public static void Register(ActorSystem system, OnnxModels models) =>
+        system.ActorOf(Props.Create(() => new MemberStatsService(MemberStatsCollector.Shared, models)), MemberStatsService.Name);
 }

@@ -44,7 +44,7 @@ public static partial class TspHostingExtensions
             })
             .AddHocon(ClusterTimingHocon(options), HoconAddMode.Prepend)
             .WithActors((system, _) => system.ActorOf(ClusterTimingsWatch.Props(options.Cluster.AsRole()), "tsp-cluster-timings"))
-            .WithActors((system, _) => MemberStatsServices.Register(system))
+            .WithActors((system, _, resolver) => MemberStatsServices.Register(system, resolver.GetService<OnnxModels>()))
             .WithDistributedPubSub(role: null!)
             .WithClusterClientReceptionist(role: TspRoles.Orchestrator);
 

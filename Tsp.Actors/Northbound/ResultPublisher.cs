@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Cluster.Tools.PublishSubscribe;
+using StackExchange.Redis;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
 
@@ -25,8 +26,22 @@ public static class ResultPublisher
     /// <summary>Publishes a finished run's result, with its dead letter when it failed, then shortens
     /// its node outputs' lifetime to the finished-blob TTL. Safe to repeat, as <see cref="PublishAsync"/>.</summary>
     /// <param name="failure">The node failure that failed the run, if one did.</param>
-    public static async Task PublishFinishedAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, NodeFailed? failure)
+    /// <param name="preview">Where the run's frame is, to keep a copy of it for the dashboard first; a
+    /// preview that cannot be kept is skipped, never a reason not to publish.</param>
+    public static async Task PublishFinishedAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, NodeFailed? failure, FramePreview? preview = null)
     {
+        if (preview is { } frame)
+        {
+            try
+            {
+                await store.KeepPreviewAsync(result.Project, result.RunId, frame.FrameKey, frame.Slice);
+            }
+            catch (RedisException)
+            {
+                // Only a preview.
+            }
+        }
+
         var deadLetter = failure is null
             ? null
             : new DeadLetter
@@ -42,3 +57,6 @@ public static class ResultPublisher
         await store.ExpireFinishedAsync(result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey));
     }
 }
+
+/// <summary>A run's frame: its frame string and its bytes there.</summary>
+public readonly record struct FramePreview(string FrameKey, FrameSlice Slice);

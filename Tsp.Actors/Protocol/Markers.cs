@@ -62,3 +62,4 @@ public sealed partial class GetMemberStats : ITspMessage;
 public sealed partial class MemberStats : ITspMessage;
 public sealed partial class NodeStats : ITspMessage;
 public sealed partial class ModelStats : ITspMessage;
+public sealed partial class ServedModel : ITspMessage;

@@ -20,6 +20,10 @@ public static class RedisKeys
     /// <summary>Counter that hands out result positions.</summary>
     public static string ResultsSequence(string project) => $"tsp:{project}:results:seq";
 
+    /// <summary>A copy of a finished run's frame, kept for a while for the dashboard (one run per
+    /// project and second at most).</summary>
+    public static string Preview(string project, string runId) => $"tsp:{project}:{runId}:preview";
+
     /// <summary>List of serialized DeadLetter records, newest first.</summary>
     public static string DeadLetters(string project) => $"tsp:{project}:dead";
 }

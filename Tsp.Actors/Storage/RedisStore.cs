@@ -24,6 +24,13 @@ public sealed record StorageOptions
 
     /// <summary>How many dead-letter records each project keeps.</summary>
     public int DeadLetterRetention { get; init; } = 10_000;
+
+    /// <summary>How long a finished run's frame preview stays (for the dashboard's recent results).</summary>
+    public TimeSpan PreviewTtl { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Each run host keeps a preview of at most one finished run per project this often: a
+    /// copy of every frame would double Redis's traffic.</summary>
+    public TimeSpan PreviewEvery { get; init; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>A TP result with its position in the project's results log.</summary>
@@ -136,6 +143,38 @@ public sealed class RedisStore : IAsyncDisposable
     // is visible (or published live), every position below P is already in the log. Subscribers rely
     // on that to resume without gaps. The run's marker makes a re-publish after a crash a no-op, and a
     // failed run's dead letter is written in the same step, so it exists exactly once.
+    // Copies the run's slice of its frame string inside Redis: no frame bytes travel.
+    private static readonly LuaScript PreviewScript = LuaScript.Prepare("""
+        local frame = redis.call('GETRANGE', @frames, @first, @last)
+        if frame ~= '' then
+          redis.call('SET', @preview, frame, 'EX', @ttl)
+        end
+        return string.len(frame)
+        """);
+
+    /// <summary>Keeps a copy of a run's frame for <see cref="StorageOptions.PreviewTtl"/> under
+    /// <see cref="RedisKeys.Preview"/>, before its frame string is released.</summary>
+    public async Task KeepPreviewAsync(string project, string runId, string frameKey, FrameSlice slice)
+    {
+        if (slice.Length == 0)
+        {
+            return;
+        }
+
+        await _db.ScriptEvaluateAsync(PreviewScript, new
+        {
+            frames = (RedisKey)frameKey,
+            preview = (RedisKey)RedisKeys.Preview(project, runId),
+            first = (long)slice.Offset,
+            last = (long)slice.Offset + slice.Length - 1,
+            ttl = (long)Options.PreviewTtl.TotalSeconds,
+        });
+    }
+
+    /// <summary>A finished run's frame, if a preview of it was kept and has not expired.</summary>
+    public async Task<byte[]?> GetPreviewAsync(string project, string runId) =>
+        (byte[]?)await _db.StringGetAsync(RedisKeys.Preview(project, runId));
+
     private static readonly LuaScript AppendScript = LuaScript.Prepare("""
         local earlier = redis.call('GET', @marker)
         if earlier then return {tonumber(earlier), 0} end

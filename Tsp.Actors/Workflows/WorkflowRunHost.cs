@@ -56,6 +56,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private long _lastSnapshot;
     private long _publishRetries;
     private System.Diagnostics.Stopwatch? _publishFailureLogged;
+    private readonly Dictionary<string, long> _lastPreview = new(StringComparer.Ordinal);
 
     public WorkflowRunHost(string hostId, RunServices services)
     {
@@ -599,8 +600,22 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         var result = run.State.ToResult();
         var span = TspTracing.StartChild("tsp.publish", TspTracing.TraceParent(run.Span), result.RunId, result.Project);
-        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(_services.Store, _services.PubSubMediator, result, run.State.Failure), span)
+        var preview = PreviewDue(result.Project) ? new FramePreview(run.State.Started.FrameKey, StartedGroups.SliceOf(run.State.Started)) : (FramePreview?)null;
+        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(_services.Store, _services.PubSubMediator, result, run.State.Failure, preview), span)
             .PipeTo(Self, success: () => new ResultPublished(result.RunId), failure: e => new PublishFailed(result.RunId, e.Message));
+    }
+
+    /// <summary>Whether this run may leave a preview: at most one per project every PreviewEvery.</summary>
+    private bool PreviewDue(string project)
+    {
+        var now = Environment.TickCount64;
+        if (_lastPreview.TryGetValue(project, out var last) && now - last < _services.Store.Options.PreviewEvery.TotalMilliseconds)
+        {
+            return false;
+        }
+
+        _lastPreview[project] = now;
+        return true;
     }
 
     private void OnPublished(string runId)
