@@ -4,12 +4,14 @@ using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Npgsql;
+using OpenTelemetry.Metrics;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Hosting;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Northbound;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Bench;
 
@@ -76,6 +78,24 @@ internal sealed class BenchHost : IAsyncDisposable
         configure?.Invoke(tsp);
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Services.AddTspServices(tsp);
+        if (options.Telemetry)
+        {
+            // What every process pays: the Tsp meter aggregated for its Prometheus endpoint.
+            builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(TspMetrics.MeterName, "System.Runtime").AddPrometheusExporter());
+        }
+
+        if (options.Traces)
+        {
+            // Every span made and recorded (as with an OTLP collector and a sample ratio of 1), not exported.
+            var listener = new System.Diagnostics.ActivityListener
+            {
+                ShouldListenTo = source => source.Name == TspTracing.SourceName,
+                Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            };
+            System.Diagnostics.ActivitySource.AddActivityListener(listener);
+            builder.Services.AddSingleton(listener);
+        }
+
         builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
         {
             akka.ConfigureLoggers(l => l.LogLevel = Akka.Event.LogLevel.WarningLevel);

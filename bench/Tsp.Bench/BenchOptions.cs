@@ -2,13 +2,13 @@ using System.Globalization;
 
 namespace Tsp.Bench;
 
-internal sealed record BenchOptions(int Messages, int Size, string Redis, bool Record, int Repeats, int Batch, bool Cuda, int InFlight, string Journal, bool AcceptOnly, int Instances)
+internal sealed record BenchOptions(int Messages, int Size, string Redis, bool Record, int Repeats, int Batch, bool Cuda, int InFlight, string Journal, bool AcceptOnly, int Instances, bool Telemetry = false, bool Traces = false)
 {
     public static BenchOptions Parse(string[] args)
     {
         string? Value(string flag) => args.SkipWhile(a => a != flag).Skip(1).FirstOrDefault();
         int Int(string flag, int fallback) => Value(flag) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
-        return new BenchOptions(Int("--messages", 5000), Int("--size", 1024), Value("--redis") ?? "127.0.0.1:6379", !args.Contains("--no-record"), Int("--repeats", 3), Int("--batch", 4), args.Contains("--cuda"), Int("--in-flight", 64), Value("--journal") ?? "sqlite", args.Contains("--accept-only"), Int("--instances", 1));
+        return new BenchOptions(Int("--messages", 5000), Int("--size", 1024), Value("--redis") ?? "127.0.0.1:6379", !args.Contains("--no-record"), Int("--repeats", 3), Int("--batch", 4), args.Contains("--cuda"), Int("--in-flight", 64), Value("--journal") ?? "sqlite", args.Contains("--accept-only"), Int("--instances", 1), args.Contains("--telemetry"), args.Contains("--traces"));
     }
 }
 

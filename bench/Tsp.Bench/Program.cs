@@ -26,7 +26,9 @@ static int Usage()
 {
     Console.Error.WriteLine("""
         usage: Tsp.Bench <scenario> [--messages N] [--size BYTES] [--repeats N] [--redis HOST:PORT] [--no-record]
-                        [--in-flight N] [--journal sqlite|postgres]
+                        [--in-flight N] [--journal sqlite|postgres] [--telemetry] [--traces]
+          --telemetry  aggregate the tsp_* metrics for a Prometheus endpoint, as every process does
+          --traces     record every span of every run, as with an OTLP collector sampling all runs
           orchestration  runs/s and latency of a 5-node DAG of checksum nodes (64 KiB frames, 20,000 runs)
           ingest   messages/s from Kafka into accepted runs vs a bare Confluent consumer loop [--accept-only]
           model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--instances N] [--cuda]
