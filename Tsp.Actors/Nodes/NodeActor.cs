@@ -222,7 +222,7 @@ public sealed class NodeActor : ReceiveActor
         }
         catch (Exception e)
         {
-            _log.Warning(e, "node {0} of run {1} failed on attempt {2}", task.NodeId, task.RunId, task.Attempt);
+            _log.Warning(e, "node {0} of run {1} (project {2}, trace {3}) failed on attempt {4}", task.NodeId, task.RunId, task.Project, TspTracing.RunTraceId(task.RunId), task.Attempt);
             return Failed(task, $"{e.GetType().Name}: {e.Message}", retryable: true);
         }
     }
@@ -232,7 +232,7 @@ public sealed class NodeActor : ReceiveActor
     /// the routee's capacity or a worker's drain.</summary>
     private NodeTaskFailed Abandoned(NodeTask task, Task<NodeOutput> processing)
     {
-        _log.Warning("node {0} of run {1} (processor {2}) ignored its cancellation after {3} ms; abandoned it on {4}", task.NodeId, task.RunId, task.Processor, task.TimeoutMs, _worker);
+        _log.Warning("node {0} of run {1} (project {2}, trace {3}) ignored its cancellation after {4} ms; abandoned it on {5}", task.NodeId, task.RunId, task.Project, TspTracing.RunTraceId(task.RunId), task.TimeoutMs, $"{_worker} (processor {task.Processor})");
         processing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         return Failed(task, $"timed out after {task.TimeoutMs} ms; processor '{task.Processor}' ignored the cancellation and was abandoned", retryable: true);
     }
