@@ -129,7 +129,7 @@ public static class TspProcess
         }
         catch (IOException e)
         {
-            throw new PortInUseException($"cannot listen: {e.Message}; choose other ports with --http-port and --grpc-port (0: any free port, -1: none)", e);
+            throw new PortInUseException($"cannot listen: {e.Message.TrimEnd('.')}; choose other ports with --http-port and --grpc-port (0: any free port, -1: none)", e);
         }
     }
 
@@ -144,6 +144,8 @@ public static class TspProcess
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         // It logs every failing probe as an error; /health/ready says why, and a probe every 5 s would flood.
         logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.None);
+        // A start that fails (a port taken) is one error line and an exit code (StartAsync), not a stack trace.
+        logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         services.AddTspServices(options);
         Tracing.Add(services, options);
         services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>

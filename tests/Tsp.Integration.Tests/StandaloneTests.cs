@@ -472,6 +472,21 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_taken_operations_port_ends_the_start_with_exit_5_naming_the_address_and_the_flags()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        var run = await RunSeedAsync("run", "--http-port", port, "--grpc-port", "-1", "--redis", TestServers.Redis, "--journal", TestServers.TempSqlitePath(), "--workflow", DemoWorkflow);
+
+        Assert.True(run.ExitCode == 5, $"exit {run.ExitCode}: {run.Output}");
+        Assert.Contains($"127.0.0.1:{port}", run.Output, StringComparison.Ordinal);
+        Assert.Contains("--http-port", run.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", run.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Every_verb_answers_help_and_a_bad_flag_value_is_refused_naming_the_flag()
     {
         foreach (var verb in new[] { "demo", "standalone", "run", "produce", "status", "top", "subscribe" })
@@ -497,6 +512,9 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var grpcPort = await RunSeedAsync("run", "--grpc-port", "70000");
         Assert.Equal(2, grpcPort.ExitCode);
         Assert.Contains("--grpc-port 70000 is out of range", grpcPort.Output, StringComparison.Ordinal);
+        var httpPort = await RunSeedAsync("run", "--http-port", "70000");
+        Assert.Equal(2, httpPort.ExitCode);
+        Assert.Contains("--http-port 70000 is out of range", httpPort.Output, StringComparison.Ordinal);
         var url = await RunSeedAsync("subscribe", "--grpc", "nowhere", "--project", "p");
         Assert.Equal(2, url.ExitCode);
         Assert.Contains("--grpc 'nowhere' is not an absolute URL", url.Output, StringComparison.Ordinal);
