@@ -86,12 +86,16 @@ public sealed class TspHealth(TspOptions options, ActorSystem system, IConnectio
 /// Loads the models a member that runs nodes serves when it starts, in the background, so that
 /// readiness can wait for them (as Triton's does) and the first frames wait for no load: the models
 /// the deployed workflows name on this member's roles, or, on a member that knows no workflow (a
-/// worker), every model of the repository. A pass that left a model out is tried again by the next
-/// readiness check (a model may arrive in the repository after the start).
+/// worker), every model of the repository. A pass that left a model out is tried again by a
+/// readiness check at most every <see cref="RetryEvery"/> (a model may arrive after the start).
 /// </summary>
 public sealed class ModelPreload(OnnxModels models, WorkflowCatalog catalog, TspOptions options) : Microsoft.Extensions.Hosting.IHostedService
 {
+    /// <summary>How often a readiness check loads again the models a pass left out.</summary>
+    public static readonly TimeSpan RetryEvery = TimeSpan.FromSeconds(10);
+
     private volatile Task<IReadOnlyList<string>>? _loading;
+    private long _started;
 
     /// <summary>Whether this process runs nodes, and so serves models.</summary>
     public bool Applies => options.Has(TspRoles.Gpu) || options.Has(TspRoles.Cpu);
@@ -136,7 +140,12 @@ public sealed class ModelPreload(OnnxModels models, WorkflowCatalog catalog, Tsp
         var problems = loading.IsCompletedSuccessfully ? loading.Result : [loading.Exception?.GetBaseException().Message ?? "loading was cancelled"];
         if (problems.Count > 0)
         {
-            Load();
+            // A model may arrive later; a broken one is not loaded again on every probe.
+            if (System.Diagnostics.Stopwatch.GetElapsedTime(_started) >= RetryEvery)
+            {
+                Load();
+            }
+
             return new HealthCheck("models", false, string.Join("; ", problems));
         }
 
@@ -147,6 +156,7 @@ public sealed class ModelPreload(OnnxModels models, WorkflowCatalog catalog, Tsp
     private void Load()
     {
         var wanted = Wanted();
+        _started = System.Diagnostics.Stopwatch.GetTimestamp();
         _loading = Task.Run(() => models.LoadAllAsync(wanted), CancellationToken.None);
     }
 }

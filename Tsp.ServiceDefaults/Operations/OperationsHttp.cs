@@ -26,7 +26,8 @@ public static class OperationsHttp
     private const string LiveTag = "live";
     private const string ReadyTag = "ready";
 
-    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+    // Relaxed: a reason reads "model 'x'" to an operator's curl, not "model \u0027x\u0027".
+    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <param name="port">-1: no HTTP port (health checks are still registered for gRPC).</param>
     public static void Add(WebApplicationBuilder builder, TspOptions options, int port)

@@ -98,16 +98,16 @@ public sealed class MeteredRunFixture : IAsyncLifetime
     }
 
     /// <summary>y = 2x on [N,1,16,16]: what image.normalize makes of a grayscale 16×16 image.</summary>
-    private static void WriteDoublerModel(string root)
+    internal static void WriteDoublerModel(string root, string name = "doubler")
     {
-        var folder = Path.Combine(root, "doubler", "1");
+        var folder = Path.Combine(root, name, "1");
         Directory.CreateDirectory(folder);
-        File.WriteAllText(Path.Combine(root, "doubler", ModelRepository.ConfigFile), """
+        File.WriteAllText(Path.Combine(root, name, ModelRepository.ConfigFile), """
             inputs: [{ name: x, shape: [-1, 1, 16, 16] }]
             outputs: [{ name: y, shape: [-1, 1, 16, 16] }]
             batching: { max_batch_size: 4, max_queue_delay_ms: 5 }
             """);
-        File.WriteAllBytes(Path.Combine(folder, ModelRepository.ModelFile), new OnnxGraph("doubler")
+        File.WriteAllBytes(Path.Combine(folder, ModelRepository.ModelFile), new OnnxGraph(name)
             .Input("x", -1, 1, 16, 16)
             .Output("y", -1, 1, 16, 16)
             .Constant("two", [1], [2f])

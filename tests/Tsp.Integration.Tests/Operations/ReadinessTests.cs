@@ -58,4 +58,43 @@ public sealed class ReadinessTests
         await Eventually.HoldsAsync(() => AssertReadiness(HttpStatusCode.OK, HealthCheckResponse.Types.ServingStatus.Serving, $"{redis.Endpoint} answered"), Patience);
         await host.StopAsync();
     }
+
+    [Fact]
+    public async Task A_worker_is_not_ready_while_a_model_its_workflow_names_is_missing_and_ready_once_it_is_there()
+    {
+        var models = Directory.CreateTempSubdirectory("tsp-models-").FullName;
+        var options = new TspOptions
+        {
+            Redis = TestServers.Redis,
+            SqlitePath = TestServers.TempSqlitePath(),
+            Onnx = new Tsp.Actors.Nodes.Onnx.OnnxOptions { Repository = models, ExecutionProvider = "cpu" },
+            Workflows =
+            [
+                TestServers.WriteWorkflow($$"""
+                    project: {{TestServers.Unique("ready")}}
+                    nodes:
+                      - { id: pre, processor: image.normalize, role: cpu, queue: ready-cpu, params: { width: 16, height: 16, channels: 1, mean: "0", std: "1" } }
+                      - { id: model, processor: onnx, role: gpu, queue: ready-gpu, after: [pre], params: { model: late-model } }
+                    """),
+            ],
+        };
+        using var host = SeedHost.Build(options, new GrpcOptions { Port = -1 }, httpPort: 0, quiet: true);
+        await host.StartAsync();
+        using var http = new HttpClient();
+        var ready = $"{SeedHost.HttpUrl(host)}{OperationsHttp.ReadyPath}";
+
+        async Task AssertReadiness(HttpStatusCode expected, string mentions)
+        {
+            using var response = await http.GetAsync(ready);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == expected, $"{(int)response.StatusCode}: {body}");
+            Assert.Contains(mentions, body, StringComparison.Ordinal);
+        }
+
+        await Eventually.HoldsAsync(() => AssertReadiness(HttpStatusCode.ServiceUnavailable, "model 'late-model'"), Patience);
+        MeteredRunFixture.WriteDoublerModel(models, "late-model");
+        await Eventually.HoldsAsync(() => AssertReadiness(HttpStatusCode.OK, "late-model v1 on CPU"), Patience);
+        await host.StopAsync();
+        Directory.Delete(models, recursive: true);
+    }
 }
