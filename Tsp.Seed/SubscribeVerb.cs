@@ -42,9 +42,11 @@ internal static class SubscribeVerb
 
                 return 0;
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted && e.Trailers.GetValue(TspGrpcService.ResumeTrailer) is { } resume)
+            catch (RpcException e) when (e.StatusCode is StatusCode.ResourceExhausted or StatusCode.DataLoss && e.Trailers.GetValue(TspGrpcService.ResumeTrailer) is { } resume)
             {
-                await Console.Error.WriteLineAsync($"cut off ({e.Status.Detail}); resuming from {resume}");
+                // Cut off for falling behind, or the results log was lost and starts again: the
+                // server says where to go on.
+                await Console.Error.WriteLineAsync($"{(e.StatusCode == StatusCode.DataLoss ? "log reset" : "cut off")} ({e.Status.Detail}); resuming from {resume}");
                 foreach (var part in resume.Split(','))
                 {
                     var pair = part.Split('=');

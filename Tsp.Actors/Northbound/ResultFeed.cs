@@ -17,6 +17,17 @@ public sealed class SubscriberOverflowException(string resumeFrom, int bufferSiz
     public string ResumeFrom { get; } = resumeFrom;
 }
 
+/// <summary>A project's results log started again below what the subscription had delivered: Redis
+/// lost it (no AOF, a wipe). Results at the positions the subscriber already saw are new ones.</summary>
+public sealed class ResultsLogResetException(string project, long delivered, long latest, string resumeFrom)
+    : Exception($"the results log of project '{project}' was reset (Redis lost it): it ends at position {latest}, below the {delivered} results this subscription delivered; its new results start again at 1: resume with from=\"{resumeFrom}\"")
+{
+    public string Project { get; } = project;
+
+    /// <summary>The <c>from</c> that reads the project's new log from its start and the other projects on.</summary>
+    public string ResumeFrom { get; } = resumeFrom;
+}
+
 /// <summary>
 /// One subscription's TP results, in position order per project, with no gap and no duplicate:
 /// the stored results from the start position (the results log in Redis), then live ones
@@ -49,6 +60,7 @@ public sealed class ResultFeed : IAsyncDisposable
     private readonly ChannelReader<TpResult> _live;
     private readonly Dictionary<string, long> _next;
     private readonly int _bufferSize;
+    private readonly Dictionary<string, Dictionary<long, string>> _delivered = new(StringComparer.Ordinal);
     private int _dropped;
 
     private ResultFeed(RedisStore store, IActorRef subscriber, ChannelReader<TpResult> live, Dictionary<string, long> next, int bufferSize)
@@ -127,8 +139,21 @@ public sealed class ResultFeed : IAsyncDisposable
                 throw new SubscriberOverflowException(ResumeFrom, _bufferSize);
             }
 
-            if (!_next.TryGetValue(result.Project, out var next) || result.Position < next)
+            if (!_next.TryGetValue(result.Project, out var next))
             {
+                continue;
+            }
+
+            if (result.Position < next)
+            {
+                // A repeat, normally: read from the log too, or published again after a crash. After
+                // Redis lost the log, the new log's results come at positions already passed, with
+                // other runs: the log's counter then says it started again.
+                if (!IsRepeat(result))
+                {
+                    await ThrowIfResetAsync(result.Project, next);
+                }
+
                 continue;
             }
 
@@ -142,7 +167,36 @@ public sealed class ResultFeed : IAsyncDisposable
             }
 
             _next[result.Project] = result.Position + 1;
+            Remember(result);
             yield return result;
+        }
+    }
+
+    /// <summary>Whether this feed delivered this run at this position (among the last
+    /// <c>bufferSize</c> positions it delivered of the project; an older one is not known).</summary>
+    private bool IsRepeat(TpResult result) =>
+        _delivered.TryGetValue(result.Project, out var recent) && recent.TryGetValue(result.Position, out var runId) && runId == result.RunId;
+
+    private void Remember(TpResult result)
+    {
+        if (!_delivered.TryGetValue(result.Project, out var recent))
+        {
+            _delivered[result.Project] = recent = [];
+        }
+
+        recent[result.Position] = result.RunId;
+        recent.Remove(result.Position - _bufferSize);
+    }
+
+    /// <summary>Whether the log's counter went below what was delivered.</summary>
+    /// <exception cref="ResultsLogResetException">It did.</exception>
+    private async Task ThrowIfResetAsync(string project, long next)
+    {
+        var latest = await _store.LatestPositionAsync(project);
+        if (latest < next - 1)
+        {
+            var resume = new Dictionary<string, long>(_next, StringComparer.Ordinal) { [project] = 1 };
+            throw new ResultsLogResetException(project, next - 1, latest, FeedStart.Format(resume));
         }
     }
 
@@ -160,6 +214,7 @@ public sealed class ResultFeed : IAsyncDisposable
                 }
 
                 _next[project] = position + 1;
+                Remember(result);
                 yield return result;
             }
 

@@ -60,6 +60,11 @@ internal sealed class TspGrpcService(
             log.LogWarning("subscriber {Peer} to {Projects} cut off: {Reason}", context.Peer, string.Join(",", projects), e.Message);
             throw new RpcException(new Status(StatusCode.ResourceExhausted, e.Message), new Metadata { { ResumeTrailer, e.ResumeFrom } });
         }
+        catch (ResultsLogResetException e)
+        {
+            log.LogWarning("subscriber {Peer} to {Projects} ended: {Reason}", context.Peer, string.Join(",", projects), e.Message);
+            throw new RpcException(new Status(StatusCode.DataLoss, e.Message), new Metadata { { ResumeTrailer, e.ResumeFrom } });
+        }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {
             // The subscriber went away.
