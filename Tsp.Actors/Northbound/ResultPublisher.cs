@@ -57,6 +57,3 @@ public static class ResultPublisher
         await store.ExpireFinishedAsync(result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey));
     }
 }
-
-/// <summary>A run's frame: its frame string and its bytes there.</summary>
-public readonly record struct FramePreview(string FrameKey, FrameSlice Slice);

@@ -91,8 +91,11 @@ internal sealed class RunJournalWriter(
         var batch = new RunEventBatch();
         batch.Events.Add(_events);
         var afterWrite = _afterWrite.ToArray();
-        var handedOver = System.Diagnostics.Stopwatch.GetTimestamp();
-        afterWrite[^1] += () => TspMetrics.JournalWrite.Record(System.Diagnostics.Stopwatch.GetElapsedTime(handedOver).TotalSeconds);
+        if (TspMetrics.JournalWrite.Enabled)
+        {
+            var handedOver = System.Diagnostics.Stopwatch.GetTimestamp();
+            afterWrite[^1] += () => TspMetrics.JournalWrite.Record(System.Diagnostics.Stopwatch.GetElapsedTime(handedOver).TotalSeconds);
+        }
         _events.Clear();
         _afterWrite.Clear();
         persist(batch, afterWrite);

@@ -56,13 +56,14 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private long _lastSnapshot;
     private long _publishRetries;
     private System.Diagnostics.Stopwatch? _publishFailureLogged;
-    private readonly Dictionary<string, long> _lastPreview = new(StringComparer.Ordinal);
+    private readonly FramePreviews _previews;
 
     public WorkflowRunHost(string hostId, RunServices services)
     {
         _hostId = hostId;
         _services = services;
         _tuning = services.Tuning ?? new RunHostTuning();
+        _previews = new FramePreviews(services.Store.Options.PreviewEvery);
         _admission = new AdmissionQueue(_tuning.FinishedRunMemory);
         var log = _log;
         _frames = new FrameLeases(services.Store, (key, reason) => log.Warning("frames {0}: deleting them failed ({1}); they expire with the blob TTL", key, reason));
@@ -600,22 +601,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         var result = run.State.ToResult();
         var span = TspTracing.StartChild("tsp.publish", TspTracing.TraceParent(run.Span), result.RunId, result.Project);
-        var preview = PreviewDue(result.Project) ? new FramePreview(run.State.Started.FrameKey, StartedGroups.SliceOf(run.State.Started)) : (FramePreview?)null;
+        var preview = _previews.Take(result.Project, run.State.Started.FrameKey, StartedGroups.SliceOf(run.State.Started));
         TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(_services.Store, _services.PubSubMediator, result, run.State.Failure, preview), span)
             .PipeTo(Self, success: () => new ResultPublished(result.RunId), failure: e => new PublishFailed(result.RunId, e.Message));
-    }
-
-    /// <summary>Whether this run may leave a preview: at most one per project every PreviewEvery.</summary>
-    private bool PreviewDue(string project)
-    {
-        var now = Environment.TickCount64;
-        if (_lastPreview.TryGetValue(project, out var last) && now - last < _services.Store.Options.PreviewEvery.TotalMilliseconds)
-        {
-            return false;
-        }
-
-        _lastPreview[project] = now;
-        return true;
     }
 
     private void OnPublished(string runId)

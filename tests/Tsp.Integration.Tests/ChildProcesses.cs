@@ -24,9 +24,7 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
             RedirectStandardError = true,
             WorkingDirectory = AppContext.BaseDirectory,
         };
-        // Tsp.Seed's operations port is 8080 by default: processes of one test, and of tests one after
-        // the other, would take it from each other. A flag or the given environment still wins.
-        start.Environment["Tsp__Http__Port"] = "0";
+        UseAnyFreeHttpPort(start);
         foreach (var (name, value) in environment)
         {
             start.Environment[name] = value;
@@ -81,6 +79,10 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
 
         return new OrchestratorPair(first, second, worker, firstPort, secondPort, journal);
     }
+
+    /// <summary>Tsp.Seed's operations port is 8080 by default: processes of one test, and of tests one
+    /// after the other, would take it from each other. A flag or an environment the test sets still wins.</summary>
+    public static void UseAnyFreeHttpPort(ProcessStartInfo start) => start.Environment["Tsp__Http__Port"] = "0";
 
     public static string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 

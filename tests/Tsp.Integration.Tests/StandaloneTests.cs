@@ -401,9 +401,7 @@ public sealed class StandaloneTests(ITestOutputHelper output)
             RedirectStandardError = true,
             WorkingDirectory = AppContext.BaseDirectory,
         };
-        // Tsp.Seed's operations port is 8080 by default: processes of one test, and of tests one after
-        // the other, would take it from each other. A flag or the given environment still wins.
-        start.Environment["Tsp__Http__Port"] = "0";
+        ChildProcesses.UseAnyFreeHttpPort(start);
         foreach (var (key, value) in environment)
         {
             start.Environment[key] = value;
