@@ -55,8 +55,38 @@ var token = new Option<string?>("--token") { Description = "API token (Grpc:Toke
 var subscribe = new Command("subscribe", "print a project's results from a gRPC gateway as they arrive, resuming by itself") { grpc, subscribeProjects, from, token };
 subscribe.SetAction(parsed => SubscribeVerb.RunAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetRequiredValue(subscribeProjects), parsed.GetValue(from)!, parsed.GetValue(token)));
 
+var controlProject = new Option<string>("--project") { Description = "the project", HelpName = "P", Required = true };
+var runOption = new Option<string?>("--run") { Description = "one run, by its id", HelpName = "ID" };
+var sourceOption = new Option<string?>("--source") { Description = "only the runs of this source id", HelpName = "S" };
+var reasonOption = new Option<string?>("--reason") { Description = "why, kept with the action (a cancelled run's result, a pause)", HelpName = "TEXT" };
+var limit = TspCommands.Count("--limit", "at most this many", 100);
+
+var inspect = new Command("inspect", "a project's unfinished runs, one line each starting with its run id: stage, source, host and every node's state; --run: one run's timeline") { grpc, token, controlProject, runOption, sourceOption, limit };
+inspect.SetAction(parsed => ControlVerbs.InspectAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(controlProject), parsed.GetValue(runOption), parsed.GetValue(sourceOption), parsed.GetValue(limit)));
+
+var cancelAll = new Option<bool>("--all") { Description = "every unfinished run of the project" };
+var cancel = new Command("cancel", "cancel a run (--run), every unfinished run of a project (--all) or of a source (--source): each ends with status CANCELLED") { grpc, token, controlProject, runOption, cancelAll, sourceOption, reasonOption };
+cancel.Validators.Add(result =>
+{
+    var chosen = (result.GetValue(runOption) is null ? 0 : 1) + (result.GetValue(cancelAll) ? 1 : 0) + (result.GetValue(sourceOption) is null ? 0 : 1);
+    if (chosen != 1)
+    {
+        result.AddError("cancel needs exactly one of --run ID, --all or --source S");
+    }
+});
+cancel.SetAction(parsed => ControlVerbs.CancelAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(controlProject), parsed.GetValue(runOption), parsed.GetValue(cancelAll), parsed.GetValue(sourceOption), parsed.GetValue(reasonOption)));
+
+var redrive = new Option<string?>("--redrive") { Description = "run the frames of dead runs again: all, an id N, or a range N-M", HelpName = "all|N|N-M" };
+var deadLetters = new Command("deadletters", "a project's dead letters, newest first (id, time, origin, reference, reason); --redrive runs them again") { grpc, token, controlProject, redrive, limit };
+deadLetters.SetAction(parsed => ControlVerbs.DeadLettersAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(controlProject), parsed.GetValue(redrive), parsed.GetValue(limit)));
+
+var pause = new Command("pause", "stop consuming a project's Kafka topic (runs in flight finish; stays paused across restarts)") { grpc, token, controlProject, reasonOption };
+pause.SetAction(parsed => ControlVerbs.PauseAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(controlProject), paused: true, parsed.GetValue(reasonOption)));
+var resume = new Command("resume", "consume a paused project's Kafka topic again") { grpc, token, controlProject, reasonOption };
+resume.SetAction(parsed => ControlVerbs.PauseAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(controlProject), paused: false, parsed.GetValue(reasonOption)));
+
 var root = new RootCommand("TSP: AI pipelines on an Akka.NET cluster. Shared flags are also read from Tsp__* environment variables and appsettings.json (section \"Tsp\"); flags win.")
 {
-    demo, standalone, run, produce, status, top, subscribe,
+    demo, standalone, run, produce, status, top, subscribe, inspect, cancel, deadLetters, pause, resume,
 };
 return await TspCommands.InvokeAsync(root, args);

@@ -46,7 +46,7 @@ internal static class StatusVerb
         text.AppendLine("projects:");
         foreach (var p in status.Projects)
         {
-            text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {p.Project}  kafka_in_flight_runs={p.KafkaInFlightRuns} kafka_consumed={p.KafkaConsumed} dead_lettered={p.DeadLettered} results={p.LatestPosition}"));
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {p.Project}  kafka_in_flight_runs={p.KafkaInFlightRuns} kafka_consumed={p.KafkaConsumed} dead_lettered={p.DeadLettered} results={p.LatestPosition}{(p.Paused ? " paused" : "")}"));
             foreach (var k in p.KafkaPartitions)
             {
                 text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"    partition {k.Partition}  next={Offset(k.NextOffset)} end={Offset(k.EndOffset)} lag={(k.NextOffset >= 0 && k.EndOffset >= 0 ? Math.Max(0, k.EndOffset - k.NextOffset).ToString(CultureInfo.InvariantCulture) : "?")}{(k.Paused ? " paused" : "")}"));

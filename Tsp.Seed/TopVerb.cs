@@ -121,7 +121,7 @@ internal static class TopVerb
         foreach (var p in status.Projects)
         {
             var lag = p.KafkaPartitions.Where(k => k.NextOffset >= 0 && k.EndOffset >= 0).Sum(k => Math.Max(0, k.EndOffset - k.NextOffset));
-            Line($"{p.Project,-28} {p.LatestPosition,8} {lag,10} {p.KafkaInFlightRuns,16} {p.DeadLettered,14}");
+            Line($"{p.Project,-28} {p.LatestPosition,8} {lag,10} {p.KafkaInFlightRuns,16} {p.DeadLettered,14}{(p.Paused ? "  paused" : "")}");
         }
 
         Line($"");

@@ -41,6 +41,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private long _retried;
     private long _failed;
     private long _requeued;
+    private long _cancelled;
     private long _storeWaits;
     private System.Diagnostics.Stopwatch? _storeWaitLogged;
     private volatile QueueStats? _published;
@@ -58,6 +59,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Receive<NodeTaskDone>(done => Finish(done.TaskId, done));
         Receive<NodeTaskFailed>(OnFailed);
         Receive<TaskDeadline>(OnDeadline);
+        Receive<CancelTasks>(OnCancel);
         Receive<RetryDue>(OnRetryDue);
         Receive<Terminated>(t => RemoveWorker(t.ActorRef, "terminated"));
         Receive<ClusterEvent.UnreachableMember>(m => OnUnreachable(m.Member.Address));
@@ -301,6 +303,30 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Dispatch();
     }
 
+    /// <summary>The tasks' run was cancelled: a queued task is dropped, a running one is cancelled on its
+    /// routee, which keeps the credit until it answers (its answer is then dropped as late). No answer
+    /// goes to the run.</summary>
+    private void OnCancel(CancelTasks cancel)
+    {
+        foreach (var taskId in cancel.TaskIds)
+        {
+            if (!_entries.Remove(taskId, out var entry))
+            {
+                continue;
+            }
+
+            Timers.Cancel(TimerKey(entry));
+            if (entry.Node is { } queued)
+            {
+                _pending.Remove(queued);
+                entry.Node = null;
+            }
+
+            entry.Worker?.Ref.Tell(new CancelTask { TaskId = taskId }, Self);
+            _cancelled++;
+        }
+    }
+
     private void OnDeadline(TaskDeadline deadline)
     {
         if (_entries.TryGetValue(deadline.TaskId, out var entry) && entry.Attempt == deadline.Attempt && entry.Worker is { } worker)
@@ -441,7 +467,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         var slots = _workers.Values.Sum(w => w.Slots);
         var free = _workers.Values.Sum(w => w.Free);
-        return new QueueStats(_name, _options.Role, _pending.Count, _entries.Count - _pending.Count, _workers.Count, slots, free, _dispatched, _retried, _failed, _requeued, _workers.Values.Count(w => w.Draining));
+        return new QueueStats(_name, _options.Role, _pending.Count, _entries.Count - _pending.Count, _workers.Count, slots, free, _dispatched, _retried, _failed, _requeued, _workers.Values.Count(w => w.Draining), _cancelled);
     }
 
     private static string TimerKey(Entry entry) => entry.Task.TaskId;

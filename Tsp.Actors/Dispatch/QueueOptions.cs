@@ -32,4 +32,4 @@ public sealed record GetQueueStats
     public static readonly GetQueueStats Instance = new();
 }
 
-public sealed record QueueStats(string Queue, string Role, int Pending, int InFlight, int Workers, int Slots, int FreeSlots, long Dispatched, long Retried, long Failed, long Requeued = 0, int Draining = 0);
+public sealed record QueueStats(string Queue, string Role, int Pending, int InFlight, int Workers, int Slots, int FreeSlots, long Dispatched, long Retried, long Failed, long Requeued = 0, int Draining = 0, long Cancelled = 0);

@@ -5,6 +5,9 @@ namespace Tsp.Actors.Hosting;
 /// <summary>Marker for the workflow-run shard region in the actor registry.</summary>
 public sealed class WorkflowRuns;
 
+/// <summary>Marker for the project-control shard region (<see cref="Control.ProjectControl"/>).</summary>
+public sealed class ProjectControls;
+
 /// <summary>The Kafka ingest actors of this orchestrator, by project (each behind a backoff supervisor
 /// that forwards messages to it).</summary>
 public sealed class KafkaIngests

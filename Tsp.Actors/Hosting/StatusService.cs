@@ -59,6 +59,7 @@ public sealed class StatusService : ReceiveActor
                         mine.KafkaConsumed += project.KafkaConsumed;
                         mine.DeadLettered += project.DeadLettered;
                         mine.KafkaPartitions.AddRange(project.KafkaPartitions);
+                        mine.Paused |= project.Paused;
                     }
                 }
             }
@@ -127,6 +128,7 @@ public sealed class StatusService : ReceiveActor
                     Requeued = stats.Requeued,
                     Draining = stats.Draining,
                     Failed = stats.Failed,
+                    Cancelled = stats.Cancelled,
                 });
             }
 
@@ -136,7 +138,7 @@ public sealed class StatusService : ReceiveActor
                 if (ingests.ByProject.TryGetValue(project, out var ingest))
                 {
                     var stats = await ingest.Ask<IngestStats>(GetIngestStats.Instance, timeout);
-                    (described.KafkaInFlightRuns, described.KafkaConsumed, described.DeadLettered) = (stats.InFlightRuns, stats.Consumed, stats.DeadLettered);
+                    (described.KafkaInFlightRuns, described.KafkaConsumed, described.DeadLettered, described.Paused) = (stats.InFlightRuns, stats.Consumed, stats.DeadLettered, stats.Paused);
                     described.KafkaPartitions.AddRange(stats.Partitions.Select(p => new KafkaPartitionStatus { Partition = p.Partition, NextOffset = p.NextOffset, EndOffset = p.EndOffset, Paused = p.Paused }));
                 }
 

@@ -74,6 +74,7 @@ public static partial class TspHostingExtensions
         else
         {
             builder.WithShardRegionProxy<WorkflowRuns>(RunsTypeName, TspRoles.Orchestrator, new RunMessageExtractor(options.Shards, options.RunHosts));
+            builder.WithShardRegionProxy<ProjectControls>(ProjectControlTypeName, TspRoles.Orchestrator, new Control.ProjectControlExtractor(options.Shards));
         }
 
         return builder;

@@ -21,6 +21,7 @@ public static partial class TspHostingExtensions
 {
     public const string SystemName = "tsp";
     public const string RunsTypeName = "workflow-runs";
+    public const string ProjectControlTypeName = "project-control";
 
     /// <summary>Registers the processor registry, the workflow catalog (loading and validating every
     /// configured workflow), the Redis store and the node-queue registry.</summary>
@@ -65,6 +66,14 @@ public static partial class TspHostingExtensions
             options.AskTimeout,
             options.MaxFrameBytes,
             options.RunHosts));
+        services.AddSingleton(sp => new Control.RunControl(
+            catalog,
+            sp.GetRequiredService<RedisStore>(),
+            sp.GetRequiredService<RunSubmitter>(),
+            sp.GetRequiredService<IRequiredActor<WorkflowRuns>>().ActorRef,
+            sp.GetRequiredService<IRequiredActor<ProjectControls>>().ActorRef,
+            options.RunHosts,
+            options.AskTimeout));
         return services;
     }
 

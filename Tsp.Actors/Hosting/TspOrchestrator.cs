@@ -4,6 +4,7 @@ using Akka.Cluster.Hosting;
 using Akka.Cluster.Sharding;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Hosting;
+using Tsp.Actors.Control;
 using Tsp.Actors.Dispatch;
 using Tsp.Actors.Ingest;
 using Tsp.Actors.Northbound;
@@ -60,16 +61,21 @@ public static partial class TspHostingExtensions
                 RememberEntitiesStore = RememberEntitiesStore.Eventsourced,
                 StateStoreMode = StateStoreMode.Persistence,
             });
+        builder.WithShardRegion<ProjectControls>(
+            ProjectControlTypeName,
+            (_, _, _) => ProjectControl.Props,
+            new ProjectControlExtractor(options.Shards),
+            new ShardOptions { Role = TspRoles.Orchestrator, StateStoreMode = StateStoreMode.Persistence });
         if (!string.IsNullOrWhiteSpace(options.Kafka.Bootstrap))
         {
-            builder.WithActors((system, _, resolver) =>
+            builder.WithActors((system, registry, resolver) =>
             {
                 var submitter = resolver.GetService<RunSubmitter>();
                 var store = resolver.GetService<RedisStore>();
                 var ingests = resolver.GetService<KafkaIngests>();
                 foreach (var project in resolver.GetService<WorkflowCatalog>().Projects)
                 {
-                    var ingest = IngestActor.Props(project, options.Kafka, submitter, store);
+                    var ingest = IngestActor.Props(project, options.Kafka, submitter, store, registry.Get<ProjectControls>());
                     var supervised = BackoffSupervisor.Props(Backoff.OnFailure(ingest, "ingest", TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
                     ingests.Add(project, system.ActorOf(supervised, "ingest-" + project));
                 }

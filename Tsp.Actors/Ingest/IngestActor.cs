@@ -21,7 +21,7 @@ public sealed record GetIngestStats
     public static readonly GetIngestStats Instance = new();
 }
 
-public sealed record IngestStats(string Project, int InFlightRuns, int MaxInFlightRuns, int PeakInFlightRuns, long Consumed, long Started, long DeadLettered, IReadOnlyList<KafkaPartitionState> Partitions);
+public sealed record IngestStats(string Project, int InFlightRuns, int MaxInFlightRuns, int PeakInFlightRuns, long Consumed, long Started, long DeadLettered, IReadOnlyList<KafkaPartitionState> Partitions, bool Paused = false);
 
 /// <summary>
 /// Kafka ingest of one project (role orchestrator): topic <c>tsp.{project}.frames</c>, group
@@ -29,9 +29,12 @@ public sealed record IngestStats(string Project, int InFlightRuns, int MaxInFlig
 /// offset); its offset is committed only once the run is persisted — or the record is dead-lettered.
 /// A bad record is dead-lettered with its reason, committed, logged once, and never blocks its partition.
 /// A run that cannot be started (the journal or an orchestrator is unavailable) is retried, not skipped.
+/// While the project is paused (its control state, <see cref="ControlTopic"/>) no run is started and
+/// nothing more is read: the lag grows and nothing is lost.
 /// </summary>
-public sealed class IngestActor : ReceiveActor, IDisposable
+public sealed class IngestActor : ReceiveActor, IDisposable, IWithTimers
 {
+    private const string AskControlTimer = "ask-control";
     private readonly string _project;
     private readonly KafkaOptions _options;
     private readonly RunSubmitter _submitter;
@@ -51,9 +54,17 @@ public sealed class IngestActor : ReceiveActor, IDisposable
     private long _stallSince;
     private long _lastStallLog;
     private readonly Dictionary<int, long> _lastOffsets = [];
+    private readonly IActorRef? _projectControl;
+    private readonly PauseGate _gate;
+    private bool _controlKnown;
 
-    public IngestActor(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store)
+    /// <param name="projectControl">Where the project's control state is asked for (the control
+    /// entities' region); null: never paused.</param>
+    public IngestActor(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store, IActorRef? projectControl = null)
     {
+        _projectControl = projectControl;
+        // Closed until the control state is known: a paused project stays paused across restarts.
+        _gate = new PauseGate(open: projectControl is null);
         _project = project;
         _options = options;
         _submitter = submitter;
@@ -70,14 +81,43 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             }
         });
         Receive<SubscribeAck>(_ => { });
+        Receive<ProjectControlState>(OnControl);
+        Receive<AskControl>(_ => _projectControl?.Tell(new GetProjectControlState { Project = _project }));
         Receive<GetIngestStats>(_ => Sender.Tell(new IngestStats(
-            _project, _inFlight.Count, _inFlight.Max, _inFlight.Peak, Interlocked.Read(ref _consumed), Interlocked.Read(ref _started), Interlocked.Read(ref _deadLettered), _probe.Partitions)));
+            _project, _inFlight.Count, _inFlight.Max, _inFlight.Peak, Interlocked.Read(ref _consumed), Interlocked.Read(ref _started), Interlocked.Read(ref _deadLettered), _probe.Partitions, !_gate.IsOpen)));
         Receive<Status.Failure>(failure => throw new InvalidOperationException($"kafka ingest of '{_project}' failed", failure.Cause));
         Receive<Done>(_ => throw new InvalidOperationException($"kafka ingest of '{_project}' ended"));
     }
 
-    public static Props Props(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store) =>
-        Akka.Actor.Props.Create(() => new IngestActor(project, options, submitter, store));
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public static Props Props(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store, IActorRef? projectControl = null) =>
+        Akka.Actor.Props.Create(() => new IngestActor(project, options, submitter, store, projectControl));
+
+    /// <summary>The pub-sub topic a project's control state is published on when it changes.</summary>
+    public static string ControlTopic(string project) => $"tsp-control.{project}";
+
+    /// <summary>The project's control state, asked for or published: pause or resume ingest. Asked
+    /// every 5 s until the first answer, then every 30 s, in case a published change was lost.</summary>
+    private void OnControl(ProjectControlState state)
+    {
+        if (!_controlKnown)
+        {
+            _controlKnown = true;
+            Timers.StartPeriodicTimer(AskControlTimer, AskControl.Instance, TimeSpan.FromSeconds(30));
+        }
+
+        if (state.Paused && _gate.IsOpen)
+        {
+            _gate.Close();
+            _log.Info("kafka ingest of '{0}': paused by {1}; runs in flight finish, nothing more is read", _project, state.ChangedBy);
+        }
+        else if (!state.Paused && !_gate.IsOpen)
+        {
+            _gate.Open();
+            _log.Info("kafka ingest of '{0}': consuming", _project);
+        }
+    }
 
     protected override void PreStart()
     {
@@ -87,6 +127,13 @@ public sealed class IngestActor : ReceiveActor, IDisposable
             new KeyValuePair<string, object?>("topic", _topic),
             new KeyValuePair<string, object?>("partition", p.Partition))));
         DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(ResultPublisher.TopicFor(_project), Self));
+        if (_projectControl is not null)
+        {
+            DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(ControlTopic(_project), Self));
+            Self.Tell(AskControl.Instance);
+            Timers.StartPeriodicTimer(AskControlTimer, AskControl.Instance, TimeSpan.FromSeconds(5));
+        }
+
         var config = new ConsumerConfig(new Dictionary<string, string>(_options.Consumer))
         {
             BootstrapServers = _options.Bootstrap,
@@ -133,6 +180,10 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         _deadLetterProducer?.Dispose();
         _deadLetterProducer = null;
         DistributedPubSub.Get(Context.System).Mediator.Tell(new Unsubscribe(ResultPublisher.TopicFor(_project), Self));
+        if (_projectControl is not null)
+        {
+            DistributedPubSub.Get(Context.System).Mediator.Tell(new Unsubscribe(ControlTopic(_project), Self));
+        }
     }
 
     public void Dispose()
@@ -141,12 +192,16 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         _inFlight.Dispose();
     }
 
+    private sealed record AskControl
+    {
+        public static readonly AskControl Instance = new();
+    }
+
     /// <summary>Turns a batch into runs. Decoding and gap checks happen here, in record order on the
     /// stream's thread; the runs of the batch are then started together, in as few pieces as free
     /// in-flight slots allow. Completes with what to commit: per partition its last record.</summary>
     private Task<IReadOnlyList<KafkaMessage>> HandleBatchAsync(IReadOnlyList<KafkaMessage> batch)
     {
-        Interlocked.Add(ref _consumed, batch.Count);
         var commits = KafkaMessage.LastPerPartition(batch);
         var runs = new PendingRuns(batch.Count, keepRecords: _deadLetterProducer is not null);
         List<(KafkaMessage Message, string Error)>? bad = null;
@@ -167,11 +222,17 @@ public sealed class IngestActor : ReceiveActor, IDisposable
         }
 
         // From here on the batch's Kafka records are not referenced (see PendingRuns).
-        return StartBatchAsync(runs, bad, commits);
+        return StartBatchAsync(batch.Count, runs, bad, commits);
     }
 
-    private async Task<IReadOnlyList<KafkaMessage>> StartBatchAsync(PendingRuns runs, List<(KafkaMessage Message, string Error)>? bad, IReadOnlyList<KafkaMessage> commits)
+    private async Task<IReadOnlyList<KafkaMessage>> StartBatchAsync(int records, PendingRuns runs, List<(KafkaMessage Message, string Error)>? bad, IReadOnlyList<KafkaMessage> commits)
     {
+        if (!_gate.IsOpen)
+        {
+            await _gate.WaitOpenAsync(_stopping.Token);
+        }
+
+        Interlocked.Add(ref _consumed, records);
         foreach (var (message, error) in bad ?? [])
         {
             await DeadLetterAsync(message.Reference, error, message);

@@ -23,6 +23,9 @@ public sealed class NodeActor : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly string _worker;
     private readonly List<IActorRef> _drainWaiters = [];
+
+    // The tasks in hand by id, each with the source an operator's cancel fires (CancelTask).
+    private readonly Dictionary<string, CancellationTokenSource> _cancels = new(StringComparer.Ordinal);
     private NodeProcessorRegistry _processors = null!;
     private RedisStore _store = null!;
     private NodeRoutees? _registry;
@@ -41,11 +44,31 @@ public sealed class NodeActor : ReceiveActor
         {
             var replyTo = Sender;
             _inHand++;
-            RunAsync(task).PipeTo(Self, success: reply => new Finished(replyTo, reply));
+            var cancel = new CancellationTokenSource();
+            if (!_cancels.TryAdd(task.TaskId, cancel))
+            {
+                cancel.Dispose();
+                cancel = null;
+            }
+
+            RunAsync(task, cancel?.Token ?? CancellationToken.None).PipeTo(Self, success: reply => new Finished(replyTo, reply, task.TaskId, cancel));
+        });
+        Receive<CancelTask>(cancel =>
+        {
+            if (_cancels.TryGetValue(cancel.TaskId, out var source))
+            {
+                source.Cancel();
+            }
         });
         Receive<Finished>(finished =>
         {
             _inHand--;
+            if (finished.Cancel is { } cancel)
+            {
+                _cancels.Remove(finished.TaskId);
+                cancel.Dispose();
+            }
+
             if (_draining)
             {
                 _finishedWhileDraining++;
@@ -110,7 +133,7 @@ public sealed class NodeActor : ReceiveActor
 
     protected override void PostStop() => _registry?.Remove(Self);
 
-    private async Task<IRunMessage> RunAsync(NodeTask task)
+    private async Task<IRunMessage> RunAsync(NodeTask task, CancellationToken cancelled)
     {
         var started = Stopwatch.GetTimestamp();
         using var span = TspTracing.StartChild($"tsp.node {task.NodeId}", task.TraceParent, task.RunId, task.Project, ActivityKind.Consumer);
@@ -125,7 +148,7 @@ public sealed class NodeActor : ReceiveActor
             span.SetTag("tsp.worker", _worker);
         }
 
-        var reply = await ExecuteAsync(task, started);
+        var reply = await ExecuteAsync(task, started, cancelled);
         if (reply is NodeTaskFailed failed)
         {
             span?.SetStatus(ActivityStatusCode.Error, failed.Reason);
@@ -140,7 +163,7 @@ public sealed class NodeActor : ReceiveActor
         return reply;
     }
 
-    private async Task<IRunMessage> ExecuteAsync(NodeTask task, long started)
+    private async Task<IRunMessage> ExecuteAsync(NodeTask task, long started, CancellationToken cancelled)
     {
         if (!_processors.TryGet(task.Processor, out var processor))
         {
@@ -168,7 +191,9 @@ public sealed class NodeActor : ReceiveActor
                 inputs[i] = new NodeBlob(task.Inputs[i].NodeId, task.Inputs[i].Key, data);
             }
 
-            using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(Math.Max(1, task.TimeoutMs)));
+            // Fires on the task's timeout, or when an operator cancels its run.
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancelled);
+            timeout.CancelAfter(TimeSpan.FromMilliseconds(Math.Max(1, task.TimeoutMs)));
             var invocation = new NodeInvocation(task.Project, task.RunId, task.NodeId, task.Attempt, task.Parameters, inputs);
             NodeOutput output;
             var processing = processor.ProcessAsync(invocation, timeout.Token);
@@ -180,6 +205,12 @@ public sealed class NodeActor : ReceiveActor
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested)
             {
+                if (cancelled.IsCancellationRequested)
+                {
+                    ObserveLater(processing);
+                    return Failed(task, "cancelled: its run was cancelled", retryable: false);
+                }
+
                 if (!processing.IsCompleted)
                 {
                     return Abandoned(task, processing);
@@ -201,6 +232,7 @@ public sealed class NodeActor : ReceiveActor
                 OutputKey = task.OutputKey,
                 DurationUs = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds,
                 Worker = _worker,
+                FinishedAtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
                 ModelName = output.ModelName,
                 ModelVersion = output.ModelVersion,
                 Attempts = task.Attempt,
@@ -233,12 +265,16 @@ public sealed class NodeActor : ReceiveActor
     private NodeTaskFailed Abandoned(NodeTask task, Task<NodeOutput> processing)
     {
         _log.Warning("node {0} of run {1} (project {2}, trace {3}) ignored its cancellation after {4} ms; abandoned it on {5}", task.NodeId, task.RunId, task.Project, TspTracing.RunTraceId(task.RunId), task.TimeoutMs, $"{_worker} (processor {task.Processor})");
-        processing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        ObserveLater(processing);
         return Failed(task, $"timed out after {task.TimeoutMs} ms; processor '{task.Processor}' ignored the cancellation and was abandoned", retryable: true);
     }
 
+    /// <summary>A call left to finish on its own: its failure, if it fails, is observed, never thrown.</summary>
+    private static void ObserveLater(Task processing) =>
+        processing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
     /// <summary>A task's reply, back on the actor's thread so it can count what it holds.</summary>
-    private sealed record Finished(IActorRef ReplyTo, IRunMessage Reply);
+    private sealed record Finished(IActorRef ReplyTo, IRunMessage Reply, string TaskId, CancellationTokenSource? Cancel);
 
     private NodeTaskFailed Failed(NodeTask task, string reason, bool retryable) => new()
     {

@@ -2,9 +2,6 @@ using Tsp.Actors.Storage;
 
 namespace Tsp.Actors.Northbound;
 
-/// <summary>A run's frame: its frame string and its bytes there.</summary>
-public readonly record struct FramePreview(string FrameKey, FrameSlice Slice);
-
 /// <summary>
 /// Picks the finished runs whose frame a run host keeps for the dashboard: at most one per project
 /// every <see cref="StorageOptions.PreviewEvery"/> (a copy of every frame would double Redis's traffic).
@@ -14,16 +11,16 @@ public sealed class FramePreviews(TimeSpan every)
 {
     private readonly Dictionary<string, long> _last = new(StringComparer.Ordinal);
 
-    /// <returns>The frame to keep, or null when this project's last preview is too recent.</returns>
-    public FramePreview? Take(string project, string frameKey, FrameSlice slice)
+    /// <returns>Whether to keep a preview of this run of the project (false: its last one is too recent).</returns>
+    public bool IsDue(string project)
     {
         var now = Environment.TickCount64;
         if (_last.TryGetValue(project, out var last) && now - last < every.TotalMilliseconds)
         {
-            return null;
+            return false;
         }
 
         _last[project] = now;
-        return new FramePreview(frameKey, slice);
+        return true;
     }
 }

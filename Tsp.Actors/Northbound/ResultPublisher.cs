@@ -25,12 +25,15 @@ public static class ResultPublisher
 
     /// <summary>Publishes a finished run's result, with its dead letter when it failed, then shortens
     /// its node outputs' lifetime to the finished-blob TTL. Safe to repeat, as <see cref="PublishAsync"/>.</summary>
-    /// <param name="failure">The node failure that failed the run, if one did.</param>
-    /// <param name="preview">Where the run's frame is, to keep a copy of it for the dashboard first; a
-    /// preview that cannot be kept is skipped, never a reason not to publish.</param>
-    public static async Task PublishFinishedAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, NodeFailed? failure, FramePreview? preview = null)
+    /// <param name="failure">The node failure that failed the run, if one did: its dead letter keeps a
+    /// copy of the frame (<see cref="StorageOptions.DeadFrameTtl"/>) so the run can be redriven, and a
+    /// redriven run that failed again names the reason it failed the first time too.</param>
+    /// <param name="frame">Where the run's frame is (still held: it is released after this).</param>
+    /// <param name="keepPreview">Keep a copy of the frame for the dashboard first; a preview that cannot
+    /// be kept is skipped, never a reason not to publish.</param>
+    public static async Task PublishFinishedAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, NodeFailed? failure, RunFrame frame, bool keepPreview = false)
     {
-        if (preview is { } frame)
+        if (keepPreview)
         {
             try
             {
@@ -42,18 +45,34 @@ public static class ResultPublisher
             }
         }
 
-        var deadLetter = failure is null
-            ? null
-            : new DeadLetter
-            {
-                Project = result.Project,
-                Origin = "run",
-                Reference = result.RunId,
-                NodeId = failure.NodeId,
-                Reason = result.Error,
-                AtUnixMs = result.CompletedAtUnixMs,
-            };
-        await PublishAsync(store, pubSubMediator, result, deadLetter);
+        var deadLetter = failure is null ? null : await DeadLetterOfAsync(store, result, failure);
+        await store.AppendResultAsync(result, deadLetter, deadLetter is null ? null : frame);
+        pubSubMediator.Tell(new Publish(TopicFor(result.Project), result));
         await store.ExpireFinishedAsync(result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey));
+    }
+
+    private static async Task<DeadLetter> DeadLetterOfAsync(RedisStore store, TpResult result, NodeFailed failure)
+    {
+        var deadLetter = new DeadLetter
+        {
+            Project = result.Project,
+            Origin = "run",
+            Reference = result.RunId,
+            NodeId = failure.NodeId,
+            Reason = result.Error,
+            AtUnixMs = result.CompletedAtUnixMs,
+            SourceId = result.SourceId,
+            FrameKey = RedisKeys.DeadFrame(result.Project, result.RunId),
+        };
+        if (result.RedriveOf.Length > 0)
+        {
+            deadLetter.RedriveOf = result.RedriveOf;
+            if (await store.GetRedrivenAsync(result.Project, result.RunId) is { } earlier)
+            {
+                deadLetter.Reason = $"{result.Error}; redriven from {earlier.Reference}, which failed with: {earlier.Reason}";
+            }
+        }
+
+        return deadLetter;
     }
 }

@@ -24,6 +24,15 @@ public static class RedisKeys
     /// project and second at most).</summary>
     public static string Preview(string project, string runId) => $"tsp:{project}:{runId}:preview";
 
+    /// <summary>A failed run's frame, kept with its dead letter so the run can be redriven.</summary>
+    public static string DeadFrame(string project, string runId) => $"tsp:{project}:{runId}:dead-frame";
+
+    /// <summary>Counter that numbers a project's dead letters (DeadLetter.id).</summary>
+    public static string DeadLettersSequence(string project) => $"tsp:{project}:dead:seq";
+
+    /// <summary>The dead letter a redriven run was started from (so a second failure names both reasons).</summary>
+    public static string RedrivenFrom(string project, string runId) => $"tsp:{project}:{runId}:redriven-from";
+
     /// <summary>List of serialized DeadLetter records, newest first.</summary>
     public static string DeadLetters(string project) => $"tsp:{project}:dead";
 }

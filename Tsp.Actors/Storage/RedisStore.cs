@@ -25,6 +25,9 @@ public sealed record StorageOptions
     /// <summary>How many dead-letter records each project keeps.</summary>
     public int DeadLetterRetention { get; init; } = 10_000;
 
+    /// <summary>How long a failed run's frame is kept beside its dead letter, for a redrive.</summary>
+    public TimeSpan DeadFrameTtl { get; init; } = TimeSpan.FromDays(7);
+
     /// <summary>How long a finished run's frame preview stays (for the dashboard's recent results).</summary>
     public TimeSpan PreviewTtl { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -175,7 +178,29 @@ public sealed class RedisStore : IAsyncDisposable
     public async Task<byte[]?> GetPreviewAsync(string project, string runId) =>
         (byte[]?)await _db.StringGetAsync(RedisKeys.Preview(project, runId));
 
-    private static readonly LuaScript AppendScript = LuaScript.Prepare("""
+    // Numbers a dead letter and pushes it: the id is appended to the serialized record as protobuf
+    // field 7 (a varint; protobuf reads concatenated fields as one message), so it is assigned and
+    // stored in the same atomic step.
+    private const string PushDeadLetterLua = """
+        local function pushDead()
+          local n = redis.call('INCR', @deadSequence)
+          local id = n
+          local bytes = {string.char(56)}
+          while n >= 128 do
+            bytes[#bytes + 1] = string.char(n % 128 + 128)
+            n = math.floor(n / 128)
+          end
+          bytes[#bytes + 1] = string.char(n)
+          redis.call('LPUSH', @dead, @deadLetter .. table.concat(bytes))
+          redis.call('LTRIM', @dead, 0, tonumber(@deadRetention) - 1)
+          return id
+        end
+
+        """;
+
+    private static readonly LuaScript DeadLetterScript = LuaScript.Prepare(PushDeadLetterLua + "return pushDead()");
+
+    private static readonly LuaScript AppendScript = LuaScript.Prepare(PushDeadLetterLua + """
         local earlier = redis.call('GET', @marker)
         if earlier then return {tonumber(earlier), 0} end
         local position = redis.call('INCR', @sequence)
@@ -185,8 +210,13 @@ public sealed class RedisStore : IAsyncDisposable
           redis.call('ZREMRANGEBYRANK', @results, 0, -tonumber(@retention) - 1)
         end
         if @deadLetter ~= '' then
-          redis.call('LPUSH', @dead, @deadLetter)
-          redis.call('LTRIM', @dead, 0, tonumber(@deadRetention) - 1)
+          pushDead()
+          if @copyFrame == '1' then
+            local frame = redis.call('GETRANGE', @frames, @first, @last)
+            if frame ~= '' then
+              redis.call('SET', @deadFrame, frame, 'EX', @deadFrameTtl)
+            end
+          end
         end
         return {position, 1}
         """);
@@ -195,9 +225,12 @@ public sealed class RedisStore : IAsyncDisposable
     /// <see cref="TpResult.Position"/>. Idempotent per run: a run appended before keeps its one entry
     /// and position.</summary>
     /// <param name="deadLetter">For a failed run: written with the result, once.</param>
+    /// <param name="deadFrame">For a failed run: its frame, copied to the dead letter's
+    /// <see cref="DeadLetter.FrameKey"/> for <see cref="StorageOptions.DeadFrameTtl"/>.</param>
     /// <returns>The position, and whether this call appended the result (false: it was there).</returns>
-    public async Task<(long Position, bool Appended)> AppendResultAsync(TpResult result, DeadLetter? deadLetter = null)
+    public async Task<(long Position, bool Appended)> AppendResultAsync(TpResult result, DeadLetter? deadLetter = null, RunFrame? deadFrame = null)
     {
+        var copyFrame = deadLetter is { FrameKey.Length: > 0 } && deadFrame is { Slice.Length: > 0 };
         // The position lives in the score; the stored entry is written without it and filled on read.
         result.Position = 0;
         var reply = (RedisResult[])(await _db.ScriptEvaluateAsync(AppendScript, new
@@ -211,6 +244,13 @@ public sealed class RedisStore : IAsyncDisposable
             retention = Options.ResultsRetention,
             deadLetter = deadLetter is null ? RedisValue.EmptyString : (RedisValue)deadLetter.ToByteArray(),
             deadRetention = Options.DeadLetterRetention,
+            deadSequence = (RedisKey)RedisKeys.DeadLettersSequence(result.Project),
+            copyFrame = copyFrame ? "1" : "0",
+            frames = (RedisKey)(copyFrame ? deadFrame!.Value.FrameKey : RedisKeys.DeadFrame(result.Project, result.RunId)),
+            deadFrame = (RedisKey)RedisKeys.DeadFrame(result.Project, result.RunId),
+            first = copyFrame ? (long)deadFrame!.Value.Slice.Offset : 0L,
+            last = copyFrame ? (long)deadFrame!.Value.Slice.Offset + deadFrame.Value.Slice.Length - 1 : 0L,
+            deadFrameTtl = (long)Options.DeadFrameTtl.TotalSeconds,
         }))!;
         result.Position = (long)reply[0];
         var appended = (long)reply[1] == 1;
@@ -255,14 +295,27 @@ public sealed class RedisStore : IAsyncDisposable
     public async Task<long> LatestPositionAsync(string project) =>
         (long?)await _db.StringGetAsync(RedisKeys.ResultsSequence(project)) ?? 0;
 
-    public async Task AppendDeadLetterAsync(DeadLetter deadLetter)
+    /// <returns>The dead letter's id (its project's next number).</returns>
+    public async Task<long> AppendDeadLetterAsync(DeadLetter deadLetter)
     {
-        var key = RedisKeys.DeadLetters(deadLetter.Project);
-        var push = _db.ListLeftPushAsync(key, deadLetter.ToByteArray());
-        _ = _db.ListTrimAsync(key, 0, Options.DeadLetterRetention - 1, CommandFlags.FireAndForget);
-        await push;
+        var id = (long)await _db.ScriptEvaluateAsync(DeadLetterScript, new
+        {
+            dead = (RedisKey)RedisKeys.DeadLetters(deadLetter.Project),
+            deadSequence = (RedisKey)RedisKeys.DeadLettersSequence(deadLetter.Project),
+            deadLetter = (RedisValue)deadLetter.ToByteArray(),
+            deadRetention = Options.DeadLetterRetention,
+        });
         CountDeadLetter(deadLetter);
+        return id;
     }
+
+    /// <summary>Notes the dead letter a redriven run comes from, for as long as its frame is kept.</summary>
+    public Task NoteRedrivenAsync(string project, string runId, DeadLetter from) =>
+        _db.StringSetAsync(RedisKeys.RedrivenFrom(project, runId), from.ToByteArray(), Options.DeadFrameTtl);
+
+    /// <summary>The dead letter a redriven run comes from, if it was noted and has not expired.</summary>
+    public async Task<DeadLetter?> GetRedrivenAsync(string project, string runId) =>
+        (byte[]?)await _db.StringGetAsync(RedisKeys.RedrivenFrom(project, runId)) is { } bytes ? DeadLetter.Parser.ParseFrom(bytes) : null;
 
     private static void CountDeadLetter(DeadLetter deadLetter) =>
         TspMetrics.DeadLetters.Add(1, new KeyValuePair<string, object?>("project", deadLetter.Project), new KeyValuePair<string, object?>("origin", deadLetter.Origin));

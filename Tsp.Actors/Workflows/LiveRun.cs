@@ -55,6 +55,46 @@ internal sealed class LiveRun(RunState state)
         return view;
     }
 
+    /// <summary>What an operator sees of the run (TspControl.ListRuns): each node's stage, its queue,
+    /// and where it ran.</summary>
+    public RunSummary Summary(string hostId, string orchestrator)
+    {
+        var stage = Completing || State.IsCompleted ? RunStage.Finishing : RunStage.Running;
+        var summary = RunSummaries.Of(State.Started, stage, hostId, orchestrator);
+        var nowMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var nowTicks = Environment.TickCount64;
+        var result = State.ToResult();
+        for (var i = 0; i < State.Workflow.Nodes.Count; i++)
+        {
+            var node = result.Nodes[i];
+            var progress = new NodeProgress
+            {
+                NodeId = node.NodeId,
+                Queue = State.Workflow.Nodes[i].Queue,
+                Worker = node.Worker,
+                DurationUs = node.DurationUs,
+                Attempts = node.Attempts,
+                Error = node.Error,
+                AtUnixMs = node.FinishedAtUnixMs,
+                Stage = node.Status switch
+                {
+                    NodeStatus.Completed => NodeStage.Completed,
+                    NodeStatus.Skipped => NodeStage.Skipped,
+                    NodeStatus.Failed => NodeStage.Failed,
+                    _ => Dispatched.ContainsKey(i) ? NodeStage.Dispatched : NodeStage.Waiting,
+                },
+            };
+            if (progress.Stage == NodeStage.Dispatched)
+            {
+                progress.AtUnixMs = nowMs - (nowTicks - Dispatched[i]);
+            }
+
+            summary.Nodes.Add(progress);
+        }
+
+        return summary;
+    }
+
     public RunRecord ToRecord()
     {
         var record = new RunRecord { Started = State.Started };

@@ -17,8 +17,14 @@ public sealed class RunMessageExtractor(int maxShards, int hosts) : HashCodeMess
     {
         IRunMessage run => HostOf(run.RunId, hosts),
         StartRuns batch => batch.HostId,
+        ListHostRuns list => list.HostId,
+        CancelHostRuns cancel => cancel.HostId,
         _ => null,
     };
+
+    /// <summary>Every run host's id, for what asks all of them (an operator's list or cancel of a project's runs).</summary>
+    public static IEnumerable<string> AllHosts(int hosts) =>
+        Enumerable.Range(0, Math.Max(1, hosts)).Select(h => h < HostNames.Length ? HostNames[h] : h.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     public static string HostOf(string runId, int hosts)
     {

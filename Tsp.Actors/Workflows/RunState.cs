@@ -97,6 +97,7 @@ public sealed record RunState
             DurationUs = done.DurationUs,
             Attempts = attempts,
             Worker = done.Worker,
+            FinishedAtUnixMs = done.FinishedAtUnixMs,
             ModelName = done.ModelName,
             ModelVersion = done.ModelVersion,
         };
@@ -135,6 +136,15 @@ public sealed record RunState
         CompletedAtUnixMs = nowUnixMs,
     };
 
+    /// <summary>The event that ends the run as cancelled, whatever its nodes are doing.</summary>
+    public RunCompleted Cancel(long nowUnixMs, string reason) => new()
+    {
+        RunId = RunId,
+        Status = RunStatus.Cancelled,
+        CompletedAtUnixMs = nowUnixMs,
+        Reason = reason,
+    };
+
     /// <summary>The TP result of a completed run (position is assigned by the results log).</summary>
     public TpResult ToResult()
     {
@@ -147,7 +157,10 @@ public sealed record RunState
             AcceptedAtUnixMs = Started.AcceptedAtUnixMs,
             CompletedAtUnixMs = Completion?.CompletedAtUnixMs ?? 0,
             WorkflowHash = Started.WorkflowHash,
-            Error = Failure is null ? string.Empty : $"node '{Failure.NodeId}' failed after {Failure.Attempts} attempt(s): {Failure.Reason}",
+            Error = Completion?.Status == RunStatus.Cancelled ? Completion.Reason
+                : Failure is null ? string.Empty
+                : $"node '{Failure.NodeId}' failed after {Failure.Attempts} attempt(s): {Failure.Reason}",
+            RedriveOf = Redrives.DeadRunOf(RunId) ?? string.Empty,
         };
         for (var i = 0; i < _status.Length; i++)
         {

@@ -55,7 +55,7 @@ public sealed class WorkflowDefinition
         Sinks = Enumerable.Range(0, nodes.Count).Where(i => Children[i].Length == 0).ToArray();
         Queues = nodes.Select(n => n.Queue).Distinct(StringComparer.Ordinal).ToArray();
         Tasks = nodes.Select(n => new NodeTaskTemplate(n.Id, n.Processor, n.Queue, n.Timeout, n.MaxAttempts, n.Parameters)).ToArray();
-        OverdueAfter = TimeSpan.FromMilliseconds(nodes.Max(n => n.Timeout.TotalMilliseconds * n.MaxAttempts)) + TimeSpan.FromSeconds(30);
+        OverdueAfter = TimeSpan.FromMilliseconds(nodes.Select(n => n.Timeout.TotalMilliseconds * n.MaxAttempts).DefaultIfEmpty(0).Max()) + TimeSpan.FromSeconds(30);
     }
 
     public string Project { get; }
@@ -87,6 +87,10 @@ public sealed class WorkflowDefinition
     /// <summary>How long a task may be in flight before its run's host sends it again: the slowest
     /// node's timeout × attempts, plus 30 s (a task lost with its queue's orchestrator).</summary>
     public TimeSpan OverdueAfter { get; }
+
+    /// <summary>Stands in for the workflow of a run whose project is not deployed where the run is
+    /// held, so an operator can still cancel it: no nodes, the hash the run started on.</summary>
+    public static WorkflowDefinition NotDeployed(string project, string hash) => new(project, "(not deployed)", hash, []);
 
     public int IndexOf(string nodeId) => _indexById.TryGetValue(nodeId, out var index) ? index : -1;
 }

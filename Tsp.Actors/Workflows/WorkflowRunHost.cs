@@ -57,6 +57,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private long _publishRetries;
     private System.Diagnostics.Stopwatch? _publishFailureLogged;
     private readonly FramePreviews _previews;
+    private string? _orchestrator;
 
     public WorkflowRunHost(string hostId, RunServices services)
     {
@@ -110,6 +111,14 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
         Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
+        Command<GetRunSummary>(query => Sender.Tell(SummaryOf(query.RunId)));
+        Command<ListHostRuns>(list => Sender.Tell(ListRuns(list)));
+        Command<CancelRun>(cancel =>
+        {
+            var replyTo = Sender;
+            Cancel(cancel.RunId, cancel.Project, cancel.Reason, reply => replyTo.Tell(reply));
+        });
+        Command<CancelHostRuns>(CancelMatching);
         Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, _admission.Count)));
         Command<ResumeRun>(_ => { });
         Command<Watchdog>(_ => RedispatchOverdue());
@@ -225,7 +234,16 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         _frames.Hold(record.Started.FrameKey);
         if (!_services.Catalog.TryGet(record.Started.Project, out var workflow))
         {
-            Wait(record);
+            if (record.Events.Any(e => e.EventCase == RunEvent.EventOneofCase.RunCompleted))
+            {
+                // Cancelled while it waited for its project: finished, to be published.
+                AddNotDeployed(record);
+            }
+            else
+            {
+                Wait(record);
+            }
+
             return;
         }
 
@@ -256,13 +274,38 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
             else
             {
-                _waiting[e.RunId].Events.Add(RunEvents.Wrap(e));
+                RecoverWaitingEvent(e);
             }
         }
-        else if (_waiting.TryGetValue(e.RunId, out var record))
+        else if (_waiting.ContainsKey(e.RunId))
         {
-            record.Events.Add(RunEvents.Wrap(e));
+            RecoverWaitingEvent(e);
         }
+    }
+
+    private void RecoverWaitingEvent(IRunEvent e)
+    {
+        if (e is RunCompleted && _waiting.Remove(e.RunId, out var cancelled))
+        {
+            AddNotDeployed(cancelled).Apply(e);
+        }
+        else
+        {
+            _waiting[e.RunId].Events.Add(RunEvents.Wrap(e));
+        }
+    }
+
+    /// <summary>A run whose project is not deployed here, live only to be cancelled and published
+    /// (<see cref="WorkflowDefinition.NotDeployed"/>).</summary>
+    private LiveRun AddNotDeployed(RunRecord record)
+    {
+        var run = Add(RunState.Start(WorkflowDefinition.NotDeployed(record.Started.Project, record.Started.WorkflowHash), record.Started));
+        foreach (var e in record.Events)
+        {
+            run.Apply(RunEvents.Unwrap(e));
+        }
+
+        return run;
     }
 
     private void OnRecovered()
@@ -476,7 +519,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private void OnNodeResult(string runId, Func<RunState, IReadOnlyList<IRunEvent>> decide)
     {
-        if (!_runs.TryGetValue(runId, out var run) || run.StartWaiters is not null)
+        if (!_runs.TryGetValue(runId, out var run) || run.StartWaiters is not null || run.Completing)
         {
             return;
         }
@@ -504,13 +547,14 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private void Advance(LiveRun run)
     {
         var state = run.State;
+        if (run.Completing || state.IsCompleted)
+        {
+            // Finishing (its completion is being written), or cancelled.
+            return;
+        }
+
         if (state.IsFinished)
         {
-            if (run.Completing || state.IsCompleted)
-            {
-                return;
-            }
-
             run.Completing = true;
             var completed = state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             // Written after every earlier event of the run (one host, one ordered stream of batches),
@@ -576,7 +620,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var now = Environment.TickCount64;
         foreach (var run in _runs.Values)
         {
-            if (run.State.IsFinished || run.Dispatched.Count == 0)
+            if (run.State.IsFinished || run.Completing || run.Dispatched.Count == 0)
             {
                 continue;
             }
@@ -601,8 +645,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         var result = run.State.ToResult();
         var span = TspTracing.StartChild("tsp.publish", TspTracing.TraceParent(run.Span), result.RunId, result.Project);
-        var preview = _previews.Take(result.Project, run.State.Started.FrameKey, StartedGroups.SliceOf(run.State.Started));
-        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(_services.Store, _services.PubSubMediator, result, run.State.Failure, preview), span)
+        var frame = new RunFrame(run.State.Started.FrameKey, StartedGroups.SliceOf(run.State.Started));
+        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(_services.Store, _services.PubSubMediator, result, run.State.Failure, frame, _previews.IsDue(result.Project)), span)
             .PipeTo(Self, success: () => new ResultPublished(result.RunId), failure: e => new PublishFailed(result.RunId, e.Message));
     }
 
@@ -622,7 +666,13 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private static void CountFinished(RunState state)
     {
         var project = new KeyValuePair<string, object?>("project", state.Started.Project);
-        TspMetrics.RunsCompleted.Add(1, project, new KeyValuePair<string, object?>("status", state.Failure is null ? "succeeded" : "failed"));
+        var status = state.Completion?.Status switch
+        {
+            RunStatus.Cancelled => "cancelled",
+            RunStatus.Failed => "failed",
+            _ => "succeeded",
+        };
+        TspMetrics.RunsCompleted.Add(1, project, new KeyValuePair<string, object?>("status", status));
         // Accept to result: the accepted time is the submitter's clock, the end this member's.
         var seconds = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - state.Started.AcceptedAtUnixMs) / 1000.0;
         if (state.Started.AcceptedAtUnixMs > 0 && seconds >= 0)
@@ -630,6 +680,180 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             TspMetrics.RunDuration.Record(seconds, project);
         }
     }
+
+    // ---- control ----
+
+    /// <summary>Ends a run as cancelled: its completion is written, its tasks are taken back from
+    /// their queues (running ones cancelled on their workers), and its CANCELLED result is published.
+    /// A queued run leaves its queue for it; a run waiting for its project is cancelled as it is.
+    /// <paramref name="answer"/> is called once the cancellation is durable, or at once with why not.</summary>
+    private void Cancel(string runId, string project, string reason, Action<CancelRunReply> answer)
+    {
+        CancelRunReply Reply(CancelOutcome outcome, string detail) => new() { RunId = runId, Outcome = outcome, Detail = detail };
+        var run = _runs.GetValueOrDefault(runId);
+        if (run is null && _admission.TryGet(runId, out var queued))
+        {
+            if (!string.Equals(queued.Group.Project, project, StringComparison.Ordinal))
+            {
+                answer(Reply(CancelOutcome.OtherProject, $"run '{runId}' is not a run of project '{project}'"));
+                return;
+            }
+
+            run = Activate(_admission.Take(runId, queued));
+        }
+
+        var wasWaiting = false;
+        if (run is null && _waiting.TryGetValue(runId, out var waiting) && string.Equals(waiting.Started.Project, project, StringComparison.Ordinal))
+        {
+            _waiting.Remove(runId);
+            run = AddNotDeployed(waiting);
+            wasWaiting = true;
+        }
+
+        if (run is null)
+        {
+            answer(_waiting.ContainsKey(runId)
+                ? Reply(CancelOutcome.OtherProject, $"run '{runId}' is not a run of project '{project}'")
+                : _admission.Finished.Contains(runId)
+                    ? Reply(CancelOutcome.AlreadyFinished, $"run '{runId}' has finished")
+                    : Reply(CancelOutcome.NotFound, $"run '{runId}' is not an unfinished run of project '{project}'"));
+            return;
+        }
+
+        if (!string.Equals(run.State.Started.Project, project, StringComparison.Ordinal))
+        {
+            answer(Reply(CancelOutcome.OtherProject, $"run '{runId}' is not a run of project '{project}'"));
+            return;
+        }
+
+        // (A run that waited for its project has no nodes here, so it looks finished; it is not.)
+        if (run.Completing || run.State.IsCompleted || (run.State.IsFinished && !wasWaiting))
+        {
+            // Its last node answered first: its own result stands.
+            answer(Reply(CancelOutcome.AlreadyFinished, $"run '{runId}' has finished{(run.State.Failure is null ? "" : " (failed)")}; its result stands"));
+            return;
+        }
+
+        run.Completing = true;
+        var cancelled = run.State.Cancel(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), reason);
+        CancelTasksOf(run);
+        _journal.Record(RunEvents.Wrap(cancelled), () =>
+        {
+            run.Apply(cancelled);
+            _log.Info("run {0} of '{1}' cancelled: {2}", runId, project, reason);
+            answer(Reply(CancelOutcome.Cancelled, reason));
+            Publish(run);
+        });
+    }
+
+    /// <summary>Tells each queue to drop the run's tasks it holds (and cancel those running).</summary>
+    private void CancelTasksOf(LiveRun run)
+    {
+        var state = run.State;
+        foreach (var byQueue in run.Dispatched.Keys.Where(n => state.StatusOf(n) == NodeStatus.Unspecified).GroupBy(n => state.Workflow.Nodes[n].Queue, StringComparer.Ordinal))
+        {
+            if (_services.Queues.TryGet(byQueue.Key, out var queue))
+            {
+                var cancel = new CancelTasks();
+                cancel.TaskIds.Add(byQueue.Select(n => NodeTasks.TaskId(state.RunId, state.Workflow.Nodes[n].Id)));
+                queue.Tell(cancel);
+            }
+        }
+    }
+
+    /// <summary>Cancels every unfinished run of a project (or of one of its sources) this host holds,
+    /// and answers once each cancellation is durable.</summary>
+    private void CancelMatching(CancelHostRuns request)
+    {
+        var replyTo = Sender;
+        var matching = Matching(request.Project, request.SourceId)
+            .Where(s => s.Stage is RunStage.Running or RunStage.Queued or RunStage.WaitingForProject)
+            .Select(s => s.RunId).ToList();
+        var reply = new CancelRunsReply();
+        if (matching.Count == 0)
+        {
+            replyTo.Tell(reply);
+            return;
+        }
+
+        foreach (var runId in matching)
+        {
+            Cancel(runId, request.Project, request.Reason, answered =>
+            {
+                reply.Runs.Add(answered);
+                if (reply.Runs.Count == matching.Count)
+                {
+                    replyTo.Tell(reply);
+                }
+            });
+        }
+    }
+
+    private HostRuns ListRuns(ListHostRuns request)
+    {
+        var limit = request.Limit > 0 ? request.Limit : int.MaxValue;
+        var reply = new HostRuns();
+        var matching = Matching(request.Project, request.SourceId).OrderBy(s => s.AcceptedAtUnixMs).ToList();
+        reply.Runs.Add(matching.Take(limit));
+        reply.Truncated = matching.Count > limit;
+        return reply;
+    }
+
+    /// <summary>Every run this host holds of a project (and source, when one is given), in any stage before published.</summary>
+    private IEnumerable<RunSummary> Matching(string project, string sourceId)
+    {
+        bool Matches(RunStarted started) =>
+            string.Equals(started.Project, project, StringComparison.Ordinal) && (sourceId.Length == 0 || string.Equals(started.SourceId, sourceId, StringComparison.Ordinal));
+
+        var orchestrator = Orchestrator;
+        foreach (var run in _runs.Values.Where(r => Matches(r.State.Started)))
+        {
+            yield return run.Summary(_hostId, orchestrator);
+        }
+
+        foreach (var record in _waiting.Values.Where(r => Matches(r.Started)))
+        {
+            yield return RunSummaries.Waiting(record.Started, RunStage.WaitingForProject, null, _hostId, orchestrator);
+        }
+
+        _services.Catalog.TryGet(project, out var workflow);
+        foreach (var group in _admission.StillQueued().Where(g => string.Equals(g.Common.Project, project, StringComparison.Ordinal)))
+        {
+            for (var i = 0; i < StartedGroups.RunCount(group); i++)
+            {
+                var started = StartedGroups.StartedOf(group, i);
+                if (Matches(started))
+                {
+                    yield return RunSummaries.Waiting(started, RunStage.Queued, workflow, _hostId, orchestrator);
+                }
+            }
+        }
+    }
+
+    private RunSummary? SummaryOf(string runId)
+    {
+        if (_runs.TryGetValue(runId, out var run))
+        {
+            return RunSummaries.AsTimeline(run.Summary(_hostId, Orchestrator));
+        }
+
+        if (_waiting.TryGetValue(runId, out var waiting))
+        {
+            return RunSummaries.Waiting(waiting.Started, RunStage.WaitingForProject, null, _hostId, Orchestrator);
+        }
+
+        if (_admission.TryGet(runId, out var queued))
+        {
+            var started = queued.Group.StartedOf(queued.Index);
+            _services.Catalog.TryGet(started.Project, out var workflow);
+            return RunSummaries.Waiting(started, RunStage.Queued, workflow, _hostId, Orchestrator);
+        }
+
+        // Finished or unknown: the asker reads the results log.
+        return new RunSummary { RunId = runId };
+    }
+
+    private string Orchestrator => _orchestrator ??= ((ExtendedActorSystem)Context.System).Provider.DefaultAddress.ToString();
 
     // ---- the journal ----
 

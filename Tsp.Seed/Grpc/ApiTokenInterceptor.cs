@@ -60,4 +60,18 @@ internal static class ProjectAccess
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"this API token may not access project '{project}'"));
         }
     }
+
+    /// <exception cref="RpcException">PERMISSION_DENIED: the token may not access the project, or only read it.</exception>
+    public static void DemandControl(ServerCallContext context, string project)
+    {
+        Demand(context, project);
+        if (context.UserState.TryGetValue(typeof(ApiToken), out var token) && !((ApiToken)token).MayControl)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"this API token is read-only: controlling project '{project}' needs a token with Access: control"));
+        }
+    }
+
+    /// <summary>Who is calling, as control actions record it: the token's holder (no tokens configured: the peer).</summary>
+    public static string Caller(ServerCallContext context) =>
+        context.UserState.TryGetValue(typeof(ApiToken), out var token) ? ((ApiToken)token).Holder : $"an unauthenticated caller at {context.Peer}";
 }

@@ -18,6 +18,14 @@ internal static class GrpcGateway
 
     public static void Add(WebApplicationBuilder builder, TspOptions options, GrpcOptions grpcOptions)
     {
+        foreach (var (token, index) in grpcOptions.Tokens.Select((t, i) => (t, i)))
+        {
+            if (!string.Equals(token.Access, ApiToken.ReadAccess, StringComparison.OrdinalIgnoreCase) && !token.MayControl)
+            {
+                throw new SettingException($"Tsp:Grpc:Tokens:{index}:Access is '{token.Access}': expected '{ApiToken.ReadAccess}' or '{ApiToken.ControlAccess}'");
+            }
+        }
+
         builder.Services.AddSingleton(grpcOptions);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -38,7 +46,9 @@ internal static class GrpcGateway
         {
             grpc.MaxReceiveMessageSize = options.MaxFrameBytes + EnvelopeBytes;
             grpc.EnableDetailedErrors = false;
-        }).AddServiceOptions<TspGrpcService>(service => service.Interceptors.Add<ApiTokenInterceptor>());
+        })
+            .AddServiceOptions<TspGrpcService>(service => service.Interceptors.Add<ApiTokenInterceptor>())
+            .AddServiceOptions<TspControlService>(service => service.Interceptors.Add<ApiTokenInterceptor>());
         builder.Services.AddGrpcReflection();
         // The gRPC health service answers what /health/ready does, for the whole server ("") and the TSP service.
         builder.Services.AddGrpcHealthChecks(health =>
@@ -51,6 +61,7 @@ internal static class GrpcGateway
     public static void Map(WebApplication app)
     {
         app.MapGrpcService<TspGrpcService>();
+        app.MapGrpcService<TspControlService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
     }

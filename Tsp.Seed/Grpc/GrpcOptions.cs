@@ -27,7 +27,22 @@ public sealed class ApiToken
 {
     public string Token { get; set; } = "";
 
+    /// <summary>Who holds it, as control actions record it (a cancelled run's result, a pause); empty:
+    /// "token …" and its last four characters.</summary>
+    public string Name { get; set; } = "";
+
     public List<string> Projects { get; set; } = [];
 
+    /// <summary><c>read</c> (the default): results, submissions, status. <c>control</c>: also the
+    /// TspControl service (cancel, redrive, pause) on its projects.</summary>
+    public string Access { get; set; } = ReadAccess;
+
+    public const string ReadAccess = "read";
+    public const string ControlAccess = "control";
+
     public bool Allows(string project) => Projects.Contains("*") || Projects.Contains(project);
+
+    public bool MayControl => string.Equals(Access, ControlAccess, StringComparison.OrdinalIgnoreCase);
+
+    public string Holder => Name.Length > 0 ? Name : $"token …{Token[Math.Max(0, Token.Length - 4)..]}";
 }

@@ -101,7 +101,7 @@ internal static class StartedGroups
         }
 
         group.RunIds.Add(runId);
-        if (group.SourceIds.Count > 0)
+        if (group.SourceIds.Count > 0 || sourceId.Length > 0)
         {
             group.SourceIds.Add(sourceId);
         }

@@ -19,7 +19,8 @@ public sealed class LayeringTests
         ["Nodes", "Northbound"],
         ["Dispatch"],
         ["Workflows"],
-        ["Ingest", "Control"],
+        ["Ingest"],
+        ["Control"],
         ["Hosting"],
     ];
 

@@ -668,6 +668,164 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_cancelled_run_takes_its_tasks_back_ends_cancelled_through_a_crash_and_ignores_late_answers()
+    {
+        var runId = TestServers.Unique("r");
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        var first = StartHost();
+        first.Tell(Start(runId), TestActor);
+        ExpectMsg<RunAccepted>();
+        first.Tell(Done(ExpectTask("pre")), _queue);
+        var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
+
+        first.Tell(new CancelRun { RunId = runId, Project = _project, Reason = "cancelled by ops: bad camera" }, TestActor);
+
+        var taken = _queue.ExpectMsg<CancelTasks>();
+        Assert.Equal(fanOut.Select(t => t.TaskId).Order(StringComparer.Ordinal), taken.TaskIds.Order(StringComparer.Ordinal));
+        var reply = ExpectMsg<CancelRunReply>();
+        Assert.Equal((runId, CancelOutcome.Cancelled), (reply.RunId, reply.Outcome));
+        // Durable before answered: a crash now still ends the run cancelled.
+        Crash(first);
+        var second = StartHost();
+        var result = await AwaitResultAsync(runId);
+        Assert.Equal(RunStatus.Cancelled, result.Status);
+        Assert.Equal("cancelled by ops: bad camera", result.Error);
+        Assert.Equal([NodeStatus.Completed, NodeStatus.Unspecified, NodeStatus.Unspecified, NodeStatus.Unspecified], result.Nodes.Select(n => n.Status));
+        Assert.Empty(await _store.ReadDeadLettersAsync(_project));
+
+        // A task's answer that crossed the cancel changes nothing, and nothing is dispatched.
+        second.Tell(Done(fanOut[0]), _queue);
+        second.Tell(new CancelRun { RunId = runId, Project = _project, Reason = "again" }, TestActor);
+        Assert.Equal(CancelOutcome.AlreadyFinished, ExpectMsg<CancelRunReply>().Outcome);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        Assert.Single(await _store.ReadResultsAsync(_project, 0, 10));
+    }
+
+    [Fact]
+    public async Task Cancel_answers_for_a_finished_run_an_unknown_run_and_another_projects_run()
+    {
+        var runId = TestServers.Unique("r");
+        var host = StartHost();
+        host.Tell(Start(runId), TestActor);
+        ExpectMsg<RunAccepted>();
+        var pre = ExpectTask("pre");
+
+        host.Tell(new CancelRun { RunId = runId, Project = "other", Reason = "x" }, TestActor);
+        Assert.Equal(CancelOutcome.OtherProject, ExpectMsg<CancelRunReply>().Outcome);
+        host.Tell(new CancelRun { RunId = "ghost", Project = _project, Reason = "x" }, TestActor);
+        var unknown = ExpectMsg<CancelRunReply>();
+        Assert.Equal(CancelOutcome.NotFound, unknown.Outcome);
+        Assert.Contains("'ghost'", unknown.Detail, StringComparison.Ordinal);
+
+        // The last node's answer is applied before the cancel arrives: the run's own result stands.
+        host.Tell(Done(pre), _queue);
+        foreach (var task in new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() })
+        {
+            host.Tell(Done(task), _queue);
+        }
+
+        host.Tell(Done(ExpectTask("join")), _queue);
+        host.Tell(new CancelRun { RunId = runId, Project = _project, Reason = "late" }, TestActor);
+        Assert.Equal(CancelOutcome.AlreadyFinished, ExpectMsg<CancelRunReply>().Outcome);
+        Assert.Equal(RunStatus.Succeeded, (await AwaitResultAsync(runId)).Status);
+    }
+
+    [Fact]
+    public async Task Queued_runs_are_listed_and_cancelled_by_source_without_ever_being_dispatched()
+    {
+        var host = StartHost(_services with { Tuning = new RunHostTuning { MaxActiveRuns = 1 } });
+        var (active, queuedA, queuedB) = (TestServers.Unique("r"), TestServers.Unique("r"), TestServers.Unique("r"));
+        host.Tell(Start(active), TestActor);
+        host.Tell(Start(queuedA), TestActor);
+        var b = Start(queuedB);
+        b.SourceId = "cam-2";
+        host.Tell(b, TestActor);
+        for (var i = 0; i < 3; i++)
+        {
+            ExpectMsg<RunAccepted>();
+        }
+
+        ExpectTask("pre");
+        host.Tell(new ListHostRuns { HostId = _hostId, Project = _project }, TestActor);
+        var listed = ExpectMsg<HostRuns>().Runs;
+        Assert.Equal(RunStage.Running, listed.Single(r => r.RunId == active).Stage);
+        Assert.Equal([RunStage.Queued, RunStage.Queued], new[] { queuedA, queuedB }.Select(id => listed.Single(r => r.RunId == id).Stage));
+        Assert.Equal(3, listed.Count);
+        Assert.Equal(NodeStage.Dispatched, listed.Single(r => r.RunId == active).Nodes.Single(n => n.NodeId == "pre").Stage);
+        Assert.All(listed.Single(r => r.RunId == queuedA).Nodes, n => Assert.Equal(NodeStage.Waiting, n.Stage));
+
+        host.Tell(new CancelHostRuns { HostId = _hostId, Project = _project, SourceId = "cam-2", Reason = "camera removed" }, TestActor);
+        var cancelled = Assert.Single(ExpectMsg<CancelRunsReply>().Runs);
+        Assert.Equal((queuedB, CancelOutcome.Cancelled), (cancelled.RunId, cancelled.Outcome));
+        Assert.Equal(RunStatus.Cancelled, (await AwaitResultAsync(queuedB)).Status);
+
+        host.Tell(new CancelHostRuns { HostId = _hostId, Project = _project, Reason = "all" }, TestActor);
+        Assert.Equal(new[] { active, queuedA }.Order(StringComparer.Ordinal), ExpectMsg<CancelRunsReply>().Runs.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(RunStatus.Cancelled, (await AwaitResultAsync(queuedA)).Status);
+        Assert.Equal(RunStatus.Cancelled, (await AwaitResultAsync(active)).Status);
+        Assert.Equal("pre", Assert.Single(_queue.ExpectMsg<CancelTasks>().TaskIds).Split('/')[^1]);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        host.Tell(new ListHostRuns { HostId = _hostId, Project = _project }, TestActor);
+        Assert.Empty(ExpectMsg<HostRuns>().Runs);
+    }
+
+    [Fact]
+    public async Task A_run_waiting_for_its_project_can_be_cancelled_and_stays_cancelled_through_a_crash()
+    {
+        var runId = TestServers.Unique("r");
+        var first = StartHost();
+        first.Tell(Start(runId), TestActor);
+        ExpectMsg<RunAccepted>();
+        ExpectTask("pre");
+        Crash(first);
+
+        var undeployed = _services with { Catalog = new WorkflowCatalog() };
+        var second = StartHost(undeployed);
+        second.Tell(new ListHostRuns { HostId = _hostId, Project = _project }, TestActor);
+        Assert.Equal(RunStage.WaitingForProject, Assert.Single(ExpectMsg<HostRuns>().Runs).Stage);
+        second.Tell(new CancelRun { RunId = runId, Project = _project, Reason = "project retired" }, TestActor);
+        Assert.Equal(CancelOutcome.Cancelled, ExpectMsg<CancelRunReply>().Outcome);
+        Crash(second);
+
+        StartHost(undeployed);
+        var result = await AwaitResultAsync(runId);
+        Assert.Equal((RunStatus.Cancelled, "project retired"), (result.Status, result.Error));
+    }
+
+    [Fact]
+    public async Task A_failed_runs_dead_letter_is_numbered_and_keeps_its_frame_and_a_redriven_run_that_fails_again_names_both_reasons()
+    {
+        var runId = TestServers.Unique("r");
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 7, 8, 9 });
+        var host = StartHost();
+        host.Tell(Start(runId), TestActor);
+        ExpectMsg<RunAccepted>();
+        var pre = ExpectTask("pre");
+        host.Tell(new NodeTaskFailed { TaskId = pre.TaskId, RunId = runId, NodeId = "pre", Reason = "bad header", Attempts = 1 }, _queue);
+        await AwaitResultAsync(runId);
+        var dead = Assert.Single(await _store.ReadDeadLettersAsync(_project));
+        Assert.True(dead.Id > 0);
+        Assert.Equal(("cam", RedisKeys.DeadFrame(_project, runId)), (dead.SourceId, dead.FrameKey));
+        Assert.Equal(new byte[] { 7, 8, 9 }, await _store.GetBlobAsync(dead.FrameKey));
+
+        var redriven = Redrives.RunIdFor(runId, dead.Id);
+        await _store.NoteRedrivenAsync(_project, redriven, dead);
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, redriven), new byte[] { 7, 8, 9 });
+        host.Tell(Start(redriven), TestActor);
+        ExpectMsg<RunAccepted>();
+        var retried = ExpectTask("pre");
+        host.Tell(new NodeTaskFailed { TaskId = retried.TaskId, RunId = redriven, NodeId = "pre", Reason = "still bad", Attempts = 1 }, _queue);
+
+        var result = await AwaitResultAsync(redriven);
+        Assert.Equal(runId, result.RedriveOf);
+        await AwaitAssertAsync(async () => Assert.Equal(2, (await _store.ReadDeadLettersAsync(_project)).Count), TimeSpan.FromSeconds(10));
+        var second = (await _store.ReadDeadLettersAsync(_project))[0];
+        Assert.Equal((dead.Id + 1, runId), (second.Id, second.RedriveOf));
+        Assert.Contains("still bad", second.Reason, StringComparison.Ordinal);
+        Assert.Contains($"redriven from {runId}, which failed with: node 'pre' failed after 1 attempt(s): bad header", second.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_start_for_an_unknown_project_is_rejected_with_the_deployed_ones_named()
     {
         var runId = TestServers.Unique("r");

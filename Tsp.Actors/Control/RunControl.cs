@@ -1,0 +1,195 @@
+using Akka.Actor;
+using Tsp.Actors.Ingest;
+using Tsp.Actors.Protocol;
+using Tsp.Actors.Storage;
+using Tsp.Actors.Workflows;
+
+namespace Tsp.Actors.Control;
+
+/// <summary>Why a control action was refused; the gateway turns it into its status code.</summary>
+public enum ControlRefusalKind
+{
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+}
+
+public sealed class ControlRefusedException(ControlRefusalKind kind, string message) : Exception(message)
+{
+    public ControlRefusalKind Kind { get; } = kind;
+}
+
+/// <summary>
+/// What an operator does to runs, dead letters and projects, for the gRPC gateway (TspControl) and
+/// anything else that controls a cluster. Runs are asked of their run hosts (by run id, or all hosts
+/// of the region for a project's runs), a project's pause of its control entity
+/// (<see cref="ProjectControl"/>); dead letters are read from Redis and redriven through the
+/// <see cref="RunSubmitter"/> like any submission.
+/// </summary>
+public sealed class RunControl(WorkflowCatalog catalog, RedisStore store, RunSubmitter submitter, IActorRef runs, IActorRef projects, int runHosts, TimeSpan askTimeout)
+{
+    /// <summary>The most runs one list returns.</summary>
+    public const int MaxListedRuns = 1000;
+
+    /// <summary>The project's unfinished runs, oldest accepted first, from every run host that answers
+    /// in time (the others are named).</summary>
+    public async Task<ListRunsReply> ListRunsAsync(string project, string sourceId, int limit)
+    {
+        var max = limit is > 0 and <= MaxListedRuns ? limit : MaxListedRuns;
+        var answers = await AskAllHostsAsync<HostRuns>(host => new ListHostRuns { HostId = host, Project = project, SourceId = sourceId, Limit = max });
+        var reply = new ListRunsReply();
+        var all = answers.Where(a => a.Answer is not null).SelectMany(a => a.Answer!.Runs).OrderBy(r => r.AcceptedAtUnixMs).ThenBy(r => r.RunId, StringComparer.Ordinal).ToList();
+        reply.Runs.Add(all.Take(max));
+        reply.Truncated = all.Count > max || answers.Any(a => a.Answer?.Truncated == true);
+        reply.UnansweredHosts.Add(answers.Where(a => a.Answer is null).Select(a => a.Host));
+        return reply;
+    }
+
+    /// <summary>One run: from its host while unfinished, from the results log once finished.</summary>
+    /// <exception cref="ControlRefusedException">NotFound: neither knows it in this project.</exception>
+    public async Task<RunSummary> GetRunAsync(string project, string runId)
+    {
+        var summary = await AskRunAsync<RunSummary>(new GetRunSummary { RunId = runId });
+        if (summary.Stage != RunStage.Unspecified)
+        {
+            return summary.Project == project ? summary : throw NotARunOf(project, runId);
+        }
+
+        return await store.GetResultAsync(project, runId) is { } result
+            ? RunSummaries.Finished(result)
+            : throw NotARunOf(project, runId);
+    }
+
+    /// <summary>Cancels one run, every unfinished run of the project, or those of one source.</summary>
+    /// <param name="who">Who asks (kept in the cancelled runs' results).</param>
+    public async Task<CancelRunsReply> CancelAsync(CancelRunsRequest request, string who)
+    {
+        var chosen = (request.RunId.Length > 0 ? 1 : 0) + (request.All ? 1 : 0) + (request.SourceId.Length > 0 ? 1 : 0);
+        if (chosen != 1)
+        {
+            throw new ControlRefusedException(ControlRefusalKind.InvalidArgument, "name exactly one of 'run_id', 'all' or 'source_id'");
+        }
+
+        var reason = request.Reason.Length > 0 ? $"cancelled by {who}: {request.Reason}" : $"cancelled by {who}";
+        var reply = new CancelRunsReply();
+        if (request.RunId.Length > 0)
+        {
+            var answer = await AskRunAsync<CancelRunReply>(new CancelRun { RunId = request.RunId, Project = request.Project, Reason = reason });
+            reply.Runs.Add(await ExplainNotFoundAsync(request.Project, answer));
+            return reply;
+        }
+
+        var answers = await AskAllHostsAsync<CancelRunsReply>(host => new CancelHostRuns { HostId = host, Project = request.Project, SourceId = request.SourceId, Reason = reason });
+        reply.Runs.Add(answers.Where(a => a.Answer is not null).SelectMany(a => a.Answer!.Runs).OrderBy(r => r.RunId, StringComparer.Ordinal));
+        reply.UnansweredHosts.Add(answers.Where(a => a.Answer is null).Select(a => a.Host));
+        return reply;
+    }
+
+    /// <summary>The project's dead letters, newest first.</summary>
+    public Task<IReadOnlyList<DeadLetter>> ListDeadLettersAsync(string project, int limit) =>
+        store.ReadDeadLettersAsync(project, limit is > 0 ? limit : 100);
+
+    /// <summary>Runs the frames of the selected dead runs again, each as the run
+    /// <see cref="Redrives.RunIdFor"/>: a dead letter redriven twice starts one run. A dead letter
+    /// without a frame (a Kafka record that never became a run, or a frame past its TTL) is answered
+    /// with why, not redriven.</summary>
+    /// <exception cref="ControlRefusedException">NotFound: no dead letter of the project is selected.</exception>
+    public async Task<RedriveReply> RedriveAsync(string project, DeadLetterSelection selection)
+    {
+        var selected = (await store.ReadDeadLettersAsync(project, store.Options.DeadLetterRetention))
+            .Where(d => selection.Contains(d.Id)).OrderBy(d => d.Id).ToList();
+        if (selected.Count == 0)
+        {
+            throw new ControlRefusedException(ControlRefusalKind.NotFound, $"project '{project}' has no dead letter {Describe(selection)}");
+        }
+
+        var reply = new RedriveReply();
+        foreach (var dead in selected)
+        {
+            reply.Redriven.Add(await RedriveAsync(dead));
+        }
+
+        return reply;
+    }
+
+    private async Task<RedriveOutcome> RedriveAsync(DeadLetter dead)
+    {
+        var outcome = new RedriveOutcome { DeadLetterId = dead.Id };
+        if (dead.Origin != "run" || dead.FrameKey.Length == 0)
+        {
+            outcome.Detail = $"dead letter {dead.Id} ({dead.Origin} {dead.Reference}) never became a run: there is no frame to run again";
+            return outcome;
+        }
+
+        if (await store.GetBlobAsync(dead.FrameKey) is not { } frame)
+        {
+            outcome.Detail = $"dead letter {dead.Id}: the frame of run {dead.Reference} is no longer kept (Storage:DeadFrameTtl {store.Options.DeadFrameTtl})";
+            return outcome;
+        }
+
+        var runId = Redrives.RunIdFor(dead.Reference, dead.Id);
+        await store.NoteRedrivenAsync(dead.Project, runId, dead);
+        var accepted = await submitter.SubmitAsync(new Frame { Project = dead.Project, SourceId = dead.SourceId, Data = Google.Protobuf.ByteString.CopyFrom(frame) }, runId);
+        outcome.RunId = accepted.RunId;
+        outcome.Outcome = accepted.Outcome;
+        outcome.Detail = accepted.Error;
+        return outcome;
+    }
+
+    /// <summary>Pauses or resumes the project's ingest, durably.</summary>
+    public Task<ProjectControlState> SetPausedAsync(string project, bool paused, string who, string reason) =>
+        projects.Ask<ProjectControlState>(new ChangeProjectControl { Project = project, Paused = paused, ChangedBy = who, Reason = reason }, askTimeout);
+
+    public Task<ProjectControlState> GetProjectControlAsync(string project) =>
+        projects.Ask<ProjectControlState>(new GetProjectControlState { Project = project }, askTimeout);
+
+    public bool IsDeployed(string project) => catalog.TryGet(project, out _);
+
+    /// <summary>A run the host does not hold may have finished long ago: the results log says so.</summary>
+    private async Task<CancelRunReply> ExplainNotFoundAsync(string project, CancelRunReply answer)
+    {
+        if (answer.Outcome != CancelOutcome.NotFound || await store.GetResultAsync(project, answer.RunId) is not { } result)
+        {
+            return answer;
+        }
+
+        answer.Outcome = CancelOutcome.AlreadyFinished;
+        answer.Detail = $"run '{answer.RunId}' has finished ({result.Status.ToString().ToLowerInvariant()}, position {result.Position}); its result stands";
+        return answer;
+    }
+
+    private async Task<T> AskRunAsync<T>(IRunMessage message)
+    {
+        try
+        {
+            return await runs.Ask<T>(message, askTimeout);
+        }
+        catch (AskTimeoutException)
+        {
+            throw new ControlRefusedException(ControlRefusalKind.Unavailable, $"the host of run '{message.RunId}' did not answer within {askTimeout.TotalSeconds:0.#} s");
+        }
+    }
+
+    private async Task<(string Host, T? Answer)[]> AskAllHostsAsync<T>(Func<string, object> message)
+        where T : class
+    {
+        var asks = RunMessageExtractor.AllHosts(runHosts).Select(async host =>
+        {
+            try
+            {
+                return (host, await runs.Ask<T>(message(host), askTimeout));
+            }
+            catch (AskTimeoutException)
+            {
+                return (host, (T?)null);
+            }
+        });
+        return await Task.WhenAll(asks);
+    }
+
+    private static ControlRefusedException NotARunOf(string project, string runId) =>
+        new(ControlRefusalKind.NotFound, $"run '{runId}' is not known in project '{project}' (never submitted, another project's, or its result expired)");
+
+    private static string Describe(DeadLetterSelection selection) =>
+        selection == DeadLetterSelection.All ? "at all" : selection.From == selection.To ? $"with id {selection.From}" : $"with an id in {selection.From}-{selection.To}";
+}

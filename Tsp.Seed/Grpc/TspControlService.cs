@@ -1,0 +1,107 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Tsp.Actors.Control;
+using Tsp.Actors.Protocol;
+using Status = Grpc.Core.Status;
+
+namespace Tsp.Seed.Grpc;
+
+/// <summary>The control service (contract: protos/tp.proto, <c>TspControl</c>): every call needs a
+/// token that may control the project (<see cref="ProjectAccess.DemandControl"/>); the work is
+/// <see cref="RunControl"/>'s.</summary>
+internal sealed class TspControlService(RunControl control, ILogger<TspControlService> log) : TspControl.TspControlBase
+{
+    public override Task<ListRunsReply> ListRuns(ListRunsRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, () =>
+        {
+            if (request.Limit < 0)
+            {
+                throw new ControlRefusedException(ControlRefusalKind.InvalidArgument, $"'limit' must be 0 (the default, {RunControl.MaxListedRuns}) or more, not {request.Limit}");
+            }
+
+            return control.ListRunsAsync(request.Project, request.SourceId, request.Limit);
+        });
+
+    public override Task<RunSummary> GetRun(GetRunRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, () => control.GetRunAsync(request.Project, Required(request.RunId, "run_id")));
+
+    public override Task<CancelRunsReply> CancelRuns(CancelRunsRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, async () =>
+        {
+            var who = ProjectAccess.Caller(context);
+            var reply = await control.CancelAsync(request, who);
+            log.LogInformation("{Who} cancelled {Count} run(s) of {Project} ({Selection})", who, reply.Runs.Count(r => r.Outcome == CancelOutcome.Cancelled), request.Project,
+                request.RunId.Length > 0 ? $"run {request.RunId}" : request.All ? "all" : $"source {request.SourceId}");
+            return reply;
+        });
+
+    public override Task<ListDeadLettersReply> ListDeadLetters(ListDeadLettersRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, async () =>
+        {
+            var reply = new ListDeadLettersReply();
+            reply.DeadLetters.Add(await control.ListDeadLettersAsync(request.Project, request.Limit));
+            return reply;
+        });
+
+    public override Task<RedriveReply> RedriveDeadLetters(RedriveRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, () =>
+        {
+            DeadLetterSelection selection;
+            try
+            {
+                selection = DeadLetterSelection.Parse(Required(request.Select, "select"));
+            }
+            catch (FormatException e)
+            {
+                throw new ControlRefusedException(ControlRefusalKind.InvalidArgument, $"'select': {e.Message}");
+            }
+
+            return control.RedriveAsync(request.Project, selection);
+        });
+
+    public override Task<ProjectControlState> PauseProject(ProjectControlRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, () => control.SetPausedAsync(request.Project, paused: true, ProjectAccess.Caller(context), request.Reason));
+
+    public override Task<ProjectControlState> ResumeProject(ProjectControlRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, () => control.SetPausedAsync(request.Project, paused: false, ProjectAccess.Caller(context), request.Reason));
+
+    public override Task<ProjectControlState> GetProjectControl(ProjectControlRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, () => control.GetProjectControlAsync(request.Project));
+
+    /// <summary>Checks the project and the token, runs the action, and turns its refusals into status codes.</summary>
+    private async Task<T> RunAsync<T>(string project, ServerCallContext context, Func<Task<T>> action)
+    {
+        if (string.IsNullOrWhiteSpace(project))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "'project' is missing"));
+        }
+
+        // Permission first: a token must not learn which projects exist beyond its own.
+        ProjectAccess.DemandControl(context, project);
+        if (!control.IsDeployed(project))
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"unknown project '{project}'"));
+        }
+
+        try
+        {
+            return await action();
+        }
+        catch (ControlRefusedException e)
+        {
+            throw new RpcException(new Status(e.Kind switch
+            {
+                ControlRefusalKind.InvalidArgument => StatusCode.InvalidArgument,
+                ControlRefusalKind.NotFound => StatusCode.NotFound,
+                _ => StatusCode.Unavailable,
+            }, e.Message));
+        }
+        catch (Akka.Actor.AskTimeoutException)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, $"the cluster did not answer in time (project '{project}'); try again"));
+        }
+    }
+
+    private static string Required(string value, string field) =>
+        string.IsNullOrWhiteSpace(value) ? throw new ControlRefusedException(ControlRefusalKind.InvalidArgument, $"'{field}' is missing") : value;
+}
