@@ -258,6 +258,8 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         if (!TryTakeBack(failed.TaskId, Sender, out var entry))
         {
+            // A late answer (a cancelled task's, say) may have given a slot back.
+            Dispatch();
             return;
         }
 
@@ -293,6 +295,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         if (!TryTakeBack(taskId, Sender, out var entry) && !TryTakeOverFromUnreachable(taskId, Sender, out entry))
         {
+            Dispatch();
             return;
         }
 

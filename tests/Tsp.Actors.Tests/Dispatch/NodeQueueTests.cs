@@ -70,6 +70,31 @@ public sealed class NodeQueueTests(ITestOutputHelper output) : TestKit(TestTimin
     }
 
     [Fact]
+    public void A_cancelled_runs_queued_task_is_dropped_and_its_running_task_cancelled_on_the_routee_which_keeps_the_slot_until_it_answers()
+    {
+        var queue = Queue();
+        var worker = Worker(queue, slots: 1, "w1");
+        queue.Tell(Task("running"), TestActor);
+        queue.Tell(Task("queued"), TestActor);
+        queue.Tell(Task("other"), TestActor);
+        var running = worker.ExpectMsg<NodeTask>();
+        Assert.Equal("running", running.TaskId);
+
+        queue.Tell(new CancelTasks { TaskIds = { "running", "queued" } }, TestActor);
+
+        Assert.Equal("running", worker.ExpectMsg<CancelTask>().TaskId);
+        // The routee still runs it (its token fired): no new task until it answers.
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        Assert.Equal(1, Stats(queue).Pending);
+        queue.Tell(new NodeTaskFailed { TaskId = "running", RunId = running.RunId, NodeId = "n", Reason = "cancelled: its run was cancelled", Attempts = 1 }, worker);
+        Assert.Equal("other", worker.ExpectMsg<NodeTask>().TaskId);
+        // No answer goes to the run for the cancelled tasks, and the cancelled one is not retried.
+        ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        var stats = Stats(queue);
+        Assert.Equal((0, 1, 2L, 0L, 0L), (stats.Pending, stats.InFlight, stats.Cancelled, stats.Retried, stats.Failed));
+    }
+
+    [Fact]
     public void Work_goes_to_the_routee_with_the_most_free_slots()
     {
         var queue = Queue();

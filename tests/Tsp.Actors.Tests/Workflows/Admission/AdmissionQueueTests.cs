@@ -75,6 +75,20 @@ public sealed class AdmissionQueueTests() : Akka.TestKit.Xunit2.TestKit(Tsp.Test
     }
 
     [Fact]
+    public void A_queued_group_as_a_snapshot_holds_it_keeps_every_runs_source_the_first_ones_too()
+    {
+        var queue = new AdmissionQueue(16);
+        queue.Enqueue(Start("a", source: "cam-1"), "w", out _);
+        queue.Enqueue(Start("b", offset: 7), "w", out _);
+        queue.Enqueue(Start("c", offset: 9, source: "cam-3"), "w", out _);
+
+        var held = Assert.Single(queue.StillQueued());
+
+        Assert.Equal(["cam-1", "", "cam-3"], Enumerable.Range(0, 3).Select(i => StartedGroups.StartedOf(held, i).SourceId));
+        Assert.Equal("cam-9", StartedGroups.StartedOf(StartedGroups.GroupOfOne(new RunStarted { RunId = "d", SourceId = "cam-9" }), 0).SourceId);
+    }
+
+    [Fact]
     public void A_run_of_another_project_frame_or_workflow_opens_a_group_of_its_own()
     {
         var queue = new AdmissionQueue(16);
