@@ -30,6 +30,7 @@ public sealed class GrpcGatewayFixture : IAsyncLifetime
 {
     public const string TokenA = "token-a";
     public const string TokenAll = "token-all";
+    public const string TokenControlA = "token-control-a";
 
     private X509Certificate2? _certificate;
 
@@ -66,6 +67,7 @@ public sealed class GrpcGatewayFixture : IAsyncLifetime
             [
                 new ApiToken { Token = TokenA, Projects = [ProjectA] },
                 new ApiToken { Token = TokenAll, Projects = ["*"] },
+                new ApiToken { Token = TokenControlA, Name = "ops-a", Projects = [ProjectA], Access = ApiToken.ControlAccess },
             ],
         };
         Host = SeedHost.Build(Options, grpc, httpPort: 0, quiet: true);
