@@ -40,7 +40,7 @@ internal static class StatusVerb
         text.AppendLine("queues (this orchestrator):");
         foreach (var q in status.Queues)
         {
-            text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {q.Name} ({q.Role})  routees={q.Routees} credits={q.FreeSlots}/{q.Slots} waiting={q.Waiting} in_flight={q.InFlight} dispatched={q.Dispatched} retried={q.Retried} requeued={q.Requeued} failed={q.Failed}{(q.Draining > 0 ? $" draining={q.Draining}" : "")}"));
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {q.Name} ({q.Role})  routees={q.Routees} credits={q.FreeSlots}/{q.Slots} waiting={q.Waiting} in_flight={q.InFlight} dispatched={q.Dispatched} retried={q.Retried} requeued={q.Requeued} failed={q.Failed} cancelled={q.Cancelled}{(q.Draining > 0 ? $" draining={q.Draining}" : "")}"));
         }
 
         text.AppendLine("projects:");
