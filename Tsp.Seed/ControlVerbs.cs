@@ -94,6 +94,35 @@ internal static class ControlVerbs
             return ExitCodes.Ok;
         });
 
+    public static Task<int> DeployAsync(Uri url, string? token, string file) =>
+        CallAsync(url, token, async (client, headers) =>
+        {
+            string yaml;
+            try
+            {
+                yaml = await File.ReadAllTextAsync(file);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"error: cannot read the workflow file '{file}': {e.Message}");
+                return ExitCodes.Usage;
+            }
+
+            var reply = await client.DeployWorkflowAsync(new DeployWorkflowRequest { Yaml = yaml, Source = file }, headers);
+            Console.WriteLine(reply.Unchanged
+                ? $"{reply.Project} version {reply.WorkflowHash} is deployed already"
+                : $"{reply.Project} deployed version {reply.WorkflowHash} ({reply.Nodes} nodes){(reply.PreviousHash.Length > 0 ? $", replacing {reply.PreviousHash}; its runs in flight finish on it" : ", a new project")}");
+            return ExitCodes.Ok;
+        });
+
+    public static Task<int> RemoveAsync(Uri url, string? token, string project) =>
+        CallAsync(url, token, async (client, headers) =>
+        {
+            var reply = await client.RemoveProjectAsync(new ProjectControlRequest { Project = project }, headers);
+            Console.WriteLine($"{reply.Project} removed (was version {reply.PreviousHash}): no new runs; its runs in flight finish");
+            return ExitCodes.Ok;
+        });
+
     public static string DescribeRun(RunSummary run)
     {
         var line = new StringBuilder(run.RunId).Append(' ').Append(Name(run.Stage));

@@ -85,8 +85,14 @@ pause.SetAction(parsed => ControlVerbs.PauseAsync(new Uri(parsed.GetRequiredValu
 var resume = new Command("resume", "consume a paused project's Kafka topic again") { grpc, token, controlProject, reasonOption };
 resume.SetAction(parsed => ControlVerbs.PauseAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(controlProject), paused: false, parsed.GetValue(reasonOption)));
 
+var workflowFile = new Option<string>("--workflow") { Description = "the workflow file to deploy (its project: a new version, or a new project)", HelpName = "FILE", Required = true };
+var deploy = new Command("deploy", "deploy a workflow on every orchestrator while it runs: runs in flight finish on their version, new runs take this one; an invalid file is refused with its errors") { grpc, token, workflowFile };
+deploy.SetAction(parsed => ControlVerbs.DeployAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(workflowFile)));
+var remove = new Command("remove", "stop taking new runs of a project (ingest stops, submissions are refused); its runs in flight finish") { grpc, token, controlProject };
+remove.SetAction(parsed => ControlVerbs.RemoveAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(controlProject)));
+
 var root = new RootCommand("TSP: AI pipelines on an Akka.NET cluster. Shared flags are also read from Tsp__* environment variables and appsettings.json (section \"Tsp\"); flags win.")
 {
-    demo, standalone, run, produce, status, top, subscribe, inspect, cancel, deadLetters, pause, resume,
+    demo, standalone, run, produce, status, top, subscribe, inspect, cancel, deadLetters, pause, resume, deploy, remove,
 };
 return await TspCommands.InvokeAsync(root, args);

@@ -76,7 +76,7 @@ internal static class SubscribeVerb
     public static string Describe(TpResult result)
     {
         var latency = result.CompletedAtUnixMs - result.AcceptedAtUnixMs;
-        var line = $"{result.Project}@{result.Position} {result.RunId} {result.Status switch { RunStatus.Succeeded => "succeeded", RunStatus.Cancelled => "cancelled", _ => "failed" }} detections={result.Detections.Count} latency_ms={latency}";
+        var line = $"{result.Project}@{result.Position} {result.RunId} {result.Status switch { RunStatus.Succeeded => "succeeded", RunStatus.Cancelled => "cancelled", _ => "failed" }} detections={result.Detections.Count} latency_ms={latency} workflow={result.WorkflowHash}";
         return result.Error is { Length: > 0 } error ? $"{line} error=\"{error}\"" : line;
     }
 }

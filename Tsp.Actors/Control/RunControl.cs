@@ -26,7 +26,19 @@ public sealed class ControlRefusedException(ControlRefusalKind kind, string mess
 /// (<see cref="ProjectControl"/>); dead letters are read from Redis and redriven through the
 /// <see cref="RunSubmitter"/> like any submission.
 /// </summary>
-public sealed class RunControl(WorkflowCatalog catalog, RedisStore store, RunSubmitter submitter, IActorRef runs, IActorRef projects, int runHosts, TimeSpan askTimeout)
+/// <param name="deployments">The workflow-deployments entity's region.</param>
+/// <param name="follower">This orchestrator's <see cref="DeploymentFollower"/> (null when it has none).</param>
+public sealed class RunControl(
+    WorkflowCatalog catalog,
+    RedisStore store,
+    RunSubmitter submitter,
+    IActorRef runs,
+    IActorRef projects,
+    IActorRef deployments,
+    Nodes.NodeProcessorRegistry processors,
+    Func<IActorRef?> follower,
+    int runHosts,
+    TimeSpan askTimeout)
 {
     /// <summary>The most runs one list returns.</summary>
     public const int MaxListedRuns = 1000;
@@ -144,6 +156,57 @@ public sealed class RunControl(WorkflowCatalog catalog, RedisStore store, RunSub
         projects.Ask<ProjectControlState>(new GetProjectControlState { Project = project }, askTimeout);
 
     public bool IsDeployed(string project) => catalog.TryGet(project, out _);
+
+    /// <summary>Validates a workflow as every orchestrator will (its processors and contracts).</summary>
+    /// <exception cref="WorkflowValidationException">Each error with the source and line.</exception>
+    public WorkflowDefinition Validate(string yaml, string source)
+    {
+        var workflow = WorkflowLoader.Parse(yaml, source, processors.Names);
+        WorkflowContracts.Check(workflow, processors);
+        return workflow;
+    }
+
+    /// <summary>Deploys a validated workflow as its project's new version, durably and on every
+    /// orchestrator; answers once this orchestrator takes new runs on it.</summary>
+    public async Task<DeployWorkflowReply> DeployAsync(WorkflowDefinition workflow, string yaml, string who)
+    {
+        var previous = catalog.TryGet(workflow.Project, out var before) ? before.Hash : "";
+        var version = new WorkflowVersion
+        {
+            Hash = workflow.Hash,
+            Yaml = yaml,
+            Source = workflow.Source,
+            DeployedAtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+            DeployedBy = who,
+        };
+        var state = await deployments.Ask<Deployments>(new DeployVersion { Project = workflow.Project, Version = version }, askTimeout);
+        await ApplyHereAsync(state);
+        return new DeployWorkflowReply
+        {
+            Project = workflow.Project,
+            WorkflowHash = workflow.Hash,
+            PreviousHash = previous,
+            Nodes = workflow.Nodes.Count,
+            Unchanged = previous == workflow.Hash,
+        };
+    }
+
+    /// <summary>Removes a project: no new runs anywhere, durably; its runs in flight finish.</summary>
+    public async Task<DeployWorkflowReply> RemoveAsync(string project, string who)
+    {
+        var previous = catalog.TryGet(project, out var before) ? before.Hash : "";
+        var state = await deployments.Ask<Deployments>(new RemoveDeployedProject { Project = project, RemovedBy = who }, askTimeout);
+        await ApplyHereAsync(state);
+        return new DeployWorkflowReply { Project = project, PreviousHash = previous };
+    }
+
+    private async Task ApplyHereAsync(Deployments state)
+    {
+        if (follower() is { } here)
+        {
+            await here.Ask<Akka.Done>(new DeploymentFollower.ApplyDeployments(state), askTimeout);
+        }
+    }
 
     /// <summary>A run the host does not hold may have finished long ago: the results log says so.</summary>
     private async Task<CancelRunReply> ExplainNotFoundAsync(string project, CancelRunReply answer)

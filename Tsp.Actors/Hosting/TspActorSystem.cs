@@ -75,6 +75,7 @@ public static partial class TspHostingExtensions
         {
             builder.WithShardRegionProxy<WorkflowRuns>(RunsTypeName, TspRoles.Orchestrator, new RunMessageExtractor(options.Shards, options.RunHosts));
             builder.WithShardRegionProxy<ProjectControls>(ProjectControlTypeName, TspRoles.Orchestrator, new Control.ProjectControlExtractor(options.Shards));
+            builder.WithShardRegionProxy<WorkflowDeploymentsRegion>(DeploymentsTypeName, TspRoles.Orchestrator, new Control.WorkflowDeploymentsExtractor());
         }
 
         return builder;

@@ -22,6 +22,7 @@ public static partial class TspHostingExtensions
     public const string SystemName = "tsp";
     public const string RunsTypeName = "workflow-runs";
     public const string ProjectControlTypeName = "project-control";
+    public const string DeploymentsTypeName = "workflow-deployments";
 
     /// <summary>Registers the processor registry, the workflow catalog (loading and validating every
     /// configured workflow), the Redis store and the node-queue registry.</summary>
@@ -72,6 +73,9 @@ public static partial class TspHostingExtensions
             sp.GetRequiredService<RunSubmitter>(),
             sp.GetRequiredService<IRequiredActor<WorkflowRuns>>().ActorRef,
             sp.GetRequiredService<IRequiredActor<ProjectControls>>().ActorRef,
+            sp.GetRequiredService<IRequiredActor<WorkflowDeploymentsRegion>>().ActorRef,
+            processors,
+            () => sp.GetRequiredService<ActorRegistry>().TryGet<Control.DeploymentFollower>(out var follower) ? follower : null,
             options.RunHosts,
             options.AskTimeout));
         return services;

@@ -121,6 +121,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<CancelHostRuns>(CancelMatching);
         Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, _admission.Count)));
         Command<ResumeRun>(_ => { });
+        Command<CatalogChanged>(_ => WakeWaiting());
         Command<Watchdog>(_ => RedispatchOverdue());
         Command<ResultPublished>(published => OnPublished(published.RunId));
         Command<PublishFailed>(failed =>
@@ -211,10 +212,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         _frames.Hold(group.FrameKey, group.Count);
         CountQueued(group.Count);
-        if (_services.Catalog.TryGet(started.Common.Project, out var workflow) && workflow.Hash != started.Common.WorkflowHash)
-        {
-            _log.Warning("{0} run(s) from {1}: started on workflow {2} of '{3}', resuming on {4}", group.Count, group.RunIdAt(0), started.Common.WorkflowHash, started.Common.Project, workflow.Hash);
-        }
     }
 
     private void Restore(RunRecord record)
@@ -232,7 +229,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
 
         _frames.Hold(record.Started.FrameKey);
-        if (!_services.Catalog.TryGet(record.Started.Project, out var workflow))
+        if (Resolve(record.Started) is not { } workflow)
         {
             if (record.Events.Any(e => e.EventCase == RunEvent.EventOneofCase.RunCompleted))
             {
@@ -247,15 +244,45 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return;
         }
 
-        if (workflow.Hash != record.Started.WorkflowHash)
-        {
-            _log.Warning("run {0}: started on workflow {1} of '{2}', resuming on {3}", runId, record.Started.WorkflowHash, record.Started.Project, workflow.Hash);
-        }
-
         var run = Add(RunState.Start(workflow, record.Started));
         foreach (var e in record.Events)
         {
             run.Apply(RunEvents.Unwrap(e));
+        }
+    }
+
+    /// <summary>The workflow a run walks: the version it started on (<see cref="WorkflowCatalog.For"/>),
+    /// or the current one, said in the log, when this process never knew that version.</summary>
+    private WorkflowDefinition? Resolve(RunStarted started)
+    {
+        var workflow = _services.Catalog.For(started);
+        if (workflow is not null && workflow.Hash != started.WorkflowHash)
+        {
+            _log.Warning("run {0}: started on workflow {1} of '{2}', which this orchestrator does not know; resuming on {3}", started.RunId, started.WorkflowHash, started.Project, workflow.Hash);
+        }
+
+        return workflow;
+    }
+
+    /// <summary>A deployment arrived: the runs that waited for their project or version walk now.</summary>
+    private void WakeWaiting()
+    {
+        foreach (var record in _waiting.Values.ToList())
+        {
+            if (Resolve(record.Started) is not { } workflow)
+            {
+                continue;
+            }
+
+            _waiting.Remove(record.Started.RunId);
+            _log.Info("run {0}: project '{1}' is deployed (version {2}); the run goes on", record.Started.RunId, record.Started.Project, workflow.Hash);
+            var run = Add(RunState.Start(workflow, record.Started));
+            foreach (var e in record.Events)
+            {
+                run.Apply(RunEvents.Unwrap(e));
+            }
+
+            Advance(run);
         }
     }
 
@@ -330,6 +357,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         StartQueued();
         Timers.StartPeriodicTimer(WatchdogTimer, Watchdog.Instance, _tuning.WatchdogInterval);
+        Context.System.EventStream.Subscribe(Self, typeof(CatalogChanged));
+        // Deployments may have arrived while this host recovered.
+        WakeWaiting();
     }
 
     // ---- admission ----
@@ -484,7 +514,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private LiveRun? Activate(RunStarted started)
     {
         CountQueued(-1);
-        if (!_services.Catalog.TryGet(started.Project, out var workflow))
+        if (Resolve(started) is not { } workflow)
         {
             Wait(new RunRecord { Started = started });
             return null;
@@ -495,7 +525,15 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     private void Wait(RunRecord record)
     {
-        _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", record.Started.RunId, record.Started.Project, _services.Catalog.Describe());
+        if (_services.Catalog.IsDeployed(record.Started.Project))
+        {
+            _log.Warning("run {0}: started on workflow {1} of '{2}'; it waits until this orchestrator knows the deployed versions", record.Started.RunId, record.Started.WorkflowHash, record.Started.Project);
+        }
+        else
+        {
+            _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", record.Started.RunId, record.Started.Project, _services.Catalog.Describe());
+        }
+
         _waiting.Add(record.Started.RunId, record);
         _admission.Note(record.Started.RunId);
     }
@@ -816,7 +854,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             yield return RunSummaries.Waiting(record.Started, RunStage.WaitingForProject, null, _hostId, orchestrator);
         }
 
-        _services.Catalog.TryGet(project, out var workflow);
         foreach (var group in _admission.StillQueued().Where(g => string.Equals(g.Common.Project, project, StringComparison.Ordinal)))
         {
             for (var i = 0; i < StartedGroups.RunCount(group); i++)
@@ -824,7 +861,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                 var started = StartedGroups.StartedOf(group, i);
                 if (Matches(started))
                 {
-                    yield return RunSummaries.Waiting(started, RunStage.Queued, workflow, _hostId, orchestrator);
+                    yield return RunSummaries.Waiting(started, RunStage.Queued, _services.Catalog.For(started), _hostId, orchestrator);
                 }
             }
         }
@@ -845,8 +882,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         if (_admission.TryGet(runId, out var queued))
         {
             var started = queued.Group.StartedOf(queued.Index);
-            _services.Catalog.TryGet(started.Project, out var workflow);
-            return RunSummaries.Waiting(started, RunStage.Queued, workflow, _hostId, Orchestrator);
+            return RunSummaries.Waiting(started, RunStage.Queued, _services.Catalog.For(started), _hostId, Orchestrator);
         }
 
         // Finished or unknown: the asker reads the results log.

@@ -68,6 +68,41 @@ internal sealed class TspControlService(RunControl control, ILogger<TspControlSe
     public override Task<ProjectControlState> GetProjectControl(ProjectControlRequest request, ServerCallContext context) =>
         RunAsync(request.Project, context, () => control.GetProjectControlAsync(request.Project));
 
+    public override async Task<DeployWorkflowReply> DeployWorkflow(DeployWorkflowRequest request, ServerCallContext context)
+    {
+        var source = string.IsNullOrWhiteSpace(request.Source) ? "deployed workflow" : request.Source;
+        if (string.IsNullOrWhiteSpace(request.Yaml))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "'yaml' is missing: send the workflow file's text"));
+        }
+
+        Tsp.Actors.Workflows.WorkflowDefinition workflow;
+        try
+        {
+            workflow = control.Validate(request.Yaml, source);
+        }
+        catch (Tsp.Actors.Workflows.WorkflowValidationException e)
+        {
+            // The deployed version stays; the caller gets every error with its line.
+            throw new RpcException(new Status(StatusCode.InvalidArgument, e.Message));
+        }
+
+        ProjectAccess.DemandControl(context, workflow.Project);
+        var who = ProjectAccess.Caller(context);
+        var reply = await Guarded(workflow.Project, () => control.DeployAsync(workflow, request.Yaml, who));
+        log.LogInformation("{Who} deployed workflow version {Hash} of {Project} (was {Previous})", who, reply.WorkflowHash, reply.Project, reply.PreviousHash.Length > 0 ? reply.PreviousHash : "not deployed");
+        return reply;
+    }
+
+    public override Task<DeployWorkflowReply> RemoveProject(ProjectControlRequest request, ServerCallContext context) =>
+        RunAsync(request.Project, context, async () =>
+        {
+            var who = ProjectAccess.Caller(context);
+            var reply = await control.RemoveAsync(request.Project, who);
+            log.LogInformation("{Who} removed project {Project}", who, request.Project);
+            return reply;
+        });
+
     /// <summary>Checks the project and the token, runs the action, and turns its refusals into status codes.</summary>
     private async Task<T> RunAsync<T>(string project, ServerCallContext context, Func<Task<T>> action)
     {
@@ -83,6 +118,12 @@ internal sealed class TspControlService(RunControl control, ILogger<TspControlSe
             throw new RpcException(new Status(StatusCode.NotFound, $"unknown project '{project}'"));
         }
 
+        return await Guarded(project, action);
+    }
+
+    /// <summary>Runs an action, turning its refusals into status codes.</summary>
+    private static async Task<T> Guarded<T>(string project, Func<Task<T>> action)
+    {
         try
         {
             return await action();

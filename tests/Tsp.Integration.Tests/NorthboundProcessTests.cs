@@ -39,7 +39,7 @@ public sealed class NorthboundProcessTests(ITestOutputHelper output) : IDisposab
         for (var i = 0; i < runIds.Count; i++)
         {
             var line = await subscriber.WaitForLineAsync(l => l.StartsWith($"{project}@{i + 1} ", StringComparison.Ordinal), Timeout);
-            Assert.Matches($@"^{project}@{i + 1} [0-9a-f]+ succeeded detections=0 latency_ms=\d+$", line);
+            Assert.Matches($@"^{project}@{i + 1} [0-9a-f]+ succeeded detections=0 latency_ms=\d+ workflow=[0-9a-f]{{16}}$", line);
         }
 
         Assert.Equal(runIds.Order(StringComparer.Ordinal), subscriber.Lines.Where(l => l.StartsWith(project + "@", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]).Order(StringComparer.Ordinal));

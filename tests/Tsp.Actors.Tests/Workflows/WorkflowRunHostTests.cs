@@ -826,6 +826,34 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public void A_run_of_a_version_not_known_yet_waits_for_the_deployments_then_goes_on_on_its_own_version()
+    {
+        var runId = TestServers.Unique("r");
+        var first = StartHost();
+        first.Tell(Start(runId), TestActor);
+        ExpectMsg<RunAccepted>();
+        ExpectTask("pre");
+        Crash(first);
+
+        // Restarted where the project's current version is another one and the deployed versions are not known yet.
+        _services.Catalog.TryGet(_project, out var started);
+        var other = WorkflowLoader.Parse($"project: {_project}\nnodes:\n  - {{ id: only, processor: checksum, role: cpu, queue: q }}\n", "v2.yaml", NodeProcessorRegistry.WithBuiltIns().Names);
+        var catalog = new WorkflowCatalog();
+        catalog.Deploy(other);
+        catalog.ExpectDeployments();
+        var second = StartHost(_services with { Catalog = catalog });
+        second.Tell(new ListHostRuns { HostId = _hostId, Project = _project }, TestActor);
+        Assert.Equal(RunStage.WaitingForProject, Assert.Single(ExpectMsg<HostRuns>().Runs).Stage);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+
+        catalog.Remember(started);
+        catalog.DeploymentsArrived();
+        second.Tell(CatalogChanged.Instance);
+
+        Assert.Equal(("pre", runId), (ExpectTask("pre").NodeId, runId));
+    }
+
+    [Fact]
     public void A_start_for_an_unknown_project_is_rejected_with_the_deployed_ones_named()
     {
         var runId = TestServers.Unique("r");

@@ -275,6 +275,90 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(2, twice.Lines.Count(l => l.EndsWith("(already_completed)", StringComparison.Ordinal)));
     }
 
+    [Fact]
+    public async Task A_workflow_deployed_while_runs_are_in_flight_takes_new_runs_while_the_others_finish_on_theirs_also_across_a_crash()
+    {
+        var project = TestServers.Unique("deploy");
+        string Version(string node, string queue) => TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: {{node}}, processor: sleep, role: cpu, queue: {{queue}}, params: { ms: 2000 } }
+              - { id: {{node}}-sum, processor: checksum, role: cpu, queue: {{queue}}, after: [{{node}}] }
+            """);
+        var (v1, v2) = (Version("one", "cpu-deploy-1"), Version("two", "cpu-deploy-2"));
+        var cyclic = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: a, processor: checksum, role: cpu, queue: q, after: [b] }
+              - { id: b, processor: checksum, role: cpu, queue: q, after: [a] }
+            """);
+        var journal = TestServers.TempSqlitePath();
+        var grpcPort = TspHostingExtensions.FreePort();
+        var grpc = $"http://127.0.0.1:{grpcPort}";
+        var first = StartOrchestrator(TspHostingExtensions.FreePort(), grpcPort, journal, v1, roles: "seed,orchestrator,cpu");
+        await first.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
+        var runsOnV1 = new List<string>();
+        var runsOnV2 = new List<string>();
+        string v1Hash;
+        using (var channel = GrpcTestClients.Channel(grpc))
+        {
+            var client = new TspService.TspServiceClient(channel);
+            v1Hash = (await client.GetWorkflowAsync(new GetWorkflowRequest { Project = project })).WorkflowHash;
+            for (var i = 0; i < 3; i++)
+            {
+                runsOnV1.Add((await client.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(project, i) })).RunId);
+            }
+
+            var refused = await VerbAsync("deploy", "--grpc", grpc, "--workflow", cyclic);
+            Assert.Equal(6, refused.ExitCode);
+            Assert.Contains(refused.Lines, l => l.StartsWith("error: InvalidArgument: invalid workflow:", StringComparison.Ordinal));
+            Assert.Contains(refused.Lines, l => l.Contains($"{cyclic}:3: cycle: a -> b -> a", StringComparison.Ordinal));
+            Assert.Equal(v1Hash, (await client.GetWorkflowAsync(new GetWorkflowRequest { Project = project })).WorkflowHash);
+
+            var deployed = await VerbAsync("deploy", "--grpc", grpc, "--workflow", v2);
+            Assert.Equal(0, deployed.ExitCode);
+            var line = Assert.Single(deployed.Lines, l => l.StartsWith($"{project} deployed version ", StringComparison.Ordinal));
+            Assert.EndsWith($"replacing {v1Hash}; its runs in flight finish on it", line, StringComparison.Ordinal);
+            for (var i = 3; i < 6; i++)
+            {
+                runsOnV2.Add((await client.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(project, i) })).RunId);
+            }
+        }
+
+        // Runs of both versions are in flight (2 s nodes): the process dies with them.
+        first.Process.Kill();
+        await first.Process.WaitForExitAsync();
+        var second = StartOrchestrator(TspHostingExtensions.FreePort(), grpcPort, journal, v1, roles: "seed,orchestrator,cpu");
+        await second.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
+        using var resumed = GrpcTestClients.Channel(grpc);
+        var after = new TspService.TspServiceClient(resumed);
+        foreach (var (runs, node) in new[] { (runsOnV1, "one"), (runsOnV2, "two") })
+        {
+            foreach (var run in runs)
+            {
+                var result = await ResultAsync(after, project, run);
+                Assert.Equal(RunStatus.Succeeded, result.Status);
+                Assert.Equal([node, node + "-sum"], result.Nodes.Select(n => n.NodeId));
+                Assert.Equal(node == "one" ? v1Hash : (await after.GetWorkflowAsync(new GetWorkflowRequest { Project = project })).WorkflowHash, result.WorkflowHash);
+            }
+        }
+
+        // The deployment outlived the crash: the process started with the old file, new runs take the deployed version.
+        var current = (await after.GetWorkflowAsync(new GetWorkflowRequest { Project = project })).WorkflowHash;
+        Assert.NotEqual(v1Hash, current);
+        await second.WaitForLineAsync(l => l.Contains("is not the one deployed through TspControl", StringComparison.Ordinal), Timeout);
+        var later = (await after.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(project, 9) })).RunId;
+        Assert.Equal(current, (await ResultAsync(after, project, later)).WorkflowHash);
+
+        var removed = await VerbAsync("remove", "--grpc", grpc, "--project", project);
+        Assert.Equal(0, removed.ExitCode);
+        var gone = await Assert.ThrowsAsync<RpcException>(() => after.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(project, 10) }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, gone.StatusCode);
+        var again = await VerbAsync("remove", "--grpc", grpc, "--project", project);
+        Assert.Equal(6, again.ExitCode);
+        Assert.Contains(again.Lines, l => l == $"error: NotFound: unknown project '{project}'");
+    }
+
     /// <summary>Asserts that <paramref name="assertion"/> holds every time it is checked for <paramref name="period"/>.</summary>
     private static async Task HoldsThroughoutAsync(TimeSpan period, Func<Task> assertion)
     {
