@@ -123,6 +123,66 @@ internal static class ControlVerbs
             return ExitCodes.Ok;
         });
 
+    /// <param name="load">NAME or NAME:VERSION to load (a version pins it).</param>
+    /// <param name="unload">NAME or NAME:VERSION to unload.</param>
+    public static Task<int> ModelsAsync(Uri url, string? token, string? load, string? unload, bool stats) =>
+        CallAsync(url, token, async (client, headers) =>
+        {
+            if (stats)
+            {
+                var reply = await client.GetModelStatsAsync(new ListModelsRequest(), headers);
+                Console.WriteLine($"{"model:version",-32} {"inferences",11} {"batches",9} {"rows/batch",10} {"failures",9} {"queue ms",9} {"compute ms",10}");
+                foreach (var m in reply.Models)
+                {
+                    var perBatch = m.Batches > 0 ? (double)m.Rows / m.Batches : 0;
+                    var queue = m.Inferences > 0 ? m.QueueSeconds * 1000 / m.Inferences : 0;
+                    var compute = m.Batches > 0 ? m.ComputeSeconds * 1000 / m.Batches : 0;
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{$"{m.Model}:{m.Version}",-32} {m.Inferences,11} {m.Batches,9} {perBatch,10:0.0} {m.Failures,9} {queue,9:0.00} {compute,10:0.00}"));
+                }
+
+                await Unanswered(reply.Unanswered);
+                return ExitCodes.Ok;
+            }
+
+            if ((load ?? unload) is { } target)
+            {
+                var colon = target.LastIndexOf(':');
+                var name = colon < 0 ? target : target[..colon];
+                var version = 0;
+                if (colon >= 0 && !int.TryParse(target[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out version))
+                {
+                    await Console.Error.WriteLineAsync($"error: '{target}' is not NAME or NAME:VERSION (a whole number)");
+                    return ExitCodes.Usage;
+                }
+
+                var request = new ModelControlRequest { Model = name, Version = version };
+                var rule = load is not null ? await client.LoadModelAsync(request, headers) : await client.UnloadModelAsync(request, headers);
+                Console.WriteLine($"{rule.Model} {(rule.Unloaded ? "unloaded" : rule.PinnedVersion > 0 ? $"pinned to version {rule.PinnedVersion}" : "loaded (repository policy)")} by {rule.ChangedBy}");
+            }
+
+            var index = await client.ListModelsAsync(new ListModelsRequest(), headers);
+            foreach (var v in index.Versions)
+            {
+                Console.WriteLine($"{v.Model}:{v.Version} {Name(v.State)}{(v.Provider.Length > 0 ? $" {v.Provider}" : "")} on {v.Member}{(v.Reason.Length > 0 ? $": {v.Reason}" : "")}");
+            }
+
+            foreach (var rule in index.Rules)
+            {
+                Console.WriteLine($"rule {rule.Model}: {(rule.Unloaded ? "unloaded" : rule.PinnedVersion > 0 ? $"version {rule.PinnedVersion} pinned" : "repository policy")} (by {rule.ChangedBy})");
+            }
+
+            await Unanswered(index.Unanswered);
+            return ExitCodes.Ok;
+        });
+
+    private static async Task Unanswered(Google.Protobuf.Collections.RepeatedField<string> members)
+    {
+        if (members.Count > 0)
+        {
+            await Console.Error.WriteLineAsync($"members that did not answer: {string.Join(", ", members)}");
+        }
+    }
+
     public static string DescribeRun(RunSummary run)
     {
         var line = new StringBuilder(run.RunId).Append(' ').Append(Name(run.Stage));

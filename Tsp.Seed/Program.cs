@@ -91,8 +91,21 @@ deploy.SetAction(parsed => ControlVerbs.DeployAsync(new Uri(parsed.GetRequiredVa
 var remove = new Command("remove", "stop taking new runs of a project (ingest stops, submissions are refused); its runs in flight finish") { grpc, token, controlProject };
 remove.SetAction(parsed => ControlVerbs.RemoveAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetRequiredValue(controlProject)));
 
+var loadModel = new Option<string?>("--load") { Description = "load a model on every member that serves models; NAME:VERSION pins that version", HelpName = "NAME[:VER]" };
+var unloadModel = new Option<string?>("--unload") { Description = "stop serving a model on every member (NAME:VERSION: only if that version is loaded)", HelpName = "NAME[:VER]" };
+var modelStats = new Option<bool>("--stats") { Description = "per model version, summed over members: inferences, batches, failures, queue and compute time" };
+var models = new Command("models", "the model repository index: every version on every member that serves models, READY, LOADING or UNAVAILABLE and why; load, unload, pin, statistics") { grpc, token, loadModel, unloadModel, modelStats };
+models.Validators.Add(result =>
+{
+    if ((result.GetValue(loadModel) is null ? 0 : 1) + (result.GetValue(unloadModel) is null ? 0 : 1) + (result.GetValue(modelStats) ? 1 : 0) > 1)
+    {
+        result.AddError("models takes at most one of --load, --unload or --stats");
+    }
+});
+models.SetAction(parsed => ControlVerbs.ModelsAsync(new Uri(parsed.GetRequiredValue(grpc)), parsed.GetValue(token), parsed.GetValue(loadModel), parsed.GetValue(unloadModel), parsed.GetValue(modelStats)));
+
 var root = new RootCommand("TSP: AI pipelines on an Akka.NET cluster. Shared flags are also read from Tsp__* environment variables and appsettings.json (section \"Tsp\"); flags win.")
 {
-    demo, standalone, run, produce, status, top, subscribe, inspect, cancel, deadLetters, pause, resume, deploy, remove,
+    demo, standalone, run, produce, status, top, subscribe, inspect, cancel, deadLetters, pause, resume, deploy, remove, models,
 };
 return await TspCommands.InvokeAsync(root, args);

@@ -35,6 +35,8 @@ public sealed class RunControl(
     IActorRef runs,
     IActorRef projects,
     IActorRef deployments,
+    IActorRef modelRules,
+    ActorSystem system,
     Nodes.NodeProcessorRegistry processors,
     Func<IActorRef?> follower,
     int runHosts,
@@ -198,6 +200,97 @@ public sealed class RunControl(
         var state = await deployments.Ask<Deployments>(new RemoveDeployedProject { Project = project, RemovedBy = who }, askTimeout);
         await ApplyHereAsync(state);
         return new DeployWorkflowReply { Project = project, PreviousHash = previous };
+    }
+
+    /// <summary>Every model version on every member that serves models, with its state, and the rules.</summary>
+    public async Task<ModelIndex> ListModelsAsync(string model)
+    {
+        var index = new ModelIndex();
+        var answers = await AskModelMembersAsync<MemberModelIndex>(new GetModelIndex());
+        index.Versions.Add(answers.Where(a => a.Answer is not null).SelectMany(a => a.Answer!.Versions)
+            .Where(v => model.Length == 0 || v.Model == model)
+            .OrderBy(v => v.Model, StringComparer.Ordinal).ThenBy(v => v.Version).ThenBy(v => v.Member, StringComparer.Ordinal));
+        index.Unanswered.Add(answers.Where(a => a.Answer is null).Select(a => a.Member));
+        var rules = await modelRules.Ask<ModelRules>(new GetModelRules(), askTimeout);
+        index.Rules.Add(rules.Models.Where(r => model.Length == 0 || r.Model == model));
+        return index;
+    }
+
+    /// <summary>Loads (optionally pinning a version) or unloads a model on every member, durably.</summary>
+    /// <exception cref="ControlRefusedException">NotFound: no member's repository has the model or version.</exception>
+    public async Task<ModelRule> ChangeModelAsync(string model, int version, bool unload, string who)
+    {
+        var index = await ListModelsAsync(model);
+        var versions = index.Versions.Where(v => v.Version > 0).Select(v => v.Version).Distinct().Order().ToList();
+        if (index.Versions.Count == 0)
+        {
+            throw new ControlRefusedException(ControlRefusalKind.NotFound, $"model '{model}' is in no repository of a member that serves models{(index.Unanswered.Count > 0 ? $" (members that did not answer: {string.Join(", ", index.Unanswered)})" : "")}");
+        }
+
+        if (version > 0 && !versions.Contains(version))
+        {
+            throw new ControlRefusedException(ControlRefusalKind.NotFound, $"model '{model}' has no version {version} (versions: {(versions.Count > 0 ? string.Join(", ", versions) : "none")})");
+        }
+
+        if (unload && version > 0 && !index.Versions.Any(v => v.Version == version && v.State == ModelVersionState.Ready))
+        {
+            throw new ControlRefusedException(ControlRefusalKind.NotFound, $"version {version} of model '{model}' is not loaded on any member; nothing to unload");
+        }
+
+        var current = index.Rules.FirstOrDefault();
+        var rule = new ModelRule
+        {
+            Model = model,
+            Unloaded = unload,
+            // Unloading keeps the pin, so loading again serves the same version.
+            PinnedVersion = unload ? current?.PinnedVersion ?? 0 : version,
+            ChangedBy = who,
+        };
+        return await modelRules.Ask<ModelRule>(new ChangeModelRule { Rule = rule }, askTimeout);
+    }
+
+    /// <summary>Per model version, summed over every member that answers.</summary>
+    public async Task<ModelStatsReply> ModelStatsAsync(string model)
+    {
+        var answers = await AskModelMembersAsync<MemberStats>(new GetMemberStats());
+        var reply = new ModelStatsReply();
+        reply.Models.Add(answers.Where(a => a.Answer is not null).SelectMany(a => a.Answer!.Models)
+            .Where(m => model.Length == 0 || m.Model == model)
+            .GroupBy(m => (m.Model, m.Version))
+            .OrderBy(g => g.Key.Model, StringComparer.Ordinal).ThenBy(g => g.Key.Version, StringComparer.Ordinal)
+            .Select(g => new ModelStats
+            {
+                Model = g.Key.Model,
+                Version = g.Key.Version,
+                Inferences = g.Sum(m => m.Inferences),
+                Batches = g.Sum(m => m.Batches),
+                Rows = g.Sum(m => m.Rows),
+                Failures = g.Sum(m => m.Failures),
+                QueueSeconds = g.Sum(m => m.QueueSeconds),
+                ComputeSeconds = g.Sum(m => m.ComputeSeconds),
+            }));
+        reply.Unanswered.Add(answers.Where(a => a.Answer is null).Select(a => a.Member));
+        return reply;
+    }
+
+    /// <summary>Asks every Up member with a node role (its /user/tsp-member-stats), a few seconds each.</summary>
+    private async Task<(string Member, T? Answer)[]> AskModelMembersAsync<T>(object message)
+        where T : class
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var bound = TimeSpan.FromSeconds(Math.Min(5, askTimeout.TotalSeconds));
+        var members = cluster.State.Members.Where(m => m.Status == Akka.Cluster.MemberStatus.Up && (m.HasRole(NodeRoles.Gpu) || m.HasRole(NodeRoles.Cpu)));
+        return await Task.WhenAll(members.Select(async m =>
+        {
+            try
+            {
+                return (m.Address.ToString(), await system.ActorSelection(new RootActorPath(m.Address) / "user" / "tsp-member-stats").Ask<T>(message, bound));
+            }
+            catch (Exception e) when (e is AskTimeoutException or ActorNotFoundException or TaskCanceledException)
+            {
+                return (m.Address.ToString(), (T?)null);
+            }
+        }));
     }
 
     private async Task ApplyHereAsync(Deployments state)

@@ -22,9 +22,19 @@ public sealed class MemberStatsService : ReceiveActor
         {
             var stats = new MemberStats { Address = address };
             stats.Nodes.AddRange(collector.Nodes.Select(n => new NodeStats { Project = n.Project, Node = n.Node, Queue = n.Queue, Succeeded = n.Succeeded, Failed = n.Failed, Seconds = n.Seconds }));
-            stats.Models.AddRange(collector.Models.Select(m => new ModelStats { Model = m.Model, Version = m.Version, Inferences = m.Inferences, Batches = m.Batches, Rows = m.Rows, QueueSeconds = m.QueueSeconds, ComputeSeconds = m.ComputeSeconds }));
+            stats.Models.AddRange(collector.Models.Select(m => new ModelStats { Model = m.Model, Version = m.Version, Inferences = m.Inferences, Batches = m.Batches, Rows = m.Rows, QueueSeconds = m.QueueSeconds, ComputeSeconds = m.ComputeSeconds, Failures = m.Failures }));
             stats.Served.AddRange(models.Loaded.Select(m => new ServedModel { Model = m.Model, Version = m.Version, Provider = m.Provider }));
             Sender.Tell(stats);
+        });
+        Receive<GetModelIndex>(_ =>
+        {
+            var index = new MemberModelIndex();
+            index.Versions.AddRange(models.Index().Select(v =>
+            {
+                v.Member = address;
+                return v;
+            }));
+            Sender.Tell(index);
         });
     }
 }

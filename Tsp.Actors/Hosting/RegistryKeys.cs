@@ -8,6 +8,9 @@ public sealed class WorkflowRuns;
 /// <summary>Marker for the region of the one workflow-deployments entity (<see cref="Control.WorkflowDeployments"/>).</summary>
 public sealed class WorkflowDeploymentsRegion;
 
+/// <summary>Marker for the region of the one model-rules entity (<see cref="Control.ModelRulesEntity"/>).</summary>
+public sealed class ModelRulesRegion;
+
 /// <summary>Marker for the project-control shard region (<see cref="Control.ProjectControl"/>).</summary>
 public sealed class ProjectControls;
 

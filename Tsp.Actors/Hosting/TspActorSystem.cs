@@ -76,6 +76,14 @@ public static partial class TspHostingExtensions
             builder.WithShardRegionProxy<WorkflowRuns>(RunsTypeName, TspRoles.Orchestrator, new RunMessageExtractor(options.Shards, options.RunHosts));
             builder.WithShardRegionProxy<ProjectControls>(ProjectControlTypeName, TspRoles.Orchestrator, new Control.ProjectControlExtractor(options.Shards));
             builder.WithShardRegionProxy<WorkflowDeploymentsRegion>(DeploymentsTypeName, TspRoles.Orchestrator, new Control.WorkflowDeploymentsExtractor());
+            builder.WithShardRegionProxy<ModelRulesRegion>(ModelRulesTypeName, TspRoles.Orchestrator, new Control.ModelRulesExtractor());
+        }
+
+        if (roles.Contains(TspRoles.Gpu) || roles.Contains(TspRoles.Cpu))
+        {
+            // After the model-rules region (or its proxy): the follower asks it for the operator's rules.
+            builder.WithActors((system, registry, resolver) => system.ActorOf(
+                Control.ModelRulesFollower.Props(registry.Get<ModelRulesRegion>(), resolver.GetService<OnnxModels>()), Control.ModelRulesFollower.Name));
         }
 
         return builder;

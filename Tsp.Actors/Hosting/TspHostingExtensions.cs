@@ -23,6 +23,7 @@ public static partial class TspHostingExtensions
     public const string RunsTypeName = "workflow-runs";
     public const string ProjectControlTypeName = "project-control";
     public const string DeploymentsTypeName = "workflow-deployments";
+    public const string ModelRulesTypeName = "model-rules";
 
     /// <summary>Registers the processor registry, the workflow catalog (loading and validating every
     /// configured workflow), the Redis store and the node-queue registry.</summary>
@@ -32,6 +33,12 @@ public static partial class TspHostingExtensions
         var roles = options.Roles.Count > 0 ? options.Roles : [.. TspRoles.All];
         // "auto" tries CUDA on gpu-role processes of a machine with an NVIDIA device; "cuda" always.
         var models = new OnnxModels(new ModelRepository(options.Onnx.Repository), options.Onnx, preferCuda: roles.Contains(TspRoles.Gpu) && OnnxModels.GpuPresent);
+        if (roles.Contains(TspRoles.Gpu) || roles.Contains(TspRoles.Cpu))
+        {
+            // Its loads wait briefly for the operator's model rules (ModelRulesFollower).
+            models.ExpectRules();
+        }
+
         processors ??= NodeProcessorRegistry.Standard(models);
         var catalog = new WorkflowCatalog();
         foreach (var file in options.Workflows)
@@ -74,6 +81,8 @@ public static partial class TspHostingExtensions
             sp.GetRequiredService<IRequiredActor<WorkflowRuns>>().ActorRef,
             sp.GetRequiredService<IRequiredActor<ProjectControls>>().ActorRef,
             sp.GetRequiredService<IRequiredActor<WorkflowDeploymentsRegion>>().ActorRef,
+            sp.GetRequiredService<IRequiredActor<ModelRulesRegion>>().ActorRef,
+            sp.GetRequiredService<Akka.Actor.ActorSystem>(),
             processors,
             () => sp.GetRequiredService<ActorRegistry>().TryGet<Control.DeploymentFollower>(out var follower) ? follower : null,
             options.RunHosts,

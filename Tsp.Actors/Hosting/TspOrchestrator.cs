@@ -74,6 +74,11 @@ public static partial class TspHostingExtensions
             (_, _, _) => _ => WorkflowDeployments.Props(),
             new WorkflowDeploymentsExtractor(),
             new ShardOptions { Role = TspRoles.Orchestrator, StateStoreMode = StateStoreMode.Persistence });
+        builder.WithShardRegion<ModelRulesRegion>(
+            ModelRulesTypeName,
+            (_, _, _) => _ => ModelRulesEntity.Props(),
+            new ModelRulesExtractor(),
+            new ShardOptions { Role = TspRoles.Orchestrator, StateStoreMode = StateStoreMode.Persistence });
         var kafka = !string.IsNullOrWhiteSpace(options.Kafka.Bootstrap);
         builder.WithActors((system, registry, resolver) =>
         {

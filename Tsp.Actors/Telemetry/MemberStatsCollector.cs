@@ -7,7 +7,7 @@ namespace Tsp.Actors.Telemetry;
 public sealed record NodeTotals(string Project, string Node, string Queue, long Succeeded, long Failed, double Seconds);
 
 /// <summary>A model version, and what this process ran of it.</summary>
-public sealed record ModelTotals(string Model, string Version, long Inferences, long Batches, long Rows, double QueueSeconds, double ComputeSeconds);
+public sealed record ModelTotals(string Model, string Version, long Inferences, long Batches, long Rows, double QueueSeconds, double ComputeSeconds, long Failures = 0);
 
 /// <summary>
 /// What this process has run since it started, per node and per model, summed from the
@@ -25,7 +25,7 @@ public sealed class MemberStatsCollector : IDisposable
     {
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (instrument.Meter.Name == TspMetrics.MeterName && instrument.Name is "tsp_node_duration" or "tsp_model_batches" or "tsp_model_inferences" or "tsp_model_batch_size" or "tsp_model_queue" or "tsp_model_compute")
+            if (instrument.Meter.Name == TspMetrics.MeterName && instrument.Name is "tsp_node_duration" or "tsp_model_batches" or "tsp_model_failures" or "tsp_model_inferences" or "tsp_model_batch_size" or "tsp_model_queue" or "tsp_model_compute")
             {
                 listener.EnableMeasurementEvents(instrument);
             }
@@ -43,7 +43,7 @@ public sealed class MemberStatsCollector : IDisposable
         [.. _nodes.Select(n => new NodeTotals(n.Key.Project, n.Key.Node, n.Key.Queue, Interlocked.Read(ref n.Value.Succeeded), Interlocked.Read(ref n.Value.Failed), n.Value.Seconds))];
 
     public IReadOnlyList<ModelTotals> Models =>
-        [.. _models.Select(m => new ModelTotals(m.Key.Model, m.Key.Version, Interlocked.Read(ref m.Value.Inferences), Interlocked.Read(ref m.Value.Batches), Interlocked.Read(ref m.Value.Rows), m.Value.QueueSeconds, m.Value.ComputeSeconds))];
+        [.. _models.Select(m => new ModelTotals(m.Key.Model, m.Key.Version, Interlocked.Read(ref m.Value.Inferences), Interlocked.Read(ref m.Value.Batches), Interlocked.Read(ref m.Value.Rows), m.Value.QueueSeconds, m.Value.ComputeSeconds, Interlocked.Read(ref m.Value.Failures)))];
 
     public void Dispose() => _listener.Dispose();
 
@@ -91,6 +91,9 @@ public sealed class MemberStatsCollector : IDisposable
             case "tsp_model_batches":
                 Interlocked.Add(ref Model(tags).Batches, value);
                 break;
+            case "tsp_model_failures":
+                Interlocked.Add(ref Model(tags).Failures, value);
+                break;
         }
     }
 
@@ -127,5 +130,6 @@ public sealed class MemberStatsCollector : IDisposable
         public long Rows;
         public double QueueSeconds;
         public double ComputeSeconds;
+        public long Failures;
     }
 }

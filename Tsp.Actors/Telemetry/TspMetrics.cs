@@ -42,6 +42,9 @@ public static class TspMetrics
     public static readonly Counter<long> ModelInferences = Meter.CreateCounter<long>(
         "tsp_model_inferences", description: "Requests a model version answered (a request is one node task's input).");
 
+    public static readonly Counter<long> ModelFailures = Meter.CreateCounter<long>(
+        "tsp_model_failures", description: "Requests a model version failed (their input was rejected, or the run failed).");
+
     public static readonly Counter<long> ModelBatches = Meter.CreateCounter<long>(
         "tsp_model_batches", description: "Batches a model version ran.");
 

@@ -71,6 +71,16 @@ internal static class ProjectAccess
         }
     }
 
+    /// <summary>Models are shared by every project: changing one needs a control token for all projects.</summary>
+    /// <exception cref="RpcException">PERMISSION_DENIED naming what is missing.</exception>
+    public static void DemandClusterControl(ServerCallContext context, string what)
+    {
+        if (context.UserState.TryGetValue(typeof(ApiToken), out var held) && held is ApiToken token && !(token.MayControl && token.Projects.Contains("*")))
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"{what} affects every project: it needs a token with Access: control and Projects: [\"*\"]"));
+        }
+    }
+
     /// <summary>Who is calling, as control actions record it: the token's holder (no tokens configured: the peer).</summary>
     public static string Caller(ServerCallContext context) =>
         context.UserState.TryGetValue(typeof(ApiToken), out var token) ? ((ApiToken)token).Holder : $"an unauthenticated caller at {context.Peer}";

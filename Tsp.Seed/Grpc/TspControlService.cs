@@ -103,6 +103,36 @@ internal sealed class TspControlService(RunControl control, ILogger<TspControlSe
             return reply;
         });
 
+    public override Task<ModelIndex> ListModels(ListModelsRequest request, ServerCallContext context) =>
+        Guarded("", () => control.ListModelsAsync(request.Model));
+
+    public override Task<ModelStatsReply> GetModelStats(ListModelsRequest request, ServerCallContext context) =>
+        Guarded("", () => control.ModelStatsAsync(request.Model));
+
+    public override Task<ModelRule> LoadModel(ModelControlRequest request, ServerCallContext context) => ChangeModel(request, unload: false, context);
+
+    public override Task<ModelRule> UnloadModel(ModelControlRequest request, ServerCallContext context) => ChangeModel(request, unload: true, context);
+
+    private async Task<ModelRule> ChangeModel(ModelControlRequest request, bool unload, ServerCallContext context)
+    {
+        var model = request.Model;
+        if (string.IsNullOrWhiteSpace(model))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "'model' is missing"));
+        }
+
+        if (request.Version < 0)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"'version' must be 0 (the repository's policy) or a version number, not {request.Version}"));
+        }
+
+        ProjectAccess.DemandClusterControl(context, $"{(unload ? "unloading" : "loading")} model '{model}'");
+        var who = ProjectAccess.Caller(context);
+        var rule = await Guarded("", () => control.ChangeModelAsync(model, request.Version, unload, who));
+        log.LogInformation("{Who} {Action} model {Model}{Version}", who, unload ? "unloaded" : "loaded", model, request.Version > 0 ? $" version {request.Version}" : "");
+        return rule;
+    }
+
     /// <summary>Checks the project and the token, runs the action, and turns its refusals into status codes.</summary>
     private async Task<T> RunAsync<T>(string project, ServerCallContext context, Func<Task<T>> action)
     {

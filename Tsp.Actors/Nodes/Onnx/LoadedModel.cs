@@ -208,6 +208,7 @@ internal sealed class LoadedModel
             }
             catch (Exception e)
             {
+                TspMetrics.ModelFailures.Add(1, model._modelTag, model._versionTag);
                 batch[0].Completion.TrySetException(e is OnnxRuntimeException
                     ? new NodeInputException($"model '{Config.Name}' v{model.Version} rejected its input: {e.Message}", e)
                     : e);

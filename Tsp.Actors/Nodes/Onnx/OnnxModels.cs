@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
+using Tsp.Actors.Protocol;
 using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Nodes.Onnx;
@@ -82,6 +83,16 @@ public sealed class OnnxModels : IDisposable
     private int _reloading;
     private readonly IDisposable _gauge;
 
+    // The operator's rules (TspControl LoadModel/UnloadModel), by model; and what this process knows of
+    // each version beyond what it serves: loads in progress and why a version did not load.
+    private volatile IReadOnlyDictionary<string, ModelRule> _rules = new Dictionary<string, ModelRule>(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Model, int Version), byte> _loading = new();
+    private readonly ConcurrentDictionary<(string Model, int Version), string> _problems = new();
+    private TaskCompletionSource _rulesKnown = Known();
+
+    /// <summary>How long a load waits for the operator's rules at start before it follows the repository's policy.</summary>
+    public static readonly TimeSpan RulesWait = TimeSpan.FromSeconds(10);
+
     public OnnxModels(ModelRepository repository, OnnxOptions options, bool preferCuda, ILogger? log = null)
     {
         Repository = repository;
@@ -130,6 +141,93 @@ public sealed class OnnxModels : IDisposable
 
     public ModelRepository Repository { get; }
 
+    /// <summary>Loads wait (at most <see cref="RulesWait"/>) until <see cref="ApplyRules"/> is first
+    /// called: a member that starts must not serve a version an operator pinned away from.</summary>
+    public void ExpectRules() => _rulesKnown = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The operator's rules, as the model-rules entity holds them: an unloaded model stops
+    /// serving at once; a pinned one switches to its version (kept on the old one if the pinned version
+    /// does not load); a model loaded again is loaded now.</summary>
+    public async Task ApplyRules(IEnumerable<ModelRule> rules)
+    {
+        var next = rules.ToDictionary(r => r.Model, StringComparer.Ordinal);
+        var before = _rules;
+        _rules = next;
+        _rulesKnown.TrySetResult();
+        foreach (var rule in next.Values.Where(r => r.Unloaded))
+        {
+            if (_served.TryRemove((rule.Model, null), out var lazy) && lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully)
+            {
+                var served = lazy.Value.Result.Current;
+                served.Retire();
+                _log.LogInformation("model {Model}: version {Version} unloaded by {Who}", rule.Model, served.Version, rule.ChangedBy);
+            }
+        }
+
+        // Pins take effect through the reload pass (load, then swap); models loaded again, at once.
+        await ReloadAsync();
+        foreach (var rule in next.Values.Where(r => !r.Unloaded && (before.GetValueOrDefault(r.Model) is not { } earlier || earlier.Unloaded || earlier.PinnedVersion != r.PinnedVersion)))
+        {
+            try
+            {
+                await GetAsync(rule.Model, null);
+            }
+            catch (ModelRepositoryException e)
+            {
+                _log.LogWarning("model {Model}: {Problem}", rule.Model, e.Message);
+            }
+        }
+    }
+
+    /// <summary>Every version of every model in the repository, with its state here: READY (served),
+    /// LOADING, or UNAVAILABLE and why.</summary>
+    public IReadOnlyList<ModelVersionStatus> Index()
+    {
+        var served = Loaded.ToLookup(m => m.Model, StringComparer.Ordinal);
+        var index = new List<ModelVersionStatus>();
+        foreach (var model in Repository.Models())
+        {
+            var rule = _rules.GetValueOrDefault(model);
+            string policy;
+            try
+            {
+                var config = Repository.Config(model);
+                var wanted = rule is { PinnedVersion: > 0 } ? rule.PinnedVersion : config.PinnedVersion;
+                policy = wanted is { } pin ? $"version {pin} is pinned{(rule is { PinnedVersion: > 0 } ? $" by {rule.ChangedBy}" : " in config.yaml")}" : "the latest version is served";
+            }
+            catch (ModelRepositoryException e)
+            {
+                index.Add(new ModelVersionStatus { Model = model, State = ModelVersionState.Unavailable, Reason = e.Message });
+                continue;
+            }
+
+            foreach (var version in Repository.Versions(model))
+            {
+                var status = new ModelVersionStatus { Model = model, Version = version };
+                if (served[model].FirstOrDefault(m => m.Version == version) is { } ready)
+                {
+                    (status.State, status.Provider) = (ModelVersionState.Ready, ready.Provider);
+                }
+                else if (_loading.ContainsKey((model, version)))
+                {
+                    status.State = ModelVersionState.Loading;
+                }
+                else
+                {
+                    status.State = ModelVersionState.Unavailable;
+                    status.Reason = _problems.TryGetValue((model, version), out var problem) ? problem
+                        : rule is { Unloaded: true } ? $"unloaded by {rule.ChangedBy}"
+                        : served[model].Any() ? $"not served: {policy}"
+                        : "not loaded yet (nothing has used it)";
+                }
+
+                index.Add(status);
+            }
+        }
+
+        return index;
+    }
+
     /// <summary>Where loads, swaps and the CUDA fallback are reported (set once the host's logging exists).</summary>
     public ILogger Logger
     {
@@ -172,14 +270,32 @@ public sealed class OnnxModels : IDisposable
     /// <summary>The version now served for a model (loading it if needed).</summary>
     public async Task<int> ServedVersionAsync(string model, int? pinnedVersion = null) => (await GetAsync(model, pinnedVersion)).Current.Version;
 
-    private Task<ServedModel> GetAsync(string model, int? pinnedVersion) =>
+    private async Task<ServedModel> GetAsync(string model, int? pinnedVersion)
+    {
+        if (!_rulesKnown.Task.IsCompleted)
+        {
+            await Task.WhenAny(_rulesKnown.Task, Task.Delay(RulesWait));
+        }
+
+        if (pinnedVersion is null && _rules.GetValueOrDefault(model) is { Unloaded: true } rule)
+        {
+            throw new ModelRepositoryException($"model '{model}' is unloaded (by {rule.ChangedBy}); load it again with `models --load {model}`");
+        }
+
+        return await GetOrLoadAsync(model, pinnedVersion);
+    }
+
+    /// <summary>The version an operator pinned for <paramref name="model"/>, if one did.</summary>
+    private int? RulePin(string model) => _rules.GetValueOrDefault(model) is { PinnedVersion: > 0 } rule ? rule.PinnedVersion : null;
+
+    private Task<ServedModel> GetOrLoadAsync(string model, int? pinnedVersion) =>
         _served.GetOrAdd((model, pinnedVersion), key => new Lazy<Task<ServedModel>>(() => Task.Run(() =>
         {
             var config = Repository.Config(key.Model);
-            if (Repository.ServedVersion(config, key.Pinned) is not { } version)
+            if (Repository.ServedVersion(config, key.Pinned ?? RulePin(key.Model)) is not { } version)
             {
                 var versions = string.Join(", ", Repository.Versions(key.Model));
-                var wanted = key.Pinned ?? config.PinnedVersion;
+                var wanted = key.Pinned ?? RulePin(key.Model) ?? config.PinnedVersion;
                 throw new ModelRepositoryException($"model '{key.Model}' has no version {(wanted is null ? "at all" : wanted.Value.ToString(System.Globalization.CultureInfo.InvariantCulture))} in {Repository.Root}/{key.Model} (versions: {(versions.Length > 0 ? versions : "none")})");
             }
 
@@ -195,7 +311,28 @@ public sealed class OnnxModels : IDisposable
             return t;
         }, TaskScheduler.Default).Unwrap();
 
+    /// <summary>Loads a version, noting while it loads and, when it does not, why (the index shows both).</summary>
     private LoadedModel Load(ModelConfig config, int version)
+    {
+        _loading[(config.Name, version)] = 0;
+        try
+        {
+            var loaded = LoadVersion(config, version);
+            _problems.TryRemove((config.Name, version), out _);
+            return loaded;
+        }
+        catch (ModelRepositoryException e)
+        {
+            _problems[(config.Name, version)] = e.Message;
+            throw;
+        }
+        finally
+        {
+            _loading.TryRemove((config.Name, version), out _);
+        }
+    }
+
+    private LoadedModel LoadVersion(ModelConfig config, int version)
     {
         var path = Repository.ModelPath(config.Name, version);
         var sessions = new List<InferenceSession>(config.Instances);
@@ -365,7 +502,7 @@ public sealed class OnnxModels : IDisposable
                 try
                 {
                     var config = Repository.Config(model);
-                    if (Repository.ServedVersion(config) is { } newest && newest != served.Current.Version)
+                    if (Repository.ServedVersion(config, RulePin(model)) is { } newest && newest != served.Current.Version)
                     {
                         candidate = VersionFiles.Of(Repository, model, newest);
                         if (_refused.TryGetValue(model, out var refused) && refused == candidate)
@@ -402,6 +539,13 @@ public sealed class OnnxModels : IDisposable
 
     /// <summary>How many times the repository has been checked for new versions.</summary>
     public long ReloadPasses => Interlocked.Read(ref _reloadPasses);
+
+    private static TaskCompletionSource Known()
+    {
+        var known = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        known.SetResult();
+        return known;
+    }
 
     public void Dispose()
     {

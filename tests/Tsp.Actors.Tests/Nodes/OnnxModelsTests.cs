@@ -58,6 +58,62 @@ public sealed class OnnxModelsTests : IDisposable
         Assert.Equal(Enumerable.Range(0, 8).Select(i => (i * 2f) + 1), result.Outputs["y"].Values);
     }
 
+    private static Tsp.Actors.Protocol.ModelRule Rule(string model, int pin = 0, bool unloaded = false) =>
+        new() { Model = model, PinnedVersion = pin, Unloaded = unloaded, ChangedBy = "ops" };
+
+    [Fact]
+    public async Task An_operators_rules_pin_unload_and_load_a_model_and_the_index_says_why_each_version_is_or_is_not_served()
+    {
+        WriteAffineModel(_root, "ruled", 1, scale: 2);
+        WriteAffineModel(_root, "ruled", 2, scale: 3);
+        // No timer pass during the test: each rule takes effect through the pass ApplyRules runs.
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromHours(1) }, preferCuda: false);
+        async Task<int> ServedAsync() => (await models.InferAsync("ruled", null, Input(1, 0), CancellationToken.None)).Version;
+        Tsp.Actors.Protocol.ModelVersionStatus At(int version) => models.Index().Single(v => v.Model == "ruled" && v.Version == version);
+
+        Assert.Equal(2, await ServedAsync());
+        Assert.Equal(Tsp.Actors.Protocol.ModelVersionState.Ready, At(2).State);
+        Assert.Equal("CPU", At(2).Provider);
+        Assert.Equal((Tsp.Actors.Protocol.ModelVersionState.Unavailable, "not served: the latest version is served"), (At(1).State, At(1).Reason));
+
+        await models.ApplyRules([Rule("ruled", pin: 1)]);
+        Assert.Equal(1, await ServedAsync());
+        Assert.Equal("not served: version 1 is pinned by ops", At(2).Reason);
+
+        // A broken version pinned never replaces the served one, and the index says why.
+        Directory.CreateDirectory(Path.Combine(_root, "ruled", "3"));
+        File.WriteAllBytes(Path.Combine(_root, "ruled", "3", ModelRepository.ModelFile), [1, 2, 3, 4]);
+        await models.ApplyRules([Rule("ruled", pin: 3)]);
+        Assert.Equal(1, await ServedAsync());
+        Assert.Equal(Tsp.Actors.Protocol.ModelVersionState.Unavailable, At(3).State);
+        Assert.Contains("version 3", At(3).Reason, StringComparison.Ordinal);
+        Assert.Contains("does not load", At(3).Reason, StringComparison.Ordinal);
+
+        await models.ApplyRules([Rule("ruled", pin: 1, unloaded: true)]);
+        var unloaded = await Assert.ThrowsAsync<ModelRepositoryException>(ServedAsync);
+        Assert.Contains("'ruled' is unloaded (by ops)", unloaded.Message, StringComparison.Ordinal);
+        Assert.Empty(models.Loaded);
+        Assert.Equal("unloaded by ops", At(1).Reason);
+
+        await models.ApplyRules([Rule("ruled", pin: 2)]);
+        Assert.Equal(2, await ServedAsync());
+    }
+
+    [Fact]
+    public async Task A_process_that_expects_rules_loads_nothing_before_they_arrive()
+    {
+        WriteAffineModel(_root, "waits", 1, scale: 2);
+        WriteAffineModel(_root, "waits", 2, scale: 3);
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromHours(1) }, preferCuda: false);
+        models.ExpectRules();
+
+        var first = models.InferAsync("waits", null, Input(1, 0), CancellationToken.None);
+        await models.ApplyRules([Rule("waits", pin: 1)]);
+
+        Assert.Equal(1, (await first).Version);
+        Assert.Equal([1], models.Loaded.Select(m => m.Version));
+    }
+
     [Fact]
     public async Task Batched_outputs_equal_unbatched_ones()
     {
