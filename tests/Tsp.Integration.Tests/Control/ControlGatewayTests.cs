@@ -51,6 +51,27 @@ public sealed class ControlGatewayTests(GrpcGatewayFixture gateway) : IClassFixt
     }
 
     [Fact]
+    public async Task Models_serve_every_project_so_changing_one_needs_a_control_token_for_all_projects()
+    {
+        using var channel = gateway.Channel();
+        var client = new TspControl.TspControlClient(channel);
+
+        // Reading the index needs only a token.
+        await client.ListModelsAsync(new ListModelsRequest(), GrpcTestClients.Bearer(GrpcGatewayFixture.TokenA));
+        foreach (var token in new[] { GrpcGatewayFixture.TokenControlA, GrpcGatewayFixture.TokenAll })
+        {
+            var refused = await Assert.ThrowsAsync<RpcException>(() => client.LoadModelAsync(new ModelControlRequest { Model = "any" }, GrpcTestClients.Bearer(token)).ResponseAsync);
+            Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+            Assert.Contains("loading model 'any' affects every project", refused.Status.Detail, StringComparison.Ordinal);
+        }
+
+        var missing = await Assert.ThrowsAsync<RpcException>(() => client.UnloadModelAsync(new ModelControlRequest(), Control).ResponseAsync);
+        Assert.Equal((StatusCode.InvalidArgument, "'model' is missing"), (missing.StatusCode, missing.Status.Detail));
+        var negative = await Assert.ThrowsAsync<RpcException>(() => client.LoadModelAsync(new ModelControlRequest { Model = "m", Version = -2 }, Control).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, negative.StatusCode);
+    }
+
+    [Fact]
     public async Task Bad_input_is_refused_with_its_status_and_what_was_wrong()
     {
         using var channel = gateway.Channel();
@@ -73,6 +94,12 @@ public sealed class ControlGatewayTests(GrpcGatewayFixture gateway) : IClassFixt
         await Expect(client.RedriveDeadLettersAsync(new RedriveRequest { Project = project }, Control), StatusCode.InvalidArgument, "'select' is missing");
         await Expect(client.RedriveDeadLettersAsync(new RedriveRequest { Project = project, Select = "3-1" }, Control), StatusCode.InvalidArgument, "'3-1' is not a dead-letter selection");
         await Expect(client.RedriveDeadLettersAsync(new RedriveRequest { Project = project, Select = "999999" }, Control), StatusCode.NotFound, "no dead letter with id 999999");
+
+        await Expect(client.DeployWorkflowAsync(new DeployWorkflowRequest(), Control), StatusCode.InvalidArgument, "'yaml' is missing");
+        await Expect(client.DeployWorkflowAsync(new DeployWorkflowRequest { Yaml = "project: [", Source = "broken.yaml" }, Control), StatusCode.InvalidArgument, "broken.yaml:2: not valid YAML");
+        // A valid workflow of a project the token may not control is refused before anything is deployed.
+        await Expect(client.DeployWorkflowAsync(new DeployWorkflowRequest { Yaml = File.ReadAllText(GrpcTestClients.Workflow(gateway.ProjectB)) }, Control), StatusCode.PermissionDenied, $"'{gateway.ProjectB}'");
+        await Expect(client.RemoveProjectAsync(new ProjectControlRequest { Project = "never-deployed" }, GrpcTestClients.Bearer(GrpcGatewayFixture.TokenAll)), StatusCode.PermissionDenied, "read-only");
 
         var unknown = await client.CancelRunsAsync(new CancelRunsRequest { Project = project, RunId = "ghost" }, Control);
         Assert.Equal(CancelOutcome.NotFound, Assert.Single(unknown.Runs).Outcome);

@@ -18,11 +18,16 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
     private readonly ChildProcesses _processes = new(output);
     private readonly EmbeddedKafka _kafka = EmbeddedKafka.Start();
+    private readonly List<string> _directories = [];
 
     public void Dispose()
     {
         _processes.Dispose();
         _kafka.Dispose();
+        foreach (var directory in _directories.Where(Directory.Exists))
+        {
+            Directory.Delete(directory, recursive: true);
+        }
     }
 
     private static string Port(int port) => ChildProcesses.Port(port);
@@ -357,6 +362,76 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
         var again = await VerbAsync("remove", "--grpc", grpc, "--project", project);
         Assert.Equal(6, again.ExitCode);
         Assert.Contains(again.Lines, l => l == $"error: NotFound: unknown project '{project}'");
+    }
+
+    [Fact]
+    public async Task A_model_pinned_unloaded_and_loaded_through_the_gateway_stays_so_when_its_worker_restarts()
+    {
+        var project = TestServers.Unique("models");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: sum, processor: checksum, role: cpu, queue: cpu-models }
+            """);
+        var repository = Directory.CreateTempSubdirectory("tsp-models-").FullName;
+        _directories.Add(repository);
+        var model = TestServers.Unique("m");
+        Operations.MeteredRunFixture.WriteDoublerModel(repository, model, 1);
+        Operations.MeteredRunFixture.WriteDoublerModel(repository, model, 2);
+        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var seed = StartOrchestrator(seedPort, grpcPort, TestServers.TempSqlitePath(), workflow);
+        string[] Worker() => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(TspHostingExtensions.FreePort()), "--roles", "cpu", "--redis", TestServers.Redis, "--models", repository];
+        var worker = _processes.Start("Tsp.GpuNode.dll", Worker());
+        await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
+        var grpc = $"http://127.0.0.1:{grpcPort}";
+
+        async Task<List<string>> ModelLinesAsync(params string[] expected)
+        {
+            List<string> lines = [];
+            await Eventually.HoldsAsync(
+                async () =>
+                {
+                    var (code, all) = await VerbAsync("models", "--grpc", grpc);
+                    Assert.Equal(0, code);
+                    lines = all.Where(l => l.StartsWith(model + ":", StringComparison.Ordinal)).ToList();
+                    foreach (var pattern in expected)
+                    {
+                        Assert.Contains(lines, l => Regex.IsMatch(l, pattern));
+                    }
+                },
+                Timeout);
+            return lines;
+        }
+
+        // The worker loads its repository at start: the latest version serves.
+        await ModelLinesAsync($@"^{model}:2 ready CPU on akka\.tcp://tsp@127\.0\.0\.1:\d+$", $@"^{model}:1 unavailable on \S+: not served: the latest version is served$");
+
+        var pinned = await VerbAsync("models", "--grpc", grpc, "--load", $"{model}:1");
+        Assert.Equal(0, pinned.ExitCode);
+        Assert.Contains(pinned.Lines, l => l.StartsWith($"{model} pinned to version 1 by ", StringComparison.Ordinal));
+        await ModelLinesAsync($@"^{model}:1 ready CPU ", $@"^{model}:2 unavailable on \S+: not served: version 1 is pinned by ");
+
+        // The pin is durable: a worker that starts again serves version 1, not the latest.
+        worker.Process.Kill();
+        await worker.Process.WaitForExitAsync();
+        _processes.Start("Tsp.GpuNode.dll", Worker());
+        await ModelLinesAsync($@"^{model}:1 ready CPU ");
+
+        var unloaded = await VerbAsync("models", "--grpc", grpc, "--unload", model);
+        Assert.Equal(0, unloaded.ExitCode);
+        await ModelLinesAsync($@"^{model}:1 unavailable on \S+: unloaded by ", $@"^{model}:2 unavailable on \S+: unloaded by ");
+        var loaded = await VerbAsync("models", "--grpc", grpc, "--load", model);
+        Assert.Equal(0, loaded.ExitCode);
+        await ModelLinesAsync($@"^{model}:2 ready CPU ");
+
+        var unknown = await VerbAsync("models", "--grpc", grpc, "--load", "no-such-model");
+        Assert.Equal(6, unknown.ExitCode);
+        Assert.Contains(unknown.Lines, l => l.StartsWith("error: NotFound: model 'no-such-model' is in no repository", StringComparison.Ordinal));
+        var missingVersion = await VerbAsync("models", "--grpc", grpc, "--load", $"{model}:7");
+        Assert.Contains(missingVersion.Lines, l => l == $"error: NotFound: model '{model}' has no version 7 (versions: 1, 2)");
+        var stats = await VerbAsync("models", "--grpc", grpc, "--stats");
+        Assert.Equal(0, stats.ExitCode);
+        Assert.Contains(stats.Lines, l => l.StartsWith("model:version", StringComparison.Ordinal));
     }
 
     /// <summary>Asserts that <paramref name="assertion"/> holds every time it is checked for <paramref name="period"/>.</summary>

@@ -98,9 +98,9 @@ public sealed class MeteredRunFixture : IAsyncLifetime
     }
 
     /// <summary>y = 2x on [N,1,16,16]: what image.normalize makes of a grayscale 16×16 image.</summary>
-    internal static void WriteDoublerModel(string root, string name = "doubler")
+    internal static void WriteDoublerModel(string root, string name = "doubler", int version = 1)
     {
-        var folder = Path.Combine(root, name, "1");
+        var folder = Path.Combine(root, name, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Directory.CreateDirectory(folder);
         File.WriteAllText(Path.Combine(root, name, ModelRepository.ConfigFile), """
             inputs: [{ name: x, shape: [-1, 1, 16, 16] }]
