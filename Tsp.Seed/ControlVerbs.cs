@@ -207,7 +207,9 @@ internal static class ControlVerbs
 
     public static string DescribeNode(NodeProgress node) => node.Stage switch
     {
-        NodeStage.Dispatched => $"{node.NodeId}=dispatched({node.Queue}, {Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - node.AtUnixMs)} ms)",
+        // Running on a worker (celery's "active"), or waiting in its queue for a slot ("reserved").
+        NodeStage.Dispatched when node.Worker.Length > 0 => $"{node.NodeId}=running({node.Queue}, {node.Worker}, {Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - node.AtUnixMs)} ms)",
+        NodeStage.Dispatched => $"{node.NodeId}=queued({node.Queue}, {Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - node.AtUnixMs)} ms)",
         NodeStage.Completed => $"{node.NodeId}=completed({node.Worker}, {node.DurationUs / 1000.0:0.#} ms{(node.Attempts > 1 ? $", {node.Attempts} attempts" : "")})",
         NodeStage.Failed => $"{node.NodeId}=failed({node.Error})",
         _ => $"{node.NodeId}={Name(node.Stage)}",

@@ -54,6 +54,7 @@ public sealed class RunControl(
         var reply = new ListRunsReply();
         var all = answers.Where(a => a.Answer is not null).SelectMany(a => a.Answer!.Runs).OrderBy(r => r.AcceptedAtUnixMs).ThenBy(r => r.RunId, StringComparer.Ordinal).ToList();
         reply.Runs.Add(all.Take(max));
+        await PlaceAsync(reply.Runs);
         reply.Truncated = all.Count > max || answers.Any(a => a.Answer?.Truncated == true);
         reply.UnansweredHosts.Add(answers.Where(a => a.Answer is null).Select(a => a.Host));
         return reply;
@@ -66,12 +67,46 @@ public sealed class RunControl(
         var summary = await AskRunAsync<RunSummary>(new GetRunSummary { RunId = runId });
         if (summary.Stage != RunStage.Unspecified)
         {
-            return summary.Project == project ? summary : throw NotARunOf(project, runId);
+            if (summary.Project != project)
+            {
+                throw NotARunOf(project, runId);
+            }
+
+            await PlaceAsync([summary]);
+            return summary;
         }
 
         return await store.GetResultAsync(project, runId) is { } result
             ? RunSummaries.Finished(result)
             : throw NotARunOf(project, runId);
+    }
+
+    /// <summary>Names the worker of each dispatched node that one holds: each orchestrator's queue knows
+    /// where the tasks of its runs are (one ask per queue and orchestrator, bounded; a node whose queue
+    /// does not answer keeps only its queue).</summary>
+    private async Task PlaceAsync(IEnumerable<RunSummary> runs)
+    {
+        var dispatched = runs.SelectMany(r => r.Nodes.Where(n => n.Stage == NodeStage.Dispatched).Select(n => (Run: r, Node: n)))
+            .GroupBy(x => (x.Run.Orchestrator, x.Node.Queue)).ToList();
+        var bound = TimeSpan.FromSeconds(Math.Min(3, askTimeout.TotalSeconds));
+        await Task.WhenAll(dispatched.Select(async group =>
+        {
+            var ask = new GetTaskPlacements();
+            ask.TaskIds.Add(group.Select(x => Dispatch.NodeTasks.TaskId(x.Run.RunId, x.Node.NodeId)));
+            try
+            {
+                var queue = system.ActorSelection(ActorPath.Parse(group.Key.Orchestrator + "/user/queue-" + group.Key.Queue));
+                var placements = await queue.Ask<TaskPlacements>(ask, bound);
+                foreach (var (run, node) in group)
+                {
+                    node.Worker = placements.Workers.GetValueOrDefault(Dispatch.NodeTasks.TaskId(run.RunId, node.NodeId)) ?? "";
+                }
+            }
+            catch (Exception e) when (e is AskTimeoutException or ActorNotFoundException or TaskCanceledException or UriFormatException)
+            {
+                // Its queue did not answer: the node shows its queue only.
+            }
+        }));
     }
 
     /// <summary>Cancels one run, every unfinished run of the project, or those of one source.</summary>

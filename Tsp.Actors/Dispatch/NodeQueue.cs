@@ -60,6 +60,19 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Receive<NodeTaskFailed>(OnFailed);
         Receive<TaskDeadline>(OnDeadline);
         Receive<CancelTasks>(OnCancel);
+        Receive<GetTaskPlacements>(get =>
+        {
+            var placements = new TaskPlacements();
+            foreach (var taskId in get.TaskIds)
+            {
+                if (_entries.TryGetValue(taskId, out var entry) && entry.Worker is { } worker)
+                {
+                    placements.Workers[taskId] = worker.Name;
+                }
+            }
+
+            Sender.Tell(placements);
+        });
         Receive<RetryDue>(OnRetryDue);
         Receive<Terminated>(t => RemoveWorker(t.ActorRef, "terminated"));
         Receive<ClusterEvent.UnreachableMember>(m => OnUnreachable(m.Member.Address));

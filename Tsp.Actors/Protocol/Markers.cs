@@ -74,6 +74,8 @@ public sealed partial class RunSummary : ITspMessage;
 public sealed partial class NodeProgress : ITspMessage;
 public sealed partial class CancelTasks : ITspMessage;
 public sealed partial class CancelTask : ITspMessage;
+public sealed partial class GetTaskPlacements : ITspMessage;
+public sealed partial class TaskPlacements : ITspMessage;
 public sealed partial class ChangeProjectControl : ITspMessage;
 public sealed partial class GetProjectControlState : ITspMessage;
 public sealed partial class ProjectControlState : ITspMessage;
