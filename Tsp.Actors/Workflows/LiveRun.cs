@@ -66,24 +66,8 @@ internal sealed class LiveRun(RunState state)
         var result = State.ToResult();
         for (var i = 0; i < State.Workflow.Nodes.Count; i++)
         {
-            var node = result.Nodes[i];
-            var progress = new NodeProgress
-            {
-                NodeId = node.NodeId,
-                Queue = State.Workflow.Nodes[i].Queue,
-                Worker = node.Worker,
-                DurationUs = node.DurationUs,
-                Attempts = node.Attempts,
-                Error = node.Error,
-                AtUnixMs = node.FinishedAtUnixMs,
-                Stage = node.Status switch
-                {
-                    NodeStatus.Completed => NodeStage.Completed,
-                    NodeStatus.Skipped => NodeStage.Skipped,
-                    NodeStatus.Failed => NodeStage.Failed,
-                    _ => Dispatched.ContainsKey(i) ? NodeStage.Dispatched : NodeStage.Waiting,
-                },
-            };
+            var progress = RunSummaries.Progress(result.Nodes[i], unfinished: Dispatched.ContainsKey(i) ? NodeStage.Dispatched : NodeStage.Waiting);
+            progress.Queue = State.Workflow.Nodes[i].Queue;
             if (progress.Stage == NodeStage.Dispatched)
             {
                 progress.AtUnixMs = nowMs - (nowTicks - Dispatched[i]);

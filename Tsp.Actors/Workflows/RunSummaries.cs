@@ -42,8 +42,8 @@ public static class RunSummaries
             AcceptedAtUnixMs = result.AcceptedAtUnixMs,
             WorkflowHash = result.WorkflowHash,
         };
-        var cancelled = result.Status == RunStatus.Cancelled;
-        summary.Nodes.Add(result.Nodes.Select(n => Progress(n, cancelled)).OrderBy(n => n.AtUnixMs == 0 ? long.MaxValue : n.AtUnixMs));
+        var unfinished = result.Status == RunStatus.Cancelled ? NodeStage.Cancelled : NodeStage.Waiting;
+        summary.Nodes.Add(result.Nodes.Select(n => Progress(n, unfinished)).OrderBy(n => n.AtUnixMs == 0 ? long.MaxValue : n.AtUnixMs));
         return summary;
     }
 
@@ -56,7 +56,8 @@ public static class RunSummaries
         return summary;
     }
 
-    private static NodeProgress Progress(NodeResult node, bool runCancelled) => new()
+    /// <summary>A node as its result says; <paramref name="unfinished"/> is the stage of one without an outcome.</summary>
+    public static NodeProgress Progress(NodeResult node, NodeStage unfinished) => new()
     {
         NodeId = node.NodeId,
         Worker = node.Worker,
@@ -69,7 +70,7 @@ public static class RunSummaries
             NodeStatus.Completed => NodeStage.Completed,
             NodeStatus.Skipped => NodeStage.Skipped,
             NodeStatus.Failed => NodeStage.Failed,
-            _ => runCancelled ? NodeStage.Cancelled : NodeStage.Waiting,
+            _ => unfinished,
         },
     };
 }
