@@ -17,8 +17,15 @@ public sealed record KafkaPartitionState(int Partition, long NextOffset, long En
 public sealed class KafkaSourceProbe
 {
     private volatile IReadOnlyList<KafkaPartitionState> _partitions = [];
+    private long _pauses;
 
     public IReadOnlyList<KafkaPartitionState> Partitions => _partitions;
+
+    /// <summary>How many times the stage paused partitions for backpressure since it started: a pause
+    /// may last less than the probe's refresh interval, this count never misses one.</summary>
+    public long Pauses => Interlocked.Read(ref _pauses);
+
+    internal void CountPause() => Interlocked.Increment(ref _pauses);
 
     /// <param name="next">Per partition, the offset after the last record consumed since its assignment.</param>
     internal void Refresh(IConsumer<byte[]?, byte[]?> consumer, IReadOnlyDictionary<int, long> next, IReadOnlySet<int> paused)

@@ -288,6 +288,7 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
             {
                 _consumer.Pause(pause);
                 _paused.UnionWith(pause.Select(p => p.Partition.Value));
+                _stage._probe?.CountPause();
             }
         }
 

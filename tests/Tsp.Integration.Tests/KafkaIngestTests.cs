@@ -394,7 +394,8 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(8, samples.Max(s => s.PeakInFlightRuns));
         // While the bound held, consumption lagged production and the partitions were paused.
         Assert.Contains(samples, s => s.Consumed < expected.Count - 16);
-        Assert.Contains(samples, s => s.Partitions.Any(p => p.Paused));
+        // (Counted, not only sampled: under load a pause can fall between two samples.)
+        Assert.True(samples[^1].BackpressurePauses > 0 || samples.Any(s => s.Partitions.Any(p => p.Paused)), "the source never paused its partitions");
         host.System().Stop(subscriber);
     }
 
