@@ -34,7 +34,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private readonly QueueOptions _options;
     private readonly bool _deployRoutees;
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    private readonly LinkedList<Entry> _pending = new();
+    private readonly FairLanes<Entry> _pending = new();
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly Dictionary<IActorRef, Worker> _workers = [];
     private long _dispatched;
@@ -135,7 +135,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         var entry = new Entry(task, Sender);
         _entries.Add(task.TaskId, entry);
-        entry.Node = _pending.AddLast(entry);
+        entry.Node = _pending.AddLast(entry.Task.Project, entry.Share, entry);
         Dispatch();
     }
 
@@ -192,9 +192,9 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
                 if (_entries.TryGetValue(taskId, out var entry) && entry.Worker == worker)
                 {
                     Timers.Cancel(TimerKey(entry));
-                    entry.Worker = null;
+                    ReleaseWorker(entry);
                     entry.Attempt--;
-                    entry.Node = _pending.AddFirst(entry);
+                    entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry);
                     _requeued++;
                     CountRetry(entry, "worker_unreachable");
                     taken++;
@@ -222,16 +222,27 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
     private void Dispatch()
     {
-        while (_pending.First is { } first)
+        if (_pending.Count == 0)
         {
-            var entry = first.Value;
+            return;
+        }
+
+        var slots = 0;
+        foreach (var worker in _workers.Values)
+        {
+            slots += worker.Slots;
+        }
+
+        while (_pending.Next(slots) is { } next)
+        {
+            var entry = next.Node.Value.Item;
             var best = PickWorker(entry.PreviousWorker);
             if (best is null)
             {
                 return;
             }
 
-            _pending.RemoveFirst();
+            _pending.Take(next.Project, next.Node);
             entry.Node = null;
             entry.Attempt++;
             entry.Worker = best;
@@ -334,11 +345,17 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             Timers.Cancel(TimerKey(entry));
             if (entry.Node is { } queued)
             {
-                _pending.Remove(queued);
+                _pending.Remove(entry.Task.Project, queued);
                 entry.Node = null;
             }
 
-            entry.Worker?.Ref.Tell(new CancelTask { TaskId = taskId }, Self);
+            if (entry.Worker is { } worker)
+            {
+                // The routee keeps the credit until it answers; the project's share is free now.
+                worker.Ref.Tell(new CancelTask { TaskId = taskId }, Self);
+                ReleaseWorker(entry);
+            }
+
             _cancelled++;
         }
     }
@@ -349,7 +366,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         {
             _log.Warning("queue {0}: task {1} got no reply from {2} within its timeout; taking it back", _name, deadline.TaskId, worker.Name);
             worker.Tasks.Remove(deadline.TaskId);
-            entry.Worker = null;
+            ReleaseWorker(entry);
             RetryOrFail(entry, $"no reply within {entry.Task.TimeoutMs} ms (+{_options.TimeoutGrace.TotalMilliseconds:0} ms grace) from {worker.Name}", retryable: true);
         }
     }
@@ -358,7 +375,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         if (_entries.TryGetValue(due.TaskId, out var entry) && entry.Worker is null && entry.Node is null)
         {
-            entry.Node = _pending.AddFirst(entry);
+            entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry);
             Dispatch();
         }
     }
@@ -375,12 +392,12 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         if (entry.Node is { } queued)
         {
-            _pending.Remove(queued);
+            _pending.Remove(entry.Task.Project, queued);
             entry.Node = null;
         }
 
         Timers.Cancel(TimerKey(entry));
-        entry.Worker = null;
+        ReleaseWorker(entry);
         return true;
     }
 
@@ -399,7 +416,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         }
 
         entry.Worker.Tasks.Remove(taskId);
-        entry.Worker = null;
+        ReleaseWorker(entry);
         Timers.Cancel(TimerKey(entry));
         return true;
     }
@@ -457,15 +474,15 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             _log.Warning("queue {0}: routee {1} {2}; re-queueing its {3} task(s)", _name, removed.Name, why, held.Count);
         }
 
-        foreach (var entry in held)
+        foreach (var entry in held.OfType<Entry>())
         {
-            Timers.Cancel(TimerKey(entry!));
-            entry!.Worker = null;
+            Timers.Cancel(TimerKey(entry));
+            ReleaseWorker(entry);
             // Not the task's fault: the attempt it was on does not count.
             entry.Attempt--;
             _requeued++;
             CountRetry(entry, "worker_lost");
-            entry.Node = _pending.AddFirst(entry);
+            entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry);
         }
 
         Dispatch();
@@ -488,9 +505,22 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
     private static string TimerKey(Entry entry) => entry.Task.TaskId;
 
+    /// <summary>The task is no longer at its worker (it answered, was taken back or cancelled): its
+    /// project's share of the queue counts one task less.</summary>
+    private void ReleaseWorker(Entry entry)
+    {
+        if (entry.Worker is not null)
+        {
+            entry.Worker = null;
+            _pending.Left(entry.Task.Project);
+        }
+    }
+
     private sealed class Entry(NodeTask task, IActorRef replyTo)
     {
         public NodeTask Task { get; } = task;
+
+        public LaneShare Share { get; } = LaneShare.Of(task.Weight, task.Priority, task.MaxShare);
 
         public IActorRef ReplyTo { get; set; } = replyTo;
 
@@ -502,7 +532,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         public IActorRef? PreviousWorker { get; set; }
 
-        public LinkedListNode<Entry>? Node { get; set; }
+        public LinkedListNode<(Entry Item, long EnqueuedAt)>? Node { get; set; }
     }
 
     private sealed class Worker(IActorRef actor, int slots, string name)

@@ -9,15 +9,20 @@ public sealed class NodeTaskTemplate
 {
     private readonly NodeTask _prototype;
 
-    public NodeTaskTemplate(string nodeId, string processor, string queue, TimeSpan timeout, int maxAttempts, IReadOnlyDictionary<string, string> parameters)
+    /// <param name="share">How the project shares queues with others (its workflow's <c>scheduling</c>).</param>
+    public NodeTaskTemplate(string nodeId, string processor, string queue, TimeSpan timeout, int maxAttempts, IReadOnlyDictionary<string, string> parameters, LaneShare? share = null)
     {
         Queue = queue;
+        var scheduling = share ?? LaneShare.Default;
         _prototype = new NodeTask
         {
             NodeId = nodeId,
             Processor = processor,
             TimeoutMs = (long)timeout.TotalMilliseconds,
             MaxAttempts = maxAttempts,
+            Weight = scheduling.Weight,
+            Priority = scheduling.Priority,
+            MaxShare = (float)scheduling.MaxShare,
         };
         foreach (var (key, value) in parameters)
         {

@@ -74,6 +74,14 @@ public static partial class TspHostingExtensions
             options.AskTimeout,
             options.MaxFrameBytes,
             options.RunHosts));
+        services.AddSingleton(sp => new RateLimits(
+            project => catalog.TryGet(project, out var workflow) ? workflow.Scheduling.RateLimit : 0,
+            () =>
+            {
+                // Each orchestrator keeps its part of a limit: the cluster as a whole keeps it.
+                var cluster = Akka.Cluster.Cluster.Get(sp.GetRequiredService<Akka.Actor.ActorSystem>());
+                return cluster.State.Members.Count(m => m.Status == Akka.Cluster.MemberStatus.Up && m.HasRole(TspRoles.Orchestrator));
+            }));
         services.AddSingleton(sp => new Control.RunControl(
             catalog,
             sp.GetRequiredService<RedisStore>(),

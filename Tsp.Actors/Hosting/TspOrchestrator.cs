@@ -88,6 +88,7 @@ public static partial class TspHostingExtensions
             var store = resolver.GetService<RedisStore>();
             var ingests = resolver.GetService<KafkaIngests>();
             var projectControls = registry.Get<ProjectControls>();
+            var rateLimits = resolver.GetService<RateLimits>();
             void StartIngest(string project)
             {
                 if (!kafka || ingests.ByProject.ContainsKey(project))
@@ -95,7 +96,7 @@ public static partial class TspHostingExtensions
                     return;
                 }
 
-                var ingest = IngestActor.Props(project, options.Kafka, submitter, store, projectControls);
+                var ingest = IngestActor.Props(project, options.Kafka, submitter, store, projectControls, rateLimits);
                 var supervised = BackoffSupervisor.Props(Backoff.OnFailure(ingest, "ingest", TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
                 IActorRef started;
                 try

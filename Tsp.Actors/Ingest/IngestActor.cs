@@ -56,13 +56,16 @@ public sealed class IngestActor : ReceiveActor, IDisposable, IWithTimers
     private readonly Dictionary<int, long> _lastOffsets = [];
     private readonly IActorRef? _projectControl;
     private readonly PauseGate _gate;
+    private readonly RateLimits? _rateLimits;
     private bool _controlKnown;
 
     /// <param name="projectControl">Where the project's control state is asked for (the control
     /// entities' region); null: never paused.</param>
-    public IngestActor(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store, IActorRef? projectControl = null)
+    /// <param name="rateLimits">The projects' limits on accepted frames (null: none).</param>
+    public IngestActor(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store, IActorRef? projectControl = null, RateLimits? rateLimits = null)
     {
         _projectControl = projectControl;
+        _rateLimits = rateLimits;
         // Closed until the control state is known: a paused project stays paused across restarts.
         _gate = new PauseGate(open: projectControl is null);
         _project = project;
@@ -91,8 +94,8 @@ public sealed class IngestActor : ReceiveActor, IDisposable, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store, IActorRef? projectControl = null) =>
-        Akka.Actor.Props.Create(() => new IngestActor(project, options, submitter, store, projectControl));
+    public static Props Props(string project, KafkaOptions options, RunSubmitter submitter, RedisStore store, IActorRef? projectControl = null, RateLimits? rateLimits = null) =>
+        Akka.Actor.Props.Create(() => new IngestActor(project, options, submitter, store, projectControl, rateLimits));
 
     /// <summary>The pub-sub topic a project's control state is published on when it changes.</summary>
     public static string ControlTopic(string project) => $"tsp-control.{project}";
@@ -230,6 +233,13 @@ public sealed class IngestActor : ReceiveActor, IDisposable, IWithTimers
         if (!_gate.IsOpen)
         {
             await _gate.WaitOpenAsync(_stopping.Token);
+        }
+
+        if (_rateLimits is not null && runs.Count > 0)
+        {
+            // Over the project's rate limit, the batch waits: the stream holds back and the Kafka
+            // source pauses, as for any backpressure.
+            await _rateLimits.AcquireAsync(_project, runs.Count, _stopping.Token);
         }
 
         Interlocked.Add(ref _consumed, records);

@@ -33,8 +33,9 @@ public sealed class WorkflowDefinition
 {
     private readonly FrozenDictionary<string, int> _indexById;
 
-    internal WorkflowDefinition(string project, string source, string hash, IReadOnlyList<NodeDefinition> nodes)
+    internal WorkflowDefinition(string project, string source, string hash, IReadOnlyList<NodeDefinition> nodes, ProjectScheduling? scheduling = null)
     {
+        Scheduling = scheduling ?? ProjectScheduling.Default;
         Project = project;
         Source = source;
         Hash = hash;
@@ -54,7 +55,7 @@ public sealed class WorkflowDefinition
         Sources = Enumerable.Range(0, nodes.Count).Where(i => Parents[i].Length == 0).ToArray();
         Sinks = Enumerable.Range(0, nodes.Count).Where(i => Children[i].Length == 0).ToArray();
         Queues = nodes.Select(n => n.Queue).Distinct(StringComparer.Ordinal).ToArray();
-        Tasks = nodes.Select(n => new NodeTaskTemplate(n.Id, n.Processor, n.Queue, n.Timeout, n.MaxAttempts, n.Parameters)).ToArray();
+        Tasks = nodes.Select(n => new NodeTaskTemplate(n.Id, n.Processor, n.Queue, n.Timeout, n.MaxAttempts, n.Parameters, Scheduling.Share)).ToArray();
         OverdueAfter = TimeSpan.FromMilliseconds(nodes.Select(n => n.Timeout.TotalMilliseconds * n.MaxAttempts).DefaultIfEmpty(0).Max()) + TimeSpan.FromSeconds(30);
     }
 
@@ -88,9 +89,19 @@ public sealed class WorkflowDefinition
     /// node's timeout × attempts, plus 30 s (a task lost with its queue's orchestrator).</summary>
     public TimeSpan OverdueAfter { get; }
 
+    /// <summary>How the project shares queues with others, and its rate limit (the workflow's <c>scheduling</c>).</summary>
+    public ProjectScheduling Scheduling { get; }
+
     /// <summary>Stands in for the workflow of a run whose project is not deployed where the run is
     /// held, so an operator can still cancel it: no nodes, the hash the run started on.</summary>
     public static WorkflowDefinition NotDeployed(string project, string hash) => new(project, "(not deployed)", hash, []);
 
     public int IndexOf(string nodeId) => _indexById.TryGetValue(nodeId, out var index) ? index : -1;
+}
+
+/// <summary>A project's <c>scheduling</c>: its share of every queue its nodes use, and how many frames
+/// per second it may have accepted (0: no limit).</summary>
+public sealed record ProjectScheduling(Dispatch.LaneShare Share, double RateLimit)
+{
+    public static readonly ProjectScheduling Default = new(Dispatch.LaneShare.Default, 0);
 }

@@ -15,7 +15,8 @@ public static class WorkflowLoader
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
     public const int DefaultMaxAttempts = 3;
 
-    private static readonly HashSet<string> TopLevelKeys = ["project", "defaults", "nodes"];
+    private static readonly HashSet<string> TopLevelKeys = ["project", "defaults", "scheduling", "nodes"];
+    private static readonly HashSet<string> SchedulingKeys = ["weight", "priority", "max_share", "rate_limit"];
     private static readonly HashSet<string> DefaultsKeys = ["timeout", "max_attempts"];
     private static readonly HashSet<string> NodeKeys = ["id", "processor", "role", "queue", "params", "timeout", "max_attempts", "after", "when"];
 
@@ -91,6 +92,7 @@ public static class WorkflowLoader
             }
         }
 
+        var scheduling = ParseScheduling(Child(root, "scheduling"), Error);
         var nodes = new List<NodeDefinition>();
         var nodeLines = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
         if (Child(root, "nodes") is not YamlSequenceNode nodeSequence || nodeSequence.Children.Count == 0)
@@ -241,7 +243,7 @@ public static class WorkflowLoader
         }
 
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(yaml)))[..16];
-        return new WorkflowDefinition(project!, source, hash, nodes) { Yaml = yaml };
+        return new WorkflowDefinition(project!, source, hash, nodes, scheduling) { Yaml = yaml };
     }
 
     private static void CheckGraph(List<NodeDefinition> nodes, Dictionary<string, YamlNode> nodeLines, Action<YamlNode?, string> error)
@@ -364,6 +366,62 @@ public static class WorkflowLoader
 
         error(Child(map, "timeout"), $"{what}: timeout '{text}' is not a positive duration like 500ms, 30s or 2m");
         return fallback;
+    }
+
+    /// <summary><c>scheduling: { weight: 1..1000, priority: -100..100, max_share: (0, 1], rate_limit: frames/s }</c>.</summary>
+    private static ProjectScheduling ParseScheduling(YamlNode? node, Action<YamlNode?, string> error)
+    {
+        if (node is null)
+        {
+            return ProjectScheduling.Default;
+        }
+
+        if (node is not YamlMappingNode map)
+        {
+            error(node, "'scheduling' must be a mapping (weight, priority, max_share, rate_limit)");
+            return ProjectScheduling.Default;
+        }
+
+        CheckKeys(map, SchedulingKeys, "scheduling", error);
+        int Whole(string key, int fallback, int min, int max)
+        {
+            var text = Scalar(map, key);
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+            {
+                return value;
+            }
+
+            error(Child(map, key), $"scheduling: {key} '{text}' must be a whole number from {min} to {max}");
+            return fallback;
+        }
+
+        double Number(string key, double fallback, Func<double, bool> valid, string expected)
+        {
+            var text = Scalar(map, key);
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && double.IsFinite(value) && valid(value))
+            {
+                return value;
+            }
+
+            error(Child(map, key), $"scheduling: {key} '{text}' must be {expected}");
+            return fallback;
+        }
+
+        var weight = Whole("weight", 1, 1, 1000);
+        var priority = Whole("priority", 0, -100, 100);
+        var maxShare = Number("max_share", 1.0, v => v is > 0 and <= 1, "a share of the queue's slots above 0 and at most 1");
+        var rateLimit = Number("rate_limit", 0, v => v > 0, "a number of frames per second above 0");
+        return new ProjectScheduling(Dispatch.LaneShare.Of(weight, priority, maxShare), rateLimit);
     }
 
     private static int ParseAttempts(YamlMappingNode map, int fallback, string what, Action<YamlNode?, string> error)

@@ -17,11 +17,13 @@ internal sealed class TspGrpcService(
     WorkflowCatalog catalog,
     RedisStore store,
     RunSubmitter submitter,
+    RateLimits rateLimits,
     ActorSystem system,
     ILogger<TspGrpcService> log) : TspService.TspServiceBase
 {
     public const string ResumeTrailer = "tsp-resume-from";
     public const string FromHeader = "tsp-from";
+    public const string RetryAfterTrailer = "retry-after-ms";
 
     public override async Task Subscribe(SubscribeRequest request, IServerStreamWriter<TpResult> responseStream, ServerCallContext context)
     {
@@ -74,7 +76,14 @@ internal sealed class TspGrpcService(
     public override async Task<SubmitReply> Submit(SubmitRequest request, ServerCallContext context)
     {
         var frame = request.Frame ?? throw new RpcException(new Status(StatusCode.InvalidArgument, "'frame' is missing"));
-        Known(frame.Project, context);
+        var workflow = Known(frame.Project, context);
+        if (!rateLimits.TryAcquire(frame.Project, 1, out var wait))
+        {
+            throw new RpcException(
+                new Status(StatusCode.ResourceExhausted, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"project '{frame.Project}' accepts at most {workflow.Scheduling.RateLimit:0.###} frames/s (scheduling.rate_limit); retry in {wait.TotalMilliseconds:0} ms")),
+                new Metadata { { RetryAfterTrailer, wait.TotalMilliseconds.ToString("0", System.Globalization.CultureInfo.InvariantCulture) } });
+        }
+
         if (frame.Data.Length > submitter.MaxFrameBytes)
         {
             throw new RpcException(new Status(StatusCode.ResourceExhausted,

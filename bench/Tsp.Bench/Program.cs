@@ -13,6 +13,7 @@ return scenario switch
     "memory" => await MemoryScenario.RunAsync(options with { Messages = args.Contains("--messages") ? options.Messages : 10_000, InFlight = args.Contains("--in-flight") ? options.InFlight : 256 }),
     "recovery" => await RecoveryScenario.RunAsync(options with { InFlight = args.Contains("--in-flight") ? options.InFlight : 32 }, StableAfter(args)),
     "soak" => await SoakScenario.RunAsync(options, Minutes(args)),
+    "fairness" => await FairnessScenario.RunAsync(options),
     _ => Usage(),
 };
 
@@ -36,6 +37,7 @@ static int Usage()
           scaleout runs/s with 1, 2 and 3 worker processes (sleep 20 ms node, 4 slots per worker) and scaling efficiency
           memory   orchestrator heap per run in flight (10,000 waiting runs) and after they finish, three rounds
           recovery time from kill -9 of one of two workers under load until the runs it held are done [--stable-after S]
+          fairness a live project's p99 beside another's flood vs alone, and the completed-run ratio of weights 3:1 on one queue
           soak     N minutes at 80 % of the maximum with a worker killed every 60 s: lost, duplicates, heap/RSS slope, p99 per minute [--minutes N]
         """);
     return 2;

@@ -40,6 +40,9 @@ public sealed class GrpcGatewayFixture : IAsyncLifetime
 
     public string ProjectB { get; } = TestServers.Unique("grpc-b");
 
+    /// <summary>Rate-limited to one frame per 10 s.</summary>
+    public string ProjectLimited { get; } = TestServers.Unique("grpc-l");
+
     public TspOptions Options { get; private set; } = null!;
 
     public string Url { get; private set; } = "";
@@ -54,7 +57,7 @@ public sealed class GrpcGatewayFixture : IAsyncLifetime
         {
             Redis = TestServers.Redis,
             SqlitePath = TestServers.TempSqlitePath(),
-            Workflows = [GrpcTestClients.Workflow(ProjectA), GrpcTestClients.Workflow(ProjectB)],
+            Workflows = [GrpcTestClients.Workflow(ProjectA), GrpcTestClients.Workflow(ProjectB), GrpcTestClients.Workflow(ProjectLimited, "{ rate_limit: 0.1 }")],
             MaxFrameBytes = 64 * 1024,
             SubscriberBuffer = 256,
         };
@@ -87,8 +90,9 @@ public sealed class GrpcGatewayFixture : IAsyncLifetime
 
 internal static class GrpcTestClients
 {
-    public static string Workflow(string project) => TestServers.WriteWorkflow($"""
+    public static string Workflow(string project, string scheduling = "{}") => TestServers.WriteWorkflow($"""
         project: {project}
+        scheduling: {scheduling}
         nodes:
           - id: pre
             processor: checksum
@@ -173,6 +177,30 @@ public sealed class GrpcTests(GrpcGatewayFixture gateway) : IClassFixture<GrpcGa
         }
 
         return ids;
+    }
+
+    [Fact]
+    public async Task A_submission_over_its_projects_rate_limit_is_refused_with_how_long_to_wait()
+    {
+        using var channel = gateway.Channel();
+        var client = new TspService.TspServiceClient(channel);
+        RpcException? refused = null;
+        for (var i = 0; i < 3 && refused is null; i++)
+        {
+            try
+            {
+                await client.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(gateway.ProjectLimited, i) }, All);
+            }
+            catch (RpcException e)
+            {
+                refused = e;
+            }
+        }
+
+        Assert.NotNull(refused);
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.Matches($@"^project '{gateway.ProjectLimited}' accepts at most 0\.1 frames/s \(scheduling\.rate_limit\); retry in \d+ ms$", refused.Status.Detail);
+        Assert.True(long.Parse(refused.Trailers.GetValue(TspGrpcService.RetryAfterTrailer)!, System.Globalization.CultureInfo.InvariantCulture) > 0);
     }
 
     [Fact]
@@ -316,7 +344,7 @@ public sealed class GrpcTests(GrpcGatewayFixture gateway) : IClassFixture<GrpcGa
         var client = Client(out var channel);
         using var _ = channel;
         var projects = await client.ListProjectsAsync(new ListProjectsRequest(), All);
-        Assert.Equal(new[] { gateway.ProjectA, gateway.ProjectB }.Order(StringComparer.Ordinal), projects.Projects.Select(p => p.Name));
+        Assert.Equal(new[] { gateway.ProjectA, gateway.ProjectB, gateway.ProjectLimited }.Order(StringComparer.Ordinal), projects.Projects.Select(p => p.Name));
         Assert.All(projects.Projects, p => Assert.Equal(2, p.Nodes));
 
         var workflow = await client.GetWorkflowAsync(new GetWorkflowRequest { Project = gateway.ProjectA }, All);

@@ -29,7 +29,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => _kafka.Dispose();
 
-    private TspOptions Options(string journal, string nodeMs = "0", int maxInFlight = 64, int batchSize = 1024) => new()
+    private TspOptions Options(string journal, string nodeMs = "0", int maxInFlight = 64, int batchSize = 1024, string scheduling = "{}") => new()
     {
         Redis = TestServers.Redis,
         SqlitePath = journal,
@@ -37,6 +37,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         [
             TestServers.WriteWorkflow($$"""
                 project: {{_project}}
+                scheduling: {{scheduling}}
                 nodes:
                   - { id: pre, processor: passthrough, role: cpu, queue: cpu-k }
                   - { id: model, processor: sleep, role: gpu, queue: gpu-k, after: [pre], params: { ms: {{nodeMs}} } }
@@ -365,6 +366,36 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
         var duplicates = logged.GroupBy(r => r.Result.RunId).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
         output.WriteLine($"{logged.Count} results logged for {expected.Count} messages; run ids logged twice: {duplicates.Count}");
         Assert.Empty(duplicates);
+    }
+
+    [Fact]
+    public async Task A_projects_rate_limit_holds_its_records_in_Kafka_instead_of_starting_them()
+    {
+        // One frame per 20 s: the bucket holds one, and one more may be taken into debt.
+        using var host = await TestServers.StartHostAsync(Options(TestServers.TempSqlitePath(), batchSize: 1, scheduling: "{ rate_limit: 0.05 }"));
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), _project, Patience);
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        for (var i = 0; i < 5; i++)
+        {
+            await producer.ProduceAsync(_project, [(byte)i]);
+        }
+
+        Assert.Equal(2, (await CollectAsync(results, 2)).Count);
+        var stats = await Stats(host);
+        Assert.Equal(2, stats.Started);
+        // The third record waits for the limit (about 20 s), not for a slot: started stays at 2.
+        await HoldsThroughoutAsync(TimeSpan.FromSeconds(3), async () => Assert.Equal(2, (await Stats(host)).Started));
+        host.System().Stop(subscriber);
+    }
+
+    private static async Task HoldsThroughoutAsync(TimeSpan period, Func<Task> assertion)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (watch.Elapsed < period)
+        {
+            await assertion();
+            await Task.Delay(250);
+        }
     }
 
     [Fact]

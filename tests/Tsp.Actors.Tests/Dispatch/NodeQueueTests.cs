@@ -29,13 +29,15 @@ public sealed class NodeQueueTests(ITestOutputHelper output) : TestKit(TestTimin
         return worker;
     }
 
-    private static NodeTask Task(string id, int maxAttempts = 3, long timeoutMs = 10_000) => new()
+    private static NodeTask Task(string id, int maxAttempts = 3, long timeoutMs = 10_000, string project = "p", float maxShare = 0) => new()
     {
         TaskId = id,
         RunId = "run-" + id,
         NodeId = "n",
+        Project = project,
         MaxAttempts = maxAttempts,
         TimeoutMs = timeoutMs,
+        MaxShare = maxShare,
     };
 
     private static NodeTaskDone DoneFor(NodeTask task) => new() { TaskId = task.TaskId, RunId = task.RunId, NodeId = task.NodeId };
@@ -92,6 +94,50 @@ public sealed class NodeQueueTests(ITestOutputHelper output) : TestKit(TestTimin
         ExpectNoMsg(TimeSpan.FromMilliseconds(300));
         var stats = Stats(queue);
         Assert.Equal((0, 1, 2L, 0L, 0L), (stats.Pending, stats.InFlight, stats.Cancelled, stats.Retried, stats.Failed));
+    }
+
+    [Fact]
+    public void A_project_behind_anothers_backlog_gets_the_next_turn_not_the_end_of_the_line()
+    {
+        var queue = Queue();
+        var worker = Worker(queue, slots: 1, "w1");
+        for (var i = 0; i < 20; i++)
+        {
+            queue.Tell(Task($"a{i}", project: "backlog"), TestActor);
+        }
+
+        queue.Tell(Task("live", project: "live"), TestActor);
+        var order = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            var task = worker.ExpectMsg<NodeTask>();
+            order.Add(task.TaskId);
+            queue.Tell(DoneFor(task), worker);
+            ExpectMsg<NodeTaskDone>();
+        }
+
+        Assert.Contains("live", order);
+    }
+
+    [Fact]
+    public void A_project_never_holds_more_than_its_maximum_share_of_the_slots()
+    {
+        var queue = Queue();
+        var worker = Worker(queue, slots: 4, "w1");
+        for (var i = 0; i < 6; i++)
+        {
+            queue.Tell(Task($"c{i}", project: "capped", maxShare: 0.5f), TestActor);
+        }
+
+        var first = worker.ExpectMsg<NodeTask>();
+        worker.ExpectMsg<NodeTask>();
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        Assert.Equal((4, 2), (Stats(queue).Pending, Stats(queue).InFlight));
+
+        queue.Tell(DoneFor(first), worker);
+        ExpectMsg<NodeTaskDone>();
+        Assert.Equal("c2", worker.ExpectMsg<NodeTask>().TaskId);
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
     }
 
     [Fact]

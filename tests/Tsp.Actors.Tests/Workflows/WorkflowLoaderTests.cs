@@ -85,6 +85,45 @@ public sealed class WorkflowLoaderTests
     }
 
     [Fact]
+    public void Scheduling_sets_the_projects_share_priority_and_rate_limit_and_every_task_carries_its_share()
+    {
+        var workflow = Parse("""
+            project: p
+            scheduling: { weight: 3, priority: -2, max_share: 0.5, rate_limit: 12.5 }
+            nodes:
+              - { id: a, processor: checksum, role: cpu, queue: q }
+            """);
+
+        Assert.Equal(new ProjectScheduling(Tsp.Actors.Dispatch.LaneShare.Of(3, -2, 0.5), 12.5), workflow.Scheduling);
+        var task = Tsp.Actors.Dispatch.NodeTasks.Build(workflow.Tasks[0], "p", "r", TimeSpan.FromMinutes(1));
+        Assert.Equal((3, -2, 0.5f), (task.Weight, task.Priority, task.MaxShare));
+        Assert.Equal(ProjectScheduling.Default, Parse("project: p\nnodes:\n  - { id: a, processor: checksum, role: cpu, queue: q }\n").Scheduling);
+    }
+
+    [Fact]
+    public void Bad_scheduling_values_are_named_with_their_line()
+    {
+        var errors = Errors("""
+            project: p
+            scheduling:
+              weight: 0
+              priority: high
+              max_share: 1.5
+              rate_limit: -1
+              burst: 4
+            nodes:
+              - { id: a, processor: checksum, role: cpu, queue: q }
+            """);
+
+        Assert.Contains(errors, e => e.Line == 3 && e.Message.Contains("weight '0' must be a whole number from 1 to 1000", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Line == 4 && e.Message.Contains("priority 'high'", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Line == 5 && e.Message.Contains("max_share '1.5' must be a share of the queue's slots above 0 and at most 1", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Line == 6 && e.Message.Contains("rate_limit '-1' must be a number of frames per second above 0", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Message.Contains("burst", StringComparison.Ordinal));
+        Assert.Contains(Errors("project: p\nscheduling: 3\nnodes:\n  - { id: a, processor: checksum, role: cpu, queue: q }\n"), e => e.Line == 2 && e.Message.Contains("'scheduling' must be a mapping", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Unknown_processor_names_the_node_line_and_known_processors()
     {
         var error = SingleError(Valid.Replace("processor: sleep", "processor: yolo"), "unknown processor");
