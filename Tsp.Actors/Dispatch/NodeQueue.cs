@@ -139,14 +139,18 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Dispatch();
     }
 
+    /// <summary>A routee announces its slots, and again whenever its share of its member's slots changes
+    /// (another orchestrator's routees arrived there or left): a share may be 0.</summary>
     private void AddWorker(WorkerReady ready)
     {
-        if (_workers.ContainsKey(Sender) || ready.Slots <= 0)
+        if (_workers.TryGetValue(Sender, out var known))
         {
+            known.Slots = Math.Max(0, ready.Slots);
+            Dispatch();
             return;
         }
 
-        _workers.Add(Sender, new Worker(Sender, ready.Slots, ready.Worker));
+        _workers.Add(Sender, new Worker(Sender, Math.Max(0, ready.Slots), ready.Worker));
         Context.Watch(Sender);
         _log.Info("queue {0}: routee {1} ready with {2} slots ({3} routees)", _name, ready.Worker, ready.Slots, _workers.Count);
         Dispatch();
@@ -539,7 +543,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         public IActorRef Ref { get; } = actor;
 
-        public int Slots { get; } = slots;
+        public int Slots { get; set; } = slots;
 
         public string Name { get; } = name;
 
@@ -549,7 +553,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         public bool Unreachable { get; set; }
 
-        public int Free => Draining || Unreachable ? 0 : Slots - Tasks.Count;
+        public int Free => Draining || Unreachable ? 0 : Math.Max(0, Slots - Tasks.Count);
     }
 
     private sealed record TaskDeadline(string TaskId, int Attempt);

@@ -33,6 +33,7 @@ public sealed class NodeActor : ReceiveActor
     private int _finishedWhileDraining;
     private bool _draining;
     private bool _drainAcked;
+    private int _announced = -1;
 
     public NodeActor(string queueName, int slots, IActorRef queue)
     {
@@ -40,10 +41,19 @@ public sealed class NodeActor : ReceiveActor
         _slots = slots;
         _queue = queue;
         _worker = $"{((ExtendedActorSystem)Context.System).Provider.DefaultAddress.HostPort()}/{Self.Path.Name}";
+        Receive<SlotShare>(share =>
+        {
+            if (share.Slots != _announced)
+            {
+                _announced = share.Slots;
+                _queue.Tell(new WorkerReady { Queue = _queueName, Slots = share.Slots, Worker = _worker });
+            }
+        });
         Receive<NodeTask>(task =>
         {
             var replyTo = Sender;
             _inHand++;
+            _registry?.CountTask(_queueName, 1);
             var cancel = new CancellationTokenSource();
             if (!_cancels.TryAdd(task.TaskId, cancel))
             {
@@ -63,6 +73,7 @@ public sealed class NodeActor : ReceiveActor
         Receive<Finished>(finished =>
         {
             _inHand--;
+            _registry?.CountTask(_queueName, -1);
             if (finished.Cancel is { } cancel)
             {
                 _cancels.Remove(finished.TaskId);
@@ -127,11 +138,11 @@ public sealed class NodeActor : ReceiveActor
             return;
         }
 
-        _registry.Add(Self);
-        _queue.Tell(new WorkerReady { Queue = _queueName, Slots = _slots, Worker = _worker });
+        // Its share of this member's slots for the queue comes back as a SlotShare, which it announces.
+        _registry.Add(Self, _queueName, _queue, _slots);
     }
 
-    protected override void PostStop() => _registry?.Remove(Self);
+    protected override void PostStop() => _registry?.Remove(Self, _queueName);
 
     private async Task<IRunMessage> RunAsync(NodeTask task, CancellationToken cancelled)
     {

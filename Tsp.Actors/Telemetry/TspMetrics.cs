@@ -81,6 +81,12 @@ public static class TspMetrics
 
     public static readonly GaugeFamily ActiveRuns = new(Meter, "tsp_runs_active", "Runs held by this process's run hosts: started, or waiting for a turn.");
 
+    public static readonly GaugeFamily WorkerSlots = new(Meter, "tsp_worker_slots", "A worker's slots for a queue: shared by the routees every orchestrator deploys on it.");
+
+    public static readonly GaugeFamily WorkerTasks = new(Meter, "tsp_worker_tasks", "Tasks of a queue this worker runs now.");
+
+    public static readonly GaugeFamily WorkerTasksPeak = new(Meter, "tsp_worker_tasks_peak", "The most tasks of a queue this worker has run at once since it started.");
+
     public static readonly GaugeFamily ModelsLoaded = new(Meter, "tsp_models_loaded", "Model versions loaded in this process (1 per model, version and execution provider).");
 
     private static Histogram<double> Seconds(string name, string description) =>
