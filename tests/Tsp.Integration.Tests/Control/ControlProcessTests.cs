@@ -412,8 +412,9 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(pinned.Lines, l => l.StartsWith($"{model} pinned to version 1 by ", StringComparison.Ordinal));
         await ModelLinesAsync($@"^{model}:1 ready CPU ", $@"^{model}:2 unavailable on \S+: not served: version 1 is pinned by ");
 
-        // The pin is durable: a worker that starts again serves version 1, not the latest.
-        worker.Process.Kill();
+        // The pin is durable: a worker that starts again serves version 1, not the latest. (Stopped with
+        // SIGTERM: with a kill, two members tie and the resolver may down the seed's side.)
+        worker.Signal("TERM");
         await worker.Process.WaitForExitAsync();
         _processes.Start("Tsp.GpuNode.dll", Worker());
         await ModelLinesAsync($@"^{model}:1 ready CPU ");
