@@ -30,7 +30,7 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
         var workflow = TestServers.WriteWorkflow($$"""
             project: {{project}}
             nodes:
-              - { id: hold, processor: sleep, role: gpu, queue: gpu-cap, params: { ms: 200 } }
+              - { id: hold, processor: sleep, role: gpu, queue: gpu-cap, params: { ms: 2000 } }
             """);
         var (firstGrpc, secondGrpc) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
         var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-cap", (firstGrpc, secondGrpc));
@@ -41,11 +41,13 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
         }
         var metrics = (await cluster.Worker.WaitForLineAsync(l => l.StartsWith("metrics: ", StringComparison.Ordinal), Timeout))["metrics: ".Length..];
 
+        // 12 runs of 2 s on each orchestrator, all submitted before the first wave ends: three waves of
+        // 4 on each side, so both orchestrators' routees are busy on the worker at the same time.
         var submitted = await Task.WhenAll(new[] { firstGrpc, secondGrpc }.Select(async port =>
         {
             using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{port}");
             var client = new TspService.TspServiceClient(channel);
-            var runs = await Task.WhenAll(Enumerable.Range(0, 30).Select(async i => (await client.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(project, i) })).RunId));
+            var runs = await Task.WhenAll(Enumerable.Range(0, 12).Select(async i => (await client.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(project, i) })).RunId));
             foreach (var run in runs)
             {
                 await Eventually.HoldsAsync(
@@ -56,7 +58,7 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
             return runs.Length;
         }));
 
-        Assert.Equal(60, submitted.Sum());
+        Assert.Equal(24, submitted.Sum());
         using var http = new HttpClient();
         var scraped = PrometheusText.Parse(await http.GetStringAsync(metrics));
         var slots = scraped.Value("tsp_worker_slots", ("queue", "gpu-cap"));
