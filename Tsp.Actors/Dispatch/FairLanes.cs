@@ -2,8 +2,8 @@ namespace Tsp.Actors.Dispatch;
 
 /// <summary>How a project shares a queue with the others (from its workflow's <c>scheduling</c>).</summary>
 /// <param name="Weight">Its share of the slots against projects of the same priority (≥ 1).</param>
-/// <param name="Priority">Higher goes first; a task that waits <see cref="FairLanes.AgingStep"/> is
-/// treated as one priority higher for each such wait, so no project starves.</param>
+/// <param name="Priority">Higher goes first; a project whose tasks wait unserved for
+/// <see cref="FairLanes{T}.AgingStep"/> counts as one priority higher for each such wait, so no project starves.</param>
 /// <param name="MaxShare">At most this share of the queue's slots run its tasks at once (0 &lt; x ≤ 1).</param>
 public readonly record struct LaneShare(int Weight, int Priority, double MaxShare)
 {
@@ -27,8 +27,10 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
 {
     private readonly Func<long> _clock = clock ?? (() => Environment.TickCount64);
 
-    /// <summary>A lane whose oldest task has waited this long counts one priority higher, and one more
-    /// for each further step.</summary>
+    /// <summary>A lane that has waited this long since it was last served (or began to wait) counts one
+    /// priority higher, and one more for each further step. Counted from its last service, not from its
+    /// oldest task's arrival: two backlogs that arrived together would otherwise age alike, and the
+    /// lower priority would wait for the whole higher backlog.</summary>
     public static readonly TimeSpan AgingStep = TimeSpan.FromSeconds(10);
 
     private readonly Dictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
@@ -39,15 +41,18 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
 
     public int Count { get; private set; }
 
+    /// <summary>Tasks of <paramref name="project"/> that wait for a slot.</summary>
+    public int Waiting(string project) => _lanes.TryGetValue(project, out var lane) ? lane.Tasks.Count : 0;
+
     /// <summary>Tasks of <paramref name="project"/> at workers now.</summary>
     public int InFlight(string project) => _lanes.TryGetValue(project, out var lane) ? lane.InFlight : 0;
 
-    public LinkedListNode<(T Item, long EnqueuedAt)> AddLast(string project, LaneShare share, T item) => Enter(project, share).Add(item, first: false, this);
+    public LinkedListNode<T> AddLast(string project, LaneShare share, T item) => Enter(project, share).Add(item, first: false, this);
 
     /// <summary>A task that goes back to the front of its lane (a retry, a worker lost).</summary>
-    public LinkedListNode<(T Item, long EnqueuedAt)> AddFirst(string project, LaneShare share, T item) => Enter(project, share).Add(item, first: true, this);
+    public LinkedListNode<T> AddFirst(string project, LaneShare share, T item) => Enter(project, share).Add(item, first: true, this);
 
-    public void Remove(string project, LinkedListNode<(T Item, long EnqueuedAt)> node)
+    public void Remove(string project, LinkedListNode<T> node)
     {
         var lane = _lanes[project];
         lane.Tasks.Remove(node);
@@ -77,7 +82,7 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
     /// <summary>The task to dispatch next given the queue's <paramref name="slots"/>, without taking it
     /// (the queue takes it with <see cref="Take"/> once it has a worker); null when every waiting lane is
     /// at its maximum share.</summary>
-    public (string Project, LinkedListNode<(T Item, long EnqueuedAt)> Node)? Next(int slots)
+    public (string Project, LinkedListNode<T> Node)? Next(int slots)
     {
         if (Count == 0)
         {
@@ -134,10 +139,11 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
     }
 
     /// <summary>Takes what <see cref="Next"/> chose out of its lane: it goes to a worker now.</summary>
-    public void Take(string project, LinkedListNode<(T Item, long EnqueuedAt)> node)
+    public void Take(string project, LinkedListNode<T> node)
     {
         var lane = _lanes[project];
         lane.InFlight++;
+        lane.ServedAt = _clock();
         lane.Deficit = Math.Max(0, lane.Deficit - 1);
         lane.Tasks.Remove(node);
         Count--;
@@ -170,6 +176,7 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
         if (!lane.Active)
         {
             lane.Active = true;
+            lane.ServedAt = _clock();
             _active.Add(lane);
         }
     }
@@ -201,7 +208,7 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
     {
         public string Project { get; } = project;
 
-        public LinkedList<(T Item, long EnqueuedAt)> Tasks { get; } = new();
+        public LinkedList<T> Tasks { get; } = new();
 
         public LaneShare Share { get; set; } = LaneShare.Default;
 
@@ -214,13 +221,15 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
         /// <summary>Below its maximum share of <paramref name="slots"/> (always at least one task).</summary>
         public bool MayRun(int slots) => Share.MaxShare >= 1 || InFlight < Math.Max(1, (int)(Share.MaxShare * slots));
 
-        public int EffectivePriority(long now) =>
-            Share.Priority + (int)((now - Tasks.First!.Value.EnqueuedAt) / (long)AgingStep.TotalMilliseconds);
+        /// <summary>When it last sent a task to a worker, or began to wait.</summary>
+        public long ServedAt { get; set; }
 
-        public LinkedListNode<(T Item, long EnqueuedAt)> Add(T item, bool first, FairLanes<T> lanes)
+        public int EffectivePriority(long now) =>
+            Share.Priority + (int)((now - ServedAt) / (long)AgingStep.TotalMilliseconds);
+
+        public LinkedListNode<T> Add(T item, bool first, FairLanes<T> lanes)
         {
-            var entry = (item, lanes._clock());
-            var node = first ? Tasks.AddFirst(entry) : Tasks.AddLast(entry);
+            var node = first ? Tasks.AddFirst(item) : Tasks.AddLast(item);
             lanes.Count++;
             lanes.Activate(this);
             return node;

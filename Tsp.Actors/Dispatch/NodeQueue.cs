@@ -43,6 +43,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private long _requeued;
     private long _cancelled;
     private long _storeWaits;
+    private bool _waiting;
     private System.Diagnostics.Stopwatch? _storeWaitLogged;
     private volatile QueueStats? _published;
     private IDisposable[] _gauges = [];
@@ -79,6 +80,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Receive<ClusterEvent.ReachableMember>(m => OnReachable(m.Member.Address));
         Receive<GetQueueStats>(_ => Sender.Tell(Stats()));
         Receive<PublishGauges>(_ => _published = Stats());
+        Receive<WaitingCalm>(_ => OnWaitingCalm());
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -143,6 +145,8 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     /// (another orchestrator's routees arrived there or left): a share may be 0.</summary>
     private void AddWorker(WorkerReady ready)
     {
+        // Tasks sent before the ack reach the routee before it: its member may then lend what it gave up.
+        Sender.Tell(new WorkerReadyAck { Slots = ready.Slots });
         if (_workers.TryGetValue(Sender, out var known))
         {
             known.Slots = Math.Max(0, ready.Slots);
@@ -150,10 +154,58 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             return;
         }
 
-        _workers.Add(Sender, new Worker(Sender, Math.Max(0, ready.Slots), ready.Worker));
+        _workers.Add(Sender, new Worker(Sender, Math.Max(0, ready.Slots), ready.Worker, served: !ready.NotServed));
         Context.Watch(Sender);
-        _log.Info("queue {0}: routee {1} ready with {2} slots ({3} routees)", _name, ready.Worker, ready.Slots, _workers.Count);
+        if (ready.NotServed)
+        {
+            _log.Debug("queue {0}: routee {1} is on a member that does not serve the queue", _name, ready.Worker);
+            return;
+        }
+
+        _log.Info("queue {0}: routee {1} ready with {2} slots ({3} routees)", _name, ready.Worker, ready.Slots, _workers.Values.Count(w => w.Served));
+        if (_waiting)
+        {
+            Sender.Tell(new QueueWaiting { Waiting = true });
+        }
+
         Dispatch();
+    }
+
+    /// <summary>Tells the routees at once when tasks wait for a slot, so that their members lend the
+    /// queue more; that none wait only once none has for <see cref="WaitingCalm"/>, so that a queue that
+    /// drains and fills with every task does not make its members move slots to and fro.</summary>
+    private void SignalWaiting(bool waiting)
+    {
+        if (waiting)
+        {
+            Timers.Cancel(WaitingCalmKey);
+            if (!_waiting)
+            {
+                _waiting = true;
+                TellServedWorkers(new QueueWaiting { Waiting = true });
+            }
+        }
+        else if (_waiting && !Timers.IsTimerActive(WaitingCalmKey))
+        {
+            Timers.StartSingleTimer(WaitingCalmKey, WaitingCalm.Instance, WaitingCalm.After);
+        }
+    }
+
+    private void OnWaitingCalm()
+    {
+        if (_waiting)
+        {
+            _waiting = false;
+            TellServedWorkers(new QueueWaiting { Waiting = false });
+        }
+    }
+
+    private void TellServedWorkers(object message)
+    {
+        foreach (var worker in _workers.Values.Where(w => w.Served))
+        {
+            worker.Ref.Tell(message, Self);
+        }
     }
 
     /// <summary>A routee whose member shuts down: no more tasks for it. It keeps and finishes the
@@ -228,6 +280,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         if (_pending.Count == 0)
         {
+            SignalWaiting(false);
             return;
         }
 
@@ -239,10 +292,11 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         while (_pending.Next(slots) is { } next)
         {
-            var entry = next.Node.Value.Item;
+            var entry = next.Node.Value;
             var best = PickWorker(entry.PreviousWorker);
             if (best is null)
             {
+                SignalWaiting(true);
                 return;
             }
 
@@ -259,6 +313,9 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             var deadline = TimeSpan.FromMilliseconds(Math.Max(1, task.TimeoutMs)) + _options.TimeoutGrace;
             Timers.StartSingleTimer(TimerKey(entry), new TaskDeadline(entry.Task.TaskId, entry.Attempt), deadline);
         }
+
+        // Whatever still waits is held back by its project's share, not by a lack of slots.
+        SignalWaiting(false);
     }
 
     /// <summary>The routee with the most free slots; on a tie, not the one that had this task before,
@@ -504,7 +561,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         var slots = _workers.Values.Sum(w => w.Slots);
         var free = _workers.Values.Sum(w => w.Free);
-        return new QueueStats(_name, _options.Role, _pending.Count, _entries.Count - _pending.Count, _workers.Count, slots, free, _dispatched, _retried, _failed, _requeued, _workers.Values.Count(w => w.Draining), _cancelled);
+        return new QueueStats(_name, _options.Role, _pending.Count, _entries.Count - _pending.Count, _workers.Values.Count(w => w.Served), slots, free, _dispatched, _retried, _failed, _requeued, _workers.Values.Count(w => w.Draining), _cancelled);
     }
 
     private static string TimerKey(Entry entry) => entry.Task.TaskId;
@@ -536,12 +593,15 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         public IActorRef? PreviousWorker { get; set; }
 
-        public LinkedListNode<(Entry Item, long EnqueuedAt)>? Node { get; set; }
+        public LinkedListNode<Entry>? Node { get; set; }
     }
 
-    private sealed class Worker(IActorRef actor, int slots, string name)
+    private sealed class Worker(IActorRef actor, int slots, string name, bool served)
     {
         public IActorRef Ref { get; } = actor;
+
+        /// <summary>False for a routee on a member that does not serve the queue: it never gets a slot.</summary>
+        public bool Served { get; } = served;
 
         public int Slots { get; set; } = slots;
 
@@ -559,6 +619,14 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private sealed record TaskDeadline(string TaskId, int Attempt);
 
     private sealed record RetryDue(string TaskId);
+
+    private const string WaitingCalmKey = "waiting-calm";
+
+    private sealed record WaitingCalm
+    {
+        public static readonly TimeSpan After = TimeSpan.FromSeconds(1);
+        public static readonly WaitingCalm Instance = new();
+    }
 
     private sealed record PublishGauges
     {

@@ -64,7 +64,7 @@ public static partial class TspHostingExtensions
         services.AddSingleton<ModelPreload>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelPreload>());
         services.AddSingleton<TspHealth>();
-        services.AddSingleton<NodeRoutees>();
+        services.AddSingleton(_ => new NodeRoutees(options.ServedQueues()));
         // The host waits for Akka's coordinated shutdown, which waits for node routees to drain.
         services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
         services.AddSingleton(sp => new RunSubmitter(

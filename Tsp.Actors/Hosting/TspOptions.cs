@@ -43,6 +43,23 @@ public sealed class TspOptions
     /// <summary>Cluster roles of this process: any of seed, orchestrator, gpu, cpu.</summary>
     public List<string> Roles { get; set; } = [];
 
+    /// <summary>Worker: the queues it serves and its slots for each, as <c>QUEUE[=SLOTS]</c> items
+    /// (<c>gpu-model=2</c>); empty serves every queue of its roles. See <see cref="Nodes.ServedQueues"/>.</summary>
+    public List<string> WorkerQueues { get; set; } = [];
+
+    /// <exception cref="SettingException">An item of <see cref="WorkerQueues"/> is malformed.</exception>
+    public Nodes.ServedQueues ServedQueues()
+    {
+        try
+        {
+            return Nodes.ServedQueues.Parse(WorkerQueues);
+        }
+        catch (FormatException e)
+        {
+            throw new SettingException($"Tsp:WorkerQueues (--queues): {e.Message}");
+        }
+    }
+
     /// <summary>Whether this process has <paramref name="role"/>; a process given no roles has all
     /// of them (standalone).</summary>
     public bool Has(string role) => Roles.Count == 0 || Roles.Contains(role);
@@ -99,6 +116,7 @@ public sealed class TspOptions
             throw new SettingException($"unknown role '{role}' (roles: {string.Join(", ", TspRoles.All)})");
         }
 
+        ServedQueues();
         if (Port is < 0 or > 65535)
         {
             throw new SettingException($"port {Port} is out of range (0-65535)");

@@ -11,8 +11,8 @@ namespace Tsp.Actors.Nodes;
 
 /// <summary>
 /// A node routee: deployed by its queue's cluster router pool onto a member of the queue's role,
-/// it announces its slots to the queue and then runs the tasks the queue sends, at most that many
-/// at once. Inputs come from Redis by key, the output goes back to Redis, the reply to the queue.
+/// it announces its share of its member's slots to the queue (again whenever the share changes) and
+/// runs the tasks the queue sends, at most that many at once. Inputs come from Redis by key, the output goes back to Redis, the reply to the queue.
 /// Processors and the store are resolved on the member it runs on, so its Props carry only names.
 /// </summary>
 public sealed class NodeActor : ReceiveActor
@@ -33,7 +33,6 @@ public sealed class NodeActor : ReceiveActor
     private int _finishedWhileDraining;
     private bool _draining;
     private bool _drainAcked;
-    private int _announced = -1;
 
     public NodeActor(string queueName, int slots, IActorRef queue)
     {
@@ -41,19 +40,15 @@ public sealed class NodeActor : ReceiveActor
         _slots = slots;
         _queue = queue;
         _worker = $"{((ExtendedActorSystem)Context.System).Provider.DefaultAddress.HostPort()}/{Self.Path.Name}";
-        Receive<SlotShare>(share =>
-        {
-            if (share.Slots != _announced)
-            {
-                _announced = share.Slots;
-                _queue.Tell(new WorkerReady { Queue = _queueName, Slots = share.Slots, Worker = _worker });
-            }
-        });
+        // Every share is told to the queue, whose acknowledgement lets the member lend a slot given up.
+        Receive<SlotShare>(share => _queue.Tell(new WorkerReady { Queue = _queueName, Slots = share.Slots, Worker = _worker, NotServed = share.Capacity == 0 }));
+        Receive<WorkerReadyAck>(ack => _registry?.Acknowledged(Self, _queueName, ack.Slots));
+        Receive<QueueWaiting>(waiting => _registry?.SetWaiting(Self, _queueName, waiting.Waiting));
         Receive<NodeTask>(task =>
         {
             var replyTo = Sender;
             _inHand++;
-            _registry?.CountTask(_queueName, 1);
+            _registry?.CountTask(Self, _queueName, 1);
             var cancel = new CancellationTokenSource();
             if (!_cancels.TryAdd(task.TaskId, cancel))
             {
@@ -73,7 +68,7 @@ public sealed class NodeActor : ReceiveActor
         Receive<Finished>(finished =>
         {
             _inHand--;
-            _registry?.CountTask(_queueName, -1);
+            _registry?.CountTask(Self, _queueName, -1);
             if (finished.Cancel is { } cancel)
             {
                 _cancels.Remove(finished.TaskId);

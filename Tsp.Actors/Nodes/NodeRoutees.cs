@@ -16,14 +16,15 @@ public sealed record DrainNode
 public sealed record NodeDrained(string Worker, int FinishedWhileDraining);
 
 /// <summary>Tells a routee its share of its member's slots for its queue (it announces it to its queue).</summary>
-public sealed record SlotShare(int Slots);
+public sealed record SlotShare(int Slots, int Capacity);
 
 /// <summary>
 /// The node routees living in this process (whatever orchestrator deployed them). Capacity belongs to
-/// the worker: a queue's slots on this member are what one orchestrator's pool deploys here (its
-/// routees × their slots), and every orchestrator's routees of that queue share them, each announcing
-/// its part (<see cref="SlotShare"/>) to its own queue. A second orchestrator adds routees here, not
-/// slots. On SIGTERM the host
+/// the worker: a queue's slots on this member are those the worker serves it with (<c>--queues
+/// gpu-model=2</c>), else what one orchestrator's pool deploys here (its routees × their slots); every
+/// orchestrator's routees of that queue share them by demand (<see cref="SlotLedger{TRoutee}"/>), each
+/// announcing its part (<see cref="SlotShare"/>) to its own queue. A second orchestrator adds routees
+/// here, not slots; a queue the worker does not serve gets none. On SIGTERM the host
 /// drains them before the member leaves the cluster: each tells its queue to send no more, finishes
 /// what it holds, and only then does the member leave — so no task of a worker that is stopped in
 /// an orderly way is retried elsewhere.
@@ -32,81 +33,71 @@ public sealed class NodeRoutees : IDisposable
 {
     private readonly ConcurrentDictionary<IActorRef, byte> _routees = new();
     private readonly Dictionary<string, QueueSlots> _queues = new(StringComparer.Ordinal);
+    private readonly ServedQueues _served;
     private readonly IDisposable[] _gauges;
 
-    public NodeRoutees()
+    public NodeRoutees(ServedQueues served)
     {
+        _served = served;
         _gauges =
         [
-            Gauge(TspMetrics.WorkerSlots, q => q.Capacity),
-            Gauge(TspMetrics.WorkerTasks, q => Volatile.Read(ref q.InHand)),
-            Gauge(TspMetrics.WorkerTasksPeak, q => Volatile.Read(ref q.Peak)),
+            Gauge(TspMetrics.WorkerSlots, q => q.Ledger.Capacity),
+            Gauge(TspMetrics.WorkerTasks, q => q.Ledger.InHand),
+            Gauge(TspMetrics.WorkerTasksPeak, q => q.Peak),
         ];
     }
 
     public int Count => _routees.Count;
 
     /// <summary>A routee of <paramref name="queue"/> deployed by the orchestrator of <paramref name="queueRef"/>
-    /// with <paramref name="slots"/> slots: every routee of the queue here is told its new share.</summary>
+    /// with <paramref name="slots"/> slots; it is told its share of the member's slots.</summary>
     internal void Add(IActorRef routee, string queue, IActorRef queueRef, int slots)
     {
         _routees.TryAdd(routee, 0);
-        lock (_queues)
-        {
-            if (!_queues.TryGetValue(queue, out var slotsOf))
-            {
-                slotsOf = new QueueSlots();
-                _queues.Add(queue, slotsOf);
-            }
-
-            slotsOf.Routees.Add((routee, queueRef.Path.Address, slots));
-            Share(slotsOf);
-        }
+        Change(queue, ledger => ledger.Add(routee, queueRef.Path.Address.ToString(), slots), create: true);
     }
 
     internal void Remove(IActorRef routee, string queue)
     {
         _routees.TryRemove(routee, out _);
+        Change(queue, ledger => ledger.Remove(routee));
+    }
+
+    /// <summary>The routee's queue has tasks waiting for a slot, or no longer has.</summary>
+    internal void SetWaiting(IActorRef routee, string queue, bool waiting) => Change(queue, ledger => ledger.SetWaiting(routee, waiting));
+
+    /// <summary>The routee's queue heard of its share.</summary>
+    internal void Acknowledged(IActorRef routee, string queue, int slots) => Change(queue, ledger => ledger.Acknowledged(routee, slots));
+
+    /// <summary>A task of <paramref name="queue"/> starts (+1) or ends (−1) on <paramref name="routee"/>.</summary>
+    internal void CountTask(IActorRef routee, string queue, int change) =>
+        Change(queue, ledger =>
+        {
+            var shares = ledger.CountTask(routee, change);
+            var slotsOf = _queues[queue];
+            slotsOf.Peak = Math.Max(slotsOf.Peak, ledger.InHand);
+            return shares;
+        });
+
+    private void Change(string queue, Func<SlotLedger<IActorRef>, IReadOnlyList<(IActorRef Routee, int Slots)>> change, bool create = false)
+    {
         lock (_queues)
         {
-            if (_queues.TryGetValue(queue, out var slotsOf) && slotsOf.Routees.RemoveAll(r => r.Routee.Equals(routee)) > 0)
+            if (!_queues.TryGetValue(queue, out var slotsOf))
             {
-                Share(slotsOf);
+                if (!create)
+                {
+                    return;
+                }
+
+                slotsOf = new QueueSlots(new SlotLedger<IActorRef>(_served.SlotsFor(queue)));
+                _queues.Add(queue, slotsOf);
             }
-        }
-    }
 
-    /// <summary>A task of <paramref name="queue"/> starts (+1) or ends (−1) on this member.</summary>
-    internal void CountTask(string queue, int change)
-    {
-        QueueSlots? slotsOf;
-        lock (_queues)
-        {
-            slotsOf = _queues.GetValueOrDefault(queue);
-        }
-
-        if (slotsOf is null)
-        {
-            return;
-        }
-
-        var inHand = Interlocked.Add(ref slotsOf.InHand, change);
-        int peak;
-        while (inHand > (peak = Volatile.Read(ref slotsOf.Peak)) && Interlocked.CompareExchange(ref slotsOf.Peak, inHand, peak) != peak)
-        {
-        }
-    }
-
-    /// <summary>The queue's capacity here is one orchestrator's deployment (the largest, should they
-    /// differ); it is split evenly over every routee of the queue here, the first ones taking the rest.</summary>
-    private static void Share(QueueSlots slotsOf)
-    {
-        slotsOf.Capacity = slotsOf.Routees.GroupBy(r => r.Orchestrator).Select(g => g.Sum(r => r.Slots)).DefaultIfEmpty(0).Max();
-        var count = slotsOf.Routees.Count;
-        for (var i = 0; i < count; i++)
-        {
-            var share = (slotsOf.Capacity / count) + (i < slotsOf.Capacity % count ? 1 : 0);
-            slotsOf.Routees[i].Routee.Tell(new SlotShare(share));
+            foreach (var (routee, share) in change(slotsOf.Ledger))
+            {
+                routee.Tell(new SlotShare(share, slotsOf.Ledger.Capacity));
+            }
         }
     }
 
@@ -127,15 +118,11 @@ public sealed class NodeRoutees : IDisposable
         }
     }
 
-    private sealed class QueueSlots
+    private sealed class QueueSlots(SlotLedger<IActorRef> ledger)
     {
-        public List<(IActorRef Routee, Address Orchestrator, int Slots)> Routees { get; } = [];
+        public SlotLedger<IActorRef> Ledger { get; } = ledger;
 
-        public int Capacity { get; set; }
-
-        public int InHand;
-
-        public int Peak;
+        public int Peak { get; set; }
     }
 
     /// <summary>Drains every routee, waiting at most <paramref name="timeout"/>; a routee that does not

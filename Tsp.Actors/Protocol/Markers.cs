@@ -38,6 +38,8 @@ public sealed partial class NodeTaskFailed : IRunMessage;
 public sealed partial class WorkerReady : ITspMessage;
 public sealed partial class WorkerDraining : ITspMessage;
 public sealed partial class WorkerDrainAck : ITspMessage;
+public sealed partial class WorkerReadyAck : ITspMessage;
+public sealed partial class QueueWaiting : ITspMessage;
 public sealed partial class RunStarted : IRunEvent;
 public sealed partial class NodeCompleted : IRunEvent;
 public sealed partial class NodeFailed : IRunEvent;

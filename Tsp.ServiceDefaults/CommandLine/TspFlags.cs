@@ -30,6 +30,7 @@ public sealed class TspFlags
         GrpcPort.InRange(-1, 65535);
         HttpPort = Scalar<int>("--http-port", "Http:Port", "operations port: /metrics, /health/live, /health/ready (Tsp.Seed 8080, worker: any free port; 0: any free port, -1: none)", "PORT");
         HttpPort.InRange(-1, 65535);
+        Queues = List("--queues", "WorkerQueues", "worker: the queues it serves and its slots for each, e.g. gpu-model=2,gpu-ocr=1 (default: every queue of its roles, with the slots their pools deploy)", "QUEUE[=SLOTS],...");
         Models = Scalar<string>("--models", "Onnx:Repository", "model repository folder (.tsp/models)", "DIR");
     }
 
@@ -58,6 +59,8 @@ public sealed class TspFlags
     public Option<int> HttpPort { get; }
 
     public Option<string> Models { get; }
+
+    public Option<string[]> Queues { get; }
 
     /// <summary>Adds the given flags (all of them when none are named) to <paramref name="command"/>.</summary>
     public void AddTo(Command command, params Option[] only)

@@ -15,7 +15,7 @@ public sealed class FairLanesTests
         for (var i = 0; i < count && lanes.Next(slots) is { } next; i++)
         {
             lanes.Take(next.Project, next.Node);
-            taken.Add(next.Node.Value.Item);
+            taken.Add(next.Node.Value);
         }
 
         return taken;
@@ -131,5 +131,62 @@ public sealed class FairLanesTests
 
         Assert.Equal(["b0"], Drain(lanes, 5));
         Assert.Equal(0, lanes.Count);
+    }
+
+    /// <summary>Random mixes of projects (weights 1–50, priorities 0–4, some capped at a share) all
+    /// flooding a queue whose tasks take 1 s: each project is served at least once per aging step for
+    /// each priority level above it, plus one, however the mix is drawn — no project starves.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(6)]
+    public void Every_project_of_any_mix_progresses_while_all_of_them_flood_the_queue(int seed)
+    {
+        var random = new Random(seed);
+        var lanes = Lanes();
+        var slots = random.Next(1, 9);
+        var projects = Enumerable.Range(0, random.Next(2, 7)).Select(p => (
+            Name: $"p{p}",
+            Share: LaneShare.Of(random.Next(1, 51), random.Next(0, 5), random.Next(3) == 0 ? random.NextDouble() : 1.0))).ToList();
+        var topPriority = projects.Max(p => p.Share.Priority);
+        var lastServed = projects.ToDictionary(p => p.Name, _ => _now);
+        var longestWait = projects.ToDictionary(p => p.Name, _ => 0L);
+        var running = new Queue<(string Project, long EndsAt)>();
+        var taskMs = 1_000L;
+        var end = _now + (long)TimeSpan.FromMinutes(10).TotalMilliseconds;
+        while (_now < end)
+        {
+            // Every project keeps a backlog, as a flood does.
+            foreach (var (name, share) in projects)
+            {
+                while (lanes.Waiting(name) < 50)
+                {
+                    lanes.AddLast(name, share, name);
+                }
+            }
+
+            while (running.Count < slots && lanes.Next(slots) is { } next)
+            {
+                lanes.Take(next.Project, next.Node);
+                running.Enqueue((next.Project, _now + taskMs));
+                longestWait[next.Project] = Math.Max(longestWait[next.Project], _now - lastServed[next.Project]);
+                lastServed[next.Project] = _now;
+            }
+
+            var (project, endsAt) = running.Dequeue();
+            _now = Math.Max(_now, endsAt);
+            lanes.Left(project);
+        }
+
+        var aging = (long)FairLanes<string>.AgingStep.TotalMilliseconds;
+        foreach (var (name, share) in projects)
+        {
+            longestWait[name] = Math.Max(longestWait[name], _now - lastServed[name]);
+            var bound = ((topPriority - share.Priority + 1) * aging) + (2 * taskMs);
+            Assert.True(longestWait[name] <= bound, $"{name} ({share}) waited {longestWait[name]} ms for a slot (bound {bound} ms) among {string.Join(", ", projects)} on {slots} slots");
+        }
     }
 }

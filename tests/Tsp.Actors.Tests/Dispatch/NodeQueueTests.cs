@@ -25,6 +25,8 @@ public sealed class NodeQueueTests(ITestOutputHelper output) : TestKit(TestTimin
     private TestProbe Worker(IActorRef queue, int slots, string name)
     {
         var worker = CreateTestProbe(name);
+        // The slot-lending messages are a member's business (SlotLedgerTests, and the test of them below).
+        worker.IgnoreMessages(m => m is WorkerReadyAck or QueueWaiting);
         queue.Tell(new WorkerReady { Queue = "q", Slots = slots, Worker = name }, worker);
         return worker;
     }
@@ -69,6 +71,33 @@ public sealed class NodeQueueTests(ITestOutputHelper output) : TestKit(TestTimin
         Assert.Equal("t2", third.TaskId);
         worker.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
         Assert.NotEqual(second.TaskId, third.TaskId);
+    }
+
+    [Fact]
+    public void The_queue_acknowledges_each_share_tells_its_routees_when_tasks_wait_and_counts_no_unserved_routee()
+    {
+        var queue = Queue();
+        var unserved = CreateTestProbe("unserved");
+        queue.Tell(new WorkerReady { Queue = "q", Slots = 0, Worker = "unserved", NotServed = true }, unserved);
+        unserved.ExpectMsg<WorkerReadyAck>(a => a.Slots == 0);
+        var worker = CreateTestProbe("w1");
+        queue.Tell(new WorkerReady { Queue = "q", Slots = 1, Worker = "w1" }, worker);
+        worker.ExpectMsg<WorkerReadyAck>(a => a.Slots == 1);
+        Assert.Equal(1, Stats(queue).Workers);
+
+        queue.Tell(Task("t0"), TestActor);
+        var first = worker.ExpectMsg<NodeTask>();
+        queue.Tell(Task("t1"), TestActor);
+        worker.ExpectMsg<QueueWaiting>(w => w.Waiting);
+
+        // The member lends the routee a second slot: the queue acknowledges it, after the task it sent.
+        queue.Tell(new WorkerReady { Queue = "q", Slots = 2, Worker = "w1" }, worker);
+        worker.ExpectMsg<WorkerReadyAck>(a => a.Slots == 2);
+        Assert.Equal("t1", worker.ExpectMsg<NodeTask>().TaskId);
+        queue.Tell(DoneFor(first), worker);
+        ExpectMsg<NodeTaskDone>();
+        worker.ExpectMsg<QueueWaiting>(w => !w.Waiting, TimeSpan.FromSeconds(10));
+        unserved.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
     }
 
     [Fact]
