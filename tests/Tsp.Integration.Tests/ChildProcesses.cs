@@ -60,12 +60,16 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
     /// returns once all three are Up and reachable and <paramref name="gpuQueue"/> has routees. Three members,
     /// so that keep-majority lets two survivors down the third.</summary>
     /// <param name="grpcPorts">The gRPC port of each orchestrator; -1 for none.</param>
-    public async Task<OrchestratorPair> StartOrchestratorPairAsync(string workflow, string kafka, string gpuQueue, (int First, int Second) grpcPorts)
+    public Task<OrchestratorPair> StartOrchestratorPairAsync(string workflow, string kafka, string gpuQueue, (int First, int Second) grpcPorts) =>
+        StartOrchestratorPairAsync([workflow], kafka, gpuQueue, grpcPorts);
+
+    /// <param name="workflows">Workflow files both orchestrators deploy.</param>
+    public async Task<OrchestratorPair> StartOrchestratorPairAsync(IReadOnlyList<string> workflows, string kafka, string gpuQueue, (int First, int Second) grpcPorts)
     {
         var journal = await Tsp.Tests.Shared.TestServers.CreatePostgresDatabaseAsync();
         var (firstPort, secondPort) = (Tsp.Actors.Hosting.TspHostingExtensions.FreePort(), Tsp.Actors.Hosting.TspHostingExtensions.FreePort());
         string[] Orchestrator(int port, int grpc, params string[] more) =>
-            ["run", "--port", Port(port), "--grpc-port", Port(grpc), "--redis", Tsp.Tests.Shared.TestServers.Redis, "--kafka", kafka, "--postgres", journal, "--workflow", workflow, .. more];
+            ["run", "--port", Port(port), "--grpc-port", Port(grpc), "--redis", Tsp.Tests.Shared.TestServers.Redis, "--kafka", kafka, "--postgres", journal, .. workflows.SelectMany(w => new[] { "--workflow", w }), .. more];
         var first = Start("Tsp.Seed.dll", Orchestrator(firstPort, grpcPorts.First));
         await first.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         var second = Start("Tsp.Seed.dll", Orchestrator(secondPort, grpcPorts.Second, "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));

@@ -9,7 +9,8 @@ using Xunit.Abstractions;
 namespace Tsp.Integration.Tests;
 
 /// <summary>Capacity belongs to the worker: two orchestrators each deploy their routees on one worker,
-/// and together they never run more of a queue's tasks there at once than the worker's slots.</summary>
+/// and together they never run more of a queue's tasks there at once than the worker's slots; a
+/// project's frames get their turn on those slots whichever orchestrators hold its runs.</summary>
 [Collection(ClusterCollection.Name)]
 public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
 {
@@ -66,5 +67,60 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"worker slots {slots}, peak tasks at once {peak}");
         Assert.Equal(8, slots);
         Assert.InRange(peak, 5, 8);
+    }
+
+    [Fact]
+    public async Task A_trickling_project_finishes_ahead_of_a_flood_that_two_orchestrators_share()
+    {
+        var (flood, trickle) = (TestServers.Unique("flood"), TestServers.Unique("trickle"));
+        string Workflow(string project) => TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: hold, processor: sleep, role: gpu, queue: gpu-fair, params: { ms: 1000 } }
+            """);
+        var (firstGrpc, secondGrpc) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var cluster = await _processes.StartOrchestratorPairAsync([Workflow(flood), Workflow(trickle)], _kafka.BootstrapServers, "gpu-fair", (firstGrpc, secondGrpc));
+        using var firstChannel = GrpcTestClients.Channel($"http://127.0.0.1:{firstGrpc}");
+        using var secondChannel = GrpcTestClients.Channel($"http://127.0.0.1:{secondGrpc}");
+        var (first, second) = (new TspService.TspServiceClient(firstChannel), new TspService.TspServiceClient(secondChannel));
+
+        // 64 one-second runs on 8 slots: eight waves, held by the run hosts of both orchestrators.
+        var flooded = await Task.WhenAll(Enumerable.Range(0, 64).Select(async i =>
+            (await (i % 2 == 0 ? first : second).SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(flood, i) })).RunId));
+        var trickled = await Task.WhenAll(Enumerable.Range(0, 4).Select(async i =>
+            (await second.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(trickle, i) })).RunId));
+
+        async Task<TpResult> ResultAsync(string project, string run)
+        {
+            TpResult? result = null;
+            await Eventually.HoldsAsync(
+                async () =>
+                {
+                    var reply = await first.GetResultAsync(new GetResultRequest { Project = project, RunId = run });
+                    Assert.Equal(RunPhase.Finished, reply.Phase);
+                    result = reply.Result;
+                },
+                Timeout);
+            return result!;
+        }
+
+        var trickleResults = new List<TpResult>();
+        foreach (var run in trickled)
+        {
+            trickleResults.Add(await ResultAsync(trickle, run));
+        }
+
+        var floodResults = new List<TpResult>();
+        foreach (var run in flooded)
+        {
+            floodResults.Add(await ResultAsync(flood, run));
+        }
+
+        // Order, not time: FIFO queues would finish the trickle after the whole flood.
+        var trickleDone = trickleResults.Max(r => r.CompletedAtUnixMs);
+        var floodAfter = floodResults.Count(r => r.CompletedAtUnixMs > trickleDone);
+        output.WriteLine($"flood runs finished after the last trickle run: {floodAfter} of {floodResults.Count}");
+        Assert.All(trickleResults.Concat(floodResults), r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        Assert.True(floodAfter >= 24, $"only {floodAfter} of the flood's 64 runs were left when the trickle's 4 finished");
     }
 }
