@@ -21,6 +21,11 @@ public sealed class SlotLedger<TRoutee>(int? servedSlots)
     private readonly List<Holder> _holders = [];
     private int _turn;
 
+    // How many orchestrators share the slots now, and whether a share waits to grow: both change only
+    // when the shares are worked out again, so a task's end reads them instead of working them out.
+    private int _sharing = 1;
+    private bool _growing;
+
     /// <summary>The worker's slots for the queue: those it was configured with, else one orchestrator's
     /// deployment here (the largest, should they differ); 0 when it serves the queue not at all.</summary>
     public int Capacity { get; private set; }
@@ -97,7 +102,8 @@ public sealed class SlotLedger<TRoutee>(int? servedSlots)
         }
 
         // Fewer slots than orchestrators that want them: the odd slots go round, one turn per task.
-        return Capacity > 0 && Capacity % Math.Max(1, Sharing().Count) != 0 ? Rebalance(nextTurn: true) : Lend();
+        // Otherwise a task's end costs nothing unless a share waits to grow.
+        return Capacity % _sharing != 0 ? Rebalance(nextTurn: true) : _growing ? Lend() : [];
     }
 
     public int ShareOf(TRoutee routee) => Find(routee)?.Granted ?? 0;
@@ -109,6 +115,7 @@ public sealed class SlotLedger<TRoutee>(int? servedSlots)
     {
         Capacity = servedSlots ?? _holders.GroupBy(h => h.Orchestrator).Select(g => g.Sum(h => h.Deployed)).DefaultIfEmpty(0).Max();
         var sharing = Sharing();
+        _sharing = Math.Max(1, sharing.Count);
         _turn = nextTurn ? _turn + 1 : _turn;
         foreach (var holder in _holders)
         {
@@ -160,6 +167,7 @@ public sealed class SlotLedger<TRoutee>(int? servedSlots)
             unclaimed -= holder.Claim - before;
         }
 
+        _growing = _holders.Exists(h => h.Granted < h.Target);
         return changes;
     }
 
