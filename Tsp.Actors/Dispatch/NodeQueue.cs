@@ -44,6 +44,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     private long _cancelled;
     private long _storeWaits;
     private bool _waiting;
+    private long _lastWaited;
     private System.Diagnostics.Stopwatch? _storeWaitLogged;
     private volatile QueueStats? _published;
     private IDisposable[] _gauges = [];
@@ -178,7 +179,8 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         if (waiting)
         {
-            Timers.Cancel(WaitingCalmKey);
+            // A saturated queue passes here on every task: a timestamp, no timer churn.
+            _lastWaited = Environment.TickCount64;
             if (!_waiting)
             {
                 _waiting = true;
@@ -193,11 +195,22 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
     private void OnWaitingCalm()
     {
-        if (_waiting)
+        if (!_waiting)
         {
-            _waiting = false;
-            TellServedWorkers(new QueueWaiting { Waiting = false });
+            return;
         }
+
+        // Tasks that still find no slot (long ones, nothing dispatched since) keep the queue waiting.
+        var calmFor = TimeSpan.FromMilliseconds(Environment.TickCount64 - _lastWaited);
+        var stuck = _pending.Count > 0 && _workers.Values.All(w => w.Free <= 0);
+        if (calmFor < WaitingCalm.After || stuck)
+        {
+            Timers.StartSingleTimer(WaitingCalmKey, WaitingCalm.Instance, stuck ? WaitingCalm.After : WaitingCalm.After - calmFor);
+            return;
+        }
+
+        _waiting = false;
+        TellServedWorkers(new QueueWaiting { Waiting = false });
     }
 
     private void TellServedWorkers(object message)

@@ -42,7 +42,7 @@ public sealed class NodeRoutees : IDisposable
         _gauges =
         [
             Gauge(TspMetrics.WorkerSlots, q => q.Ledger.Capacity),
-            Gauge(TspMetrics.WorkerTasks, q => q.Ledger.InHand),
+            Gauge(TspMetrics.WorkerTasks, q => q.InHand),
             Gauge(TspMetrics.WorkerTasksPeak, q => q.Peak),
         ];
     }
@@ -70,14 +70,25 @@ public sealed class NodeRoutees : IDisposable
     internal void Acknowledged(IActorRef routee, string queue, int slots) => Change(queue, ledger => ledger.Acknowledged(routee, slots));
 
     /// <summary>A task of <paramref name="queue"/> starts (+1) or ends (−1) on <paramref name="routee"/>.</summary>
-    internal void CountTask(IActorRef routee, string queue, int change) =>
-        Change(queue, ledger =>
+    internal void CountTask(IActorRef routee, string queue, int change)
+    {
+        // Twice per task: no closure, and the common case tells nobody anything.
+        lock (_queues)
         {
-            var shares = ledger.CountTask(routee, change);
-            var slotsOf = _queues[queue];
-            slotsOf.Peak = Math.Max(slotsOf.Peak, ledger.InHand);
-            return shares;
-        });
+            if (!_queues.TryGetValue(queue, out var slotsOf))
+            {
+                return;
+            }
+
+            var shares = slotsOf.Ledger.CountTask(routee, change);
+            slotsOf.InHand += change;
+            slotsOf.Peak = Math.Max(slotsOf.Peak, slotsOf.InHand);
+            foreach (var (to, share) in shares)
+            {
+                to.Tell(new SlotShare(share, slotsOf.Ledger.Capacity));
+            }
+        }
+    }
 
     private void Change(string queue, Func<SlotLedger<IActorRef>, IReadOnlyList<(IActorRef Routee, int Slots)>> change, bool create = false)
     {
@@ -121,6 +132,8 @@ public sealed class NodeRoutees : IDisposable
     private sealed class QueueSlots(SlotLedger<IActorRef> ledger)
     {
         public SlotLedger<IActorRef> Ledger { get; } = ledger;
+
+        public int InHand { get; set; }
 
         public int Peak { get; set; }
     }

@@ -108,7 +108,18 @@ public sealed class SlotLedger<TRoutee>(int? servedSlots)
 
     public int ShareOf(TRoutee routee) => Find(routee)?.Granted ?? 0;
 
-    private Holder? Find(TRoutee routee) => _holders.Find(h => EqualityComparer<TRoutee>.Default.Equals(h.Routee, routee));
+    private Holder? Find(TRoutee routee)
+    {
+        foreach (var holder in _holders)
+        {
+            if (EqualityComparer<TRoutee>.Default.Equals(holder.Routee, routee))
+            {
+                return holder;
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>New targets: shares above them shrink now; shares below grow as slots come free.</summary>
     private List<(TRoutee Routee, int Slots)> Rebalance(bool nextTurn = false)
