@@ -1,6 +1,6 @@
 # Sourced by test.sh and bench/run.sh: install (apt-get, if missing) and start the real servers the
 # tests and benchmarks use, on loopback. Idempotent: a running server is left as it is.
-# Redis 127.0.0.1:6379; PostgreSQL 127.0.0.1:5432, user postgres, password postgres. Prometheus and
+# Redis 127.0.0.1:6379, a Redis Cluster 127.0.0.1:7001-7003; PostgreSQL 127.0.0.1:5432, user postgres, password postgres. Prometheus and
 # Chromium are only installed: the tests that use them start their own.
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -35,6 +35,33 @@ ensure_redis() {
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "redis did not start" >&2; return 1; }
 }
 
+# A Redis Cluster of three masters on 127.0.0.1:7001-7003 (no replicas), for the tests that run the
+# data plane on a cluster. Its files live in /tmp/tsp-redis-cluster; a cluster that is up is kept.
+REDIS_CLUSTER_PORTS="7001 7002 7003"
+ensure_redis_cluster() {
+  local dir=/tmp/tsp-redis-cluster port nodes=()
+  if redis-cli -p 7001 cluster info 2>/dev/null | grep -q "cluster_state:ok"; then return 0; fi
+  mkdir -p "$dir"
+  for port in $REDIS_CLUSTER_PORTS; do
+    if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
+      rm -f "$dir/nodes-$port.conf"
+      redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+        --cluster-config-file "$dir/nodes-$port.conf" --dir "$dir" --save "" --appendonly no >/dev/null
+    fi
+    nodes+=("127.0.0.1:$port")
+  done
+  for port in $REDIS_CLUSTER_PORTS; do
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  if ! redis-cli -p 7001 cluster info | grep -q "cluster_known_nodes:3"; then
+    # A half-made cluster (a node restarted with its slots lost) is made again from empty nodes.
+    for port in $REDIS_CLUSTER_PORTS; do redis-cli -p "$port" flushall >/dev/null; redis-cli -p "$port" cluster reset hard >/dev/null; done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  fi
+  for _ in $(seq 100); do redis-cli -p 7001 cluster info | grep -q "cluster_state:ok" && break; sleep 0.1; done
+  redis-cli -p 7001 cluster info | grep -q "cluster_state:ok" || { echo "the redis cluster did not form" >&2; return 1; }
+}
+
 ensure_postgres() {
   local version
   version=$(ls /usr/lib/postgresql | sort -n | tail -1)
@@ -50,5 +77,6 @@ ensure_postgres() {
 ensure_servers() {
   ensure_packages
   ensure_redis
+  ensure_redis_cluster
   ensure_postgres
 }

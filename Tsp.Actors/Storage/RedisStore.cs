@@ -88,8 +88,19 @@ public sealed class RedisStore : IAsyncDisposable
     public Task PutBlobAsync(string key, ReadOnlyMemory<byte> data) =>
         _db.StringSetAsync(key, data, Options.BlobTtl);
 
-    public Task DeleteBlobsAsync(IReadOnlyList<string> keys) =>
-        _db.KeyDeleteAsync([.. keys.Select(k => (RedisKey)k)]);
+    /// <summary>One command per key: the keys may hash to different slots of a cluster.</summary>
+    public Task DeleteBlobsAsync(IReadOnlyList<string> keys)
+    {
+        if (keys.Count == 1)
+        {
+            return _db.KeyDeleteAsync(keys[0]);
+        }
+
+        var batch = _db.CreateBatch();
+        var deletes = keys.Select(k => batch.KeyDeleteAsync(k)).ToList();
+        batch.Execute();
+        return Task.WhenAll(deletes);
+    }
 
     /// <returns>The blob, or null when the key does not exist (expired or never written).</returns>
     public async Task<byte[]?> GetBlobAsync(string key) => (byte[]?)await _db.StringGetAsync(key);
@@ -138,40 +149,38 @@ public sealed class RedisStore : IAsyncDisposable
             return [await GetBlobAsync(keys[0])];
         }
 
+        var slot = _redis.HashSlot(keys[0]);
+        if (keys.Any(k => _redis.HashSlot(k) != slot))
+        {
+            // A cluster answers MGET only within one slot; a run's own keys share one (RedisKeys).
+            return await Task.WhenAll(keys.Select(GetBlobAsync));
+        }
+
         var values = await _db.StringGetAsync(keys.Select(k => (RedisKey)k).ToArray());
         return values.Select(v => (byte[]?)v).ToArray();
     }
 
-    // One atomic step, so the log has no reserved-but-empty positions: when a result at position P
-    // is visible (or published live), every position below P is already in the log. Subscribers rely
-    // on that to resume without gaps. The run's marker makes a re-publish after a crash a no-op, and a
-    // failed run's dead letter is written in the same step, so it exists exactly once.
-    // Copies the run's slice of its frame string inside Redis: no frame bytes travel.
-    private static readonly LuaScript PreviewScript = LuaScript.Prepare("""
-        local frame = redis.call('GETRANGE', @frames, @first, @last)
-        if frame ~= '' then
-          redis.call('SET', @preview, frame, 'EX', @ttl)
-        end
-        return string.len(frame)
-        """);
-
     /// <summary>Keeps a copy of a run's frame for <see cref="StorageOptions.PreviewTtl"/> under
     /// <see cref="RedisKeys.Preview"/>, before its frame string is released.</summary>
-    public async Task KeepPreviewAsync(string project, string runId, string frameKey, FrameSlice slice)
+    public Task KeepPreviewAsync(string project, string runId, string frameKey, FrameSlice slice) =>
+        CopySliceAsync(frameKey, slice, RedisKeys.Preview(project, runId), Options.PreviewTtl);
+
+    /// <summary>Copies a run's slice of its frame string to <paramref name="target"/>. Through this
+    /// process, not a script: the frames string and the run's keys hash to different slots of a
+    /// cluster. Only previews (at most one per project and run host each <c>PreviewEvery</c>) and
+    /// failed runs' frames take this path.</summary>
+    private async Task CopySliceAsync(string frameKey, FrameSlice slice, string target, TimeSpan ttl)
     {
         if (slice.Length == 0)
         {
             return;
         }
 
-        await _db.ScriptEvaluateAsync(PreviewScript, new
+        var frame = (byte[]?)await _db.StringGetRangeAsync(frameKey, slice.Offset, (long)slice.Offset + slice.Length - 1);
+        if (frame is { Length: > 0 })
         {
-            frames = (RedisKey)frameKey,
-            preview = (RedisKey)RedisKeys.Preview(project, runId),
-            first = (long)slice.Offset,
-            last = (long)slice.Offset + slice.Length - 1,
-            ttl = (long)Options.PreviewTtl.TotalSeconds,
-        });
+            await _db.StringSetAsync(target, frame, ttl);
+        }
     }
 
     /// <summary>A finished run's frame, if a preview of it was kept and has not expired.</summary>
@@ -200,6 +209,11 @@ public sealed class RedisStore : IAsyncDisposable
 
     private static readonly LuaScript DeadLetterScript = LuaScript.Prepare(PushDeadLetterLua + "return pushDead()");
 
+    // One atomic step, so the log has no reserved-but-empty positions: when a result at position P
+    // is visible (or published live), every position below P is already in the log. Subscribers rely
+    // on that to resume without gaps. The run's marker makes a re-publish after a crash a no-op, and a
+    // failed run's dead letter is written in the same step, so it exists exactly once. Its keys all
+    // carry the project's hash tag: one slot of a cluster.
     private static readonly LuaScript AppendScript = LuaScript.Prepare(PushDeadLetterLua + """
         local earlier = redis.call('GET', @marker)
         if earlier then return {tonumber(earlier), 0} end
@@ -211,12 +225,6 @@ public sealed class RedisStore : IAsyncDisposable
         end
         if @deadLetter ~= '' then
           pushDead()
-          if @copyFrame == '1' then
-            local frame = redis.call('GETRANGE', @frames, @first, @last)
-            if frame ~= '' then
-              redis.call('SET', @deadFrame, frame, 'EX', @deadFrameTtl)
-            end
-          end
         end
         return {position, 1}
         """);
@@ -230,7 +238,13 @@ public sealed class RedisStore : IAsyncDisposable
     /// <returns>The position, and whether this call appended the result (false: it was there).</returns>
     public async Task<(long Position, bool Appended)> AppendResultAsync(TpResult result, DeadLetter? deadLetter = null, RunFrame? deadFrame = null)
     {
-        var copyFrame = deadLetter is { FrameKey.Length: > 0 } && deadFrame is { Slice.Length: > 0 };
+        if (deadLetter is { FrameKey.Length: > 0 } && deadFrame is { } frame)
+        {
+            // Before the dead letter: once it is visible, its frame is there to redrive. A re-publish
+            // after a crash copies it again, to the same key.
+            await CopySliceAsync(frame.FrameKey, frame.Slice, deadLetter.FrameKey, Options.DeadFrameTtl);
+        }
+
         // The position lives in the score; the stored entry is written without it and filled on read.
         result.Position = 0;
         var reply = (RedisResult[])(await _db.ScriptEvaluateAsync(AppendScript, new
@@ -245,12 +259,6 @@ public sealed class RedisStore : IAsyncDisposable
             deadLetter = deadLetter is null ? RedisValue.EmptyString : (RedisValue)deadLetter.ToByteArray(),
             deadRetention = Options.DeadLetterRetention,
             deadSequence = (RedisKey)RedisKeys.DeadLettersSequence(result.Project),
-            copyFrame = copyFrame ? "1" : "0",
-            frames = (RedisKey)(copyFrame ? deadFrame!.Value.FrameKey : RedisKeys.DeadFrame(result.Project, result.RunId)),
-            deadFrame = (RedisKey)RedisKeys.DeadFrame(result.Project, result.RunId),
-            first = copyFrame ? (long)deadFrame!.Value.Slice.Offset : 0L,
-            last = copyFrame ? (long)deadFrame!.Value.Slice.Offset + deadFrame.Value.Slice.Length - 1 : 0L,
-            deadFrameTtl = (long)Options.DeadFrameTtl.TotalSeconds,
         }))!;
         result.Position = (long)reply[0];
         var appended = (long)reply[1] == 1;

@@ -16,6 +16,12 @@ public static class TestServers
 {
     public static string Redis => Environment.GetEnvironmentVariable("TSP_TEST_REDIS") is { Length: > 0 } redis ? redis : "127.0.0.1:6379";
 
+    /// <summary>A Redis Cluster of three masters (scripts/servers.sh), every endpoint named, as an
+    /// operator gives it (<c>--redis host1:port1,host2:port2,…</c>).</summary>
+    public static string RedisCluster => Environment.GetEnvironmentVariable("TSP_TEST_REDIS_CLUSTER") is { Length: > 0 } cluster
+        ? cluster
+        : "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+
     public static string PostgresServer => Environment.GetEnvironmentVariable("TSP_TEST_POSTGRES") is { Length: > 0 } pg
         ? pg
         : "Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres";

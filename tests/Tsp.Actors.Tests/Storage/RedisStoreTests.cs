@@ -5,7 +5,8 @@ using Tsp.Tests.Shared;
 
 namespace Tsp.Actors.Tests.Storage;
 
-/// <summary>The data plane on both servers TSP runs on: real redis-server and embedded Garnet.</summary>
+/// <summary>The data plane on every server TSP runs on: real redis-server, a Redis Cluster of three
+/// masters (each atomic step within one slot) and embedded Garnet.</summary>
 public sealed class RedisStoreTests : IAsyncLifetime
 {
     private EmbeddedRedis? _garnet;
@@ -23,10 +24,34 @@ public sealed class RedisStoreTests : IAsyncLifetime
     }
 
     private Task<RedisStore> Connect(string server, StorageOptions? options = null) =>
-        RedisStore.ConnectAsync(server == "garnet" ? _garnet!.ConnectionString : TestServers.Redis, options);
+        RedisStore.ConnectAsync(server switch { "garnet" => _garnet!.ConnectionString, "cluster" => TestServers.RedisCluster, _ => TestServers.Redis }, options);
+
+    [Fact]
+    public async Task On_a_cluster_a_projects_runs_spread_over_the_masters_while_its_log_and_each_run_keep_one_slot()
+    {
+        await using var store = await Connect("cluster");
+        var redis = store.Connection;
+        var layout = redis.GetServer(redis.GetEndPoints()[0]).ClusterConfiguration!;
+        const string project = "spread";
+
+        int[] log = [.. new[] { RedisKeys.Results(project), RedisKeys.ResultsSequence(project), RedisKeys.DeadLetters(project), RedisKeys.DeadLettersSequence(project), RedisKeys.ResultPosition(project, "run-1"), RedisKeys.ResultPosition(project, "run-2") }
+            .Select(k => redis.HashSlot(k)).Distinct()];
+        Assert.Single(log);
+        int[] run = [.. new[] { RedisKeys.NodeOutput(project, "run-1", "detect"), RedisKeys.NodeOutput(project, "run-1", "read"), RedisKeys.Preview(project, "run-1"), RedisKeys.DeadFrame(project, "run-1"), RedisKeys.RedrivenFrom(project, "run-1") }
+            .Select(k => redis.HashSlot(k)).Distinct()];
+        Assert.Single(run);
+
+        var masters = Enumerable.Range(0, 60)
+            .SelectMany(i => new[] { RedisKeys.NodeOutput(project, $"run-{i}", "detect"), RedisKeys.Frames(project, $"batch-{i}") })
+            .Select(k => layout.GetBySlot(redis.HashSlot(k))!.EndPoint)
+            .Distinct()
+            .Count();
+        Assert.Equal(3, masters);
+    }
 
     [Theory]
     [InlineData("redis")]
+    [InlineData("cluster")]
     [InlineData("garnet")]
     public async Task Results_get_consecutive_positions_and_replay_from_any_position(string server)
     {
@@ -50,6 +75,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
 
     [Theory]
     [InlineData("redis")]
+    [InlineData("cluster")]
     [InlineData("garnet")]
     public async Task A_republished_run_keeps_its_one_entry_position_and_dead_letter(string server)
     {
@@ -75,6 +101,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
 
     [Theory]
     [InlineData("redis")]
+    [InlineData("cluster")]
     [InlineData("garnet")]
     public async Task A_finished_runs_blobs_get_the_short_ttl_and_a_shorter_one_is_kept(string server)
     {
@@ -93,6 +120,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
 
     [Theory]
     [InlineData("redis")]
+    [InlineData("cluster")]
     [InlineData("garnet")]
     public async Task The_results_log_keeps_only_its_retention(string server)
     {
@@ -113,6 +141,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
 
     [Theory]
     [InlineData("redis")]
+    [InlineData("cluster")]
     [InlineData("garnet")]
     public async Task Dead_letters_are_listed_newest_first_and_bounded(string server)
     {
@@ -129,6 +158,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
 
     [Theory]
     [InlineData("redis")]
+    [InlineData("cluster")]
     [InlineData("garnet")]
     public async Task Blobs_round_trip_expire_and_a_missing_key_reads_as_null(string server)
     {
@@ -151,6 +181,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
 
     [Theory]
     [InlineData("redis")]
+    [InlineData("cluster")]
     [InlineData("garnet")]
     public async Task Node_inputs_read_ranges_of_a_frame_string_and_keys_and_a_missing_one_as_null(string server)
     {
