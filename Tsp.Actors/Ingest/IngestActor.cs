@@ -21,7 +21,7 @@ public sealed record GetIngestStats
     public static readonly GetIngestStats Instance = new();
 }
 
-public sealed record IngestStats(string Project, int InFlightRuns, int MaxInFlightRuns, int PeakInFlightRuns, long Consumed, long Started, long DeadLettered, IReadOnlyList<KafkaPartitionState> Partitions, bool Paused = false, long BackpressurePauses = 0);
+public sealed record IngestStats(string Project, int InFlightRuns, int MaxInFlightRuns, int PeakInFlightRuns, long Consumed, long Started, long DeadLettered, IReadOnlyList<KafkaPartitionState> Partitions, bool Paused = false, long BackpressurePauses = 0, long Assignments = 0);
 
 /// <summary>
 /// Kafka ingest of one project (role orchestrator): topic <c>tsp.{project}.frames</c>, group
@@ -87,7 +87,7 @@ public sealed class IngestActor : ReceiveActor, IDisposable, IWithTimers
         Receive<ProjectControlState>(OnControl);
         Receive<AskControl>(_ => _projectControl?.Tell(new GetProjectControlState { Project = _project }));
         Receive<GetIngestStats>(_ => Sender.Tell(new IngestStats(
-            _project, _inFlight.Count, _inFlight.Max, _inFlight.Peak, Interlocked.Read(ref _consumed), Interlocked.Read(ref _started), Interlocked.Read(ref _deadLettered), _probe.Partitions, !_gate.IsOpen, _probe.Pauses)));
+            _project, _inFlight.Count, _inFlight.Max, _inFlight.Peak, Interlocked.Read(ref _consumed), Interlocked.Read(ref _started), Interlocked.Read(ref _deadLettered), _probe.Partitions, !_gate.IsOpen, _probe.Pauses, _probe.Assignments)));
         Receive<Status.Failure>(failure => throw new InvalidOperationException($"kafka ingest of '{_project}' failed", failure.Cause));
         Receive<Done>(_ => throw new InvalidOperationException($"kafka ingest of '{_project}' ended"));
     }

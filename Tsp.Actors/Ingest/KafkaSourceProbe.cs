@@ -27,6 +27,14 @@ public sealed class KafkaSourceProbe
 
     internal void CountPause() => Interlocked.Increment(ref _pauses);
 
+    private long _assignments;
+
+    /// <summary>How many times the group gave the consumer partitions since it started: more than one
+    /// means rebalances (an orchestrator joined or left, or this one lost its session).</summary>
+    public long Assignments => Interlocked.Read(ref _assignments);
+
+    internal void CountAssignment() => Interlocked.Increment(ref _assignments);
+
     /// <param name="next">Per partition, the offset after the last record consumed since its assignment.</param>
     internal void Refresh(IConsumer<byte[]?, byte[]?> consumer, IReadOnlyDictionary<int, long> next, IReadOnlySet<int> paused)
     {

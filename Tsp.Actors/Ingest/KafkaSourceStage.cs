@@ -185,7 +185,10 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
                     }
                 })
                 .SetPartitionsAssignedHandler((_, partitions) =>
-                    Log.Info("kafka consumer {0}: assigned {1}", _stage._topic, string.Join(",", partitions.Select(p => p.Partition.Value))))
+                {
+                    _stage._probe?.CountAssignment();
+                    Log.Info("kafka consumer {0}: assigned {1}", _stage._topic, string.Join(",", partitions.Select(p => p.Partition.Value)));
+                })
                 .SetPartitionsRevokedHandler((consumer, partitions) => Revoked(consumer, partitions.Select(p => p.TopicPartition)))
                 .SetPartitionsLostHandler((consumer, partitions) => Revoked(consumer, partitions.Select(p => p.TopicPartition)))
                 .Build();

@@ -16,6 +16,10 @@ namespace Tsp.Bench;
 /// <c>ingest</c>: the same N records are read by a bare Confluent consumer loop (consume and store
 /// offsets, nothing else; median of three passes) and by TSP's ingest into accepted — durably persisted — runs, on the same
 /// embedded broker, in the same run. Figure: records/s for both and their ratio (median of repeats).
+/// Both clocks start when the group assigns the consumer its partitions, before its first fetch, so
+/// neither path's prefetch is free; TSP's project is deployed on a running orchestrator whose run
+/// hosts are up, as on a long-running cluster. With the runs executing, TSP runs twice: with no limit
+/// on runs in flight, and with the default <c>Kafka:MaxInFlightRuns</c>.
 /// </summary>
 internal static class IngestScenario
 {
@@ -23,6 +27,7 @@ internal static class IngestScenario
     {
         var bare = new List<double>();
         var tsp = new List<double>();
+        var tspDefaultLimit = new List<double>();
         // The first repeats are warm-ups and not counted: both paths run on the JIT's first-tier code at
         // first, and tiering goes on for about two repeats (a trace counted ≈ 900 methods compiled
         // inside the second repeat's window). A long-running orchestrator does not pay that.
@@ -35,17 +40,23 @@ internal static class IngestScenario
             // The bare loop reads the whole topic in tens of milliseconds, so a single pass is noisy
             // on a shared VM: its figure is the median of three passes (each its own group).
             var bareRate = Median([.. Enumerable.Range(0, 3).Select(pass => BareLoop(kafka.BootstrapServers, project, options.Messages, pass))]);
-            var tspRate = await TspIngestAsync(kafka.BootstrapServers, project, options);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {(repeat <= 0 ? "warm-up" : $"repeat {repeat}")}: bare={bareRate:0} tsp={tspRate:0} records/s"));
+            var tspRate = await TspIngestAsync(kafka.BootstrapServers, project, options, options.Messages + 1);
+            // Accepted runs that never run would hold the default limit's slots forever.
+            var defaultLimitRate = options.AcceptOnly ? 0 : await DefaultLimitAsync(options, repeat);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {(repeat <= 0 ? "warm-up" : $"repeat {repeat}")}: bare={bareRate:0} tsp={tspRate:0}{(options.AcceptOnly ? "" : $" tsp_default_limit={defaultLimitRate:0}")} records/s"));
             if (repeat > 0)
             {
                 bare.Add(bareRate);
                 tsp.Add(tspRate);
+                tspDefaultLimit.Add(defaultLimitRate);
             }
         }
 
         var (bareMedian, tspMedian) = (Median(bare), Median(tsp));
-        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={bareMedian:0} tsp_per_s={tspMedian:0} ratio={tspMedian / bareMedian:0.000}");
+        var defaultLimit = options.AcceptOnly
+            ? string.Empty
+            : string.Create(CultureInfo.InvariantCulture, $" tsp_default_limit_per_s={Median(tspDefaultLimit):0} default_limit_ratio={Median(tspDefaultLimit) / bareMedian:0.000} max_in_flight_runs={new KafkaOptions().MaxInFlightRuns}");
+        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={bareMedian:0} tsp_per_s={tspMedian:0} ratio={tspMedian / bareMedian:0.000}{defaultLimit}");
         Console.WriteLine($"ingest: {figures} messages={options.Messages} size={options.Size}{(options.AcceptOnly ? " accept-only" : string.Empty)}");
         var acceptOnly = options.AcceptOnly ? " --accept-only" : string.Empty;
         var execution = options.AcceptOnly ? "runs accepted and left waiting (no node role in the process)" : "runs also executing in the same process";
@@ -74,18 +85,21 @@ internal static class IngestScenario
 
     private static double BareLoop(string bootstrap, string project, int messages, int pass)
     {
+        // Timed from the assignment, before the first fetch: the group join (seconds on the mock broker)
+        // is not counted, the prefetch is.
+        Stopwatch? clock = null;
         using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
         {
             BootstrapServers = bootstrap,
             GroupId = $"bare-{pass}-{project}",
             AutoOffsetReset = AutoOffsetReset.Earliest,
             EnableAutoOffsetStore = false,
-        }).Build();
+            // As TSP's ingest prefetches.
+            QueuedMaxMessagesKbytes = 16 * 1024,
+        }).SetPartitionsAssignedHandler((_, _) => clock ??= Stopwatch.StartNew()).Build();
         consumer.Subscribe(KafkaTopics.Frames(project));
-        // Timed from the first record, so the group join (seconds on the mock broker) is not counted.
         var first = consumer.Consume(TimeSpan.FromSeconds(30)) ?? throw new InvalidOperationException("no record within 30 s");
         consumer.StoreOffset(first);
-        var clock = Stopwatch.StartNew();
         for (var count = 1; count < messages;)
         {
             var record = consumer.Consume(TimeSpan.FromSeconds(10))
@@ -94,25 +108,32 @@ internal static class IngestScenario
             count++;
         }
 
-        var rate = (messages - 1) / clock.Elapsed.TotalSeconds;
+        var rate = messages / clock!.Elapsed.TotalSeconds;
         consumer.Close();
         return rate;
     }
 
-    private static async Task<double> TspIngestAsync(string bootstrap, string project, BenchOptions options)
+    /// <summary>TSP as configured by default, on a topic and project of its own (the same records).</summary>
+    private static async Task<double> DefaultLimitAsync(BenchOptions options, int repeat)
     {
-        var workflow = Path.Combine(Path.GetTempPath(), $"{project}.yaml");
-        await File.WriteAllTextAsync(workflow, $"project: {project}\nnodes:\n  - {{ id: n, processor: passthrough, role: cpu, queue: cpu-bench }}\n");
+        using var kafka = EmbeddedKafka.Start();
+        var project = $"limit{repeat}-{Guid.NewGuid():N}"[..16];
+        await ProduceAsync(kafka.BootstrapServers, project, options);
+        return await TspIngestAsync(kafka.BootstrapServers, project, options, new KafkaOptions().MaxInFlightRuns);
+    }
+
+    private static async Task<double> TspIngestAsync(string bootstrap, string project, BenchOptions options, int maxInFlightRuns)
+    {
+        var yaml = $"project: {project}\nnodes:\n  - {{ id: n, processor: passthrough, role: cpu, queue: cpu-bench }}\n";
         var journal = Path.Combine(Path.GetTempPath(), $"{project}.db");
         var tsp = new TspOptions
         {
             Redis = options.Redis,
             SqlitePath = journal,
-            Workflows = [workflow],
             // --accept-only: no node role here, so accepted runs wait in their queue and the figure is
             // the ingest path alone; otherwise the runs also execute in this process meanwhile.
             Roles = options.AcceptOnly ? [TspRoles.Orchestrator] : [.. TspRoles.All],
-            Kafka = new KafkaOptions { Bootstrap = bootstrap, MaxInFlightRuns = options.Messages + 1 },
+            Kafka = new KafkaOptions { Bootstrap = bootstrap, MaxInFlightRuns = maxInFlightRuns },
         };
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Services.AddTspServices(tsp);
@@ -124,7 +145,13 @@ internal static class IngestScenario
         using var host = builder.Build();
         await host.StartAsync();
         await StartRunHostsAsync(host.Services.GetRequiredService<RunSubmitter>(), tsp.RunHosts);
-        var ingest = host.Services.GetRequiredService<KafkaIngests>().ByProject[project];
+        var control = host.Services.GetRequiredService<Tsp.Actors.Control.RunControl>();
+        await control.DeployAsync(control.Validate(yaml, $"{project}.yaml"), yaml, "bench");
+        IActorRef? ingest;
+        while (!host.Services.GetRequiredService<KafkaIngests>().ByProject.TryGetValue(project, out ingest))
+        {
+            await Task.Delay(1);
+        }
         async Task<long> Started() => (await ingest.Ask<IngestStats>(GetIngestStats.Instance, TimeSpan.FromSeconds(10))).Started;
         // Exact once every record is accepted (no slot is then held by a run not yet started).
         async Task<long> Finished()
@@ -133,27 +160,25 @@ internal static class IngestScenario
             return stats.Started - stats.InFlightRuns;
         }
 
-        while (await Started() == 0)
+        while ((await ingest.Ask<IngestStats>(GetIngestStats.Instance, TimeSpan.FromSeconds(10))).Assignments == 0)
         {
-            await Task.Delay(5);
+            await Task.Delay(1);
         }
 
         var clock = Stopwatch.StartNew();
         var (allocatedBefore, pausedBefore) = (GC.GetTotalAllocatedBytes(), GC.GetTotalPauseDuration());
         var collectionsBefore = Enumerable.Range(0, 3).Select(GC.CollectionCount).ToArray();
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
-        var from = await Started();
         long started;
         while ((started = await Started()) < options.Messages)
         {
-            await Task.Delay(5);
+            await Task.Delay(1);
         }
 
-        var rate = (started - from) / clock.Elapsed.TotalSeconds;
+        var rate = started / clock.Elapsed.TotalSeconds;
         var finished = await Finished();
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)(started - from):0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {clock.Elapsed.TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / clock.Elapsed:0.00} cores busy"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)started:0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {clock.Elapsed.TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / clock.Elapsed:0.00} cores busy"));
         await host.StopAsync();
-        File.Delete(workflow);
         return rate;
     }
 

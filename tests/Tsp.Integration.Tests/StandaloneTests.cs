@@ -438,6 +438,7 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var badRole = await RunSeedAsync("run", "--roles", "seed,orchestrator,tpu", "--redis", TestServers.Redis, "--workflow", DemoWorkflow);
         var badSeed = await RunSeedAsync("run", "--seed", "10.0.0.5", "--redis", TestServers.Redis, "--workflow", DemoWorkflow);
         var badWorkerSeed = await RunAsync("Tsp.GpuNode.dll", "--seed", "127.0.0.1:70000", "--redis", TestServers.Redis);
+        var badQueues = await RunAsync("Tsp.GpuNode.dll", "--seed", "127.0.0.1:4053", "--redis", TestServers.Redis, "--queues", "gpu-model=2,gpu-ocr=none");
         var notPfx = Path.Combine(Path.GetTempPath(), "tsp-tests", TestServers.Unique("not") + ".pfx");
         await File.WriteAllTextAsync(notPfx, "not a certificate");
         var badCertificate = await RunAsync("Tsp.GpuNode.dll", new Dictionary<string, string> { ["Tsp__Tls__Certificate"] = notPfx }, "--seed", "127.0.0.1:4053", "--redis", TestServers.Redis);
@@ -462,6 +463,8 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.Contains("error: seed '10.0.0.5' is not HOST:PORT", badSeed.Output, StringComparison.Ordinal);
         Assert.Equal(2, badWorkerSeed.ExitCode);
         Assert.Contains("error: seed '127.0.0.1:70000' is not HOST:PORT", badWorkerSeed.Output, StringComparison.Ordinal);
+        Assert.Equal(2, badQueues.ExitCode);
+        Assert.Contains("error: Tsp:WorkerQueues (--queues): 'gpu-ocr=none': slots must be a whole number of at least 1, not 'none'", badQueues.Output, StringComparison.Ordinal);
         Assert.Equal(2, badCertificate.ExitCode);
         Assert.Contains($"error: Tsp:Tls:Certificate: cannot read '{notPfx}' as a PKCS#12 (.pfx) file", badCertificate.Output, StringComparison.Ordinal);
         Assert.Equal(2, noCertificate.ExitCode);
