@@ -25,7 +25,9 @@ namespace Tsp.Bench;
 /// Redis, 4·B runs in flight — with dynamic batching of at most B and again with batching off.
 /// The machine's speed drifts by ±30 % over minutes (a shared VM), so the two are measured in pairs:
 /// bare, then TSP, <c>--repeats</c> times on the same warm TSP host, each pair giving a ratio; the
-/// figures are medians of the pairs. Batching's gain is the ratio of the two pairs' medians.
+/// figures are medians of the pairs. The pairs without batching compare TSP with a bare loop that
+/// also runs single images. Batching's gain is TSP's rate with batches over its rate without, beside
+/// the bare loop's own gain: on a CPU, batches may well be slower than single images.
 /// <c>--instances N</c> gives the model N sessions on both sides: TSP's config.yaml <c>instances</c>,
 /// and N bare loops side by side, each session with its share of the cores.
 /// </summary>
@@ -39,12 +41,13 @@ internal static class ModelScenario
         await PretrainedModels.EnsureTextDetectorAsync(repository);
         var images = Enumerable.Range(0, 32).Select(i => Preprocess(SurfaceImages.Generate(i, defective: i % 2 == 0).Png)).ToList();
         using var bare = new BareLoop(repository, images, batch, options.Cuda, options.Instances);
+        using var bareSingle = new BareLoop(repository, images, 1, options.Cuda, options.Instances);
         var batched = await PairsAsync(options, root, images, batch, bare);
-        var unbatched = await PairsAsync(options, root, images, 1, bare);
+        var unbatched = await PairsAsync(options, root, images, 1, bareSingle);
         var (b, t, ratio) = (Median(batched.Select(p => p.Bare)), Median(batched.Select(p => p.Tsp)), Median(batched.Select(p => p.Tsp / p.Bare)));
-        var unbatchedRatio = Median(unbatched.Select(p => p.Tsp / p.Bare));
+        var (b1, t1, unbatchedRatio) = (Median(unbatched.Select(p => p.Bare)), Median(unbatched.Select(p => p.Tsp)), Median(unbatched.Select(p => p.Tsp / p.Bare)));
         // Where the gap is: ONNX Runtime's own time per full batch inside TSP against the bare loop's.
-        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={ratio:0.00} tsp_unbatched_per_s={Median(unbatched.Select(p => p.Tsp)):0.0} unbatched_ratio={unbatchedRatio:0.00} batching_gain={ratio / unbatchedRatio:0.00} bare_batch_ms={1000 * batch * options.Instances / b:0.0} tsp_inference_batch_ms={Median(batched.Select(p => p.InferenceMs)):0.0} ratio_range={batched.Min(p => p.Tsp / p.Bare):0.00}-{batched.Max(p => p.Tsp / p.Bare):0.00}");
+        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={ratio:0.00} bare_unbatched_per_s={b1:0.0} tsp_unbatched_per_s={t1:0.0} unbatched_ratio={unbatchedRatio:0.00} batching_gain={t / t1:0.00} bare_batching_gain={b / b1:0.00} bare_batch_ms={1000 * batch * options.Instances / b:0.0} tsp_inference_batch_ms={Median(batched.Select(p => p.InferenceMs)):0.0} ratio_range={batched.Min(p => p.Tsp / p.Bare):0.00}-{batched.Max(p => p.Tsp / p.Bare):0.00}");
         var instances = options.Instances > 1 ? $" --instances {options.Instances}" : string.Empty;
         Console.WriteLine($"model: {figures} images={options.Messages} batch={batch} instances={options.Instances} provider={bare.Provider}");
         Results.Record(options, $"bench/run.sh model --messages {options.Messages} --batch {batch}{instances} --repeats {options.Repeats}{(options.Cuda ? " --cuda" : "")}", figures,
