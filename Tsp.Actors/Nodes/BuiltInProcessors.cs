@@ -69,6 +69,36 @@ public sealed class SleepProcessor : INodeProcessor
     }
 }
 
+/// <summary>Keeps its thread busy for <c>ms</c> milliseconds (default 5), then passes its first input
+/// on: a stand-in for a CPU-bound node (preprocessing, a model on the CPU), where a latency-bound
+/// stand-in (<see cref="SleepProcessor"/>) would hide that cores, not slots, are the limit.</summary>
+public sealed class SpinProcessor : INodeProcessor
+{
+    public string Name => "spin";
+
+    public Task<NodeOutput> ProcessAsync(NodeInvocation invocation, CancellationToken cancellationToken)
+    {
+        var ms = invocation.Parameter("ms", 5.0);
+        if (ms < 0)
+        {
+            throw new NodeInputException($"parameter 'ms' = {ms} must not be negative");
+        }
+
+        var until = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(ms * System.Diagnostics.Stopwatch.Frequency / 1000);
+        var spins = 0L;
+        while (System.Diagnostics.Stopwatch.GetTimestamp() < until && !cancellationToken.IsCancellationRequested)
+        {
+            spins++;
+        }
+
+        var data = invocation.Inputs.Count > 0 ? invocation.Inputs[0].Data : ReadOnlyMemory<byte>.Empty;
+        var output = new NodeOutput { Data = data };
+        output.Metrics["spun_ms"] = ms;
+        output.Metrics["spins"] = spins;
+        return Task.FromResult(output);
+    }
+}
+
 /// <summary>
 /// Fails on purpose, for testing retries, timeouts and dead letters: the first <c>hang_attempts</c>
 /// attempts (default: none) never return and ignore their cancellation, like a hung native call; the

@@ -20,7 +20,7 @@ public sealed class NodeProcessorRegistry
     }
 
     public static NodeProcessorRegistry WithBuiltIns() =>
-        new([new PassthroughProcessor(), new ChecksumProcessor(), new SleepProcessor(), new FlakyProcessor()]);
+        new([new PassthroughProcessor(), new ChecksumProcessor(), new SleepProcessor(), new SpinProcessor(), new FlakyProcessor()]);
 
     /// <summary>The built-ins plus the AI nodes: imaging, ONNX models, postprocessing, training.</summary>
     public static NodeProcessorRegistry Standard(OnnxModels models)
