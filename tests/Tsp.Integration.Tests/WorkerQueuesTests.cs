@@ -49,7 +49,7 @@ public sealed class WorkerQueuesTests(ITestOutputHelper output) : IDisposable
         var second = await RunAsync(project, grpcPort, count: 16);
         var detectedOn = second.Select(r => WorkerOf(r, "detect")[..WorkerOf(r, "detect").IndexOf('/', StringComparison.Ordinal)]).ToHashSet();
         output.WriteLine($"detect ran on {string.Join(", ", detectedOn)}");
-        Assert.Equal([$"tsp@127.0.0.1:{detectPort}", $"tsp@127.0.0.1:{secondDetectPort}"], detectedOn.Order());
+        Assert.Equal(new[] { $"tsp@127.0.0.1:{detectPort}", $"tsp@127.0.0.1:{secondDetectPort}" }.Order(), detectedOn.Order());
         Assert.All(second, r => Assert.StartsWith($"tsp@127.0.0.1:{readPort}/", WorkerOf(r, "read"), StringComparison.Ordinal));
 
         // The worker's own figures: no slot of a queue it does not serve, never more tasks than its slots.

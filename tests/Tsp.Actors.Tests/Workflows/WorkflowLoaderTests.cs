@@ -130,7 +130,7 @@ public sealed class WorkflowLoaderTests
 
         Assert.Equal("test.yaml", error.Source);
         Assert.Equal(16, error.Line);
-        Assert.Contains("node 'b': unknown processor 'yolo' (known: checksum, flaky, passthrough, sleep)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("node 'b': unknown processor 'yolo' (known: checksum, flaky, passthrough, sleep, spin)", error.Message, StringComparison.Ordinal);
         Assert.StartsWith("test.yaml:16: ", error.ToString(), StringComparison.Ordinal);
     }
 
