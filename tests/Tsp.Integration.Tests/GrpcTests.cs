@@ -139,6 +139,24 @@ internal static class GrpcTestClients
         return new Frame { Project = project, SourceId = $"camera-{i % 3}", Data = ByteString.CopyFrom(data) };
     }
 
+    /// <summary>Waits until the run has finished and returns its result; NOT_FOUND (a Kafka record not
+    /// yet a run) counts as not finished.</summary>
+    public static async Task<TpResult> ResultAsync(TspService.TspServiceClient client, string project, string runId, TimeSpan timeout)
+    {
+        TpResult? result = null;
+        await Eventually.HoldsAsync(
+            async () =>
+            {
+                var reply = await client.GetResultAsync(new GetResultRequest { Project = project, RunId = runId }).ResponseAsync.ContinueWith(
+                    call => call.IsCompletedSuccessfully ? call.Result : call.Exception?.InnerException is RpcException { StatusCode: StatusCode.NotFound } ? new GetResultReply() : throw call.Exception!.InnerException!,
+                    TaskScheduler.Default);
+                Assert.Equal(RunPhase.Finished, reply.Phase);
+                result = reply.Result;
+            },
+            timeout);
+        return result!;
+    }
+
     /// <summary>Reads until <paramref name="count"/> results arrived (or the timeout fails the test).</summary>
     public static async Task<List<TpResult>> ReadAsync(IAsyncStreamReader<TpResult> stream, int count, TimeSpan timeout)
     {

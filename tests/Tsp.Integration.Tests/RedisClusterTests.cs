@@ -62,17 +62,6 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    private static async Task<TpResult> ResultAsync(TspService.TspServiceClient client, string project, string run)
-    {
-        TpResult? result = null;
-        await Eventually.HoldsAsync(
-            async () =>
-            {
-                var reply = await client.GetResultAsync(new GetResultRequest { Project = project, RunId = run });
-                Assert.Equal(RunPhase.Finished, reply.Phase);
-                result = reply.Result;
-            },
-            Timeout);
-        return result!;
-    }
+    private static Task<TpResult> ResultAsync(TspService.TspServiceClient client, string project, string run) =>
+        GrpcTestClients.ResultAsync(client, project, run, Timeout);
 }

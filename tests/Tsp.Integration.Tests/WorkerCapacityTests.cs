@@ -51,9 +51,7 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
             var runs = await Task.WhenAll(Enumerable.Range(0, 12).Select(async i => (await client.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(project, i) })).RunId));
             foreach (var run in runs)
             {
-                await Eventually.HoldsAsync(
-                    async () => Assert.Equal(RunPhase.Finished, (await client.GetResultAsync(new GetResultRequest { Project = project, RunId = run })).Phase),
-                    Timeout);
+                await GrpcTestClients.ResultAsync(client, project, run, Timeout);
             }
 
             return runs.Length;
@@ -90,19 +88,7 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
         var trickled = await Task.WhenAll(Enumerable.Range(0, 4).Select(async i =>
             (await second.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(trickle, i) })).RunId));
 
-        async Task<TpResult> ResultAsync(string project, string run)
-        {
-            TpResult? result = null;
-            await Eventually.HoldsAsync(
-                async () =>
-                {
-                    var reply = await first.GetResultAsync(new GetResultRequest { Project = project, RunId = run });
-                    Assert.Equal(RunPhase.Finished, reply.Phase);
-                    result = reply.Result;
-                },
-                Timeout);
-            return result!;
-        }
+        Task<TpResult> ResultAsync(string project, string run) => GrpcTestClients.ResultAsync(first, project, run, Timeout);
 
         var trickleResults = new List<TpResult>();
         foreach (var run in trickled)

@@ -76,16 +76,7 @@ public sealed class WorkerQueuesTests(ITestOutputHelper output) : IDisposable
         var results = new List<TpResult>();
         foreach (var run in runs)
         {
-            TpResult? result = null;
-            await Eventually.HoldsAsync(
-                async () =>
-                {
-                    var reply = await client.GetResultAsync(new GetResultRequest { Project = project, RunId = run });
-                    Assert.Equal(RunPhase.Finished, reply.Phase);
-                    result = reply.Result;
-                },
-                Timeout);
-            results.Add(result!);
+            results.Add(await GrpcTestClients.ResultAsync(client, project, run, Timeout));
         }
 
         return results;

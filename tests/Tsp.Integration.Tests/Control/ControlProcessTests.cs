@@ -45,22 +45,8 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
         _processes.Start("Tsp.Seed.dll", "run", "--roles", roles, "--port", Port(port), "--grpc-port", Port(grpc),
             "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", journal, "--workflow", workflow);
 
-    private static async Task<TpResult> ResultAsync(TspService.TspServiceClient client, string project, string runId)
-    {
-        TpResult? result = null;
-        await Eventually.HoldsAsync(
-            async () =>
-            {
-                // NOT_FOUND until a Kafka record has become a run.
-                var reply = await client.GetResultAsync(new GetResultRequest { Project = project, RunId = runId }).ResponseAsync.ContinueWith(
-                    call => call.IsCompletedSuccessfully ? call.Result : call.Exception?.InnerException is RpcException { StatusCode: StatusCode.NotFound } ? new GetResultReply() : throw call.Exception!.InnerException!,
-                    TaskScheduler.Default);
-                Assert.Equal(RunPhase.Finished, reply.Phase);
-                result = reply.Result;
-            },
-            Timeout);
-        return result!;
-    }
+    private static Task<TpResult> ResultAsync(TspService.TspServiceClient client, string project, string runId) =>
+        GrpcTestClients.ResultAsync(client, project, runId, Timeout);
 
     [Fact]
     public async Task Runs_on_a_worker_are_inspected_then_cancelled_one_by_source_and_all_and_their_tasks_stop_on_the_worker()
