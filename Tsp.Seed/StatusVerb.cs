@@ -18,7 +18,7 @@ internal static class StatusVerb
     public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> flags)
     {
         await using var client = await StatusClient.StartAsync(TspProcess.ReadOptions(flags), "status");
-        if (await client.AskAsync(localOnly: true) is not { } status)
+        if (await client.AskAsync(localOnly: true, withRunHosts: true) is not { } status)
         {
             return ExitCodes.Unreachable;
         }
@@ -51,6 +51,12 @@ internal static class StatusVerb
             {
                 text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"    partition {k.Partition}  next={Offset(k.NextOffset)} end={Offset(k.EndOffset)} lag={(k.NextOffset >= 0 && k.EndOffset >= 0 ? Math.Max(0, k.EndOffset - k.NextOffset).ToString(CultureInfo.InvariantCulture) : "?")}{(k.Paused ? " paused" : "")}"));
             }
+        }
+
+        text.AppendLine("run hosts:");
+        foreach (var o in status.RunHosts)
+        {
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {o.Address}  hosts={o.Hosts}"));
         }
 
         text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"active runs on this orchestrator: {status.ActiveRuns}{(status.QueuedRuns > 0 ? $" ({status.QueuedRuns} queued in their hosts for a turn)" : "")}"));
@@ -90,12 +96,13 @@ internal sealed class StatusClient : IAsyncDisposable
 
     /// <param name="localOnly">Only the answering orchestrator's queues and runs; otherwise the whole
     /// cluster's, with every member's stats and the newest dead letters.</param>
+    /// <param name="withRunHosts">Also how many run hosts each orchestrator holds.</param>
     /// <returns>Null when no orchestrator answered in time (said on standard error).</returns>
-    public async Task<ClusterStatus?> AskAsync(bool localOnly)
+    public async Task<ClusterStatus?> AskAsync(bool localOnly, bool withRunHosts = false)
     {
         try
         {
-            return await _client.Ask<ClusterStatus>(new ClusterClient.Send(StatusService.Path, new GetClusterStatus { LocalOnly = localOnly }), _options.AskTimeout);
+            return await _client.Ask<ClusterStatus>(new ClusterClient.Send(StatusService.Path, new GetClusterStatus { LocalOnly = localOnly, WithRunHosts = withRunHosts }), _options.AskTimeout);
         }
         catch (AskTimeoutException)
         {

@@ -23,17 +23,17 @@ public sealed class StatusService : ReceiveActor
     /// <summary>Dead letters a cluster-wide answer carries, newest first over every project.</summary>
     public const int RecentDeadLetters = 10;
 
-    public StatusService(WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, ActiveRunCounter activeRuns, TimeSpan timeout)
+    public StatusService(WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, ActiveRunCounter activeRuns, IActorRef runHosts, TimeSpan timeout)
     {
         var system = Context.System;
-        Receive<GetClusterStatus>(request => (request.LocalOnly ? CollectAsync() : CollectClusterWideAsync()).PipeTo(Sender, failure: e => new Status.Failure(e)));
+        Receive<GetClusterStatus>(request => (request.LocalOnly ? CollectAsync(request.WithRunHosts) : CollectClusterWideAsync()).PipeTo(Sender, failure: e => new Status.Failure(e)));
 
         // This orchestrator's answer, plus every other orchestrator's queues and runs, every member's
         // stats and the newest dead letters. A member that does not answer within a short bound is
         // named, not waited for: the view is for an operator looking at a cluster that may be failing.
         async Task<ClusterStatus> CollectClusterWideAsync()
         {
-            var status = await CollectAsync();
+            var status = await CollectAsync(withRunHosts: true);
             var cluster = Akka.Cluster.Cluster.Get(system);
             var bound = TimeSpan.FromSeconds(Math.Min(3, timeout.TotalSeconds));
             var up = cluster.State.Members.Where(m => m.Status == Akka.Cluster.MemberStatus.Up && !cluster.State.Unreachable.Contains(m)).ToList();
@@ -94,7 +94,7 @@ public sealed class StatusService : ReceiveActor
             }
         }
 
-        async Task<ClusterStatus> CollectAsync()
+        async Task<ClusterStatus> CollectAsync(bool withRunHosts)
         {
             var cluster = Akka.Cluster.Cluster.Get(Context.System);
             var state = cluster.State;
@@ -147,16 +147,38 @@ public sealed class StatusService : ReceiveActor
 
             status.ActiveRuns = (int)activeRuns.Count;
             status.QueuedRuns = (int)activeRuns.Queued;
+            if (withRunHosts)
+            {
+                await AddRunHostsAsync(status);
+            }
+
             return status;
+        }
+
+        async Task AddRunHostsAsync(ClusterStatus status)
+        {
+            var bound = TimeSpan.FromSeconds(Math.Min(3, timeout.TotalSeconds));
+            try
+            {
+                var stats = await runHosts.Ask<ClusterShardingStats>(new GetClusterShardingStats(bound), bound + TimeSpan.FromSeconds(1));
+                status.RunHosts.AddRange(stats.Regions
+                    .Select(r => new OrchestratorRunHosts { Address = r.Key.ToString(), Hosts = r.Value.Stats.Values.Sum() })
+                    .OrderBy(r => r.Address, StringComparer.Ordinal));
+            }
+            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+            {
+                status.Unanswered.Add("run hosts (sharding stats)");
+            }
         }
     }
 }
 
 public static class StatusServices
 {
-    public static void Register(ActorSystem system, WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, ActiveRunCounter activeRuns, TimeSpan timeout)
+    /// <param name="runHosts">The workflow-run hosts' shard region, asked where its hosts are.</param>
+    public static void Register(ActorSystem system, WorkflowCatalog catalog, NodeQueues queues, KafkaIngests ingests, RedisStore store, ActiveRunCounter activeRuns, IActorRef runHosts, TimeSpan timeout)
     {
-        var service = system.ActorOf(Props.Create(() => new StatusService(catalog, queues, ingests, store, activeRuns, timeout)), StatusService.Name);
+        var service = system.ActorOf(Props.Create(() => new StatusService(catalog, queues, ingests, store, activeRuns, runHosts, timeout)), StatusService.Name);
         ClusterClientReceptionist.Get(system).RegisterService(service);
     }
 }

@@ -98,14 +98,19 @@ public static partial class TspHostingExtensions
         var other => throw new SettingException($"unknown Tsp:Cluster:SplitBrainStrategy '{other}' (keep-majority, keep-oldest or static-quorum)"),
     };
 
-    /// <summary>Timings Akka.Hosting has no options for: the resolver's stable-after and the shutdown
-    /// phase in which node routees drain.</summary>
+    /// <summary>Timings Akka.Hosting has no options for: the resolver's stable-after, the shutdown
+    /// phase in which node routees drain, and how many shards a rebalance moves at once. Sharding's
+    /// default moves 3 shards per 10 s round: an orchestrator joining two that hold 64 run hosts would
+    /// get its third after 70 s. Up to a quarter of the shards (at most 16) per round, it has them
+    /// after two rounds; a moved host costs a recovery and resends its tasks in flight.</summary>
     private static string ClusterTimingHocon(TspOptions options)
     {
         static string Ms(TimeSpan t) => ((long)t.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture) + "ms";
         return $$"""
             akka.cluster.split-brain-resolver.stable-after = {{Ms(options.Cluster.StableAfter)}}
             akka.coordinated-shutdown.phases.service-requests-done.timeout = {{Ms(options.DrainTimeout + TimeSpan.FromSeconds(5))}}
+            akka.cluster.sharding.least-shard-allocation-strategy.rebalance-absolute-limit = 16
+            akka.cluster.sharding.least-shard-allocation-strategy.rebalance-relative-limit = 0.25
             """;
     }
 

@@ -66,9 +66,10 @@ public sealed class TspOptions
 
     public int Shards { get; set; } = 64;
 
-    /// <summary>Workflow-run hosts (sharded entities that hold the runs; a run's id picks its host).
-    /// Must not change while runs are unfinished.</summary>
-    public int RunHosts { get; set; } = 8;
+    /// <summary>Workflow-run hosts (sharded entities that hold the runs; a run's id picks its host):
+    /// how many orchestrators can share the runs. Changing it makes new hosts; the old ones finish the
+    /// runs they hold and retire (<see cref="Workflows.RunMessageExtractor"/>).</summary>
+    public int RunHosts { get; set; } = 64;
 
     /// <summary>Snapshot cadence and finished-run memory of each run host.</summary>
     public RunHostTuning RunHost { get; set; } = new();

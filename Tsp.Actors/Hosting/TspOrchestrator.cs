@@ -53,7 +53,8 @@ public static partial class TspHostingExtensions
                     resolver.GetService<RedisStore>(),
                     DistributedPubSub.Get(system).Mediator,
                     options.RunHost,
-                    resolver.GetService<ActiveRunCounter>());
+                    resolver.GetService<ActiveRunCounter>(),
+                    options.RunHosts);
                 return hostId => WorkflowRunHost.Props(hostId, services);
             },
             new RunMessageExtractor(options.Shards, options.RunHosts),
@@ -62,6 +63,7 @@ public static partial class TspHostingExtensions
                 Role = TspRoles.Orchestrator,
                 RememberEntities = true,
                 RememberEntitiesStore = RememberEntitiesStore.Eventsourced,
+                HandOffStopMessage = WorkflowRunHost.RunHostStop.Instance,
                 StateStoreMode = StateStoreMode.Persistence,
             });
         builder.WithShardRegion<ProjectControls>(
@@ -172,6 +174,7 @@ public static partial class TspHostingExtensions
             resolver.GetService<KafkaIngests>(),
             resolver.GetService<RedisStore>(),
             resolver.GetService<ActiveRunCounter>(),
+            registry.Get<WorkflowRuns>(),
             options.AskTimeout));
 
         return builder;

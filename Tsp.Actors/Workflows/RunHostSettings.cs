@@ -6,8 +6,10 @@ namespace Tsp.Actors.Workflows;
 
 /// <summary>What a run host needs from its orchestrator.</summary>
 /// <param name="Tuning">Snapshot cadence and finished-run memory.</param>
-/// <param name="Active">Counts the runs held by the hosts of this process (for status).</param>
-public sealed record RunServices(WorkflowCatalog Catalog, NodeQueues Queues, RedisStore Store, IActorRef PubSubMediator, RunHostTuning? Tuning = null, ActiveRunCounter? Active = null)
+/// <param name="Active">Counts the runs held by the hosts of this process (for status) and the hosts.</param>
+/// <param name="RunHosts">The configured number of run hosts (<c>Tsp:RunHosts</c>): a host made for another
+/// number retires once it holds no run. 0: every host is current.</param>
+public sealed record RunServices(WorkflowCatalog Catalog, NodeQueues Queues, RedisStore Store, IActorRef PubSubMediator, RunHostTuning? Tuning = null, ActiveRunCounter? Active = null, int RunHosts = 0)
 {
     public ActiveRunCounter Active { get; } = Active ?? new();
 }
@@ -30,12 +32,14 @@ public sealed record RunHostTuning
     /// attempts + 30 s, and re-sends them (a queue lost with its orchestrator).</summary>
     public TimeSpan WatchdogInterval { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Runs a host dispatches at once. Past it, accepted runs queue in the host in order of
-    /// acceptance as their RunStarted alone (durable like any other, a few hundred bytes each instead
-    /// of a run's live state), and start as others finish: a burst of acceptance (ingest with a large
-    /// <c>MaxInFlightRuns</c>, a backlog) costs neither dispatch work nor memory per run until the
-    /// run's turn comes. Ample for dispatch: the node queues hand tasks to routee slots, far fewer.</summary>
-    public int MaxActiveRuns { get; init; } = 512;
+    /// <summary>Runs the hosts of one orchestrator dispatch at once, split evenly among the hosts it
+    /// holds (at least one each): an orchestrator that holds all 64 hosts gives each 64, one of 64
+    /// orchestrators gives its one host all 4096. Past its part, accepted runs queue in the host in
+    /// order of acceptance as their RunStarted alone (durable like any other, a few hundred bytes each
+    /// instead of a run's live state), and start as others finish: a burst of acceptance (ingest with
+    /// a large <c>MaxInFlightRuns</c>, a backlog) costs neither dispatch work nor memory per run until
+    /// the run's turn comes. Ample for dispatch: the node queues hand tasks to routee slots, far fewer.</summary>
+    public int MaxActiveRuns { get; init; } = 4096;
 }
 
 /// <summary>Asks a run host (directly, not through sharding) for <see cref="RunHostStats"/>.</summary>
@@ -55,6 +59,7 @@ public sealed class ActiveRunCounter : IDisposable
     private readonly IDisposable _gauge;
     private long _count;
     private long _queued;
+    private int _hosts;
 
     public ActiveRunCounter() =>
         _gauge = Telemetry.TspMetrics.ActiveRuns.Observe(() =>
@@ -68,7 +73,12 @@ public sealed class ActiveRunCounter : IDisposable
     /// <summary>Of <see cref="Count"/>, the runs waiting in their host for a turn (<see cref="RunHostTuning.MaxActiveRuns"/>).</summary>
     public long Queued => Interlocked.Read(ref _queued);
 
+    /// <summary>Run hosts alive in this process, among which <see cref="RunHostTuning.MaxActiveRuns"/> is split.</summary>
+    public int Hosts => Volatile.Read(ref _hosts);
+
     internal void Add(long delta) => Interlocked.Add(ref _count, delta);
+
+    internal void AddHost(int delta) => Interlocked.Add(ref _hosts, delta);
 
     internal void AddQueued(long delta) => Interlocked.Add(ref _queued, delta);
 

@@ -58,11 +58,15 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private System.Diagnostics.Stopwatch? _publishFailureLogged;
     private readonly FramePreviews _previews;
     private string? _orchestrator;
+    private readonly bool _current;
+    private bool _stopping;
 
     public WorkflowRunHost(string hostId, RunServices services)
     {
         _hostId = hostId;
         _services = services;
+        _current = services.RunHosts <= 0 || RunMessageExtractor.IsCurrent(hostId, services.RunHosts);
+        services.Active.AddHost(1);
         _tuning = services.Tuning ?? new RunHostTuning();
         _previews = new FramePreviews(services.Store.Options.PreviewEvery);
         _admission = new AdmissionQueue(_tuning.FinishedRunMemory);
@@ -105,6 +109,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         });
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
+        Command<RunHostStop>(_ => StopAfterWrites());
         Command<StartRun>(start => Start(start, new StartAnswer(Sender, start), 0));
         Command<StartRuns>(StartAll);
         Command<FlushEvents>(_ => _journal.Flush());
@@ -164,6 +169,16 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     public override string PersistenceId => PersistenceIdPrefix + _hostId;
 
+    /// <summary>Sharding's hand-off message for run hosts (<see cref="StopAfterWrites"/>).</summary>
+    public sealed class RunHostStop
+    {
+        public static readonly RunHostStop Instance = new();
+
+        private RunHostStop()
+        {
+        }
+    }
+
     public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props Props(string hostId, RunServices services) =>
@@ -171,12 +186,44 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     protected override void PostStop()
     {
+        _services.Active.AddHost(-1);
         _services.Active.Add(-(_runs.Count + _admission.Count));
         _services.Active.AddQueued(-_admission.Count);
         base.PostStop();
     }
 
-    private bool HasRoom => _runs.Count < Math.Max(1, _tuning.MaxActiveRuns);
+    private bool HasRoom => _runs.Count < ActiveRunsAllowed;
+
+    /// <summary>This host's part of the orchestrator's <see cref="RunHostTuning.MaxActiveRuns"/>.</summary>
+    private int ActiveRunsAllowed => Math.Max(1, _tuning.MaxActiveRuns / Math.Max(1, _services.Active.Hosts));
+
+    /// <summary>Sharding moves this host (a rebalance, a leaving orchestrator) or retires it: its
+    /// journal writes land before it stops, so its next incarnation recovers every event it wrote.
+    /// What arrives meanwhile is dropped: node answers are sent again by the next incarnation's
+    /// redispatch, and starts and asks reach the next incarnation through sharding's buffer.</summary>
+    private void StopAfterWrites()
+    {
+        if (_stopping)
+        {
+            return;
+        }
+
+        _stopping = true;
+        _journal.Flush();
+        _journal.AfterRecorded(() => Context.Stop(Self));
+        Become(() => CommandAny(_ => { }));
+    }
+
+    /// <summary>A host made for an earlier <c>Tsp:RunHosts</c> gets no new runs: once it holds none it asks
+    /// its shard to stop it, which also makes sharding forget it.</summary>
+    private void RetireIfDone()
+    {
+        if (!_current && !_stopping && _runs.Count == 0 && _waiting.Count == 0 && _admission.Count == 0)
+        {
+            _log.Info("run host {0} belongs to an earlier Tsp:RunHosts ({1} now) and holds no run: retiring it", _hostId, _services.RunHosts);
+            Context.Parent.Tell(new Akka.Cluster.Sharding.Passivate(RunHostStop.Instance));
+        }
+    }
 
     private bool IsActiveOrWaiting(string runId) => _runs.ContainsKey(runId) || _waiting.ContainsKey(runId);
 
@@ -360,6 +407,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Context.System.EventStream.Subscribe(Self, typeof(CatalogChanged));
         // Deployments may have arrived while this host recovered.
         WakeWaiting();
+        RetireIfDone();
     }
 
     // ---- admission ----
@@ -444,7 +492,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return;
         }
 
-        var plan = StartRules.PlanSeries(series, _admission, _services.Catalog, Math.Max(1, _tuning.MaxActiveRuns) - _runs.Count);
+        var plan = StartRules.PlanSeries(series, _admission, _services.Catalog, ActiveRunsAllowed - _runs.Count);
         if (plan.Problem is { } problem)
         {
             for (var i = 0; i < count; i++)
@@ -698,6 +746,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             _services.Active.Add(-1);
             _admission.Finished.Add(runId);
             StartQueued();
+            RetireIfDone();
         }
     }
 

@@ -50,7 +50,7 @@ internal static class MemoryScenario
             $"bytes_per_run={OrchestrationScenario.Median(perRun):0} baseline_mib={baseline / 1048576.0:0.0} after_round1_mib={after[0] / 1048576.0:0.0} after_round3_mib={after[^1] / 1048576.0:0.0} growth_kib={(after[^1] - after[0]) / 1024.0:0}");
         Console.WriteLine($"memory: {figures}");
         Results.Record(options, $"bench/run.sh memory --messages {options.Messages}", figures,
-            $"median of {Rounds} rounds after an uncounted one; managed heap of the orchestrator (this process) after a full GC; {options.Messages} runs accepted and waiting (no worker up; at most RunHost:MaxActiveRuns={host.Options.RunHost.MaxActiveRuns} per host dispatched, the rest queued), then run by a Tsp.GpuNode process; RunHost:FinishedRunMemory={FinishedRunMemory}; SQLite journal, {options.Size} B frames, redis-server");
+            $"median of {Rounds} rounds after an uncounted one; managed heap of the orchestrator (this process) after a full GC; {options.Messages} runs accepted and waiting (no worker up; at most RunHost:MaxActiveRuns={host.Options.RunHost.MaxActiveRuns} over {host.Options.RunHosts} hosts dispatched, the rest queued), then run by a Tsp.GpuNode process; RunHost:FinishedRunMemory={FinishedRunMemory}; SQLite journal, {options.Size} B frames, redis-server");
         return 0;
     }
 
@@ -68,9 +68,9 @@ internal static class MemoryScenario
 
         var runIds = await Task.WhenAll(submissions);
         submissions.Clear();
-        // Each run host dispatches at most MaxActiveRuns; the rest of its runs wait in it, queued.
+        // Each run host dispatches at most its part of MaxActiveRuns; the rest of its runs wait in it, queued.
         var options = host.Options;
-        var dispatched = runIds.GroupBy(id => RunMessageExtractor.HostOf(id, options.RunHosts)).Sum(g => Math.Min(g.Count(), options.RunHost.MaxActiveRuns));
+        var dispatched = runIds.GroupBy(id => RunMessageExtractor.HostOf(id, options.RunHosts)).Sum(g => Math.Min(g.Count(), Math.Max(1, options.RunHost.MaxActiveRuns / options.RunHosts)));
         var clock = Stopwatch.StartNew();
         while ((await host.QueueStatsAsync(ScaleoutScenario.Queue)).Pending < dispatched || active.Count < runs)
         {

@@ -383,6 +383,63 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task An_orchestrator_started_mid_stream_takes_run_hosts_from_the_others_and_every_result_arrives_once()
+    {
+        var project = TestServers.Unique("grow");
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            defaults: { timeout: 10s }
+            nodes:
+              - { id: pre, processor: passthrough, role: cpu, queue: cpu-grow }
+              - { id: model, processor: sleep, role: gpu, queue: gpu-grow, after: [pre], params: { ms: 5 } }
+              - { id: post, processor: checksum, role: cpu, queue: cpu-grow, after: [model] }
+            """);
+        var grpcPort = TspHostingExtensions.FreePort();
+        var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-grow", (grpcPort, -1));
+        await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
+        using var producer = new FrameProducer(_kafka.BootstrapServers);
+        var produced = new List<string>();
+        async Task ProduceAsync(int count)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                produced.Add(await producer.ProduceAsync(project, Encoding.UTF8.GetBytes($"frame {produced.Count}")));
+            }
+        }
+
+        await ProduceAsync(300);
+        var thirdPort = TspHostingExtensions.FreePort();
+        var third = _processes.Start("Tsp.Seed.dll",
+            "run", "--port", ChildProcesses.Port(thirdPort), "--grpc-port", "-1", "--roles", "orchestrator", "--seed", $"127.0.0.1:{cluster.FirstPort}",
+            "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", cluster.Journal, "--workflow", workflow);
+
+        // Frames keep coming while the third joins and sharding hands it run hosts (a rebalance round
+        // is 10 s): it takes hosts that hold unfinished runs.
+        var holdsHosts = new Regex($@"127\.0\.0\.1:{thirdPort}  hosts=[1-9]");
+        string status;
+        do
+        {
+            await ProduceAsync(50);
+            status = await _processes.StatusAsync(cluster.FirstPort, _ => true);
+            Assert.False(third.Process.HasExited, "the third orchestrator exited");
+            Assert.True(produced.Count < 20_000, "the third orchestrator never got a run host:\n" + status);
+        }
+        while (!holdsHosts.IsMatch(status));
+
+        output.WriteLine(status);
+        await ProduceAsync(300);
+        var results = await reader.WaitForRunsAsync(produced.Count, TimeSpan.FromSeconds(240));
+
+        Assert.Equal(produced.Order(StringComparer.Ordinal), results.Select(r => r.RunId).Order(StringComparer.Ordinal));
+        Assert.Equal(Enumerable.Range(1, produced.Count).Select(i => (long)i), results.Select(r => r.Position).Order());
+        Assert.All(results, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        // The 64 hosts end spread over the three orchestrators.
+        var spread = await _processes.StatusAsync(cluster.FirstPort, text =>
+            Regex.Matches(text, @"  hosts=(\d+)").Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList() is { Count: 3 } hosts && hosts.Sum() == 64 && hosts.Min() >= 16);
+        output.WriteLine(spread);
+    }
+
+    [Fact]
     public async Task A_ClusterClient_subscriber_of_an_orchestrator_killed_mid_stream_goes_on_at_the_other_without_gap_or_repeat()
     {
         var project = TestServers.Unique("remote");

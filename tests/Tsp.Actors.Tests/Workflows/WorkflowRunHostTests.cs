@@ -167,6 +167,71 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_host_of_an_earlier_RunHosts_finishes_its_run_then_asks_its_shard_to_retire_it_and_stops_after_its_writes()
+    {
+        var runId = TestServers.Unique("r");
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        var before = StartHost();
+        before.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        ExpectTask("pre");
+        AwaitAssert(() => Assert.Equal(0, View(before, runId).UnwrittenEvents), TimeSpan.FromSeconds(10));
+        Crash(before);
+
+        // Restarted with 4 hosts: this host's id names none of them, so it is of an earlier layout.
+        var services = _services with { RunHosts = 4 };
+        var shard = CreateTestProbe("shard");
+        var host = shard.ChildActorOf(WorkflowRunHost.Props(_hostId, services));
+        var pre = ExpectTask("pre");
+        host.Tell(Done(pre), _queue);
+        foreach (var task in new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() })
+        {
+            // While the run is unfinished, the host stays.
+            shard.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+            host.Tell(Done(task), _queue);
+        }
+
+        host.Tell(Done(ExpectTask("join")), _queue);
+        Assert.Equal(RunStatus.Succeeded, (await AwaitResultAsync(runId)).Status);
+        var passivate = shard.ExpectMsg<Passivate>(TimeSpan.FromSeconds(10));
+        Assert.Same(WorkflowRunHost.RunHostStop.Instance, passivate.StopMessage);
+
+        Watch(host);
+        host.Tell(WorkflowRunHost.RunHostStop.Instance, shard);
+        ExpectTerminated(host, TimeSpan.FromSeconds(10));
+
+        // What it wrote is whole: recovered, it knows the run as finished and retires at once.
+        var recovered = shard.ChildActorOf(WorkflowRunHost.Props(_hostId, services));
+        Assert.True(View(recovered, runId).Completed);
+        shard.ExpectMsg<Passivate>(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task Handed_off_with_node_results_unwritten_a_host_writes_them_before_it_stops_and_its_next_incarnation_goes_on_from_them()
+    {
+        var runId = TestServers.Unique("r");
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        var first = StartHost();
+        first.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        first.Tell(Done(ExpectTask("pre")), _queue);
+        var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
+
+        // The answer and the hand-off arrive together: the answer is recorded, not yet written.
+        Watch(first);
+        first.Tell(Done(fanOut.Single(t => t.NodeId == "a")), _queue);
+        first.Tell(WorkflowRunHost.RunHostStop.Instance);
+        ExpectTerminated(first, TimeSpan.FromSeconds(10));
+
+        var second = StartHost();
+        var redispatched = ExpectTask("b");
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        second.Tell(Done(redispatched), _queue);
+        second.Tell(Done(ExpectTask("join")), _queue);
+        Assert.Equal(RunStatus.Succeeded, (await AwaitResultAsync(runId)).Status);
+    }
+
+    [Fact]
     public async Task Runs_interleaved_in_one_host_survive_recovery_from_a_snapshot_and_the_events_after_it()
     {
         // A snapshot every 4 events: the crash below lands after several snapshots and some events.
