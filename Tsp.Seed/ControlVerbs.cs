@@ -140,6 +140,16 @@ internal static class ControlVerbs
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{$"{m.Model}:{m.Version}",-32} {m.Inferences,11} {m.Batches,9} {perBatch,10:0.0} {m.Failures,9} {queue,9:0.00} {compute,10:0.00}"));
                 }
 
+                foreach (var m in reply.Models)
+                {
+                    foreach (var s in m.Served)
+                    {
+                        var costs = string.Join(' ', s.BatchCosts.Select(c => string.Create(CultureInfo.InvariantCulture, $"{c.Rows}={c.MsPerRow:0.000}({c.Samples})")));
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"batching {m.Model}:{m.Version} on {s.Member} ({s.Provider}): batch_limit={s.BatchLimit} delay_ms={s.BatchDelayMs:0.#} {(s.AdaptiveBatching ? "adaptive" : "fixed")}{(costs.Length > 0 ? $"; ms/row by batch size (batches): {costs}" : "")}"));
+                    }
+                }
+
                 await Unanswered(reply.Unanswered);
                 return ExitCodes.Ok;
             }

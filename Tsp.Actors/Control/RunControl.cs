@@ -303,6 +303,12 @@ public sealed class RunControl(
                 Failures = g.Sum(m => m.Failures),
                 QueueSeconds = g.Sum(m => m.QueueSeconds),
                 ComputeSeconds = g.Sum(m => m.ComputeSeconds),
+                Served =
+                {
+                    answers.Where(a => a.Answer is not null).SelectMany(a => a.Answer!.Served)
+                        .Where(s => s.Model == g.Key.Model && s.Version.ToString(System.Globalization.CultureInfo.InvariantCulture) == g.Key.Version)
+                        .OrderBy(s => s.Member, StringComparer.Ordinal),
+                },
             }));
         reply.Unanswered.Add(answers.Where(a => a.Answer is null).Select(a => a.Member));
         return reply;

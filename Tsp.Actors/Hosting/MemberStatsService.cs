@@ -23,7 +23,7 @@ public sealed class MemberStatsService : ReceiveActor
             var stats = new MemberStats { Address = address };
             stats.Nodes.AddRange(collector.Nodes.Select(n => new NodeStats { Project = n.Project, Node = n.Node, Queue = n.Queue, Succeeded = n.Succeeded, Failed = n.Failed, Seconds = n.Seconds }));
             stats.Models.AddRange(collector.Models.Select(m => new ModelStats { Model = m.Model, Version = m.Version, Inferences = m.Inferences, Batches = m.Batches, Rows = m.Rows, QueueSeconds = m.QueueSeconds, ComputeSeconds = m.ComputeSeconds, Failures = m.Failures }));
-            stats.Served.AddRange(models.Loaded.Select(m => new ServedModel { Model = m.Model, Version = m.Version, Provider = m.Provider }));
+            stats.Served.AddRange(models.Loaded.Select(m => ToServed(m, address)));
             Sender.Tell(stats);
         });
         Receive<GetModelIndex>(_ =>
@@ -36,6 +36,20 @@ public sealed class MemberStatsService : ReceiveActor
             }));
             Sender.Tell(index);
         });
+    }
+
+    private static ServedModel ToServed(ServedModelState model, string member)
+    {
+        var served = new ServedModel { Model = model.Model, Version = model.Version, Provider = model.Provider, Member = member };
+        if (model.Batching is { } batching)
+        {
+            served.BatchLimit = batching.Limit;
+            served.BatchDelayMs = batching.Delay.TotalMilliseconds;
+            served.AdaptiveBatching = batching.Adaptive;
+            served.BatchCosts.AddRange(batching.Costs.Select(c => new BatchCostStat { Rows = c.Rows, MsPerRow = c.MsPerRow, Samples = c.Samples }));
+        }
+
+        return served;
     }
 }
 

@@ -42,12 +42,14 @@ internal static class ModelScenario
         var images = Enumerable.Range(0, 32).Select(i => Preprocess(SurfaceImages.Generate(i, defective: i % 2 == 0).Png)).ToList();
         using var bare = new BareLoop(repository, images, batch, options.Cuda, options.Instances);
         using var bareSingle = new BareLoop(repository, images, 1, options.Cuda, options.Instances);
-        var batched = await PairsAsync(options, root, images, batch, bare);
-        var unbatched = await PairsAsync(options, root, images, 1, bareSingle);
+        var batched = await PairsAsync(options, root, images, batch, bare, adaptive: false);
+        var unbatched = await PairsAsync(options, root, images, 1, bareSingle, adaptive: false);
+        // The batcher choosing for itself, up to B, against the better of the two fixed settings.
+        var adaptive = await PairsAsync(options, root, images, batch, bareSingle, adaptive: true);
         var (b, t, ratio) = (Median(batched.Select(p => p.Bare)), Median(batched.Select(p => p.Tsp)), Median(batched.Select(p => p.Tsp / p.Bare)));
         var (b1, t1, unbatchedRatio) = (Median(unbatched.Select(p => p.Bare)), Median(unbatched.Select(p => p.Tsp)), Median(unbatched.Select(p => p.Tsp / p.Bare)));
         // Where the gap is: ONNX Runtime's own time per full batch inside TSP against the bare loop's.
-        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={ratio:0.00} bare_unbatched_per_s={b1:0.0} tsp_unbatched_per_s={t1:0.0} unbatched_ratio={unbatchedRatio:0.00} batching_gain={t / t1:0.00} bare_batching_gain={b / b1:0.00} bare_batch_ms={1000 * batch * options.Instances / b:0.0} tsp_inference_batch_ms={Median(batched.Select(p => p.InferenceMs)):0.0} ratio_range={batched.Min(p => p.Tsp / p.Bare):0.00}-{batched.Max(p => p.Tsp / p.Bare):0.00}");
+        var figures = string.Create(CultureInfo.InvariantCulture, $"bare_per_s={b:0.0} tsp_per_s={t:0.0} ratio={ratio:0.00} bare_unbatched_per_s={b1:0.0} tsp_unbatched_per_s={t1:0.0} unbatched_ratio={unbatchedRatio:0.00} batching_gain={t / t1:0.00} bare_batching_gain={b / b1:0.00} bare_batch_ms={1000 * batch * options.Instances / b:0.0} tsp_inference_batch_ms={Median(batched.Select(p => p.InferenceMs)):0.0} ratio_range={batched.Min(p => p.Tsp / p.Bare):0.00}-{batched.Max(p => p.Tsp / p.Bare):0.00} adaptive_per_s={Median(adaptive.Select(p => p.Tsp)):0.0} adaptive_vs_best_fixed={Median(adaptive.Select(p => p.Tsp)) / Math.Max(t, t1):0.00} adaptive_batch_limit={adaptive[^1].Limit} adaptive_ms_per_row={adaptive[^1].Costs}");
         var instances = options.Instances > 1 ? $" --instances {options.Instances}" : string.Empty;
         Console.WriteLine($"model: {figures} images={options.Messages} batch={batch} instances={options.Instances} provider={bare.Provider}");
         Results.Record(options, $"bench/run.sh model --messages {options.Messages} --batch {batch}{instances} --repeats {options.Repeats}{(options.Cuda ? " --cuda" : "")}", figures,
@@ -56,22 +58,25 @@ internal static class ModelScenario
         return 0;
     }
 
-    private sealed record Pair(double Bare, double Tsp, double InferenceMs);
+    /// <param name="Limit">The batch limit most results of TSP's last pass ran under.</param>
+    /// <param name="Costs">The batcher's measured compute ms per row by batch size, after the pass.</param>
+    private sealed record Pair(double Bare, double Tsp, double InferenceMs, int Limit, string Costs = "");
 
-    /// <summary>One TSP host with batches of at most <paramref name="batch"/>; <c>--repeats</c> pairs
-    /// of (bare loop, TSP) over <c>--messages</c> images each, after an uncounted warm-up of both.</summary>
-    private static async Task<List<Pair>> PairsAsync(BenchOptions options, string models, List<TensorSet> images, int batch, BareLoop bare)
+    /// <summary>One TSP host with batches of at most <paramref name="batch"/> (always up to it, or
+    /// chosen while serving when <paramref name="adaptive"/>); <c>--repeats</c> pairs of (bare loop,
+    /// TSP) over <c>--messages</c> images each, after an uncounted warm-up of both.</summary>
+    private static async Task<List<Pair>> PairsAsync(BenchOptions options, string models, List<TensorSet> images, int batch, BareLoop bare, bool adaptive)
     {
         var pairs = new List<Pair>();
-        await using var tsp = await TspModelHost.StartAsync(options, models, images, batch, options.Instances);
+        await using var tsp = await TspModelHost.StartAsync(options, models, images, batch, options.Instances, adaptive);
         bare.Rate(Math.Max(32, 4 * bare.Batch));
         await tsp.MeasureAsync(Math.Max(32, 4 * batch));
         for (var repeat = 0; repeat < options.Repeats; repeat++)
         {
             var bareRate = bare.Rate(options.Messages);
-            var (rate, inferenceMs) = await tsp.MeasureAsync(options.Messages);
-            pairs.Add(new Pair(bareRate, rate, inferenceMs));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  batch {batch}, pair {repeat + 1}: bare={bareRate:0.0} tsp={rate:0.0} images/s ratio={rate / bareRate:0.00} tsp_inference_batch_ms={inferenceMs:0.0}"));
+            var (rate, inferenceMs, limit) = await tsp.MeasureAsync(options.Messages);
+            pairs.Add(new Pair(bareRate, rate, inferenceMs, limit, tsp.BatchCosts()));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  batch {batch}{(adaptive ? " adaptive" : "")}, pair {repeat + 1}: bare={bareRate:0.0} tsp={rate:0.0} images/s ratio={rate / bareRate:0.00} tsp_inference_batch_ms={inferenceMs:0.0} batch_limit={limit}"));
         }
 
         return pairs;
@@ -182,13 +187,13 @@ internal static class ModelScenario
             (_host, _workflow, _project, _batch, _inFlight, _submitter, _subscriber, _results, _frames) = (host, workflow, project, batch, inFlight, submitter, subscriber, results, frames);
         }
 
-        public static async Task<TspModelHost> StartAsync(BenchOptions options, string models, List<TensorSet> images, int batch, int instances)
+        public static async Task<TspModelHost> StartAsync(BenchOptions options, string models, List<TensorSet> images, int batch, int instances, bool adaptive)
         {
             var project = $"bench-model-{Guid.NewGuid():N}"[..20];
             var configPath = Path.Combine(models, PretrainedModels.TextDetector, ModelRepository.ConfigFile);
             var config = await File.ReadAllTextAsync(configPath);
             config = System.Text.RegularExpressions.Regex.Replace(config, @"\ninstances: .*", string.Empty);
-            await File.WriteAllTextAsync(configPath, System.Text.RegularExpressions.Regex.Replace(config, @"batching: .*", $"batching: {{ max_batch_size: {batch}, max_queue_delay_ms: 2 }}\ninstances: {instances}"));
+            await File.WriteAllTextAsync(configPath, System.Text.RegularExpressions.Regex.Replace(config, @"batching: .*", $"batching: {{ max_batch_size: {batch}, max_queue_delay_ms: 2, adaptive: {(adaptive ? "true" : "false")} }}\ninstances: {instances}"));
             var workflow = Path.Combine(Path.GetTempPath(), $"{project}.yaml");
             await File.WriteAllTextAsync(workflow, $"project: {project}\nnodes:\n  - {{ id: text, processor: onnx, role: gpu, queue: gpu-bench, params: {{ model: {PretrainedModels.TextDetector} }} }}\n");
             var tsp = new TspOptions
@@ -219,10 +224,12 @@ internal static class ModelScenario
 
         /// <summary>Runs <paramref name="count"/> images, 4·B per instance in flight, submitted concurrently (a
         /// submission waits for its run to be durable).</summary>
-        /// <returns>Images/s, and the median time ONNX Runtime took per full batch.</returns>
-        public async Task<(double Rate, double InferenceMs)> MeasureAsync(int count)
+        /// <returns>Images/s, the median time ONNX Runtime took per full batch, and the batch limit
+        /// most results of the second half ran under.</returns>
+        public async Task<(double Rate, double InferenceMs, int Limit)> MeasureAsync(int count)
         {
             var inference = new List<double>();
+            var limits = new List<int>();
             var clock = Stopwatch.StartNew();
             using var slots = new SemaphoreSlim(_inFlight);
             var consumer = Task.Run(async () =>
@@ -234,6 +241,11 @@ internal static class ModelScenario
                     if (result.Status != RunStatus.Succeeded)
                     {
                         throw new InvalidOperationException($"run {result.RunId} failed: {result.Error}");
+                    }
+
+                    if (received >= count / 2)
+                    {
+                        limits.Add((int)result.Nodes[0].Metrics.GetValueOrDefault("batch_limit"));
                     }
 
                     if (result.Nodes[0].Metrics.GetValueOrDefault("batch") == _batch)
@@ -251,8 +263,14 @@ internal static class ModelScenario
 
             await Task.WhenAll(submissions);
             await consumer;
-            return (count / clock.Elapsed.TotalSeconds, inference.Count > 0 ? Median(inference) : double.NaN);
+            return (count / clock.Elapsed.TotalSeconds, inference.Count > 0 ? Median(inference) : double.NaN, limits.GroupBy(l => l).MaxBy(g => g.Count())?.Key ?? 0);
         }
+
+        /// <summary>The batcher's compute ms per row by batch size, e.g. <c>1:14.2/2:15.0/4:15.3</c>.</summary>
+        public string BatchCosts() =>
+            _host.Services.GetRequiredService<OnnxModels>().Loaded is [{ Batching: { } batching }, ..]
+                ? string.Join('/', batching.Costs.Select(c => string.Create(CultureInfo.InvariantCulture, $"{c.Rows}:{c.MsPerRow:0.0}")))
+                : "";
 
         public async ValueTask DisposeAsync()
         {

@@ -21,6 +21,9 @@ internal static class OrchestrationScenario
         var p50s = new List<double>();
         var p99s = new List<double>();
         var singles = new List<double>();
+        var cpus = new List<double>();
+        var redisCpus = new List<double>();
+        var redisPid = CostsScenario.RedisPid(options.Redis);
         for (var repeat = 0; repeat < options.Repeats; repeat++)
         {
             var project = $"orch{repeat}-{Guid.NewGuid():N}"[..16];
@@ -35,17 +38,20 @@ internal static class OrchestrationScenario
             });
             var frames = Enumerable.Range(0, 16).Select(_ => RandomFrame(project, options.Size)).ToList();
             await RunAsync(host, frames, Math.Min(2000, options.Messages / 4), options.InFlight);
+            var (cpu, redisCpu) = (Process.GetCurrentProcess().TotalProcessorTime, CostsScenario.RedisCpu(redisPid));
             var (rate, latencies) = await RunAsync(host, frames, options.Messages, options.InFlight);
+            cpus.Add((Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / options.Messages);
+            redisCpus.Add((CostsScenario.RedisCpu(redisPid) - redisCpu).TotalMicroseconds / options.Messages);
             var (_, single) = await RunAsync(host, frames, 200, 1);
             rates.Add(rate);
             p50s.Add(Percentile(latencies, 0.50));
             p99s.Add(Percentile(latencies, 0.99));
             singles.Add(Percentile(single, 0.50));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat + 1}: runs_per_s={rate:0} p50_ms={p50s[^1]:0.0} p99_ms={p99s[^1]:0.0} single_p50_ms={singles[^1]:0.00}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat + 1}: runs_per_s={rate:0} p50_ms={p50s[^1]:0.0} p99_ms={p99s[^1]:0.0} single_p50_ms={singles[^1]:0.00} cpu_us_per_run={cpus[^1]:0}+{redisCpus[^1]:0}"));
         }
 
         var figures = string.Create(CultureInfo.InvariantCulture,
-            $"runs_per_s={Median(rates):0} p50_ms={Median(p50s):0.0} p99_ms={Median(p99s):0.0} single_p50_ms={Median(singles):0.00} journal={options.Journal}");
+            $"runs_per_s={Median(rates):0} p50_ms={Median(p50s):0.0} p99_ms={Median(p99s):0.0} single_p50_ms={Median(singles):0.00} cpu_us_per_run={Median(cpus):0}+{Median(redisCpus):0} journal={options.Journal}");
         Console.WriteLine($"orchestration: {figures}");
         Results.Record(options, $"bench/run.sh orchestration --messages {options.Messages} --in-flight {options.InFlight} --journal {options.Journal}", figures,
             $"median of {options.Repeats}; 5-node DAG of checksum nodes, {options.Size} B frames, redis-server");

@@ -14,6 +14,7 @@ return scenario switch
     "recovery" => await RecoveryScenario.RunAsync(options with { InFlight = args.Contains("--in-flight") ? options.InFlight : 32 }, StableAfter(args)),
     "soak" => await SoakScenario.RunAsync(options, Minutes(args)),
     "fairness" => await FairnessScenario.RunAsync(options),
+    "costs" => await CostsScenario.RunAsync(options with { Size = args.Contains("--size") ? options.Size : 64 * 1024, Messages = args.Contains("--messages") ? options.Messages : 20_000 }),
     _ => Usage(),
 };
 
@@ -38,6 +39,7 @@ static int Usage()
           memory   orchestrator heap per run in flight (10,000 waiting runs) and after they finish, three rounds
           recovery time from kill -9 of one of two workers under load until the runs it held are done [--stable-after S]
           fairness a live project's p99 beside another's flood vs alone, and the completed-run ratio of weights 3:1 on one queue
+          costs    each operation a run is made of, alone: frame put/get, result append, journal write (ops/s, CPU per op)
           soak     N minutes at 80 % of the maximum with a worker killed every 60 s: lost, duplicates, heap/RSS slope, p99 per minute [--minutes N]
         """);
     return 2;

@@ -24,21 +24,24 @@ internal static class ScaleoutScenario
 
     public static async Task<int> RunAsync(BenchOptions options)
     {
-        var sleepOnly = await RatesAsync(options, spinMs: 0);
-        var withSpin = await RatesAsync(options, SpinMs);
+        var (sleepOnly, sleepCpu) = await RatesAsync(options, spinMs: 0);
+        var (withSpin, spinCpu) = await RatesAsync(options, SpinMs);
         var ideal = SlotsPerWorker * 1000 / SleepMs;
         var figures = string.Create(CultureInfo.InvariantCulture,
-            $"w1_per_s={sleepOnly[1]:0} w2_per_s={sleepOnly[2]:0} w3_per_s={sleepOnly[3]:0} efficiency_2={sleepOnly[2] / (2 * sleepOnly[1]):0.00} efficiency_3={sleepOnly[3] / (3 * sleepOnly[1]):0.00} w1_of_ideal={sleepOnly[1] / ideal:0.00} spin_w1_per_s={withSpin[1]:0} spin_w2_per_s={withSpin[2]:0} spin_w3_per_s={withSpin[3]:0} spin_efficiency_2={withSpin[2] / (2 * withSpin[1]):0.00} spin_efficiency_3={withSpin[3] / (3 * withSpin[1]):0.00} cores={Environment.ProcessorCount}");
+            $"w1_per_s={sleepOnly[1]:0} w2_per_s={sleepOnly[2]:0} w3_per_s={sleepOnly[3]:0} efficiency_2={sleepOnly[2] / (2 * sleepOnly[1]):0.00} efficiency_3={sleepOnly[3] / (3 * sleepOnly[1]):0.00} w1_of_ideal={sleepOnly[1] / ideal:0.00} spin_w1_per_s={withSpin[1]:0} spin_w2_per_s={withSpin[2]:0} spin_w3_per_s={withSpin[3]:0} spin_efficiency_2={withSpin[2] / (2 * withSpin[1]):0.00} spin_efficiency_3={withSpin[3] / (3 * withSpin[1]):0.00} cpu_us_per_run={sleepCpu[1]:0}/{sleepCpu[2]:0}/{sleepCpu[3]:0} spin_cpu_us_per_run={spinCpu[1]:0}/{spinCpu[2]:0}/{spinCpu[3]:0} cores={Environment.ProcessorCount}");
         Console.WriteLine($"scaleout: {figures}");
         Results.Record(options, $"bench/run.sh scaleout --messages {options.Messages} --in-flight {options.InFlight}", figures,
             $"median of {options.Repeats}; orchestrator in the bench process (SQLite), 1–3 Tsp.GpuNode processes on loopback, one sleep {SleepMs:0} ms node ({SlotsPerWorker} slots per worker, ideal {ideal:0} runs/s per worker), then with a spin {SpinMs:0} ms node after it; {options.Size} B frames, redis-server");
         return 0;
     }
 
-    /// <returns>Median runs/s by number of workers (index 1–3).</returns>
-    private static async Task<double[]> RatesAsync(BenchOptions options, double spinMs)
+    /// <returns>Median runs/s by number of workers (index 1–3), and the CPU per run of every process
+    /// (orchestrator, workers, redis-server) in µs.</returns>
+    private static async Task<(double[] Rates, double[] CpuUs)> RatesAsync(BenchOptions options, double spinMs)
     {
         var rates = Enumerable.Range(0, MaxWorkers + 1).Select(_ => new List<double>()).ToArray();
+        var cpus = Enumerable.Range(0, MaxWorkers + 1).Select(_ => new List<double>()).ToArray();
+        var redisPid = CostsScenario.RedisPid(options.Redis);
         for (var repeat = 0; repeat < options.Repeats; repeat++)
         {
             var project = $"scale{repeat}-{Guid.NewGuid():N}"[..16];
@@ -50,13 +53,17 @@ internal static class ScaleoutScenario
                 workers.Start();
                 await host.WaitForWorkersAsync(Queue, n, TimeSpan.FromSeconds(60));
                 await OrchestrationScenario.RunAsync(host, frames, 100 * n, options.InFlight);
+                TimeSpan Cpu() => System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime + CostsScenario.RedisCpu(redisPid)
+                    + workers.Running.Aggregate(TimeSpan.Zero, (sum, worker) => sum + worker.TotalProcessorTime);
+                var before = Cpu();
                 var (rate, _) = await OrchestrationScenario.RunAsync(host, frames, options.Messages * n, options.InFlight);
                 rates[n].Add(rate);
+                cpus[n].Add((Cpu() - before).TotalMicroseconds / (options.Messages * n));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {(spinMs > 0 ? "sleep+spin" : "sleep")} repeat {repeat + 1}: workers={n} runs_per_s={rate:0}"));
             }
         }
 
-        return [.. rates.Select(r => r.Count > 0 ? OrchestrationScenario.Median(r) : 0)];
+        return ([.. rates.Select(r => r.Count > 0 ? OrchestrationScenario.Median(r) : 0)], [.. cpus.Select(c => c.Count > 0 ? OrchestrationScenario.Median(c) : 0)]);
     }
 
     /// <summary>This process as the seed and orchestrator, with no node roles: the routees come with workers.</summary>

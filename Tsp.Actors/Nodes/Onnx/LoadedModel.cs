@@ -9,8 +9,9 @@ namespace Tsp.Actors.Nodes.Onnx;
 
 /// <summary>
 /// One model version: <see cref="ModelConfig.Instances"/> sessions sharing one request queue, each with
-/// a dedicated thread that takes requests, gathers more until <see cref="ModelConfig.MaxBatchSize"/> or
-/// <see cref="ModelConfig.MaxQueueDelay"/>, runs them as one batch (concatenated along dimension 0) and
+/// a dedicated thread that takes requests, gathers more until the batch limit or the queue delay that
+/// <see cref="BatchTuner"/> gives (at most <see cref="ModelConfig.MaxBatchSize"/> and
+/// <see cref="ModelConfig.MaxQueueDelay"/>), runs them as one batch (concatenated along dimension 0) and
 /// splits the outputs. If a batch fails, its requests run one by one, so a bad item fails alone.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "Its batching threads dispose the queue and the sessions once retired and drained.")]
@@ -21,6 +22,7 @@ internal sealed class LoadedModel
     private readonly ILogger _log;
     private readonly KeyValuePair<string, object?> _modelTag;
     private readonly KeyValuePair<string, object?> _versionTag;
+    private readonly BatchTuner _tuner;
     private int _running;
 
     /// <param name="sessions">One per instance, all of the same model file; this object owns them.</param>
@@ -32,6 +34,7 @@ internal sealed class LoadedModel
         _log = log;
         _modelTag = new("model", config.Name);
         _versionTag = new("version", version.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        _tuner = new BatchTuner(config.MaxBatchSize, config.MaxQueueDelay, config.LatencyBudget, config.AdaptiveBatching);
         _instances = [.. sessions.Select((session, index) => new Instance(this, session, index))];
         _running = _instances.Length;
         foreach (var instance in _instances)
@@ -45,6 +48,9 @@ internal sealed class LoadedModel
     public int Version { get; }
 
     public string Provider { get; }
+
+    /// <summary>The batch limit and delay in use, and the costs measured per batch size.</summary>
+    public BatchChoice Batching => _tuner.Choice;
 
     public bool TryEnqueue(IReadOnlyDictionary<string, TensorData> inputs, CancellationToken cancellationToken, out Task<InferenceResult> result)
     {
@@ -132,8 +138,9 @@ internal sealed class LoadedModel
                     var batch = new List<Request> { carried! };
                     var rows = carried!.Rows;
                     carried = null;
-                    var deadline = DateTime.UtcNow + Config.MaxQueueDelay;
-                    while (rows < Config.MaxBatchSize)
+                    var (limit, delay) = model._tuner.Next(queue.Count);
+                    var deadline = DateTime.UtcNow + delay;
+                    while (rows < limit)
                     {
                         var wait = deadline - DateTime.UtcNow;
                         if (!queue.TryTake(out var next, wait > TimeSpan.Zero ? wait : TimeSpan.Zero))
@@ -141,7 +148,7 @@ internal sealed class LoadedModel
                             break;
                         }
 
-                        if (rows + next.Rows > Config.MaxBatchSize || !next.FitsWith(batch[0]))
+                        if (rows + next.Rows > limit || !next.FitsWith(batch[0]))
                         {
                             carried = next;
                             break;
@@ -151,12 +158,12 @@ internal sealed class LoadedModel
                         rows += next.Rows;
                     }
 
-                    Execute(batch);
+                    Execute(batch, limit);
                 }
 
                 if (carried is not null)
                 {
-                    Execute([carried]);
+                    Execute([carried], 1);
                 }
             }
             finally
@@ -170,7 +177,8 @@ internal sealed class LoadedModel
             }
         }
 
-        private void Execute(List<Request> batch)
+        /// <param name="limit">The batch limit it was gathered under (reported in each result).</param>
+        private void Execute(List<Request> batch, int limit)
         {
             batch.RemoveAll(r =>
             {
@@ -193,9 +201,10 @@ internal sealed class LoadedModel
                 var (outputs, inferenceMs) = Run(batch);
                 var rows = batch.Sum(r => r.Rows);
                 model.CountBatch(batch, queued, rows, inferenceMs);
+                model._tuner.Record(rows, inferenceMs);
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    batch[i].Completion.TrySetResult(new InferenceResult(outputs[i], Config.Name, model.Version, model.Provider, rows, inferenceMs, index));
+                    batch[i].Completion.TrySetResult(new InferenceResult(outputs[i], Config.Name, model.Version, model.Provider, rows, inferenceMs, index, limit));
                 }
             }
             catch (Exception e) when (batch.Count > 1)
@@ -203,7 +212,7 @@ internal sealed class LoadedModel
                 model._log.LogDebug(e, "model {Model} v{Version}: a batch of {Count} failed; running its requests one by one", Config.Name, model.Version, batch.Count);
                 foreach (var request in batch)
                 {
-                    Execute([request]);
+                    Execute([request], limit);
                 }
             }
             catch (Exception e)

@@ -6,6 +6,10 @@ namespace Tsp.Actors.Nodes.Onnx;
 /// <summary>A model's <c>config.yaml</c>.</summary>
 /// <param name="Instances">Sessions of the served version in each process that serves the model, each
 /// running its own batches side by side (Triton's instance count); at least 1.</param>
+/// <param name="AdaptiveBatching">Whether the batch size is chosen while serving, up to
+/// <paramref name="MaxBatchSize"/> (<see cref="BatchTuner"/>); false: always batches of up to the maximum.</param>
+/// <param name="LatencyBudget">The longest a batch may take, its queue delay included, when the size is
+/// chosen; zero: no bound.</param>
 public sealed record ModelConfig(
     string Name,
     IReadOnlyList<TensorSpec> Inputs,
@@ -13,7 +17,9 @@ public sealed record ModelConfig(
     int MaxBatchSize,
     TimeSpan MaxQueueDelay,
     int? PinnedVersion,
-    int Instances = 1);
+    int Instances = 1,
+    bool AdaptiveBatching = true,
+    TimeSpan LatencyBudget = default);
 
 /// <summary>
 /// Triton-style model repository: <c>{root}/{model}/config.yaml</c> and
@@ -85,7 +91,9 @@ public sealed class ModelRepository(string root)
                 batching is not null && Child(batching, "max_batch_size") is YamlScalarNode mb ? ParseInt(mb, "batching.max_batch_size") : 1,
                 TimeSpan.FromMilliseconds(batching is not null && Child(batching, "max_queue_delay_ms") is YamlScalarNode md ? ParseInt(md, "batching.max_queue_delay_ms") : 0),
                 pinned,
-                Child(rootNode, "instances") is YamlScalarNode n ? ParseInstances(n) : 1);
+                Child(rootNode, "instances") is YamlScalarNode n ? ParseInstances(n) : 1,
+                batching is null || Child(batching, "adaptive") is not YamlScalarNode adaptive || ParseBool(adaptive, "batching.adaptive"),
+                TimeSpan.FromMilliseconds(batching is not null && Child(batching, "latency_budget_ms") is YamlScalarNode budget ? ParseInt(budget, "batching.latency_budget_ms") : 0));
         }
         catch (Exception e) when (e is FormatException or YamlDotNet.Core.YamlException)
         {
@@ -104,6 +112,11 @@ public sealed class ModelRepository(string root)
         ParseInt(node, "instances") is var n && n is >= 1 and <= MaxInstances
             ? n
             : throw new FormatException($"line {node.Start.Line}: instances '{node.Value}' must be from 1 to {MaxInstances}");
+
+    private static bool ParseBool(YamlScalarNode node, string what) =>
+        bool.TryParse(node.Value, out var value)
+            ? value
+            : throw new FormatException($"line {node.Start.Line}: {what} '{node.Value}' is not true or false");
 
     private static int ParseInt(YamlScalarNode node, string what) =>
         int.TryParse(node.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= 0

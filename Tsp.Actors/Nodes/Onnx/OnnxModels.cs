@@ -58,7 +58,8 @@ public sealed record TensorData(long[] Dims, ReadOnlyMemory<byte> Bytes)
 
 /// <param name="InferenceMs">ONNX Runtime's time for the whole batch this request ran in.</param>
 /// <param name="Instance">Which of the model's instances (config.yaml <c>instances</c>) ran it, from 0.</param>
-public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Outputs, string Model, int Version, string Provider, int BatchSize, double InferenceMs, int Instance = 0);
+/// <param name="BatchLimit">The batch limit in use when the batch was gathered (<see cref="BatchTuner"/>).</param>
+public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Outputs, string Model, int Version, string Provider, int BatchSize, double InferenceMs, int Instance = 0, int BatchLimit = 1);
 
 /// <summary>
 /// The models a process serves: per (model, version) its config.yaml's number of ONNX Runtime sessions
@@ -67,7 +68,8 @@ public sealed record InferenceResult(IReadOnlyDictionary<string, TensorData> Out
 /// in the repository (loaded and warmed first, then switched to; the old one finishes its queue).
 /// </summary>
 /// <summary>A model version a process serves, and where it runs (CPU, CUDA).</summary>
-public sealed record ServedModelState(string Model, int Version, string Provider);
+/// <param name="Batching">The batching in use and what it was chosen from.</param>
+public sealed record ServedModelState(string Model, int Version, string Provider, BatchChoice? Batching = null);
 
 public sealed class OnnxModels : IDisposable
 {
@@ -113,8 +115,8 @@ public sealed class OnnxModels : IDisposable
     [
         .. _served.Where(s => s.Value.IsValueCreated && s.Value.Value.IsCompletedSuccessfully)
             .Select(s => s.Value.Value.Result.Current)
-            .Select(m => new ServedModelState(m.Config.Name, m.Version, m.Provider))
-            .Distinct()
+            .Select(m => new ServedModelState(m.Config.Name, m.Version, m.Provider, m.Batching))
+            .DistinctBy(m => (m.Model, m.Version, m.Provider))
             .OrderBy(m => m.Model, StringComparer.Ordinal),
     ];
 

@@ -114,6 +114,7 @@ public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor, INodeCont
             ModelVersion = result.Version.ToString(CultureInfo.InvariantCulture),
         };
         output.Metrics["batch"] = result.BatchSize;
+        output.Metrics["batch_limit"] = result.BatchLimit;
         output.Metrics["inference_ms"] = result.InferenceMs;
         output.Metrics["instance"] = result.Instance;
         output.Labels["provider"] = result.Provider;

@@ -18,14 +18,16 @@ public sealed class OnnxModelsTests : IDisposable
     }
 
     /// <summary>y = x · scale + 1 on [N,4]; each version a different scale, so results tell versions apart.</summary>
-    internal static void WriteAffineModel(string root, string name, int version, float scale, int maxBatch = 8, int delayMs = 5, int instances = 1)
+    /// <param name="adaptive">Whether the batch size is chosen while serving; off by default here, so that
+    /// tests of batching itself get the batches their load makes.</param>
+    internal static void WriteAffineModel(string root, string name, int version, float scale, int maxBatch = 8, int delayMs = 5, int instances = 1, bool adaptive = false)
     {
         var folder = Path.Combine(root, name, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Directory.CreateDirectory(folder);
         File.WriteAllText(Path.Combine(root, name, ModelRepository.ConfigFile), $$"""
             inputs: [{ name: x, shape: [-1, 4] }]
             outputs: [{ name: y, shape: [-1, 4] }]
-            batching: { max_batch_size: {{maxBatch}}, max_queue_delay_ms: {{delayMs}} }
+            batching: { max_batch_size: {{maxBatch}}, max_queue_delay_ms: {{delayMs}}, adaptive: {{(adaptive ? "true" : "false")}} }
             instances: {{instances}}
             """);
         var model = new OnnxGraph(name)
@@ -133,6 +135,36 @@ public sealed class OnnxModelsTests : IDisposable
 
         Assert.Contains(batched, r => r.BatchSize > 1);
         Assert.All(single, r => Assert.Equal(r.Outputs["y"].Batch, r.BatchSize));
+    }
+
+    [Fact]
+    public async Task Adaptive_batching_measures_batch_sizes_under_load_reports_its_choice_and_keeps_every_batch_within_it()
+    {
+        WriteAffineModel(_root, "tuned", 1, scale: 3, maxBatch: 8, delayMs: 2, adaptive: true);
+        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+
+        var results = new List<InferenceResult>();
+        for (var round = 0; round < 10; round++)
+        {
+            var requests = Enumerable.Range(0, 100).Select(i => Input(1, i)).ToList();
+            var answers = await Task.WhenAll(requests.Select(r => Task.Run(() => models.InferAsync("tuned", null, r, CancellationToken.None))));
+            for (var i = 0; i < requests.Count; i++)
+            {
+                Assert.Equal(requests[i]["x"].Values.Select(v => (v * 3f) + 1), answers[i].Outputs["y"].Values);
+            }
+
+            results.AddRange(answers);
+        }
+
+        Assert.All(results, r => Assert.InRange(r.BatchSize, 1, r.BatchLimit));
+        var served = Assert.Single(models.Loaded);
+        var choice = served.Batching!;
+        Assert.True(choice.Adaptive);
+        // A burst of 100 waiting requests lets every size be tried; the choice is the cheapest measured per row.
+        Assert.Equal([1, 2, 4, 8], choice.Costs.Where(c => c.Samples >= BatchTuner.MinSamples).Select(c => c.Rows));
+        var cheapest = choice.Costs.MinBy(c => c.MsPerRow)!;
+        Assert.True(choice.Costs.Single(c => c.Rows == choice.Limit).MsPerRow <= cheapest.MsPerRow / 0.97, $"chose {choice.Limit} of {string.Join(", ", choice.Costs)}");
+        Assert.Equal(choice.Limit > 1 ? TimeSpan.FromMilliseconds(2) : TimeSpan.Zero, choice.Delay);
     }
 
     [Fact]
