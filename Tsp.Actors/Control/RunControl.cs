@@ -289,7 +289,11 @@ public sealed class RunControl(
     {
         var answers = await AskModelMembersAsync<MemberStats>(new GetMemberStats());
         var reply = new ModelStatsReply();
-        reply.Models.Add(answers.Where(a => a.Answer is not null).SelectMany(a => a.Answer!.Models)
+        var answered = answers.Where(a => a.Answer is not null).Select(a => a.Answer!).ToList();
+        var served = answered.SelectMany(a => a.Served).Where(s => model.Length == 0 || s.Model == model).ToList();
+        // A version served but not yet asked anything is listed too, with its batching.
+        var idle = served.Select(s => new ModelStats { Model = s.Model, Version = s.Version.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        reply.Models.Add(answered.SelectMany(a => a.Models).Concat(idle)
             .Where(m => model.Length == 0 || m.Model == model)
             .GroupBy(m => (m.Model, m.Version))
             .OrderBy(g => g.Key.Model, StringComparer.Ordinal).ThenBy(g => g.Key.Version, StringComparer.Ordinal)
@@ -305,8 +309,7 @@ public sealed class RunControl(
                 ComputeSeconds = g.Sum(m => m.ComputeSeconds),
                 Served =
                 {
-                    answers.Where(a => a.Answer is not null).SelectMany(a => a.Answer!.Served)
-                        .Where(s => s.Model == g.Key.Model && s.Version.ToString(System.Globalization.CultureInfo.InvariantCulture) == g.Key.Version)
+                    served.Where(s => s.Model == g.Key.Model && s.Version.ToString(System.Globalization.CultureInfo.InvariantCulture) == g.Key.Version)
                         .OrderBy(s => s.Member, StringComparer.Ordinal),
                 },
             }));

@@ -420,6 +420,8 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
         var stats = await VerbAsync("models", "--grpc", grpc, "--stats");
         Assert.Equal(0, stats.ExitCode);
         Assert.Contains(stats.Lines, l => l.StartsWith("model:version", StringComparison.Ordinal));
+        // Each member serving a version says how it batches it.
+        Assert.Contains(stats.Lines, l => Regex.IsMatch(l, $@"^batching {model}:2 on \S+ \(CPU\): batch_limit=\d+ delay_ms=[\d.]+ (adaptive|fixed)"));
     }
 
     /// <summary>Asserts that <paramref name="assertion"/> holds every time it is checked for <paramref name="period"/>.</summary>
