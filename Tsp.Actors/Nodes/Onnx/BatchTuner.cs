@@ -22,20 +22,16 @@ public sealed record BatchChoice(int Limit, TimeSpan Delay, bool Adaptive, IRead
 /// alternate. A candidate is tried only when enough requests wait to fill it at once: trying never
 /// holds a request back. Until every candidate that load has allowed is measured
 /// (<see cref="MinSamples"/> batches), and then once every <see cref="ExploreEvery"/> batches, the
-/// batcher tries the next candidate in turn, so a change of load or of device is followed. A trial is
-/// a streak of <see cref="TrialStreak"/> batches, and the first batch of a size after another is not
-/// measured: a shape change costs ONNX Runtime a new memory plan, which would otherwise count against
-/// whichever size is tried between batches of the chosen one. The queue delay is
+/// batcher tries the next candidate in turn, so a change of load or of device is followed. Its
+/// measurements are the compute times where it serves, contention with the rest of the process
+/// included: what a size costs there, not in a quiet loop. The queue delay is
 /// the configured <c>max_queue_delay_ms</c> when the choice batches, none when it runs single rows:
 /// waiting for company only pays when company is cheaper.
 /// </remarks>
 public sealed class BatchTuner
 {
     public const int MinSamples = 5;
-    public const int ExploreEvery = 128;
-
-    /// <summary>Batches a trial runs in a row; the first of them is not measured.</summary>
-    public const int TrialStreak = 3;
+    public const int ExploreEvery = 64;
     private const double Smoothing = 0.2;
     private const double Hysteresis = 0.97;
 
@@ -48,9 +44,6 @@ public sealed class BatchTuner
     private int _chosen;
     private long _batches;
     private int _nextTrial;
-    private int _trial = -1;
-    private int _trialLeft;
-    private int _lastRows;
 
     /// <param name="latencyBudget">The longest a batch may take, its queue delay included; zero: no bound.</param>
     /// <param name="adaptive">False: always <paramref name="maxBatchSize"/> and <paramref name="maxDelay"/> (Triton's fixed setting).</param>
@@ -81,13 +74,6 @@ public sealed class BatchTuner
 
         lock (_gate)
         {
-            if (_trialLeft > 0 && _candidates[_trial] <= waiting + 1)
-            {
-                _trialLeft--;
-                return (_candidates[_trial], TimeSpan.Zero);
-            }
-
-            _trialLeft = 0;
             var periodic = _batches % ExploreEvery == 0;
             for (var i = 0; i < _candidates.Length; i++)
             {
@@ -95,7 +81,6 @@ public sealed class BatchTuner
                 if (trial != _chosen && _candidates[trial] <= waiting + 1 && (_samples[trial] < MinSamples || periodic))
                 {
                     _nextTrial = trial + 1;
-                    (_trial, _trialLeft) = (trial, TrialStreak - 1);
                     return (_candidates[trial], TimeSpan.Zero);
                 }
             }
@@ -115,12 +100,8 @@ public sealed class BatchTuner
         lock (_gate)
         {
             _batches++;
-            // The first batch of a size after another runs slower (ONNX Runtime plans the new shapes'
-            // memory): measured, it would count against every size tried between others.
-            var sizeChanged = rows != _lastRows;
-            _lastRows = rows;
             var index = Array.IndexOf(_candidates, rows);
-            if (index < 0 || sizeChanged)
+            if (index < 0)
             {
                 return;
             }
