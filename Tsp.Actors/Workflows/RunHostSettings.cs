@@ -25,8 +25,9 @@ public sealed record RunHostTuning
     public int SnapshotEvery { get; init; } = 2000;
 
     /// <summary>Finished run ids each host remembers, newest first, to answer a redelivered start
-    /// with AlreadyCompleted at once. Older ones are still recognized by the results log's marker.</summary>
-    public int FinishedRunMemory { get; init; } = 4096;
+    /// with AlreadyCompleted at once. Older ones are still recognized by the results log's marker
+    /// (one Redis read). Per host: an orchestrator holding all 64 hosts remembers 32,768.</summary>
+    public int FinishedRunMemory { get; init; } = 512;
 
     /// <summary>How often a host looks for tasks in flight for longer than their node's timeout ×
     /// attempts + 30 s, and re-sends them (a queue lost with its orchestrator).</summary>
