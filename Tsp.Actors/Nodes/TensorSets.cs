@@ -103,6 +103,17 @@ public static class TensorSets
                 case TensorSet.TileColsFieldNumber when wire == WireReader.VarintWire:
                     set.TileCols = (int)reader.Varint();
                     break;
+                case TensorSet.RegionsFieldNumber when wire == WireReader.LengthDelimitedWire:
+                    try
+                    {
+                        set.Regions.Add(Detection.Parser.ParseFrom(reader.LengthDelimitedField().Span));
+                    }
+                    catch (InvalidProtocolBufferException e)
+                    {
+                        throw new FormatException($"region {set.Regions.Count}: {e.Message}", e);
+                    }
+
+                    break;
                 default:
                     reader.Skip(wire);
                     break;

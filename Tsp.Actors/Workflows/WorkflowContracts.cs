@@ -18,9 +18,12 @@ public static class WorkflowContracts
                 continue;
             }
 
-            var inputs = workflow.Parents[index].Length == 0
-                ? [new NodeInputSpec(Storage.RedisKeys.FrameNodeId, null)]
-                : workflow.Parents[index].Select(p => new NodeInputSpec(workflow.Nodes[p].Id, outputs[p])).ToList();
+            var inputs = workflow.Parents[index].Select(p => new NodeInputSpec(workflow.Nodes[p].Id, outputs[p])).ToList();
+            if (workflow.ReadsFrame[index])
+            {
+                inputs.Insert(0, new NodeInputSpec(Storage.RedisKeys.FrameNodeId, null));
+            }
+
             var (produced, problems) = contract.Check(new NodeSettings(node.Id, node.Parameters), inputs);
             outputs[index] = produced;
             errors.AddRange(problems.Select(p => new WorkflowError(workflow.Source, node.Line, $"node '{node.Id}': {p}")));

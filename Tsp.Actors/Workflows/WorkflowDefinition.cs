@@ -11,7 +11,9 @@ public static class NodeRoles
     public static readonly IReadOnlySet<string> All = new HashSet<string>(StringComparer.Ordinal) { Gpu, Cpu };
 }
 
-/// <summary>One node of a workflow as written in its YAML file.</summary>
+/// <summary>One node of a workflow as written in its YAML file. <see cref="ReadsFrame"/>: 'after'
+/// lists <c>frame</c>, so the node gets the run's frame besides its parents' outputs (a source node
+/// always does).</summary>
 public sealed record NodeDefinition(
     string Id,
     string Processor,
@@ -22,7 +24,8 @@ public sealed record NodeDefinition(
     int MaxAttempts,
     IReadOnlyList<string> After,
     WhenExpression? When,
-    int Line);
+    int Line,
+    bool ReadsFrame = false);
 
 /// <summary>
 /// A validated workflow: its nodes indexed by position, with parents and children resolved, so a
@@ -53,6 +56,7 @@ public sealed class WorkflowDefinition
 
         Children = children.Select(c => c.ToArray()).ToArray();
         Sources = Enumerable.Range(0, nodes.Count).Where(i => Parents[i].Length == 0).ToArray();
+        ReadsFrame = nodes.Select((n, i) => n.ReadsFrame || Parents[i].Length == 0).ToArray();
         Sinks = Enumerable.Range(0, nodes.Count).Where(i => Children[i].Length == 0).ToArray();
         Queues = nodes.Select(n => n.Queue).Distinct(StringComparer.Ordinal).ToArray();
         Tasks = nodes.Select(n => new NodeTaskTemplate(n.Id, n.Processor, n.Queue, n.Timeout, n.MaxAttempts, n.Parameters, Scheduling.Share)).ToArray();
@@ -77,6 +81,10 @@ public sealed class WorkflowDefinition
     public int[][] Children { get; }
 
     public int[] Sources { get; }
+
+    /// <summary>Per node: whether its tasks get the run's frame as an input (sources, and nodes whose
+    /// 'after' lists <c>frame</c>).</summary>
+    public bool[] ReadsFrame { get; }
 
     public int[] Sinks { get; }
 

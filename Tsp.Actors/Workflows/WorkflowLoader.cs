@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using YamlDotNet.Core;
+using Tsp.Actors.Storage;
 using YamlDotNet.RepresentationModel;
 
 namespace Tsp.Actors.Workflows;
@@ -123,6 +124,11 @@ public static class WorkflowLoader
                 Error(Child(map, "id"), $"{what}: id may hold only letters, digits, '-' and '_'");
             }
 
+            if (id == RedisKeys.FrameNodeId)
+            {
+                Error(Child(map, "id"), $"{what}: the id '{RedisKeys.FrameNodeId}' is reserved: in 'after' it names the run's frame");
+            }
+
             if (!nodeLines.TryAdd(id, map))
             {
                 Error(map, $"duplicate node id '{id}' (first defined at line {nodeLines[id].Start.Line})");
@@ -210,6 +216,14 @@ public static class WorkflowLoader
                 }
             }
 
+            // 'frame' in 'after' is the run's frame, not a parent: the node gets it as an input too.
+            var readsFrame = after.Contains(RedisKeys.FrameNodeId);
+            if (after.Count(a => a == RedisKeys.FrameNodeId) > 1)
+            {
+                Error(Child(map, "after"), $"{what} lists '{RedisKeys.FrameNodeId}' twice in 'after'");
+            }
+
+            after.RemoveAll(a => a == RedisKeys.FrameNodeId);
             WhenExpression? when = null;
             if (Scalar(map, "when") is { } whenText)
             {
@@ -233,7 +247,8 @@ public static class WorkflowLoader
                 ParseAttempts(map, defaultAttempts, what, Error),
                 after,
                 when,
-                (int)map.Start.Line));
+                (int)map.Start.Line,
+                readsFrame));
         }
 
         CheckGraph(nodes, nodeLines, Error);

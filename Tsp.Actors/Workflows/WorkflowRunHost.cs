@@ -669,7 +669,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         var task = NodeTasks.Build(template, state.Started.Project, state.RunId, _services.Store.Options.BlobTtl);
         task.TraceParent = TspTracing.TraceParent(run.Span);
         var parents = state.Workflow.Parents[node];
-        if (parents.Length == 0)
+        if (state.Workflow.ReadsFrame[node])
         {
             task.Inputs.Add(NodeTasks.FrameInput(state.Started.FrameKey, StartedGroups.SliceOf(state.Started)));
         }

@@ -9,8 +9,16 @@ public enum SurfaceKind
     Concrete,
 }
 
+/// <summary>A drawn defect: where it is, what kind, and how visible (<see cref="Severity"/> from 0.25,
+/// barely above the texture's grain, to 1, obvious).</summary>
+public sealed record SurfaceDefect(Box Box, string Kind, float Severity)
+{
+    /// <summary>faint (below 0.5), moderate (below 0.75) or strong: the bands quality is reported in.</summary>
+    public string Band => Severity < 0.5f ? "faint" : Severity < 0.75f ? "moderate" : "strong";
+}
+
 /// <summary>One generated inspection image, its ground truth, and the serial number stamped on it.</summary>
-public sealed record SurfaceImage(byte[] Png, byte[] MaskPng, IReadOnlyList<Box> Defects, string Serial, SurfaceKind Kind)
+public sealed record SurfaceImage(byte[] Png, byte[] MaskPng, IReadOnlyList<SurfaceDefect> Defects, string Serial, SurfaceKind Kind)
 {
     public bool Defective => Defects.Count > 0;
 }
@@ -35,7 +43,7 @@ public static class SurfaceImages
         using var maskCanvas = new SKCanvas(mask);
         maskCanvas.Clear(SKColors.Black);
         var serial = StampSerial(canvas, random);
-        var defects = new List<Box>();
+        var defects = new List<SurfaceDefect>();
         if (defective)
         {
             var count = 1 + random.Next(2);
@@ -102,50 +110,52 @@ public static class SurfaceImages
 
     private static byte Clamp(float v) => (byte)Math.Clamp((int)MathF.Round(v), 0, 255);
 
-    /// <summary>A serial like "4821-07" in seven-segment strokes on a light plate (no font needed).</summary>
+    /// <summary>The plate the serial is stamped on, in image pixels: the text detector's target.</summary>
+    public static readonly SKRect Plate = SKRect.Create(8, 8, 104, 30);
+
+    /// <summary>A serial like "4821-07" stamped in a monospace bold face on a light plate: each
+    /// character a little off the line and unevenly inked, the plate grainy, with a few dents.</summary>
     private static string StampSerial(SKCanvas canvas, Random random)
     {
         var serial = $"{random.Next(1000, 10000)}-{random.Next(0, 100):00}";
         using var plate = new SKPaint { Color = new SKColor(214, 210, 196), IsAntialias = true };
-        canvas.DrawRect(SKRect.Create(8, 8, 104, 30), plate);
-        using var ink = new SKPaint { Color = new SKColor(28, 28, 34), StrokeWidth = 2.5f, IsAntialias = true, StrokeCap = SKStrokeCap.Round };
-        var x = 14f;
+        canvas.DrawRect(Plate, plate);
+        using var font = new SKFont(SampleFont.Serial, 17 + (float)random.NextDouble() * 2) { Edging = SKFontEdging.Antialias };
+        var advance = font.MeasureText("0");
+        var x = Plate.Left + ((Plate.Width - (advance * serial.Length)) / 2);
+        var baseline = Plate.MidY + (font.Size * 0.36f);
+        using var ink = new SKPaint { IsAntialias = true };
         foreach (var c in serial)
         {
-            DrawGlyph(canvas, ink, c, x, 13, 9, 20);
-            x += 13;
+            var shade = (byte)random.Next(20, 60);
+            ink.Color = new SKColor(shade, shade, (byte)(shade + 6));
+            canvas.DrawText(c.ToString(), x, baseline + (float)((random.NextDouble() - 0.5) * 2), SKTextAlign.Left, font, ink);
+            x += advance;
+        }
+
+        // Stamping marks: small dents and scuffs, dark or light.
+        using var mark = new SKPaint { IsAntialias = true, StrokeCap = SKStrokeCap.Round, StrokeWidth = 1 };
+        for (var i = random.Next(3, 7); i > 0; i--)
+        {
+            var (mx, my) = (Plate.Left + (float)(random.NextDouble() * Plate.Width), Plate.Top + (float)(random.NextDouble() * Plate.Height));
+            var grey = (byte)(random.Next(2) == 0 ? random.Next(90, 140) : random.Next(230, 250));
+            mark.Color = new SKColor(grey, grey, grey);
+            canvas.DrawLine(mx, my, mx + (float)((random.NextDouble() - 0.5) * 6), my + (float)((random.NextDouble() - 0.5) * 3), mark);
+        }
+
+        // Grain over the plate and its text, like the surface around it.
+        using var speck = new SKPaint();
+        for (var i = 0; i < 220; i++)
+        {
+            var v = (byte)random.Next(256);
+            speck.Color = new SKColor(v, v, v, 40);
+            canvas.DrawRect(SKRect.Create(Plate.Left + (float)Math.Floor(random.NextDouble() * Plate.Width), Plate.Top + (float)Math.Floor(random.NextDouble() * Plate.Height), 1, 1), speck);
         }
 
         return serial;
     }
 
-    // Segments a..g of a seven-segment digit.
-    private static readonly Dictionary<char, string> Segments = new()
-    {
-        ['0'] = "abcdef", ['1'] = "bc", ['2'] = "abged", ['3'] = "abgcd", ['4'] = "fgbc",
-        ['5'] = "afgcd", ['6'] = "afgedc", ['7'] = "abc", ['8'] = "abcdefg", ['9'] = "abcdfg", ['-'] = "g",
-    };
-
-    private static void DrawGlyph(SKCanvas canvas, SKPaint ink, char c, float x, float y, float w, float h)
-    {
-        var mid = y + (h / 2);
-        foreach (var segment in Segments[c])
-        {
-            var (x1, y1, x2, y2) = segment switch
-            {
-                'a' => (x, y, x + w, y),
-                'b' => (x + w, y, x + w, mid),
-                'c' => (x + w, mid, x + w, y + h),
-                'd' => (x, y + h, x + w, y + h),
-                'e' => (x, mid, x, y + h),
-                'f' => (x, y, x, mid),
-                _ => (x, mid, x + w, mid),
-            };
-            canvas.DrawLine(x1, y1, x2, y2, ink);
-        }
-    }
-
-    private static Box DrawDefect(SKCanvas canvas, SKCanvas mask, Random random)
+    private static SurfaceDefect DrawDefect(SKCanvas canvas, SKCanvas mask, Random random)
     {
         var kind = random.Next(3);
         // How visible it is: from faint (barely above the texture's grain) to obvious.
@@ -203,6 +213,6 @@ public static class SurfaceImages
         mask.DrawPath(path, maskPaint);
         var bounds = path.Bounds;
         bounds.Inflate(maskPaint.StrokeWidth / 2, maskPaint.StrokeWidth / 2);
-        return new Box { X = bounds.Left, Y = bounds.Top, Width = bounds.Width, Height = bounds.Height };
+        return new SurfaceDefect(new Box { X = bounds.Left, Y = bounds.Top, Width = bounds.Width, Height = bounds.Height }, kind switch { 0 => "scratch", 1 => "crack", _ => "spot" }, severity);
     }
 }

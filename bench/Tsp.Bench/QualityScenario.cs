@@ -44,7 +44,7 @@ internal static class QualityScenario
             var boxes = await regions.ProcessAsync(Call("defects", new Dictionary<string, string> { ["threshold"] = "1.0", ["min_area"] = "2" }, map.Data.ToArray()), CancellationToken.None);
             scores.Add((sample.Defective, boxes.Metrics["max_score"]));
             defects += sample.Defects.Count;
-            found += sample.Defects.Count(d => boxes.Detections.Any(b => Regions.IntersectionOverUnion(b.Box, d) > 0));
+            found += sample.Defects.Count(d => boxes.Detections.Any(b => Regions.IntersectionOverUnion(b.Box, d.Box) > 0));
             falseAlarms += !sample.Defective && boxes.Detections.Count > 0 ? 1 : 0;
         }
 

@@ -381,10 +381,17 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         Assert.True(File.Exists(Path.Combine(models, "rail-anomaly", "1", "model.onnx")));
         Assert.Contains("progress: 40/40 results", text, StringComparison.Ordinal);
         Assert.Matches(@"(?m)^    anomaly +Completed .* model rail-anomaly v1$", text);
-        var summary = System.Text.RegularExpressions.Regex.Match(text, @"(?m)^demo: frames=40 results=40 failed=0 dead=0 runs_per_s=\d+(\.\d)? p99_ms=\d+(\.\d)? auroc=(?<auroc>[01]\.\d{3}) recall=(?<recall>[01]\.\d{3})$");
+        Assert.Matches(@"(?m)^    read +Completed .* model ocr-rec v1$", text);
+        Assert.Matches(@"(?m)^    serial ""\d{4}-\d{2}"" [01]\.\d\d at x=\d+ y=\d+ w=\d+ h=\d+ \(node serial\)$", text);
+        Assert.Matches(@"(?m)^demo: quality recall@0\.5=[01]\.\d{3} .*recall_strong=.* serials_read=\d+/40$", text);
+        var summary = System.Text.RegularExpressions.Regex.Match(text, @"(?m)^demo: frames=40 results=40 failed=0 dead=0 runs_per_s=\d+(\.\d)? p99_ms=\d+(\.\d)? auroc=(?<auroc>[01]\.\d{3}) recall=(?<recall>[01]\.\d{3}) precision=(?<precision>[01]\.\d{3}) serial_accuracy=(?<serials>[01]\.\d{3})$");
         Assert.True(summary.Success, "no summary line");
-        Assert.InRange(double.Parse(summary.Groups["auroc"].Value, System.Globalization.CultureInfo.InvariantCulture), 0.9, 1.0);
-        Assert.InRange(double.Parse(summary.Groups["recall"].Value, System.Globalization.CultureInfo.InvariantCulture), 0.7, 1.0);
+        double Figure(string name) => double.Parse(summary.Groups[name].Value, System.Globalization.CultureInfo.InvariantCulture);
+        // Floors well under the figures of 200 images (bench/RESULTS.md): 40 images are a small sample.
+        Assert.InRange(Figure("auroc"), 0.9, 1.0);
+        Assert.InRange(Figure("recall"), 0.7, 1.0);
+        Assert.InRange(Figure("precision"), 0.7, 1.0);
+        Assert.InRange(Figure("serials"), 0.9, 1.0);
     }
 
     private static Task<(int ExitCode, string Output)> RunSeedAsync(params string[] args) => RunAsync("Tsp.Seed.dll", args);

@@ -1,17 +1,20 @@
 using Google.Protobuf;
+using SkiaSharp;
 using Tsp.Actors.Protocol;
 
 namespace Tsp.Actors.Nodes.Imaging;
 
-/// <summary>A found region: its box (in the map's own cells) and its highest value.</summary>
-public readonly record struct Region(float X, float Y, float Width, float Height, float Score, int Area);
+/// <summary>A found region: its box (in the map's own cells), its highest and mean value, and — when
+/// asked for — its cells (indices into the map).</summary>
+public readonly record struct Region(float X, float Y, float Width, float Height, float Score, int Area, float Mean = 0, int[]? Cells = null);
 
 /// <summary>Postprocessing of score maps: threshold → connected regions → boxes → non-maximum suppression.</summary>
 public static class Regions
 {
     /// <summary>8-connected regions of cells ≥ <paramref name="threshold"/> with at least <paramref name="minArea"/> cells.</summary>
-    public static List<Region> Find(ReadOnlySpan<float> map, int width, int height, float threshold, int minArea)
+    public static List<Region> Find(ReadOnlySpan<float> map, int width, int height, float threshold, int minArea, bool withCells = false)
     {
+        var cells = withCells ? new List<int>() : null;
         var regions = new List<Region>();
         var seen = new bool[map.Length];
         var stack = new Stack<int>();
@@ -23,6 +26,8 @@ public static class Regions
             }
 
             var (minX, minY, maxX, maxY, area, score) = (int.MaxValue, int.MaxValue, -1, -1, 0, float.MinValue);
+            var sum = 0.0;
+            cells?.Clear();
             seen[start] = true;
             stack.Push(start);
             while (stack.Count > 0)
@@ -32,6 +37,8 @@ public static class Regions
                 (minX, minY, maxX, maxY) = (Math.Min(minX, x), Math.Min(minY, y), Math.Max(maxX, x), Math.Max(maxY, y));
                 area++;
                 score = Math.Max(score, map[cell]);
+                sum += map[cell];
+                cells?.Add(cell);
                 for (var dy = -1; dy <= 1; dy++)
                 {
                     for (var dx = -1; dx <= 1; dx++)
@@ -54,11 +61,29 @@ public static class Regions
 
             if (area >= minArea)
             {
-                regions.Add(new Region(minX, minY, maxX - minX + 1, maxY - minY + 1, score, area));
+                regions.Add(new Region(minX, minY, maxX - minX + 1, maxY - minY + 1, score, area, (float)(sum / area), cells?.ToArray()));
             }
         }
 
         return regions;
+    }
+
+    /// <summary>The region with its box narrowed to the cells of at least <paramref name="fraction"/> of
+    /// its peak: on a smoothed map, a blob's support is wider than the blob, its half maximum is not.</summary>
+    public static Region Core(Region region, ReadOnlySpan<float> map, int width, float fraction)
+    {
+        var level = region.Score * fraction;
+        var (minX, minY, maxX, maxY) = (int.MaxValue, int.MaxValue, -1, -1);
+        foreach (var cell in region.Cells!)
+        {
+            if (map[cell] >= level)
+            {
+                var (x, y) = (cell % width, cell / width);
+                (minX, minY, maxX, maxY) = (Math.Min(minX, x), Math.Min(minY, y), Math.Max(maxX, x), Math.Max(maxY, y));
+            }
+        }
+
+        return region with { X = minX, Y = minY, Width = maxX - minX + 1, Height = maxY - minY + 1 };
     }
 
     public static float IntersectionOverUnion(Box a, Box b)
@@ -99,7 +124,12 @@ public static class Regions
 /// detector's probability map — into detections in image pixels: threshold, 8-connected regions of
 /// at least <c>min_area</c> cells, boxes scaled to the source image (tiles placed where they were
 /// cut), then non-maximum suppression. Parameters: tensor, threshold (0.5), min_area (4), label
-/// ("defect"), iou (0.3), max_detections (100). Metrics: max_score (the image-level score), regions.
+/// ("defect"), iou (0.3), max_detections (100), box_threshold (a region's least mean score; 0),
+/// unclip (0: axis-aligned boxes of the cells; a ratio such as DB's 1.5: each region's minimum-area
+/// rectangle at any angle, grown by area × ratio / perimeter — a text detector's shrunk line kernel
+/// back to the whole line — given as the detection's polygon, its box being the polygon's bounds),
+/// min_side (a rotated box's least shorter side, in map cells; 0). Metrics: max_score (the
+/// image-level score), regions.
 /// </summary>
 public sealed class MapRegionsProcessor : INodeProcessor, INodeContract
 {
@@ -147,6 +177,11 @@ public sealed class MapRegionsProcessor : INodeProcessor, INodeContract
 
         var threshold = (float)invocation.Parameter("threshold", 0.5);
         var minArea = (int)invocation.Parameter("min_area", 4);
+        var boxThreshold = (float)invocation.Parameter("box_threshold", 0);
+        var unclip = (float)invocation.Parameter("unclip", 0);
+        var minSide = (float)invocation.Parameter("min_side", 0);
+        var boxFraction = (float)invocation.Parameter("box_fraction", 0);
+        var minPeak = (float)invocation.Parameter("min_peak", threshold);
         var label = invocation.Parameter("label", "defect");
         var values = TensorSets.Values(tensor);
         var (sourceWidth, sourceHeight) = (set.SourceWidth > 0 ? set.SourceWidth : width * cols, set.SourceHeight > 0 ? set.SourceHeight : height * rows);
@@ -163,8 +198,41 @@ public sealed class MapRegionsProcessor : INodeProcessor, INodeContract
 
             var (offsetX, offsetY) = (tile % cols * tileWidth, tile / cols * tileHeight);
             var (scaleX, scaleY) = (tileWidth / width, tileHeight / height);
-            foreach (var region in Regions.Find(map, width, height, threshold, minArea))
+            foreach (var found0 in Regions.Find(map, width, height, threshold, minArea, withCells: unclip > 0 || boxFraction > 0))
             {
+                var region = boxFraction > 0 && unclip == 0 ? Regions.Core(found0, map, width, boxFraction) : found0;
+                if (region.Mean < boxThreshold || region.Score < minPeak)
+                {
+                    continue;
+                }
+
+                if (unclip > 0)
+                {
+                    var rect = Quads.MinAreaRect(region.Cells!.SelectMany(c => Corners(c % width, c / width)).ToList());
+                    if (Math.Min(Quads.Width(rect), Quads.Height(rect)) < minSide)
+                    {
+                        continue;
+                    }
+
+                    var quad = Quads.Unclip(rect, unclip).Select(p => new SKPoint(offsetX + (p.X * scaleX), offsetY + (p.Y * scaleY))).ToArray();
+                    foreach (ref var corner in quad.AsSpan())
+                    {
+                        corner = new SKPoint(Math.Clamp(corner.X, 0, sourceWidth), Math.Clamp(corner.Y, 0, sourceHeight));
+                    }
+
+                    var bounds = Quads.Bounds(quad, sourceWidth, sourceHeight);
+                    var rotated = new Detection
+                    {
+                        Label = label,
+                        Score = region.Mean,
+                        NodeId = invocation.NodeId,
+                        Box = new Box { X = bounds.Left, Y = bounds.Top, Width = bounds.Width, Height = bounds.Height },
+                    };
+                    rotated.Polygon.AddRange(Quads.Flatten(quad));
+                    found.Add(rotated);
+                    continue;
+                }
+
                 found.Add(new Detection
                 {
                     Label = label,
@@ -180,6 +248,8 @@ public sealed class MapRegionsProcessor : INodeProcessor, INodeContract
                 });
             }
         }
+
+        static IEnumerable<SKPoint> Corners(int x, int y) => [new(x, y), new(x + 1, y), new(x, y + 1), new(x + 1, y + 1)];
 
         var kept = Regions.Suppress(found, (float)invocation.Parameter("iou", 0.3), (int)invocation.Parameter("max_detections", 100));
         var output = new NodeOutput { Data = new DetectionList { Detections = { kept } }.ToByteArray() };

@@ -10,6 +10,8 @@ namespace Tsp.Actors.Nodes.Onnx;
 /// <paramref name="MaxBatchSize"/> (<see cref="BatchTuner"/>); false: always batches of up to the maximum.</param>
 /// <param name="LatencyBudget">The longest a batch may take, its queue delay included, when the size is
 /// chosen; zero: no bound.</param>
+/// <param name="Labels">A file in the model's folder naming its classes, one per line (Triton's
+/// label_filename): what a decoder turns class indices into; null when the model has none.</param>
 public sealed record ModelConfig(
     string Name,
     IReadOnlyList<TensorSpec> Inputs,
@@ -19,7 +21,8 @@ public sealed record ModelConfig(
     int? PinnedVersion,
     int Instances = 1,
     bool AdaptiveBatching = true,
-    TimeSpan LatencyBudget = default);
+    TimeSpan LatencyBudget = default,
+    string? Labels = null);
 
 /// <summary>
 /// Triton-style model repository: <c>{root}/{model}/config.yaml</c> and
@@ -93,13 +96,32 @@ public sealed class ModelRepository(string root)
                 pinned,
                 Child(rootNode, "instances") is YamlScalarNode n ? ParseInstances(n) : 1,
                 batching is null || Child(batching, "adaptive") is not YamlScalarNode adaptive || ParseBool(adaptive, "batching.adaptive"),
-                TimeSpan.FromMilliseconds(batching is not null && Child(batching, "latency_budget_ms") is YamlScalarNode budget ? ParseInt(budget, "batching.latency_budget_ms") : 0));
+                TimeSpan.FromMilliseconds(batching is not null && Child(batching, "latency_budget_ms") is YamlScalarNode budget ? ParseInt(budget, "batching.latency_budget_ms") : 0),
+                Child(rootNode, "labels") is YamlScalarNode labels ? ParseFileName(labels) : null);
         }
         catch (Exception e) when (e is FormatException or YamlDotNet.Core.YamlException)
         {
             throw new ModelRepositoryException($"{path}: {e.Message}", e);
         }
     }
+
+    /// <summary>The lines of the model's labels file (config.yaml <c>labels</c>).</summary>
+    /// <exception cref="ModelRepositoryException">No such model, it names no labels file, or the file is missing.</exception>
+    public IReadOnlyList<string> Labels(string model)
+    {
+        var config = Config(model);
+        var path = config.Labels is { } file
+            ? Path.Combine(Root, model, file)
+            : throw new ModelRepositoryException($"model '{model}' names no labels file (config.yaml 'labels')");
+        return File.Exists(path)
+            ? File.ReadAllLines(path)
+            : throw new ModelRepositoryException($"model '{model}': its labels file {path} is missing");
+    }
+
+    private static string ParseFileName(YamlScalarNode node) =>
+        node.Value is { Length: > 0 } name && Path.GetFileName(name) == name
+            ? name
+            : throw new FormatException($"line {node.Start.Line}: labels '{node.Value}' must name a file in the model's folder");
 
     private static YamlNode? Child(YamlMappingNode node, string key) =>
         node.Children.TryGetValue(new YamlScalarNode(key), out var child) ? child : null;

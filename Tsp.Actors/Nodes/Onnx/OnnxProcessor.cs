@@ -94,14 +94,19 @@ public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor, INodeCont
         InferenceResult result;
         try
         {
-            result = await models.InferAsync(model, version, inputs, cancellationToken);
+            // An empty batch (no crops in this image) has an empty answer; no session needs to see it.
+            result = tensor.Dims.Count > 0 && tensor.Dims[0] == 0
+                ? new InferenceResult(
+                    config.Outputs.ToDictionary(o => o.Name, o => new TensorData(o.Shape.Select((d, i) => i == 0 || d < 0 ? 0 : d).ToArray(), ReadOnlyMemory<byte>.Empty), StringComparer.Ordinal),
+                    model, await models.ServedVersionAsync(model, version), "", 0, 0)
+                : await models.InferAsync(model, version, inputs, cancellationToken);
         }
         catch (ModelRepositoryException e)
         {
             throw new NodeInputException($"node '{invocation.NodeId}': {e.Message}", e);
         }
 
-        var outputSet = new TensorSet { SourceWidth = set.SourceWidth, SourceHeight = set.SourceHeight, TileRows = set.TileRows, TileCols = set.TileCols };
+        var outputSet = new TensorSet { SourceWidth = set.SourceWidth, SourceHeight = set.SourceHeight, TileRows = set.TileRows, TileCols = set.TileCols, Regions = { set.Regions } };
         foreach (var (name, data) in result.Outputs)
         {
             outputSet.Tensors.Add(TensorSets.Wrap(name, data.Dims, data.Bytes));
@@ -117,7 +122,11 @@ public sealed class OnnxProcessor(OnnxModels models) : INodeProcessor, INodeCont
         output.Metrics["batch_limit"] = result.BatchLimit;
         output.Metrics["inference_ms"] = result.InferenceMs;
         output.Metrics["instance"] = result.Instance;
-        output.Labels["provider"] = result.Provider;
+        if (result.Provider.Length > 0)
+        {
+            output.Labels["provider"] = result.Provider;
+        }
+
         return output;
     }
 }

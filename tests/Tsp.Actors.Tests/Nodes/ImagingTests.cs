@@ -81,8 +81,9 @@ public sealed class ImagingTests : IDisposable
         map[(2 * 10) + 2] = 0.95f;
         var regions = Regions.Find(map, 10, 10, threshold: 0.5f, minArea: 2);
         Assert.Equal(2, regions.Count);
-        Assert.Equal(new Region(1, 1, 3, 3, 0.95f, 3), regions[0]);
-        Assert.Equal(new Region(7, 7, 2, 1, 0.9f, 2), regions[1]);
+        Assert.Equal(new Region(1, 1, 3, 3, 0.95f, 3), regions[0] with { Mean = 0 });
+        Assert.Equal(0.9167f, regions[0].Mean, 0.0001f);
+        Assert.Equal(new Region(7, 7, 2, 1, 0.9f, 2, 0.9f), regions[1]);
 
         Detection D(float x, float score, string label = "defect") => new() { Label = label, Score = score, Box = new Box { X = x, Y = 0, Width = 10, Height = 10 } };
         var kept = Regions.Suppress([D(0, 0.6f), D(1, 0.9f), D(30, 0.5f), D(2, 0.7f, "text")], iou: 0.3f, maxDetections: 10);

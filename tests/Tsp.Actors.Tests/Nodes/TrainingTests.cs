@@ -57,7 +57,7 @@ public sealed class TrainingTests(ITestOutputHelper output) : IDisposable
             var map = await onnx.ProcessAsync(Invocation("anomaly", new Dictionary<string, string> { ["model"] = "rail-anomaly" }, ("pre", tensors.Data.ToArray())), CancellationToken.None);
             Assert.Equal(("rail-anomaly", "1"), (map.ModelName, map.ModelVersion));
             var found = await regions.ProcessAsync(Invocation("defects", new Dictionary<string, string> { ["threshold"] = "1.0", ["min_area"] = "2" }, ("anomaly", map.Data.ToArray())), CancellationToken.None);
-            var hit = image.Defects.Count > 0 && image.Defects.All(d => found.Detections.Any(f => Regions.IntersectionOverUnion(f.Box, d) > 0));
+            var hit = image.Defects.Count > 0 && image.Defects.All(d => found.Detections.Any(f => Regions.IntersectionOverUnion(f.Box, d.Box) > 0));
             scored.Add((image.Defective, found.Metrics["max_score"], hit));
         }
 

@@ -203,6 +203,19 @@ public sealed class WorkflowLoaderTests
     }
 
     [Fact]
+    public void A_node_that_lists_frame_in_after_reads_the_runs_frame_besides_its_parents_and_frame_is_no_node_id()
+    {
+        var workflow = Parse(Valid.Replace("after: [a, b]", "after: [frame, a, b]"));
+
+        Assert.Equal(["a", "b"], workflow.Nodes[3].After);
+        Assert.Equal([true, false, false, true], workflow.ReadsFrame);
+        Assert.Equal([0], workflow.Sources);
+
+        Assert.Equal("node 'frame': the id 'frame' is reserved: in 'after' it names the run's frame", SingleError(Valid.Replace("id: pre", "id: frame").Replace("after: [pre]", "after: [frame]").Replace("after: pre", "after: frame"), "reserved").Message);
+        Assert.Equal("node 'join' lists 'frame' twice in 'after'", SingleError(Valid.Replace("after: [a, b]", "after: [frame, a, frame, b]"), "twice").Message);
+    }
+
+    [Fact]
     public void A_node_after_itself_is_rejected()
     {
         var error = SingleError(Valid.Replace("after: [a, b]", "after: [a, b, join]"), "itself");

@@ -27,7 +27,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
           - { id: pre, processor: passthrough, role: cpu, queue: q }
           - { id: a, processor: checksum, role: cpu, queue: q, after: [pre] }
           - { id: b, processor: checksum, role: cpu, queue: q, after: [pre] }
-          - { id: join, processor: checksum, role: cpu, queue: q, after: [a, b] }
+          - { id: join, processor: checksum, role: cpu, queue: q, after: [frame, a, b] }
         """;
 
     private readonly JournalledSystem _system;
@@ -146,7 +146,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
 
         second.Tell(Done(redispatched), _queue);
         var join = ExpectTask("join");
-        Assert.Equal(["a", "b"], join.Inputs.Select(i => i.NodeId).Order());
+        Assert.Equal(["frame", "a", "b"], join.Inputs.Select(i => i.NodeId));
+        Assert.Equal(pre.Inputs[0], join.Inputs[0]);
         second.Tell(Done(join), _queue);
 
         var result = await AwaitResultAsync(runId);
