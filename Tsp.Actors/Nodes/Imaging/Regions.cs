@@ -69,7 +69,8 @@ public static class Regions
     }
 
     /// <summary>The region with its box narrowed to the cells of at least <paramref name="fraction"/> of
-    /// its peak: on a smoothed map, a blob's support is wider than the blob, its half maximum is not.</summary>
+    /// its peak: cells a defect only touches score lower than those it fills, and on a smoothed map a
+    /// blob's support is wider than the blob.</summary>
     public static Region Core(Region region, ReadOnlySpan<float> map, int width, float fraction)
     {
         var level = region.Score * fraction;
@@ -124,7 +125,9 @@ public static class Regions
 /// detector's probability map — into detections in image pixels: threshold, 8-connected regions of
 /// at least <c>min_area</c> cells, boxes scaled to the source image (tiles placed where they were
 /// cut), then non-maximum suppression. Parameters: tensor, threshold (0.5), min_area (4), label
-/// ("defect"), iou (0.3), max_detections (100), box_threshold (a region's least mean score; 0),
+/// ("defect"), iou (0.3), max_detections (100), min_peak (a region's least highest score;
+/// threshold), box_fraction (0; else the box holds only the cells ≥ fraction × the region's peak),
+/// box_threshold (a region's least mean score; 0),
 /// unclip (0: axis-aligned boxes of the cells; a ratio such as DB's 1.5: each region's minimum-area
 /// rectangle at any angle, grown by area × ratio / perimeter — a text detector's shrunk line kernel
 /// back to the whole line — given as the detection's polygon, its box being the polygon's bounds),
@@ -198,9 +201,9 @@ public sealed class MapRegionsProcessor : INodeProcessor, INodeContract
 
             var (offsetX, offsetY) = (tile % cols * tileWidth, tile / cols * tileHeight);
             var (scaleX, scaleY) = (tileWidth / width, tileHeight / height);
-            foreach (var found0 in Regions.Find(map, width, height, threshold, minArea, withCells: unclip > 0 || boxFraction > 0))
+            foreach (var candidate in Regions.Find(map, width, height, threshold, minArea, withCells: unclip > 0 || boxFraction > 0))
             {
-                var region = boxFraction > 0 && unclip == 0 ? Regions.Core(found0, map, width, boxFraction) : found0;
+                var region = boxFraction > 0 && unclip == 0 ? Regions.Core(candidate, map, width, boxFraction) : candidate;
                 if (region.Mean < boxThreshold || region.Score < minPeak)
                 {
                     continue;

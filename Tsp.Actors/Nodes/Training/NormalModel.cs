@@ -5,11 +5,14 @@ namespace Tsp.Actors.Nodes.Training;
 
 /// <summary>
 /// A normal-appearance model of local statistics. Per cell of a <c>pool</c>×<c>pool</c> grid, its
-/// features are the mean and the variance of each channel (6 features for RGB). Training records,
-/// per cell and feature, their mean and spread over good images; the exported ONNX model scores a
-/// cell by how far its features lie from normal (root mean square of z-scores), smooths the map
-/// (3×3) and divides by the highest score seen on the training images, so 1.0 is "as unusual as
-/// the most unusual good image" and the anomaly map [N,1,H/pool,W/pool] is comparable across models.
+/// features are, per channel, the cell's contrast to its background (the mean of the
+/// <see cref="BackgroundCells"/>² cells around it) and its variance, both relative to the background's
+/// brightness — so a lighting gradient or a darker exposure changes neither. Training records, per
+/// cell and feature, their mean and spread over good images; the exported ONNX model scores a cell by
+/// how far its features lie from normal (root mean square of z-scores) and divides by the highest
+/// score seen on the training images, so 1.0 is "as unusual as the most unusual good image" and the
+/// anomaly map [N,1,H/pool,W/pool] is comparable across models. The map is not smoothed: a 3×3 blur
+/// spread every blob by a cell a side, and boxes from it matched few small defects at IoU 0.3.
 /// </summary>
 public sealed record NormalModel(int Height, int Width, int Channels, int Pool, float[] Mean, float[] Spread, float Calibration)
 {
@@ -98,21 +101,31 @@ public sealed record NormalModel(int Height, int Width, int Channels, int Pool, 
             .Node("Mul", ["z", "z"], ["z2"])
             .Node("ReduceMean", ["z2"], ["msz"], ("axes", new long[] { 1 }), ("keepdims", 1))
             .Node("Sqrt", ["msz"], ["rms"])
-            .Node("AveragePool", ["rms"], ["smooth"], ("kernel_shape", new long[] { 3, 3 }), ("strides", new long[] { 1, 1 }), ("pads", new long[] { 1, 1, 1, 1 }), ("count_include_pad", 0))
-            .Node("Div", ["smooth", "calibration"], [Output])
+            .Node("Div", ["rms", "calibration"], [Output])
             .ToModel(new Dictionary<string, string> { ["tsp.kind"] = "normal-appearance", ["tsp.pool"] = Pool.ToString(System.Globalization.CultureInfo.InvariantCulture) });
 
     private static byte[] FeatureGraph(NormalModel shape) =>
         shape.Features(new OnnxGraph("features")).Output("features", -1, shape.FeatureCount, shape.MapHeight, shape.MapWidth).ToModel();
 
+    /// <summary>Cells around a cell whose mean is its background (odd): wider than most defects, narrow
+    /// enough that a lighting gradient is nearly linear across it.</summary>
+    public const int BackgroundCells = 7;
+
     private OnnxGraph Features(OnnxGraph graph) =>
         graph.Input(Input, -1, Channels, Height, Width)
+            .Constant("floor", [1], [0.05f])
             .Node("AveragePool", [Input], ["local_mean"], ("kernel_shape", new long[] { Pool, Pool }), ("strides", new long[] { Pool, Pool }))
             .Node("Mul", [Input, Input], ["squared"])
             .Node("AveragePool", ["squared"], ["local_square"], ("kernel_shape", new long[] { Pool, Pool }), ("strides", new long[] { Pool, Pool }))
             .Node("Mul", ["local_mean", "local_mean"], ["mean_squared"])
             .Node("Sub", ["local_square", "mean_squared"], ["local_variance"])
-            .Node("Concat", ["local_mean", "local_variance"], ["features"], ("axis", 1));
+            .Node("AveragePool", ["local_mean"], ["background_mean"], ("kernel_shape", new long[] { BackgroundCells, BackgroundCells }), ("strides", new long[] { 1, 1 }), ("pads", new long[] { BackgroundCells / 2, BackgroundCells / 2, BackgroundCells / 2, BackgroundCells / 2 }), ("count_include_pad", 0))
+            .Node("Max", ["background_mean", "floor"], ["background"])
+            .Node("Sub", ["local_mean", "background"], ["detail"])
+            .Node("Div", ["detail", "background"], ["contrast"])
+            .Node("Mul", ["background", "background"], ["background_squared"])
+            .Node("Div", ["local_variance", "background_squared"], ["texture"])
+            .Node("Concat", ["contrast", "texture"], ["features"], ("axis", 1));
 
     private static List<float[]> Run(byte[] model, IReadOnlyList<float[]> images, NormalModel shape, string output)
     {
