@@ -52,7 +52,7 @@ internal sealed class InspectionFrames : IDemoFrames
 
     public (byte[] Data, string SourceId) Frame(int index)
     {
-        var image = SurfaceImages.Generate(FirstSeed + index, defective: index % 2 == 1, index % 3 == 2 ? SurfaceKind.Concrete : SurfaceKind.Steel);
+        var image = SurfaceImages.Generate(FirstSeed + index, defective: index % 2 == 1, SurfaceImages.KindOf(index));
         var source = $"frame-{index}";
         lock (_awaited)
         {
@@ -91,14 +91,6 @@ internal sealed class InspectionFrames : IDemoFrames
         }
 
         return _score;
-    }
-
-    /// <summary>The training run's frame: good images the demo never feeds for inspection.</summary>
-    public static TrainingSet TrainingSet(int images)
-    {
-        var set = new TrainingSet();
-        set.Images.AddRange(Enumerable.Range(1, images).Select(i => ByteString.CopyFrom(SurfaceImages.Generate(i, defective: false, i % 3 == 2 ? SurfaceKind.Concrete : SurfaceKind.Steel).Png)));
-        return set;
     }
 
     /// <summary>The training project that exports a model the inspection project uses, if deployed.</summary>

@@ -223,14 +223,14 @@ internal static class DemoVerb
             return;
         }
 
-        const int images = 40;
+        const int images = SurfaceImages.TrainingImages;
         output.WriteLine($"demo: no version of model '{model}' yet: training it on {images} good images (project '{trainingProject}')");
         var clock = Stopwatch.StartNew();
         var system = host.Services.GetRequiredService<ActorSystem>();
         var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, trainingProject, TimeSpan.FromSeconds(30));
         try
         {
-            var frame = new Frame { Project = trainingProject, SourceId = "demo-training", Data = InspectionFrames.TrainingSet(images).ToByteString() };
+            var frame = new Frame { Project = trainingProject, SourceId = "demo-training", Data = SurfaceImages.GoodTrainingSet(images).ToByteString() };
             var accepted = await host.Services.GetRequiredService<RunSubmitter>().SubmitAsync(frame);
             if (accepted.Outcome == StartOutcome.Rejected)
             {

@@ -34,6 +34,21 @@ public static class SurfaceImages
 {
     public const int Size = 256;
 
+    /// <summary>How many good images the sample's anomaly model is trained on.</summary>
+    public const int TrainingImages = 40;
+
+    /// <summary>The sample's mix: every third image concrete, the others steel.</summary>
+    public static SurfaceKind KindOf(int index) => index % 3 == 2 ? SurfaceKind.Concrete : SurfaceKind.Steel;
+
+    /// <summary>The sample's training run frame: good images of seeds 1 to <paramref name="images"/>,
+    /// which no image the demo or the quality bench inspects uses.</summary>
+    public static TrainingSet GoodTrainingSet(int images = TrainingImages)
+    {
+        var set = new TrainingSet();
+        set.Images.AddRange(Enumerable.Range(1, images).Select(i => Google.Protobuf.ByteString.CopyFrom(Generate(i, defective: false, KindOf(i)).Png)));
+        return set;
+    }
+
     public static SurfaceImage Generate(int seed, bool defective, SurfaceKind kind = SurfaceKind.Steel)
     {
         var random = new Random(seed);

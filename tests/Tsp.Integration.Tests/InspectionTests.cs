@@ -31,7 +31,7 @@ public sealed class InspectionTests : IAsyncLifetime
             nodes:
               - { id: pre, processor: image.normalize, role: cpu, queue: cpu-short, params: { width: 256, height: 256 } }
               - { id: anomaly, processor: onnx, role: gpu, queue: gpu-models, after: [pre], params: { model: anomaly } }
-              - { id: defects, processor: map.regions, role: cpu, queue: cpu-short, after: [anomaly], params: { threshold: "1.0", min_peak: "1.3", box_fraction: "0.6", min_area: 2 } }
+              - { id: defects, processor: map.regions, role: cpu, queue: cpu-short, after: [anomaly], params: { threshold: "1.0", min_peak: "1.4", box_fraction: "0.6", min_area: 3 } }
             """);
         var training = TestServers.WriteWorkflow($$"""
             project: {{Training}}
