@@ -7,21 +7,8 @@ using Tsp.ServiceDefaults.Samples;
 
 namespace Tsp.Actors.Tests.Nodes;
 
-public sealed class ImagingTests : IDisposable
+public sealed class ImagingTests : NodeTests
 {
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "tsp-tests", "models-" + Guid.NewGuid().ToString("N")[..12]);
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_root))
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-    }
-
-    private static NodeInvocation Invocation(string node, IReadOnlyDictionary<string, string> parameters, params (string From, byte[] Data)[] inputs) =>
-        new("rail", "run-1", node, 1, parameters, inputs.Select(i => new NodeBlob(i.From, "key", i.Data)).ToList());
-
     private static async Task<TensorSet> Normalize(byte[] image, Dictionary<string, string> parameters) =>
         TensorSet.Parser.ParseFrom((await new ImageNormalizeProcessor().ProcessAsync(Invocation("pre", parameters, ("frame", image)), CancellationToken.None)).Data.Span);
 
@@ -93,7 +80,7 @@ public sealed class ImagingTests : IDisposable
     [Fact]
     public async Task The_pretrained_text_detector_finds_the_stamped_serial_on_the_CPU_provider()
     {
-        var repository = new ModelRepository(_root);
+        var repository = new ModelRepository(ModelRoot);
         await PretrainedModels.EnsureTextDetectorAsync(repository);
         using var models = new OnnxModels(repository, new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
         var image = SurfaceImages.Generate(11, defective: true);

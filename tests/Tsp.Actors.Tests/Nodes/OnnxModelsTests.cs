@@ -5,18 +5,8 @@ using Tsp.Actors.Nodes.Onnx;
 namespace Tsp.Actors.Tests.Nodes;
 
 /// <summary>Real ONNX Runtime (CPU provider) on models written by <see cref="OnnxGraph"/>.</summary>
-public sealed class OnnxModelsTests : IDisposable
+public sealed class OnnxModelsTests : NodeTests
 {
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "tsp-tests", "models-" + Guid.NewGuid().ToString("N")[..12]);
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_root))
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-    }
-
     /// <summary>y = x · scale + 1 on [N,4]; each version a different scale, so results tell versions apart.</summary>
     /// <param name="adaptive">Whether the batch size is chosen while serving; off by default here, so that
     /// tests of batching itself get the batches their load makes.</param>
@@ -49,8 +39,8 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task A_model_runs_on_the_CPU_provider_and_records_its_version()
     {
-        WriteAffineModel(_root, "affine", 1, scale: 2);
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+        WriteAffineModel(ModelRoot, "affine", 1, scale: 2);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
 
         var result = await models.InferAsync("affine", null, Input(2, 0), CancellationToken.None);
 
@@ -66,10 +56,10 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task An_operators_rules_pin_unload_and_load_a_model_and_the_index_says_why_each_version_is_or_is_not_served()
     {
-        WriteAffineModel(_root, "ruled", 1, scale: 2);
-        WriteAffineModel(_root, "ruled", 2, scale: 3);
+        WriteAffineModel(ModelRoot, "ruled", 1, scale: 2);
+        WriteAffineModel(ModelRoot, "ruled", 2, scale: 3);
         // No timer pass during the test: each rule takes effect through the pass ApplyRules runs.
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromHours(1) }, preferCuda: false);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromHours(1) }, preferCuda: false);
         async Task<int> ServedAsync() => (await models.InferAsync("ruled", null, Input(1, 0), CancellationToken.None)).Version;
         Tsp.Actors.Protocol.ModelVersionStatus At(int version) => models.Index().Single(v => v.Model == "ruled" && v.Version == version);
 
@@ -83,8 +73,8 @@ public sealed class OnnxModelsTests : IDisposable
         Assert.Equal("not served: version 1 is pinned by ops", At(2).Reason);
 
         // A broken version pinned never replaces the served one, and the index says why.
-        Directory.CreateDirectory(Path.Combine(_root, "ruled", "3"));
-        File.WriteAllBytes(Path.Combine(_root, "ruled", "3", ModelRepository.ModelFile), [1, 2, 3, 4]);
+        Directory.CreateDirectory(Path.Combine(ModelRoot, "ruled", "3"));
+        File.WriteAllBytes(Path.Combine(ModelRoot, "ruled", "3", ModelRepository.ModelFile), [1, 2, 3, 4]);
         await models.ApplyRules([Rule("ruled", pin: 3)]);
         Assert.Equal(1, await ServedAsync());
         Assert.Equal(Tsp.Actors.Protocol.ModelVersionState.Unavailable, At(3).State);
@@ -104,9 +94,9 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task A_process_that_expects_rules_loads_nothing_before_they_arrive()
     {
-        WriteAffineModel(_root, "waits", 1, scale: 2);
-        WriteAffineModel(_root, "waits", 2, scale: 3);
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromHours(1) }, preferCuda: false);
+        WriteAffineModel(ModelRoot, "waits", 1, scale: 2);
+        WriteAffineModel(ModelRoot, "waits", 2, scale: 3);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromHours(1) }, preferCuda: false);
         models.ExpectRules();
 
         var first = models.InferAsync("waits", null, Input(1, 0), CancellationToken.None);
@@ -119,9 +109,9 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task Batched_outputs_equal_unbatched_ones()
     {
-        WriteAffineModel(_root, "batched", 1, scale: 3, maxBatch: 16, delayMs: 50);
-        WriteAffineModel(_root, "single", 1, scale: 3, maxBatch: 1, delayMs: 0);
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+        WriteAffineModel(ModelRoot, "batched", 1, scale: 3, maxBatch: 16, delayMs: 50);
+        WriteAffineModel(ModelRoot, "single", 1, scale: 3, maxBatch: 1, delayMs: 0);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
 
         var requests = Enumerable.Range(0, 40).Select(i => Input(1 + (i % 3), i * 100)).ToList();
         var batched = await Task.WhenAll(requests.Select(r => models.InferAsync("batched", null, r, CancellationToken.None)));
@@ -140,8 +130,8 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task Adaptive_batching_measures_batch_sizes_under_load_reports_its_choice_and_keeps_every_batch_within_it()
     {
-        WriteAffineModel(_root, "tuned", 1, scale: 3, maxBatch: 8, delayMs: 2, adaptive: true);
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+        WriteAffineModel(ModelRoot, "tuned", 1, scale: 3, maxBatch: 8, delayMs: 2, adaptive: true);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
 
         var results = new List<InferenceResult>();
         for (var round = 0; round < 10; round++)
@@ -170,8 +160,8 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task A_model_with_two_instances_runs_batches_on_both_and_answers_each_request_with_its_own_rows()
     {
-        WriteAffineModel(_root, "twice", 1, scale: 3, maxBatch: 4, delayMs: 20, instances: 2);
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+        WriteAffineModel(ModelRoot, "twice", 1, scale: 3, maxBatch: 4, delayMs: 20, instances: 2);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
 
         // Which idle session a request wakes is up to the scheduler (on a busy machine one session can
         // drain a whole burst), so bursts go in until both have answered, or the deadline fails it.
@@ -202,10 +192,10 @@ public sealed class OnnxModelsTests : IDisposable
     [InlineData("two")]
     public async Task A_config_with_instances_out_of_range_is_refused_naming_the_line(string instances)
     {
-        WriteAffineModel(_root, "wrong", 1, scale: 1);
-        var config = Path.Combine(_root, "wrong", ModelRepository.ConfigFile);
+        WriteAffineModel(ModelRoot, "wrong", 1, scale: 1);
+        var config = Path.Combine(ModelRoot, "wrong", ModelRepository.ConfigFile);
         File.WriteAllText(config, File.ReadAllText(config).Replace("instances: 1", $"instances: {instances}", StringComparison.Ordinal));
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
 
         var error = await Assert.ThrowsAsync<ModelRepositoryException>(() => models.InferAsync("wrong", null, Input(1, 0), CancellationToken.None));
 
@@ -216,8 +206,8 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task A_bad_item_fails_alone_not_its_batch()
     {
-        WriteAffineModel(_root, "affine", 1, scale: 2, maxBatch: 16, delayMs: 50);
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+        WriteAffineModel(ModelRoot, "affine", 1, scale: 2, maxBatch: 16, delayMs: 50);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
 
         var good = Enumerable.Range(0, 6).Select(i => models.InferAsync("affine", null, Input(1, i), CancellationToken.None)).ToList();
         // Declares [1,4] but carries 3 values: ONNX Runtime refuses it.
@@ -233,8 +223,8 @@ public sealed class OnnxModelsTests : IDisposable
     [InlineData(2)]
     public async Task A_new_version_is_loaded_and_switched_to_under_load_without_failing_a_request(int instances)
     {
-        WriteAffineModel(_root, "live", 1, scale: 2, instances: instances);
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromMilliseconds(100) }, preferCuda: false);
+        WriteAffineModel(ModelRoot, "live", 1, scale: 2, instances: instances);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromMilliseconds(100) }, preferCuda: false);
         Assert.Equal(1, await models.ServedVersionAsync("live"));
 
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
@@ -254,7 +244,7 @@ public sealed class OnnxModelsTests : IDisposable
             await Task.WhenAny(Task.WhenAll(load), Task.Delay(10));
         }
 
-        WriteAffineModel(_root, "live", 2, scale: 10, instances: instances);
+        WriteAffineModel(ModelRoot, "live", 2, scale: 10, instances: instances);
         await Task.WhenAll(load);
 
         Assert.Contains(seen, s => s.Version == 1);
@@ -268,9 +258,9 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task A_broken_new_version_under_load_fails_no_request_is_reported_once_and_a_later_good_one_is_served()
     {
-        WriteAffineModel(_root, "steady", 1, scale: 2);
+        WriteAffineModel(ModelRoot, "steady", 1, scale: 2);
         var log = new ListLogger();
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromMilliseconds(50) }, preferCuda: false, log);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu", ReloadInterval = TimeSpan.FromMilliseconds(50) }, preferCuda: false, log);
         Assert.Equal(1, await models.ServedVersionAsync("steady"));
 
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(120));
@@ -285,7 +275,7 @@ public sealed class OnnxModelsTests : IDisposable
         })).ToList();
 
         // Version 2 is not an ONNX model at all.
-        var broken = Path.Combine(_root, "steady", "2");
+        var broken = Path.Combine(ModelRoot, "steady", "2");
         Directory.CreateDirectory(broken);
         File.WriteAllBytes(Path.Combine(broken, ModelRepository.ModelFile), [0x08, 0x07, 0xff, 0x00, 0x13, 0x37]);
         await WaitUntilAsync(() => Warnings(log).Any(w => w.Contains("keeping version 1", StringComparison.Ordinal)), stop.Token);
@@ -293,7 +283,7 @@ public sealed class OnnxModelsTests : IDisposable
         await WaitUntilAsync(() => models.ReloadPasses >= passes + 5, stop.Token);
         Assert.Equal(1, await models.ServedVersionAsync("steady"));
 
-        WriteAffineModel(_root, "steady", 3, scale: 10);
+        WriteAffineModel(ModelRoot, "steady", 3, scale: 10);
         await Task.WhenAll(load);
 
         // Not one request failed; each answer is from the version it names; the broken one was reported
@@ -326,12 +316,12 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task Without_CUDA_the_cuda_provider_falls_back_to_CPU_with_one_warning_naming_the_problem()
     {
-        WriteAffineModel(_root, "affine", 1, scale: 2);
+        WriteAffineModel(ModelRoot, "affine", 1, scale: 2);
         var log = new ListLogger();
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cuda" }, preferCuda: true, log);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cuda" }, preferCuda: true, log);
 
         var result = await models.InferAsync("affine", null, Input(1, 0), CancellationToken.None);
-        WriteAffineModel(_root, "other", 1, scale: 2);
+        WriteAffineModel(ModelRoot, "other", 1, scale: 2);
         await models.InferAsync("other", null, Input(1, 0), CancellationToken.None);
 
         // This machine has no GPU: the CUDA provider cannot load its libraries.
@@ -346,12 +336,12 @@ public sealed class OnnxModelsTests : IDisposable
     [Fact]
     public async Task A_config_that_does_not_describe_the_model_is_refused_with_both_shapes()
     {
-        WriteAffineModel(_root, "mismatch", 1, scale: 2);
-        File.WriteAllText(Path.Combine(_root, "mismatch", ModelRepository.ConfigFile), """
+        WriteAffineModel(ModelRoot, "mismatch", 1, scale: 2);
+        File.WriteAllText(Path.Combine(ModelRoot, "mismatch", ModelRepository.ConfigFile), """
             inputs: [{ name: x, shape: [-1, 8] }]
             outputs: [{ name: y, shape: [-1, 4] }]
             """);
-        using var models = new OnnxModels(new ModelRepository(_root), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
+        using var models = new OnnxModels(new ModelRepository(ModelRoot), new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
 
         var error = await Assert.ThrowsAsync<ModelRepositoryException>(() => models.InferAsync("mismatch", null, Input(1, 0), CancellationToken.None));
         Assert.Contains("config.yaml says input x [-1,8], the model has [-1,4]", error.Message, StringComparison.Ordinal);

@@ -12,21 +12,8 @@ namespace Tsp.Actors.Tests.Nodes;
 /// <summary>Reading text: rotated line boxes (map.regions with unclip), upright crops out of the frame
 /// (text.crops), the recogniser as an onnx node, CTC decoding (text.ctc-decode) — in parts, and whole
 /// with the sample's pretrained PP-OCRv4 models on generated plates, straight and turned.</summary>
-public sealed class TextReadingTests(ITestOutputHelper output) : IDisposable
+public sealed class TextReadingTests(ITestOutputHelper output) : NodeTests
 {
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "tsp-tests", "models-" + Guid.NewGuid().ToString("N")[..12]);
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_root))
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-    }
-
-    private static NodeInvocation Invocation(string node, IReadOnlyDictionary<string, string> parameters, params (string From, byte[] Data)[] inputs) =>
-        new("rail", "run-1", node, 1, parameters, inputs.Select(i => new NodeBlob(i.From, "key", i.Data)).ToList());
-
     private static SKPoint[] Turned(float cx, float cy, float width, float height, float degrees)
     {
         var (cos, sin) = (MathF.Cos(degrees * MathF.PI / 180), MathF.Sin(degrees * MathF.PI / 180));
@@ -135,7 +122,7 @@ public sealed class TextReadingTests(ITestOutputHelper output) : IDisposable
 
     private string Labels(params string[] labels)
     {
-        var repository = new ModelRepository(_root);
+        var repository = new ModelRepository(ModelRoot);
         Directory.CreateDirectory(Path.Combine(repository.Root, "rec"));
         File.WriteAllLines(Path.Combine(repository.Root, "rec", "keys.txt"), labels);
         File.WriteAllText(Path.Combine(repository.Root, "rec", ModelRepository.ConfigFile), """
@@ -246,7 +233,7 @@ public sealed class TextReadingTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task The_pretrained_models_read_the_stamped_serials_straight_and_turned()
     {
-        var repository = new ModelRepository(_root);
+        var repository = new ModelRepository(ModelRoot);
         await PretrainedModels.EnsureTextDetectorAsync(repository);
         await PretrainedModels.EnsureTextRecognizerAsync(repository);
         using var models = new OnnxModels(repository, new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);

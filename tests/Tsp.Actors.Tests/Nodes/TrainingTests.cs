@@ -11,25 +11,9 @@ namespace Tsp.Actors.Tests.Nodes;
 
 /// <summary>Training as nodes: fit on good generated images, export to the repository, serve it, and
 /// check that it separates defective from good images it never saw.</summary>
-public sealed class TrainingTests(ITestOutputHelper output) : IDisposable
+public sealed class TrainingTests(ITestOutputHelper output) : NodeTests
 {
     private static readonly Dictionary<string, string> Image = new() { ["width"] = "256", ["height"] = "256" };
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "tsp-tests", "models-" + Guid.NewGuid().ToString("N")[..12]);
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_root))
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-    }
-
-    private static NodeInvocation Invocation(string node, IReadOnlyDictionary<string, string> parameters, params (string From, byte[] Data)[] inputs) =>
-        InvocationOf("run-1", node, parameters, inputs);
-
-    private static NodeInvocation InvocationOf(string runId, string node, IReadOnlyDictionary<string, string> parameters, params (string From, byte[] Data)[] inputs) =>
-        new("rail", runId, node, 1, parameters, inputs.Select(i => new NodeBlob(i.From, "key", i.Data)).ToList());
-
     internal static async Task<int> TrainAsync(ModelRepository repository, string model, int images, int seed = 1000, string runId = "train-1")
     {
         var set = new TrainingSet();
@@ -42,7 +26,7 @@ public sealed class TrainingTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task A_trained_model_separates_defective_from_good_images_it_never_saw()
     {
-        var repository = new ModelRepository(_root);
+        var repository = new ModelRepository(ModelRoot);
         Assert.Equal(1, await TrainAsync(repository, "rail-anomaly", images: 40));
         using var models = new OnnxModels(repository, new OnnxOptions { ExecutionProvider = "cpu" }, preferCuda: false);
         var onnx = new OnnxProcessor(models);
