@@ -110,7 +110,7 @@ internal static class DemoVerb
                     }
 
                     source.Judge(result);
-                    example = result.Status == RunStatus.Succeeded && (example is null || (example.Detections.Count < 2 && result.Detections.Count > example.Detections.Count)) ? result : example;
+                    example = result.Status == RunStatus.Succeeded && (example is null || Interest(result) > Interest(example)) ? result : example;
                     if (result.Status != RunStatus.Succeeded)
                     {
                         failed++;
@@ -212,6 +212,10 @@ internal static class DemoVerb
             await host.StopAsync();
         }
     }
+
+    /// <summary>How much an example result shows: kinds of detection, and whether any text was read.</summary>
+    private static int Interest(TpResult result) =>
+        result.Detections.Select(d => d.Label).Distinct(StringComparer.Ordinal).Count() + (result.Detections.Any(d => d.Text.Length > 0) ? 1 : 0);
 
     /// <summary>Fits the model on good images through the training project when the repository has no version of it yet.</summary>
     private static async Task TrainIfNeededAsync(Microsoft.Extensions.Hosting.IHost host, string trainingProject, string model, TextWriter output)
