@@ -22,20 +22,25 @@ public sealed class DeploymentFollower : ReceiveActor, IWithTimers
     private readonly IActorRef _deployments;
     private readonly WorkflowCatalog _catalog;
     private readonly NodeProcessorRegistry _processors;
+    private readonly Action<WorkflowDefinition> _known;
     private readonly Action<WorkflowDefinition> _deployed;
     private readonly Action<string> _removed;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     // By version hash (a hash of the workflow's text, its project included).
     private readonly Dictionary<string, WorkflowDefinition?> _parsed = new(StringComparer.Ordinal);
-    private bool _known;
+    private bool _arrived;
 
+    /// <param name="known">Called with each version before the catalog knows it, so before any run
+    /// can take it (a run recovered on that version is dispatched as soon as it is known): what its
+    /// nodes need, their queues, must exist by then.</param>
     /// <param name="deployed">Called with each workflow that becomes its project's current version.</param>
     /// <param name="removed">Called with each project removed.</param>
-    public DeploymentFollower(IActorRef deployments, WorkflowCatalog catalog, NodeProcessorRegistry processors, Action<WorkflowDefinition> deployed, Action<string> removed)
+    public DeploymentFollower(IActorRef deployments, WorkflowCatalog catalog, NodeProcessorRegistry processors, Action<WorkflowDefinition> known, Action<WorkflowDefinition> deployed, Action<string> removed)
     {
         _deployments = deployments;
         _catalog = catalog;
         _processors = processors;
+        _known = known;
         _deployed = deployed;
         _removed = removed;
         Receive<Deployments>(Apply);
@@ -50,8 +55,8 @@ public sealed class DeploymentFollower : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(IActorRef deployments, WorkflowCatalog catalog, NodeProcessorRegistry processors, Action<WorkflowDefinition> deployed, Action<string> removed) =>
-        Akka.Actor.Props.Create(() => new DeploymentFollower(deployments, catalog, processors, deployed, removed));
+    public static Props Props(IActorRef deployments, WorkflowCatalog catalog, NodeProcessorRegistry processors, Action<WorkflowDefinition> known, Action<WorkflowDefinition> deployed, Action<string> removed) =>
+        Akka.Actor.Props.Create(() => new DeploymentFollower(deployments, catalog, processors, known, deployed, removed));
 
     protected override void PreStart()
     {
@@ -67,9 +72,9 @@ public sealed class DeploymentFollower : ReceiveActor, IWithTimers
             Apply(project);
         }
 
-        if (!_known)
+        if (!_arrived)
         {
-            _known = true;
+            _arrived = true;
             _catalog.DeploymentsArrived();
             Timers.StartPeriodicTimer(AskTimer, AskDeployments.Instance, TimeSpan.FromSeconds(30));
         }
@@ -82,6 +87,7 @@ public sealed class DeploymentFollower : ReceiveActor, IWithTimers
         var versions = project.Versions.Select(Parse).ToList();
         foreach (var version in versions.Where(v => v is not null))
         {
+            _known(version!);
             _catalog.Remember(version!);
         }
 
@@ -107,7 +113,7 @@ public sealed class DeploymentFollower : ReceiveActor, IWithTimers
             return;
         }
 
-        if (!_known && before is not null)
+        if (!_arrived && before is not null)
         {
             _log.Warning("project '{0}': the workflow this process started with ({1}, version {2}) is not the one deployed through TspControl (version {3}), which stays; deploy the file to use it", project.Project, before.Source, before.Hash, current.Hash);
         }

@@ -124,11 +124,8 @@ public static partial class TspHostingExtensions
                     registry.Get<WorkflowDeploymentsRegion>(),
                     catalog,
                     resolver.GetService<NodeProcessorRegistry>(),
-                    deployed: workflow =>
-                    {
-                        EnsureQueues(system, options, queues, workflow);
-                        StartIngest(workflow.Project);
-                    },
+                    known: workflow => EnsureQueues(system, options, queues, workflow),
+                    deployed: workflow => StartIngest(workflow.Project),
                     removed: project =>
                     {
                         if (ingests.Remove(project) is { } ingest)

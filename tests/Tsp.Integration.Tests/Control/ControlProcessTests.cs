@@ -329,7 +329,7 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
             foreach (var run in runs)
             {
                 var result = await ResultAsync(after, project, run);
-                Assert.Equal(RunStatus.Succeeded, result.Status);
+                Assert.True(result.Status == RunStatus.Succeeded, $"run {run} on '{node}': {result.Status}: {result.Error}");
                 Assert.Equal([node, node + "-sum"], result.Nodes.Select(n => n.NodeId));
                 Assert.Equal(node == "one" ? v1Hash : (await after.GetWorkflowAsync(new GetWorkflowRequest { Project = project })).WorkflowHash, result.WorkflowHash);
             }
