@@ -11,3 +11,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf 
 WORKDIR /app
 COPY --from=build /app /app
 COPY samples /app/samples
+# A 64 MB gen0 budget instead of one sized by the CPU cache: every frame a node reads is a fresh
+# 64 KiB-class buffer, and with the small budget collections cost a run ~200 µs of CPU (docs/design.md,
+# "Garbage collection"). The GC reads it only from the environment, not from runtimeconfig.json.
+ENV DOTNET_GCgen0size=0x4000000
