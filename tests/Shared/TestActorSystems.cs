@@ -24,7 +24,7 @@ public sealed class JournalledSystem : IDisposable
 
     public static JournalledSystem Start(TspOptions options)
     {
-        var port = TspHostingExtensions.FreePort();
+        var port = TestPorts.Free();
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Services.AddAkka(TspHostingExtensions.SystemName, (akka, _) =>
         {

@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Xunit.Abstractions;
 
+using Tsp.Tests.Shared;
+
 namespace Tsp.Integration.Tests;
 
 /// <summary>TSP executables started by a test, with their output kept line by line; every process
@@ -67,13 +69,13 @@ public sealed class ChildProcesses(ITestOutputHelper output) : IDisposable
     public async Task<OrchestratorPair> StartOrchestratorPairAsync(IReadOnlyList<string> workflows, string kafka, string gpuQueue, (int First, int Second) grpcPorts)
     {
         var journal = await Tsp.Tests.Shared.TestServers.CreatePostgresDatabaseAsync();
-        var (firstPort, secondPort) = (Tsp.Actors.Hosting.TspHostingExtensions.FreePort(), Tsp.Actors.Hosting.TspHostingExtensions.FreePort());
+        var (firstPort, secondPort) = (TestPorts.Free(), TestPorts.Free());
         string[] Orchestrator(int port, int grpc, params string[] more) =>
             ["run", "--port", Port(port), "--grpc-port", Port(grpc), "--redis", Tsp.Tests.Shared.TestServers.Redis, "--kafka", kafka, "--postgres", journal, .. workflows.SelectMany(w => new[] { "--workflow", w }), .. more];
         var first = Start("Tsp.Seed.dll", Orchestrator(firstPort, grpcPorts.First));
         await first.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         var second = Start("Tsp.Seed.dll", Orchestrator(secondPort, grpcPorts.Second, "--roles", "orchestrator", "--seed", $"127.0.0.1:{firstPort}"));
-        var worker = Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", Port(Tsp.Actors.Hosting.TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", Tsp.Tests.Shared.TestServers.Redis);
+        var worker = Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{firstPort}", "--port", Port(TestPorts.Free()), "--roles", "gpu,cpu", "--redis", Tsp.Tests.Shared.TestServers.Redis);
         await StatusAsync(firstPort, text =>
             System.Text.RegularExpressions.Regex.Count(text, "  Up  reachable  ") == 3 && text.Contains($"{gpuQueue} (gpu)  routees=", StringComparison.Ordinal) && !text.Contains($"{gpuQueue} (gpu)  routees=0", StringComparison.Ordinal));
         foreach (var (orchestrator, grpc) in new[] { (first, grpcPorts.First), (second, grpcPorts.Second) }.Where(o => o.Item2 >= 0))

@@ -41,8 +41,8 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: model, processor: sleep, role: gpu, queue: gpu-p, after: [pre], params: { ms: 5 } }
               - { id: post, processor: checksum, role: cpu, queue: cpu-p, after: [model] }
             """);
-        var seedPort = TspHostingExtensions.FreePort();
-        var workerPort = TspHostingExtensions.FreePort();
+        var seedPort = TestPorts.Free();
+        var workerPort = TestPorts.Free();
         _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(workerPort), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
 
@@ -78,8 +78,8 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             nodes:
               - { id: pre, processor: passthrough, role: cpu, queue: cpu-status }
             """);
-        var seedPort = TspHostingExtensions.FreePort();
-        var workerPort = TspHostingExtensions.FreePort();
+        var seedPort = TestPorts.Free();
+        var workerPort = TestPorts.Free();
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(workerPort), "--roles", "cpu", "--redis", TestServers.Redis);
@@ -155,12 +155,12 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             """);
         // Nobody is downed within this test: only unreachability can move the frozen worker's tasks.
         var slowDowning = new Dictionary<string, string> { ["Tsp__Cluster__StableAfter"] = "00:03:00" };
-        var (seedPort, grpcPort, victimPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort, victimPort) = (TestPorts.Free(), TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start(slowDowning, "Tsp.Seed.dll", "run", "--grpc-port", Port(grpcPort), "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         string[] Worker(int port) => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(port), "--roles", "gpu", "--redis", TestServers.Redis];
         var victim = _processes.Start(slowDowning, "Tsp.GpuNode.dll", Worker(victimPort));
-        _processes.Start(slowDowning, "Tsp.GpuNode.dll", Worker(TspHostingExtensions.FreePort()));
+        _processes.Start(slowDowning, "Tsp.GpuNode.dll", Worker(TestPorts.Free()));
         await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-pause \(gpu\)  routees=2 "));
 
         await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
@@ -204,10 +204,10 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             nodes:
               - { id: model, processor: sleep, role: gpu, queue: gpu-late, timeout: 60s, params: { ms: 8000 } }
             """);
-        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", Port(grpcPort), "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        string[] Worker() => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(TspHostingExtensions.FreePort()), "--roles", "gpu", "--redis", TestServers.Redis];
+        string[] Worker() => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(TestPorts.Free()), "--roles", "gpu", "--redis", TestServers.Redis];
         var victim = _processes.Start(new Dictionary<string, string> { ["Tsp__DrainTimeout"] = "00:00:01" }, "Tsp.GpuNode.dll", Worker());
         _processes.Start("Tsp.GpuNode.dll", Worker());
         await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-late \(gpu\)  routees=2 "));
@@ -254,10 +254,10 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: model, processor: sleep, role: gpu, queue: gpu-{{name}}, after: [pre], params: { ms: 100 } }
               - { id: post, processor: checksum, role: cpu, queue: cpu-{{name}}, after: [model] }
             """);
-        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", Port(grpcPort), "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        var workerPorts = new[] { TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort() };
+        var workerPorts = new[] { TestPorts.Free(), TestPorts.Free() };
         var workers = workerPorts.Select(p => _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(p), "--roles", "gpu,cpu", "--redis", TestServers.Redis)).ToList();
 
         using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");
@@ -332,7 +332,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: post, processor: checksum, role: cpu, queue: cpu-orch, after: [model] }
             """);
         // Both orchestrators share one journal; a fresh database per test (remember-entities rows stay).
-        var (grpcPort, victimGrpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (grpcPort, victimGrpcPort) = (TestPorts.Free(), TestPorts.Free());
         var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-orch", (grpcPort, victimGrpcPort));
         var (victim, firstPort, secondPort) = (cluster.Second, cluster.FirstPort, cluster.SecondPort);
 
@@ -394,7 +394,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: model, processor: sleep, role: gpu, queue: gpu-grow, after: [pre], params: { ms: 5 } }
               - { id: post, processor: checksum, role: cpu, queue: cpu-grow, after: [model] }
             """);
-        var grpcPort = TspHostingExtensions.FreePort();
+        var grpcPort = TestPorts.Free();
         var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-grow", (grpcPort, -1));
         await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{grpcPort}");
         using var producer = new FrameProducer(_kafka.BootstrapServers);
@@ -408,7 +408,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         }
 
         await ProduceAsync(300);
-        var thirdPort = TspHostingExtensions.FreePort();
+        var thirdPort = TestPorts.Free();
         var third = _processes.Start("Tsp.Seed.dll",
             "run", "--port", ChildProcesses.Port(thirdPort), "--grpc-port", "-1", "--roles", "orchestrator", "--seed", $"127.0.0.1:{cluster.FirstPort}",
             "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--postgres", cluster.Journal, "--workflow", workflow);
@@ -518,10 +518,10 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: post, processor: checksum, role: cpu, queue: cpu-crash, after: [model] }
             """);
         var journal = TestServers.TempSqlitePath();
-        var (firstGrpc, secondGrpc) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (firstGrpc, secondGrpc) = (TestPorts.Free(), TestPorts.Free());
         ChildProcess Start(int port, int grpc) => _processes.Start("Tsp.Seed.dll", "run", "--roles", "seed,orchestrator,gpu,cpu", "--port", Port(port), "--grpc-port", Port(grpc),
             "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", journal, "--workflow", workflow);
-        var firstPort = TspHostingExtensions.FreePort();
+        var firstPort = TestPorts.Free();
         var first = Start(firstPort, firstGrpc);
         await first.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         await using var reader = new ResubscribingReader(project, $"http://127.0.0.1:{firstGrpc}", $"http://127.0.0.1:{secondGrpc}");
@@ -539,7 +539,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         first.Process.Kill();
         await first.Process.WaitForExitAsync();
 
-        var second = Start(TspHostingExtensions.FreePort(), secondGrpc);
+        var second = Start(TestPorts.Free(), secondGrpc);
         await second.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         var results = await reader.WaitForRunsAsync(frames, TimeSpan.FromSeconds(240));
 
@@ -561,7 +561,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
         static Dictionary<string, string> Holding(string pfx) => new() { ["Tsp__Tls__Certificate"] = pfx, ["Tsp__Tls__Password"] = "secret" };
         var shared = Holding(WritePfx("tsp-cluster"));
         var stranger = Holding(WritePfx("tsp-cluster"));
-        var (seedPort, memberPort, plainPort, strangerPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, memberPort, plainPort, strangerPort) = (TestPorts.Free(), TestPorts.Free(), TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start(shared, "Tsp.Seed.dll", "run", "--grpc-port", "-1", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         string[] Worker(int port) => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(port), "--roles", "cpu", "--redis", TestServers.Redis];
@@ -621,7 +621,7 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
             nodes:
               - { id: pre, processor: passthrough, role: cpu, queue: cpu-sbr }
             """);
-        var (seedPort, workerPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, workerPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "-1", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         var worker = _processes.Start(new Dictionary<string, string> { ["Tsp__Cluster__StableAfter"] = "00:00:03" }, "Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(workerPort), "--roles", "cpu", "--redis", TestServers.Redis);
@@ -671,10 +671,10 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
               - { id: pre, processor: passthrough, role: cpu, queue: cpu-s }
               - { id: model, processor: sleep, role: gpu, queue: gpu-s, after: [pre], params: { ms: 10 } }
             """);
-        var seedPort = TspHostingExtensions.FreePort();
+        var seedPort = TestPorts.Free();
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", "0", "--port", Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("cluster: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        var (first, second) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (first, second) = (TestPorts.Free(), TestPorts.Free());
         _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(first), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
 
         const int frames = 2000;

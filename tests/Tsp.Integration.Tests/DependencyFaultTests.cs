@@ -141,7 +141,7 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
               - { id: model, processor: sleep, role: gpu, queue: gpu-pg, after: [pre], params: { ms: 10 } }
               - { id: post, processor: checksum, role: cpu, queue: cpu-pg, after: [model] }
             """);
-        var grpcPort = TspHostingExtensions.FreePort();
+        var grpcPort = TestPorts.Free();
         var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-pg", (grpcPort, -1));
         // As a restart looks to its clients: every connection is dropped and new ones are refused for 10 s.
         await StreamAsync(project, _kafka.BootstrapServers, grpcPort, cluster.FirstPort, [cluster.First, cluster.Second, cluster.Worker], () => CutPostgresAsync(cluster.Journal, TimeSpan.FromSeconds(10)));
@@ -227,10 +227,10 @@ public sealed class DependencyFaultTests(ITestOutputHelper output) : IDisposable
               - { id: model, processor: sleep, role: gpu, queue: gpu-{{name}}, after: [pre], params: { ms: {{modelMs}} } }
               - { id: post, processor: checksum, role: cpu, queue: cpu-{{name}}, after: [model] }
             """);
-        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--grpc-port", ChildProcesses.Port(grpcPort), "--port", ChildProcesses.Port(seedPort), "--redis", redis, "--kafka", kafka, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-        var worker = _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu,cpu", "--redis", redis);
+        var worker = _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TestPorts.Free()), "--roles", "gpu,cpu", "--redis", redis);
         await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-\S+ \(gpu\)  routees=[1-9]"));
         return (seedPort, grpcPort, [seed, worker]);
     }

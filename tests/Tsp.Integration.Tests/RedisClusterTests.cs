@@ -26,8 +26,8 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : IDisposable
               - { id: copy, processor: passthrough, role: cpu, queue: cpu-rcluster, after: [sum] }
               - { id: check, processor: flaky, role: cpu, queue: cpu-rcluster, after: [sum, copy], max_attempts: 1, params: { permanent: "true" }, when: "sum.score < 0.25" }
             """);
-        var grpcPort = TspHostingExtensions.FreePort();
-        var member = _processes.Start("Tsp.Seed.dll", "run", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--grpc-port", ChildProcesses.Port(grpcPort),
+        var grpcPort = TestPorts.Free();
+        var member = _processes.Start("Tsp.Seed.dll", "run", "--port", ChildProcesses.Port(TestPorts.Free()), "--grpc-port", ChildProcesses.Port(grpcPort),
             "--roles", "seed,orchestrator,cpu", "--redis", TestServers.RedisCluster, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await member.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
         using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");

@@ -3,6 +3,8 @@ using System.Net.Sockets;
 using System.Text;
 using Tsp.Actors.Hosting;
 
+using Tsp.Tests.Shared;
+
 namespace Tsp.Integration.Tests;
 
 /// <summary>A redis-server of one test's own, on a free loopback port with its data in a temporary
@@ -17,7 +19,7 @@ public sealed class RedisServerProcess : IDisposable
     private RedisServerProcess(bool appendOnly)
     {
         _appendOnly = appendOnly;
-        Port = TspHostingExtensions.FreePort();
+        Port = TestPorts.Free();
     }
 
     public int Port { get; }

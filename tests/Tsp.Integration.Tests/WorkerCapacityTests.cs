@@ -33,7 +33,7 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
             nodes:
               - { id: hold, processor: sleep, role: gpu, queue: gpu-cap, params: { ms: 2000 } }
             """);
-        var (firstGrpc, secondGrpc) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (firstGrpc, secondGrpc) = (TestPorts.Free(), TestPorts.Free());
         var cluster = await _processes.StartOrchestratorPairAsync(workflow, _kafka.BootstrapServers, "gpu-cap", (firstGrpc, secondGrpc));
         // A gpu worker's queue holds 1 routee × 8 slots per orchestrator's pool: with two, 4 each.
         foreach (var port in new[] { cluster.FirstPort, cluster.SecondPort })
@@ -76,7 +76,7 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
             nodes:
               - { id: hold, processor: sleep, role: gpu, queue: gpu-fair, params: { ms: 1000 } }
             """);
-        var (firstGrpc, secondGrpc) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (firstGrpc, secondGrpc) = (TestPorts.Free(), TestPorts.Free());
         var cluster = await _processes.StartOrchestratorPairAsync([Workflow(flood), Workflow(trickle)], _kafka.BootstrapServers, "gpu-fair", (firstGrpc, secondGrpc));
         using var firstChannel = GrpcTestClients.Channel($"http://127.0.0.1:{firstGrpc}");
         using var secondChannel = GrpcTestClients.Channel($"http://127.0.0.1:{secondGrpc}");

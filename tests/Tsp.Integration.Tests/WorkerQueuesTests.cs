@@ -27,10 +27,10 @@ public sealed class WorkerQueuesTests(ITestOutputHelper output) : IDisposable
               - { id: detect, processor: sleep, role: gpu, queue: gpu-detect, params: { ms: 200 } }
               - { id: read, processor: sleep, role: gpu, queue: gpu-read, params: { ms: 200 }, after: [detect] }
             """);
-        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var orchestrator = _processes.Start("Tsp.Seed.dll", "run", "--port", ChildProcesses.Port(seedPort), "--grpc-port", ChildProcesses.Port(grpcPort), "--redis", TestServers.Redis, "--workflow", workflow);
         await orchestrator.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
-        var (detectPort, readPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (detectPort, readPort) = (TestPorts.Free(), TestPorts.Free());
         var detectWorker = StartWorker(seedPort, detectPort, "gpu-detect=2");
         var readWorker = StartWorker(seedPort, readPort, "gpu-read=1");
         await detectWorker.WaitForLineAsync(l => l == "serves: gpu-detect=2", Timeout);
@@ -42,7 +42,7 @@ public sealed class WorkerQueuesTests(ITestOutputHelper output) : IDisposable
         Assert.All(first, r => Assert.StartsWith($"tsp@127.0.0.1:{readPort}/", WorkerOf(r, "read"), StringComparison.Ordinal));
 
         // A second detect worker: the detect queue has twice its slots, the read queue what it had.
-        var secondDetectPort = TspHostingExtensions.FreePort();
+        var secondDetectPort = TestPorts.Free();
         StartWorker(seedPort, secondDetectPort, "gpu-detect=2");
         await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-detect \(gpu\)  routees=2 credits=\d+/4 ") && Regex.IsMatch(text, @"gpu-read \(gpu\)  routees=1 credits=\d+/1 "));
 

@@ -58,9 +58,9 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
               - { id: hold, processor: sleep, role: cpu, queue: cpu-ctl, timeout: 300s, params: { ms: 240000 } }
               - { id: post, processor: passthrough, role: cpu, queue: cpu-ctl, after: [hold] }
             """);
-        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = StartOrchestrator(seedPort, grpcPort, TestServers.TempSqlitePath(), workflow);
-        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(TspHostingExtensions.FreePort()), "--roles", "cpu", "--redis", TestServers.Redis);
+        _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(TestPorts.Free()), "--roles", "cpu", "--redis", TestServers.Redis);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
         var grpc = $"http://127.0.0.1:{grpcPort}";
         using var channel = GrpcTestClients.Channel(grpc);
@@ -142,7 +142,7 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
               - { id: sum, processor: checksum, role: cpu, queue: cpu-pause }
             """);
         var journal = TestServers.TempSqlitePath();
-        var (firstPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (firstPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var first = StartOrchestrator(firstPort, grpcPort, journal, workflow, roles: "seed,orchestrator,cpu");
         await first.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
         var grpc = $"http://127.0.0.1:{grpcPort}";
@@ -159,7 +159,7 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
         first.Process.Kill();
         await first.Process.WaitForExitAsync();
 
-        var secondPort = TspHostingExtensions.FreePort();
+        var secondPort = TestPorts.Free();
         var second = StartOrchestrator(secondPort, grpcPort, journal, workflow, roles: "seed,orchestrator,cpu");
         await second.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
         var produced = new List<string>();
@@ -207,9 +207,9 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
               - { id: check, processor: passthrough, role: cpu, queue: cpu-redrive, after: [sum] }
             """);
         var journal = TestServers.TempSqlitePath();
-        var grpcPort = TspHostingExtensions.FreePort();
+        var grpcPort = TestPorts.Free();
         var grpc = $"http://127.0.0.1:{grpcPort}";
-        var first = StartOrchestrator(TspHostingExtensions.FreePort(), grpcPort, journal, broken, roles: "seed,orchestrator,cpu");
+        var first = StartOrchestrator(TestPorts.Free(), grpcPort, journal, broken, roles: "seed,orchestrator,cpu");
         await first.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
         using var producer = new FrameProducer(_kafka.BootstrapServers);
         var dead = new List<string>();
@@ -237,7 +237,7 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
 
         first.Process.Kill();
         await first.Process.WaitForExitAsync();
-        var second = StartOrchestrator(TspHostingExtensions.FreePort(), grpcPort, journal, fixedWorkflow, roles: "seed,orchestrator,cpu");
+        var second = StartOrchestrator(TestPorts.Free(), grpcPort, journal, fixedWorkflow, roles: "seed,orchestrator,cpu");
         await second.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
 
         var bad = await VerbAsync("deadletters", "--grpc", grpc, "--project", project, "--redrive", "two");
@@ -285,9 +285,9 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
               - { id: b, processor: checksum, role: cpu, queue: q, after: [a] }
             """);
         var journal = TestServers.TempSqlitePath();
-        var grpcPort = TspHostingExtensions.FreePort();
+        var grpcPort = TestPorts.Free();
         var grpc = $"http://127.0.0.1:{grpcPort}";
-        var first = StartOrchestrator(TspHostingExtensions.FreePort(), grpcPort, journal, v1, roles: "seed,orchestrator,cpu");
+        var first = StartOrchestrator(TestPorts.Free(), grpcPort, journal, v1, roles: "seed,orchestrator,cpu");
         await first.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
         var runsOnV1 = new List<string>();
         var runsOnV2 = new List<string>();
@@ -320,7 +320,7 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
         // Runs of both versions are in flight (2 s nodes): the process dies with them.
         first.Process.Kill();
         await first.Process.WaitForExitAsync();
-        var second = StartOrchestrator(TspHostingExtensions.FreePort(), grpcPort, journal, v1, roles: "seed,orchestrator,cpu");
+        var second = StartOrchestrator(TestPorts.Free(), grpcPort, journal, v1, roles: "seed,orchestrator,cpu");
         await second.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
         using var resumed = GrpcTestClients.Channel(grpc);
         var after = new TspService.TspServiceClient(resumed);
@@ -365,9 +365,9 @@ public sealed class ControlProcessTests(ITestOutputHelper output) : IDisposable
         var model = TestServers.Unique("m");
         Operations.MeteredRunFixture.WriteDoublerModel(repository, model, 1);
         Operations.MeteredRunFixture.WriteDoublerModel(repository, model, 2);
-        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = StartOrchestrator(seedPort, grpcPort, TestServers.TempSqlitePath(), workflow);
-        string[] Worker() => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(TspHostingExtensions.FreePort()), "--roles", "cpu", "--redis", TestServers.Redis, "--models", repository];
+        string[] Worker() => ["--seed", $"127.0.0.1:{seedPort}", "--port", Port(TestPorts.Free()), "--roles", "cpu", "--redis", TestServers.Redis, "--models", repository];
         var worker = _processes.Start("Tsp.GpuNode.dll", Worker());
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Timeout);
         var grpc = $"http://127.0.0.1:{grpcPort}";

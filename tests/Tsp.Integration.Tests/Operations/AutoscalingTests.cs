@@ -37,14 +37,14 @@ public sealed class AutoscalingTests(ITestOutputHelper output) : IDisposable
             nodes:
               - { id: model, processor: sleep, role: gpu, queue: gpu-scale, params: { ms: 100 } }
             """);
-        var (seedPort, httpPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, httpPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--roles", "seed,orchestrator", "--grpc-port", "-1", "--http-port", ChildProcesses.Port(httpPort),
             "--port", ChildProcesses.Port(seedPort), "--redis", TestServers.Redis, "--kafka", _kafka.BootstrapServers, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("metrics: ", StringComparison.Ordinal), Patience);
         using var scaler = new QueueAutoscaler(
             $"http://127.0.0.1:{httpPort}/metrics",
             "gpu-scale",
-            () => _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu", "--redis", TestServers.Redis),
+            () => _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TestPorts.Free()), "--roles", "gpu", "--redis", TestServers.Redis),
             output);
         await using var store = await RedisStore.ConnectAsync(TestServers.Redis);
         using var producer = new FrameProducer(_kafka.BootstrapServers);

@@ -3,6 +3,8 @@ using System.Net.Http;
 using System.Text.Json;
 using Tsp.Actors.Hosting;
 
+using Tsp.Tests.Shared;
+
 namespace Tsp.Integration.Tests.Operations;
 
 /// <summary>A real Prometheus (Debian's <c>prometheus</c>, installed by test.sh) scraping the given
@@ -37,7 +39,7 @@ public sealed class PrometheusServer : IDisposable
                 static_configs:
                   - targets: [{string.Join(", ", targets.Select(t => $"'{t}'"))}]
             """);
-        var port = TspHostingExtensions.FreePort();
+        var port = TestPorts.Free();
         var process = Process.Start(new ProcessStartInfo("prometheus",
         [
             $"--config.file={config}",

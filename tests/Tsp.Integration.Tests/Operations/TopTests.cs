@@ -27,10 +27,10 @@ public sealed class TopTests(ITestOutputHelper output) : IDisposable
               - { id: sum, processor: checksum, role: gpu, queue: gpu-top }
               - { id: gate, processor: flaky, role: gpu, queue: gpu-top, after: [sum], params: { permanent: "true" } }
             """);
-        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start("Tsp.Seed.dll", "run", "--roles", "seed,orchestrator", "--grpc-port", ChildProcesses.Port(grpcPort), "--port", ChildProcesses.Port(seedPort), "--redis", TestServers.Redis, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Patience);
-        var workerPort = TspHostingExtensions.FreePort();
+        var workerPort = TestPorts.Free();
         _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(workerPort), "--roles", "gpu", "--redis", TestServers.Redis);
         await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-top \(gpu\)  routees=[1-9]"));
 

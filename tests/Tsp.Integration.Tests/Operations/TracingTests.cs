@@ -102,10 +102,10 @@ public sealed class TracingTests(ITestOutputHelper output) : IDisposable
             // The batch exporter's schedule: spans leave within a second.
             ["OTEL_BSP_SCHEDULE_DELAY"] = "500",
         };
-        var (seedPort, grpcPort) = (TspHostingExtensions.FreePort(), TspHostingExtensions.FreePort());
+        var (seedPort, grpcPort) = (TestPorts.Free(), TestPorts.Free());
         var seed = _processes.Start(Otlp("tsp-test-orchestrator"), "Tsp.Seed.dll", "run", "--roles", "seed,orchestrator", "--grpc-port", ChildProcesses.Port(grpcPort), "--port", ChildProcesses.Port(seedPort), "--redis", TestServers.Redis, "--journal", TestServers.TempSqlitePath(), "--workflow", workflow);
         await seed.WaitForLineAsync(l => l.StartsWith("grpc: ", StringComparison.Ordinal), Patience);
-        _processes.Start(Otlp("tsp-test-worker"), "Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TspHostingExtensions.FreePort()), "--roles", "gpu", "--redis", TestServers.Redis);
+        _processes.Start(Otlp("tsp-test-worker"), "Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", ChildProcesses.Port(TestPorts.Free()), "--roles", "gpu", "--redis", TestServers.Redis);
         await _processes.StatusAsync(seedPort, text => Regex.IsMatch(text, @"gpu-otlp \(gpu\)  routees=[1-9]"));
 
         using var channel = GrpcTestClients.Channel($"http://127.0.0.1:{grpcPort}");
@@ -151,7 +151,7 @@ public sealed class TracingTests(ITestOutputHelper output) : IDisposable
 
         public static async Task<OtlpCollector> StartAsync()
         {
-            var port = TspHostingExtensions.FreePort();
+            var port = TestPorts.Free();
             var builder = WebApplication.CreateSlimBuilder();
             builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
             var app = builder.Build();
