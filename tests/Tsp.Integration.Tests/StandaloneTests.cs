@@ -301,12 +301,12 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         // A host's frame string is deleted once the last of its runs has finished.
         var server = store.Connection.GetServer(store.Connection.GetEndPoints()[0]);
         var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < ResultTimeout && server.Keys(pattern: RedisKeys.Frames(project, "*")).Any())
+        while (deadline.Elapsed < ResultTimeout && server.Keys(pattern: RedisKeys.Frames(project, "*"), pageSize: 5000).Any())
         {
             await Task.Delay(100);
         }
 
-        Assert.Empty(server.Keys(pattern: RedisKeys.Frames(project, "*")));
+        Assert.Empty(server.Keys(pattern: RedisKeys.Frames(project, "*"), pageSize: 5000));
         await host.StopAsync();
     }
 
