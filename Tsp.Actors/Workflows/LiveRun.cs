@@ -21,8 +21,12 @@ internal sealed class LiveRun(RunState state)
     /// <summary>The run's span on this host (null while nothing traces); node tasks carry its context.</summary>
     public System.Diagnostics.Activity? Span { get; init; }
 
-    /// <summary>Its events applied but not yet written.</summary>
+    /// <summary>Its events applied but not yet written (held ones included).</summary>
     public int Unwritten { get; set; }
+
+    /// <summary>Results of short nodes applied and not yet recorded: they go with the run's next
+    /// write (<see cref="RunHostTuning.WriteNodeResultsFrom"/>).</summary>
+    public List<RunEvent> Held { get; } = [];
 
     /// <summary>RunCompleted is decided and being written.</summary>
     public bool Completing { get; set; }

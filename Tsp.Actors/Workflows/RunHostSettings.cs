@@ -41,6 +41,15 @@ public sealed record RunHostTuning
     /// a large <c>MaxInFlightRuns</c>, a backlog) costs neither dispatch work nor memory per run until
     /// the run's turn comes. Ample for dispatch: the node queues hand tasks to routee slots, far fewer.</summary>
     public int MaxActiveRuns { get; init; } = 4096;
+
+    /// <summary>A node that ran at least this long has its result written to the journal as soon as it
+    /// arrives. A shorter node's result is applied and acted on at once, but written with its run's
+    /// next write (a longer node's result, a failure, or the run's completion): a run of short nodes
+    /// costs two journal writes (its start and its completion) instead of one per node. A crash
+    /// re-runs the short nodes whose results were not written yet, as it already re-runs any node
+    /// whose write was in flight; nothing accepted is lost and every result is published once.
+    /// <see cref="TimeSpan.Zero"/> writes every result at once.</summary>
+    public TimeSpan WriteNodeResultsFrom { get; init; } = TimeSpan.FromMilliseconds(100);
 }
 
 /// <summary>Asks a run host (directly, not through sharding) for <see cref="RunHostStats"/>.</summary>

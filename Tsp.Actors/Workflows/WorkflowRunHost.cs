@@ -209,6 +209,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
 
         _stopping = true;
+        foreach (var run in _runs.Values)
+        {
+            RecordHeld(run);
+        }
+
         _journal.Flush();
         _journal.AfterRecorded(() => Context.Stop(Self));
         Become(() => CommandAny(_ => { }));
@@ -623,10 +628,35 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             run.Apply(e);
             run.Unwritten++;
-            _journal.Record(RunEvents.Wrap(e), () => run.Unwritten--);
+            if (e is NodeCompleted { Result.DurationUs: var us } && us < _tuning.WriteNodeResultsFrom.TotalMicroseconds)
+            {
+                run.Held.Add(RunEvents.Wrap(e));
+            }
+            else
+            {
+                Record(run, RunEvents.Wrap(e), () => run.Unwritten--);
+            }
         }
 
         Advance(run);
+    }
+
+    /// <summary>Records an event of <paramref name="run"/> behind the results it still holds, so its
+    /// events reach the journal in the order they were applied.</summary>
+    private void Record(LiveRun run, RunEvent e, Action? afterWrite)
+    {
+        RecordHeld(run);
+        _journal.Record(e, afterWrite);
+    }
+
+    private void RecordHeld(LiveRun run)
+    {
+        foreach (var held in run.Held)
+        {
+            _journal.Record(held, () => run.Unwritten--);
+        }
+
+        run.Held.Clear();
     }
 
     /// <summary>Dispatches what became ready, or completes the run once nothing is left.</summary>
@@ -645,7 +675,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             var completed = state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             // Written after every earlier event of the run (one host, one ordered stream of batches),
             // so a result is never published ahead of its run's events.
-            _journal.Record(RunEvents.Wrap(completed), () =>
+            Record(run, RunEvents.Wrap(completed), () =>
             {
                 run.Apply(completed);
                 Publish(run);
@@ -824,7 +854,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         run.Completing = true;
         var cancelled = run.State.Cancel(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), reason);
         CancelTasksOf(run);
-        _journal.Record(RunEvents.Wrap(cancelled), () =>
+        Record(run, RunEvents.Wrap(cancelled), () =>
         {
             run.Apply(cancelled);
             _log.Info("run {0} of '{1}' cancelled: {2}", runId, project, reason);

@@ -34,6 +34,11 @@ internal static class OrchestrationScenario
                     tsp.RunHosts = int.Parse(hosts, CultureInfo.InvariantCulture);
                 }
 
+                if (Environment.GetEnvironmentVariable("TSP_BENCH_WRITE_NODE_RESULTS_FROM_MS") is { } from)
+                {
+                    tsp.RunHost = tsp.RunHost with { WriteNodeResultsFrom = TimeSpan.FromMilliseconds(double.Parse(from, CultureInfo.InvariantCulture)) };
+                }
+
                 tsp.Queues["cpu-bench"] = new Actors.Dispatch.QueueOptions { Role = Actors.Hosting.TspRoles.Cpu, RouteesPerMember = 2, SlotsPerRoutee = options.InFlight };
             });
             var frames = Enumerable.Range(0, 16).Select(_ => RandomFrame(project, options.Size)).ToList();

@@ -96,13 +96,16 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         return task;
     }
 
-    private static NodeTaskDone Done(NodeTask task) => new()
+    /// <summary>A node's answer; by default one that ran long enough to be written at once
+    /// (<see cref="RunHostTuning.WriteNodeResultsFrom"/>).</summary>
+    private static NodeTaskDone Done(NodeTask task, TimeSpan? ran = null) => new()
     {
         TaskId = task.TaskId,
         RunId = task.RunId,
         NodeId = task.NodeId,
         OutputKey = task.OutputKey,
         Attempts = 1,
+        DurationUs = (long)(ran ?? TimeSpan.FromSeconds(1)).TotalMicroseconds,
         Metrics = { ["score"] = 0.5 },
     };
 
@@ -161,6 +164,54 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         var third = StartHost();
         var view = View(third, runId);
         Assert.True(view.Exists && view.Completed);
+        third.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.AlreadyCompleted, ExpectMsg<RunAccepted>().Outcome);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        Assert.Single(await _store.ReadResultsAsync(_project, 0, 10));
+    }
+
+    [Fact]
+    public async Task A_short_nodes_result_goes_with_its_runs_next_write_so_a_crash_runs_only_that_node_again()
+    {
+        var shortNode = TimeSpan.FromMilliseconds(1);
+        var runId = TestServers.Unique("r");
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        var first = StartHost();
+        first.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+
+        // pre ran 1 ms: acted on at once (a and b dispatched), but held back from the journal.
+        first.Tell(Done(ExpectTask("pre"), shortNode), _queue);
+        var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
+        var held = View(first, runId);
+        Assert.Equal(NodeStatus.Completed, held.Nodes.Single(n => n.NodeId == "pre").Status);
+        Assert.Equal(1, held.UnwrittenEvents);
+
+        // a ran 1 s: written at once, and pre's result with it.
+        first.Tell(Done(fanOut.Single(t => t.NodeId == "a")), _queue);
+        AwaitAssert(() => Assert.Equal(0, View(first, runId).UnwrittenEvents), TimeSpan.FromSeconds(10));
+
+        // b is short again, and the host crashes before anything else of the run is written.
+        first.Tell(Done(fanOut.Single(t => t.NodeId == "b"), shortNode), _queue);
+        var join = ExpectTask("join");
+        Assert.Equal(1, View(first, runId).UnwrittenEvents);
+        Crash(first);
+
+        // Recovered: pre and a stand, b runs again, then join.
+        var second = StartHost();
+        var redispatched = ExpectTask("b");
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        second.Tell(Done(redispatched, shortNode), _queue);
+        join = ExpectTask("join");
+        second.Tell(Done(join, shortNode), _queue);
+
+        var result = await AwaitResultAsync(runId);
+        Assert.All(result.Nodes, n => Assert.Equal(NodeStatus.Completed, n.Status));
+
+        // Its completion is durable: recovered again, the host knows the run as finished.
+        await AwaitAssertAsync(async () => Assert.True(View(second, runId).Completed), TimeSpan.FromSeconds(10));
+        Crash(second);
+        var third = StartHost();
         third.Tell(Start(runId), TestActor);
         Assert.Equal(StartOutcome.AlreadyCompleted, ExpectMsg<RunAccepted>().Outcome);
         _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
