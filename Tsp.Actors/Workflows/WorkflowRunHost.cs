@@ -14,7 +14,8 @@ namespace Tsp.Actors.Workflows;
 /// A persistent, sharded entity that holds many workflow runs — all whose run id hashes to it (see
 /// <see cref="RunMessageExtractor"/>) — and walks each run's DAG. It persists, applies, replies and
 /// snapshots; the decisions are pure code elsewhere: <see cref="RunState"/> walks one run's DAG,
-/// <see cref="StartRules"/> answers a start and <see cref="AdmissionQueue"/> holds the runs that wait for a turn, <see cref="NodeTasks"/> builds
+/// <see cref="StartRules"/> answers a start and <see cref="AdmissionQueue"/> holds the runs that wait for a turn,
+/// <see cref="RunListings"/> reads what operators ask of the runs, <see cref="NodeTasks"/> builds
 /// what is dispatched, <see cref="FrameLeases"/> says when a frame is no longer needed and
 /// <see cref="ResultPublisher"/> publishes a finished run.
 /// </summary>
@@ -48,6 +49,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     // Runs of a project that is not deployed on this orchestrator: held, not walked, until it is.
     private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
     private readonly AdmissionQueue _admission;
+    private readonly RunListings _listings;
     private readonly FrameLeases _frames;
     private readonly RunJournalWriter _journal;
     private long _eventsSinceSnapshot;
@@ -70,6 +72,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         _tuning = services.Tuning ?? new RunHostTuning();
         _previews = new FramePreviews(services.Store.Options.PreviewEvery);
         _admission = new AdmissionQueue(_tuning.FinishedRunMemory);
+        _listings = new RunListings(_runs, _waiting, _admission, services.Catalog, hostId, () => Orchestrator);
         var log = _log;
         _frames = new FrameLeases(services.Store, (key, reason) => log.Warning("frames {0}: deleting them failed ({1}); they expire with the blob TTL", key, reason));
         _journal = new RunJournalWriter(
@@ -116,8 +119,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
         Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
-        Command<GetRunSummary>(query => Sender.Tell(SummaryOf(query.RunId)));
-        Command<ListHostRuns>(list => Sender.Tell(ListRuns(list)));
+        Command<GetRunSummary>(query => Sender.Tell(_listings.SummaryOf(query.RunId)));
+        Command<ListHostRuns>(list => Sender.Tell(_listings.List(list)));
         Command<CancelRun>(cancel =>
         {
             var replyTo = Sender;
@@ -883,7 +886,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private void CancelMatching(CancelHostRuns request)
     {
         var replyTo = Sender;
-        var matching = Matching(request.Project, request.SourceId)
+        var matching = _listings.Matching(request.Project, request.SourceId)
             .Where(s => s.Stage is RunStage.Running or RunStage.Queued or RunStage.WaitingForProject)
             .Select(s => s.RunId).ToList();
         var reply = new CancelRunsReply();
@@ -904,68 +907,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                 }
             });
         }
-    }
-
-    private HostRuns ListRuns(ListHostRuns request)
-    {
-        var limit = request.Limit > 0 ? request.Limit : int.MaxValue;
-        var reply = new HostRuns();
-        var matching = Matching(request.Project, request.SourceId).OrderBy(s => s.AcceptedAtUnixMs).ToList();
-        reply.Runs.Add(matching.Take(limit));
-        reply.Truncated = matching.Count > limit;
-        return reply;
-    }
-
-    /// <summary>Every run this host holds of a project (and source, when one is given), in any stage before published.</summary>
-    private IEnumerable<RunSummary> Matching(string project, string sourceId)
-    {
-        bool Matches(RunStarted started) =>
-            string.Equals(started.Project, project, StringComparison.Ordinal) && (sourceId.Length == 0 || string.Equals(started.SourceId, sourceId, StringComparison.Ordinal));
-
-        var orchestrator = Orchestrator;
-        foreach (var run in _runs.Values.Where(r => Matches(r.State.Started)))
-        {
-            yield return run.Summary(_hostId, orchestrator);
-        }
-
-        foreach (var record in _waiting.Values.Where(r => Matches(r.Started)))
-        {
-            yield return RunSummaries.Waiting(record.Started, RunStage.WaitingForProject, null, _hostId, orchestrator);
-        }
-
-        foreach (var group in _admission.StillQueued().Where(g => string.Equals(g.Common.Project, project, StringComparison.Ordinal)))
-        {
-            for (var i = 0; i < StartedGroups.RunCount(group); i++)
-            {
-                var started = StartedGroups.StartedOf(group, i);
-                if (Matches(started))
-                {
-                    yield return RunSummaries.Waiting(started, RunStage.Queued, _services.Catalog.For(started), _hostId, orchestrator);
-                }
-            }
-        }
-    }
-
-    private RunSummary? SummaryOf(string runId)
-    {
-        if (_runs.TryGetValue(runId, out var run))
-        {
-            return RunSummaries.AsTimeline(run.Summary(_hostId, Orchestrator));
-        }
-
-        if (_waiting.TryGetValue(runId, out var waiting))
-        {
-            return RunSummaries.Waiting(waiting.Started, RunStage.WaitingForProject, null, _hostId, Orchestrator);
-        }
-
-        if (_admission.TryGet(runId, out var queued))
-        {
-            var started = queued.Group.StartedOf(queued.Index);
-            return RunSummaries.Waiting(started, RunStage.Queued, _services.Catalog.For(started), _hostId, Orchestrator);
-        }
-
-        // Finished or unknown: the asker reads the results log.
-        return new RunSummary { RunId = runId };
     }
 
     private string Orchestrator => _orchestrator ??= ((ExtendedActorSystem)Context.System).Provider.DefaultAddress.ToString();
