@@ -74,7 +74,7 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
         string Workflow(string project) => TestServers.WriteWorkflow($$"""
             project: {{project}}
             nodes:
-              - { id: hold, processor: sleep, role: gpu, queue: gpu-fair, params: { ms: 1000 } }
+              - { id: hold, processor: sleep, role: gpu, queue: gpu-fair, params: { ms: 2000 } }
             """);
         var (firstGrpc, secondGrpc) = (TestPorts.Free(), TestPorts.Free());
         var cluster = await _processes.StartOrchestratorPairAsync([Workflow(flood), Workflow(trickle)], _kafka.BootstrapServers, "gpu-fair", (firstGrpc, secondGrpc));
@@ -82,9 +82,12 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
         using var secondChannel = GrpcTestClients.Channel($"http://127.0.0.1:{secondGrpc}");
         var (first, second) = (new TspService.TspServiceClient(firstChannel), new TspService.TspServiceClient(secondChannel));
 
-        // 64 one-second runs on 8 slots: eight waves, held by the run hosts of both orchestrators.
+        // 64 two-second runs on 8 slots: eight waves, held by the run hosts of both orchestrators. Waves
+        // of 2 s, not 1: on a busy machine submitting the flood alone took several seconds, and every
+        // wave run meanwhile is one the trickle cannot overtake.
         var flooded = await Task.WhenAll(Enumerable.Range(0, 64).Select(async i =>
             (await (i % 2 == 0 ? first : second).SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(flood, i) })).RunId));
+        var trickleSubmittedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var trickled = await Task.WhenAll(Enumerable.Range(0, 4).Select(async i =>
             (await second.SubmitAsync(new SubmitRequest { Frame = GrpcTestClients.Frame(trickle, i) })).RunId));
 
@@ -105,8 +108,9 @@ public sealed class WorkerCapacityTests(ITestOutputHelper output) : IDisposable
         // Order, not time: FIFO queues would finish the trickle after the whole flood.
         var trickleDone = trickleResults.Max(r => r.CompletedAtUnixMs);
         var floodAfter = floodResults.Count(r => r.CompletedAtUnixMs > trickleDone);
-        output.WriteLine($"flood runs finished after the last trickle run: {floodAfter} of {floodResults.Count}");
+        var floodBefore = floodResults.Count(r => r.CompletedAtUnixMs < trickleSubmittedAt);
+        output.WriteLine($"flood runs finished before the trickle was submitted: {floodBefore}; after its last run: {floodAfter} of {floodResults.Count}");
         Assert.All(trickleResults.Concat(floodResults), r => Assert.Equal(RunStatus.Succeeded, r.Status));
-        Assert.True(floodAfter >= 24, $"only {floodAfter} of the flood's 64 runs were left when the trickle's 4 finished");
+        Assert.True(floodAfter >= 24, $"only {floodAfter} of the flood's 64 runs were left when the trickle's 4 finished ({floodBefore} had finished before the trickle was submitted)");
     }
 }
