@@ -694,6 +694,10 @@ public sealed class ClusterProcessTests(ITestOutputHelper output) : IDisposable
                 }
 
                 _processes.Start("Tsp.GpuNode.dll", "--seed", $"127.0.0.1:{seedPort}", "--port", Port(second), "--roles", "gpu,cpu", "--redis", TestServers.Redis);
+
+                // The rest of the stream goes out once the new worker's routees are in the queue: produced
+                // at once, the stream could finish on the first worker before a busy machine booted the second.
+                await seed.WaitForLineAsync(l => l.Contains($"queue gpu-s: routee tsp@127.0.0.1:{second}/", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
             }
         }
 
