@@ -498,6 +498,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         Assert.False(View(host, prefix + "12").Exists);
         Assert.False(View(host, prefix + "013").Exists);
 
+        // Run 11's pre is durable before the crash (had its write still been in flight, pre would run again).
+        AwaitAssert(() => Assert.Equal(0, View(host, prefix + "11").UnwrittenEvents), TimeSpan.FromSeconds(10));
         Crash(host);
         var restarted = StartHost(services);
         Assert.True(View(restarted, prefix + "21").Exists);
