@@ -50,7 +50,9 @@ public sealed class NodeOutput
 /// <summary>
 /// The unit of work of a node. Implementations are stateless across tasks (or thread-safe), since a
 /// routee runs several tasks at once. Throw <see cref="NodeInputException"/> for input that no retry
-/// can fix; any other exception is retried under the node's retry policy.
+/// can fix; any other exception is retried under the node's retry policy. An input's bytes are lent
+/// for the call (a frame lies in a pooled buffer): they stay valid until the node's output is written,
+/// so a processor may pass them on as its output, but must copy what it keeps beyond the call.
 /// </summary>
 public interface INodeProcessor
 {

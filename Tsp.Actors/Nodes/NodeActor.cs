@@ -176,18 +176,19 @@ public sealed class NodeActor : ReceiveActor
             return Failed(task, $"processor '{task.Processor}' is not available on {_worker}", retryable: true);
         }
 
+        NodeInputReads? reads = null;
+        Task? outlives = null;
         try
         {
-            byte[]?[] blobs;
             using (TspTracing.Source.StartActivity("tsp.redis read inputs", ActivityKind.Client))
             {
-                blobs = await _store.GetBlobsAsync(task.Inputs);
+                reads = await _store.ReadInputsAsync(task.Inputs);
             }
 
-            var inputs = new NodeBlob[blobs.Length];
-            for (var i = 0; i < blobs.Length; i++)
+            var inputs = new NodeBlob[task.Inputs.Count];
+            for (var i = 0; i < inputs.Length; i++)
             {
-                if (blobs[i] is not { } data)
+                if (reads.Blobs[i] is not { } data)
                 {
                     var input = task.Inputs[i];
                     var where = input.Length > 0 ? $"{input.Key} bytes {input.Offset}..{input.Offset + input.Length - 1}" : input.Key;
@@ -211,6 +212,8 @@ public sealed class NodeActor : ReceiveActor
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested)
             {
+                // The processor may still be reading its inputs: they go back to the pool when it ends.
+                outlives = processing;
                 if (cancelled.IsCancellationRequested)
                 {
                     ObserveLater(processing);
@@ -262,6 +265,20 @@ public sealed class NodeActor : ReceiveActor
         {
             _log.Warning(e, "node {0} of run {1} (project {2}, trace {3}) failed on attempt {4}", task.NodeId, task.RunId, task.Project, TspTracing.RunTraceId(task.RunId), task.Attempt);
             return Failed(task, $"{e.GetType().Name}: {e.Message}", retryable: true);
+        }
+        finally
+        {
+            if (reads is not null)
+            {
+                if (outlives is { IsCompleted: false })
+                {
+                    _ = outlives.ContinueWith(static (_, state) => ((NodeInputReads)state!).Dispose(), reads, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                }
+                else
+                {
+                    reads.Dispose();
+                }
+            }
         }
     }
 

@@ -116,29 +116,72 @@ public sealed class RedisStore : IAsyncDisposable
         return Task.WhenAll(expiries);
     }
 
-    /// <returns>The inputs' blobs in order; null for a missing one. An input with a length is that
-    /// range of a string (a frame, <see cref="FrameLeases"/>).</returns>
-    public async Task<byte[]?[]> GetBlobsAsync(IReadOnlyList<NodeInput> inputs)
+    /// <summary>Reads a node task's inputs. An input with a length is that range of a string (a frame,
+    /// <see cref="FrameLeases"/>), read with <c>GETRANGE</c> into a pooled buffer; other inputs are
+    /// whole keys (small outputs: scores, checksums, tensors a node wrote).</summary>
+    public async Task<NodeInputReads> ReadInputsAsync(IReadOnlyList<NodeInput> inputs)
     {
-        if (inputs.All(i => i.Length == 0))
+        var blobs = new ReadOnlyMemory<byte>?[inputs.Count];
+        var owners = new IDisposable?[inputs.Count];
+        var reads = new NodeInputReads(blobs, owners);
+        try
         {
-            return await GetBlobsAsync(inputs.Select(i => i.Key).ToList());
-        }
-
-        var reads = inputs.Select(ReadAsync).ToList();
-        return await Task.WhenAll(reads);
-
-        async Task<byte[]?> ReadAsync(NodeInput input)
-        {
-            if (input.Length > 0)
+            var keys = new List<string>();
+            var keyed = new List<int>();
+            var ranges = new List<(int Index, Task<RespResult> Reply)>();
+            for (var i = 0; i < inputs.Count; i++)
             {
-                // GETRANGE answers an empty string, not nil, for a missing key: a short answer is one.
-                var range = (byte[]?)await _db.StringGetRangeAsync(input.Key, input.Offset, (long)input.Offset + input.Length - 1);
-                return range is { } bytes && bytes.Length == input.Length ? bytes : null;
+                var input = inputs[i];
+                if (input.Length > 0)
+                {
+                    var end = (long)input.Offset + input.Length - 1;
+                    ranges.Add((i, _db.ExecuteRespAsync("GETRANGE", new RedisKeyOrValue[] { (RedisKey)input.Key, (RedisValue)input.Offset, (RedisValue)end })));
+                }
+                else
+                {
+                    keys.Add(input.Key);
+                    keyed.Add(i);
+                }
             }
 
-            return await GetBlobAsync(input.Key);
+            var whole = keys.Count > 0 ? GetBlobsAsync(keys) : null;
+            foreach (var (index, reply) in ranges)
+            {
+                using var result = await reply;
+                var lease = LeaseOf(result);
+                owners[index] = lease;
+                // GETRANGE answers an empty string, not nil, for a missing key: a short answer is one.
+                blobs[index] = lease is { } bytes && bytes.Length == inputs[index].Length ? bytes.Memory : (ReadOnlyMemory<byte>?)null;
+            }
+
+            if (whole is not null)
+            {
+                var values = await whole;
+                for (var k = 0; k < keyed.Count; k++)
+                {
+                    blobs[keyed[k]] = values[k] is { } value ? value : (ReadOnlyMemory<byte>?)null;
+                }
+            }
+
+            return reads;
         }
+        catch
+        {
+            reads.Dispose();
+            throw;
+        }
+    }
+
+    // A lease that shares the reply's buffer (its own count on it), so the reply itself can be disposed.
+    private static Lease<byte>? LeaseOf(RespResult result)
+    {
+        if (result.IsNull)
+        {
+            return null;
+        }
+
+        var reader = result.ReadScalar();
+        return reader.ReadLease();
     }
 
     /// <returns>The blobs in key order; null for a missing key.</returns>

@@ -192,19 +192,22 @@ public sealed class RedisStoreTests : IAsyncLifetime
         await store.PutBlobAsync(frames, "aaabbbbc"u8.ToArray());
         await store.PutBlobAsync(output, new byte[] { 9 });
 
-        var blobs = await store.GetBlobsAsync(
+        using var reads = await store.ReadInputsAsync(
         [
             new NodeInput { Key = frames, Offset = 3, Length = 4 },
             new NodeInput { Key = frames, Offset = 7, Length = 1 },
             new NodeInput { Key = output },
             new NodeInput { Key = frames, Offset = 6, Length = 5 },
             new NodeInput { Key = RedisKeys.Frames(project, "gone"), Offset = 0, Length = 1 },
+            new NodeInput { Key = RedisKeys.NodeOutput(project, "r1", "gone") },
         ]);
 
-        Assert.Equal("bbbb"u8.ToArray(), blobs[0]);
-        Assert.Equal("c"u8.ToArray(), blobs[1]);
-        Assert.Equal(new byte[] { 9 }, blobs[2]);
+        var blobs = reads.Blobs;
+        Assert.Equal("bbbb"u8.ToArray(), blobs[0]!.Value.ToArray());
+        Assert.Equal("c"u8.ToArray(), blobs[1]!.Value.ToArray());
+        Assert.Equal(new byte[] { 9 }, blobs[2]!.Value.ToArray());
         Assert.Null(blobs[3]);
         Assert.Null(blobs[4]);
+        Assert.Null(blobs[5]);
     }
 }
