@@ -1,34 +1,42 @@
 using Akka.Hosting;
-using Akka.Persistence.Sql.Hosting;
-using LinqToDB;
 using Tsp.Actors.Storage;
 
 namespace Tsp.Actors.Hosting;
 
-/// <summary>The journal: PostgreSQL when configured, else TSP's SQLite plugins; and its start-up check.</summary>
+/// <summary>The journal: PostgreSQL when configured, else SQLite, each TSP's own group-commit plugins; and its start-up check.</summary>
 public static partial class TspHostingExtensions
 {
-    /// <summary>Akka.Persistence.Sql on PostgreSQL when configured (required by several orchestrators),
-    /// else TSP's own group-commit journal on a SQLite file.</summary>
-    public static AkkaConfigurationBuilder AddTspJournal(this AkkaConfigurationBuilder builder, TspOptions options)
+    /// <summary>TSP's journal and snapshot store on PostgreSQL when configured (required by several
+    /// orchestrators), else on a SQLite file. Both write with group commit: one transaction for the
+    /// events of many actors (Storage/PostgresJournal, Storage/SqliteJournal).</summary>
+    public static AkkaConfigurationBuilder AddTspJournal(this AkkaConfigurationBuilder builder, TspOptions options) =>
+        builder.AddHocon(
+            string.IsNullOrWhiteSpace(options.Postgres) ? SqliteJournalHocon(options.SqlitePath) : PostgresJournalHocon(options.Postgres),
+            HoconAddMode.Prepend);
+
+    /// <summary>Akka.Persistence configured for <see cref="PostgresJournal"/> and <see cref="PostgresSnapshotStore"/>.</summary>
+    /// <remarks>After an outage the breakers try again every 2 s, not every 30 s (Akka's default): a run
+    /// host whose recovery meets an open breaker stops and is restarted, so each open period is paid again.</remarks>
+    public static string PostgresJournalHocon(string connectionString)
     {
-        if (!string.IsNullOrWhiteSpace(options.Postgres))
-        {
-            // After an outage the breakers try again every 2 s, not every 30 s (Akka's default): a run host
-            // whose recovery meets an open breaker stops and is restarted, so each open period is paid again.
-            return builder.WithSqlPersistence(options.Postgres, ProviderName.PostgreSQL15, autoInitialize: true)
-                .AddHocon(PostgresBreakerHocon, HoconAddMode.Prepend);
-        }
-
-        // SQLite has one writer: our own journal writes every pending request in one transaction
-        // (group commit) through one connection; see Storage/SqliteJournal.
-        return builder.AddHocon(SqliteJournalHocon(options.SqlitePath), HoconAddMode.Prepend);
+        var connection = System.Text.Json.JsonSerializer.Serialize(connectionString);
+        return $$"""
+            akka.persistence.journal.plugin = "tsp.persistence.postgres-journal"
+            akka.persistence.snapshot-store.plugin = "tsp.persistence.postgres-snapshots"
+            tsp.persistence.postgres-journal {
+              class = "{{typeof(PostgresJournal).FullName}}, {{typeof(PostgresJournal).Assembly.GetName().Name}}"
+              plugin-dispatcher = "akka.actor.default-dispatcher"
+              connection-string = {{connection}}
+              circuit-breaker.reset-timeout = 2s
+            }
+            tsp.persistence.postgres-snapshots {
+              class = "{{typeof(PostgresSnapshotStore).FullName}}, {{typeof(PostgresSnapshotStore).Assembly.GetName().Name}}"
+              plugin-dispatcher = "akka.actor.default-dispatcher"
+              connection-string = {{connection}}
+              circuit-breaker.reset-timeout = 2s
+            }
+            """;
     }
-
-    private const string PostgresBreakerHocon = """
-        akka.persistence.journal.sql.circuit-breaker.reset-timeout = 2s
-        akka.persistence.snapshot-store.sql.circuit-breaker.reset-timeout = 2s
-        """;
 
     /// <summary>Akka.Persistence configured for <see cref="SqliteJournal"/> and <see cref="SqliteSnapshotStore"/> on one file.</summary>
     public static string SqliteJournalHocon(string sqlitePath)

@@ -7,18 +7,15 @@ using Tsp.Tests.Shared;
 
 namespace Tsp.Actors.Tests.Storage;
 
-/// <summary>The standalone journal and snapshot store (group commit on one SQLite file), driven by
-/// persistent actors as Akka uses them.</summary>
-public sealed class SqliteJournalTests : TestKit
+/// <summary>TSP's journals and snapshot stores (group commit on a SQLite file, on PostgreSQL), driven
+/// by persistent actors as Akka uses them.</summary>
+public abstract class JournalTests : TestKit
 {
-    private static readonly string Path = TestServers.TempSqlitePath();
+    private readonly Config _config;
 
-    public SqliteJournalTests()
-        : base(SystemConfig(Path), "journal-tests")
-    {
-    }
-
-    private static Config SystemConfig(string path) => ConfigurationFactory.ParseString(TspHostingExtensions.SqliteJournalHocon(path)).WithFallback(TestTiming.Config);
+    protected JournalTests(Config journal)
+        : base(journal.WithFallback(TestTiming.Config), "journal-tests") =>
+        _config = journal.WithFallback(TestTiming.Config);
 
     [Fact]
     public void Events_come_back_in_order_after_a_restart_of_the_actor_and_of_the_actor_system()
@@ -36,8 +33,8 @@ public sealed class SqliteJournalTests : TestKit
         Sys.ActorOf(Recorder.Props("orders")).Tell(Recorder.Get.Instance, TestActor);
         Assert.Equal(["a", "b", "c"], ExpectMsg<string[]>());
 
-        // Another system on the same file: everything was committed, not only cached.
-        using var second = ActorSystem.Create("journal-tests-second", SystemConfig(Path));
+        // Another system on the same journal: everything was committed, not only cached.
+        using var second = ActorSystem.Create("journal-tests-second", _config);
         var probe = CreateTestProbe(second);
         second.ActorOf(Recorder.Props("orders")).Tell(Recorder.Get.Instance, probe);
         Assert.Equal(["a", "b", "c"], probe.ExpectMsg<string[]>());
@@ -218,3 +215,7 @@ public sealed class SqliteJournalTests : TestKit
         public sealed record DeleteUpTo(long To);
     }
 }
+
+public sealed class SqliteJournalTests() : JournalTests(ConfigurationFactory.ParseString(TspHostingExtensions.SqliteJournalHocon(TestServers.TempSqlitePath())));
+
+public sealed class PostgresJournalTests() : JournalTests(ConfigurationFactory.ParseString(TspHostingExtensions.PostgresJournalHocon(TestServers.CreatePostgresDatabaseAsync().GetAwaiter().GetResult())));
