@@ -59,14 +59,13 @@ public sealed class PostgresJournal : AsyncWriteJournal
     {
         var (writes, rejections) = JournalSerialization.Rows(messages, p =>
             new PostgresJournalRow(p.PersistenceId, p.SequenceNr, JournalSerialization.Serialize(_system, p.Payload), p.WriterGuid ?? ""));
-        var inserts = writes.Where(w => w.Count > 0).Select(w => Store.InsertAsync(w)).ToList();
-        if (inserts.Count == 0)
+        var rows = writes.SelectMany(w => w).ToList();
+        if (rows.Count == 0)
         {
             return Task.FromResult(rejections!);
         }
 
-        // One failed write fails the call (Akka stops the writers of all of them), as a failed batch would.
-        return Task.WhenAll(inserts).ContinueWith(
+        return Store.InsertAsync(rows).ContinueWith(
             t => t.IsCompletedSuccessfully ? rejections! : throw t.Exception!.InnerException!,
             CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously,

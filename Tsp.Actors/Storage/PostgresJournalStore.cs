@@ -131,7 +131,7 @@ public sealed class PostgresJournalStore
         }
     }
 
-    /// <summary>Inserts one atomic write's rows; completes once committed.</summary>
+    /// <summary>Inserts the rows together (all or none); completes once committed.</summary>
     public Task InsertAsync(IReadOnlyList<PostgresJournalRow> rows) => _writer.Enqueue(new Write(rows, null));
 
     /// <summary>Runs <paramref name="work"/> alone on the writer's connection, after the writes queued before it.</summary>

@@ -82,34 +82,18 @@ public sealed class SqliteJournal : AsyncWriteJournal
 
     protected override Task<IImmutableList<Exception>> WriteMessagesAsync(IEnumerable<AtomicWrite> messages, CancellationToken cancellationToken)
     {
-        var rows = new List<JournalRow>();
-        var rejections = ImmutableList.CreateBuilder<Exception>();
-        var anyRejected = false;
-        foreach (var write in messages)
-        {
-            try
-            {
-                rows.AddRange(((IImmutableList<IPersistentRepresentation>)write.Payload).Select(ToRow));
-                rejections.Add(null!);
-            }
-            catch (Exception e)
-            {
-                rejections.Add(e);
-                anyRejected = true;
-            }
-        }
-
-        var result = anyRejected ? rejections.ToImmutable() : null;
+        var (writes, result) = JournalSerialization.Rows(messages, ToRow);
+        var rows = writes.SelectMany(w => w).ToList();
         if (rows.Count == 0)
         {
-            return Task.FromResult<IImmutableList<Exception>>(result!);
+            return Task.FromResult(result!);
         }
 
         return _writer!.WriteAsync(context =>
             {
                 foreach (var row in rows)
                 {
-                    context.Execute(InsertSql, row.PersistenceId, row.SequenceNr, row.SerializerId, row.Manifest, row.EventManifest, row.WriterUuid, row.Payload);
+                    context.Execute(InsertSql, row.PersistenceId, row.SequenceNr, row.Payload.SerializerId, row.Payload.Manifest, row.EventManifest, row.WriterUuid, row.Payload.Bytes);
                 }
             })
             .ContinueWith(
@@ -170,14 +154,8 @@ public sealed class SqliteJournal : AsyncWriteJournal
             return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
         });
 
-    /// <summary>Serialized on the journal actor's thread: actor references need the system's transport information.</summary>
-    private JournalRow ToRow(IPersistentRepresentation persistent)
-    {
-        var serializer = _system.Serialization.FindSerializerFor(persistent.Payload);
-        var bytes = Akka.Serialization.Serialization.WithTransport<byte[]>(_system, () => serializer.ToBinary(persistent.Payload));
-        var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, persistent.Payload);
-        return new JournalRow(persistent.PersistenceId, persistent.SequenceNr, serializer.Identifier, manifest, persistent.Manifest ?? "", persistent.WriterGuid ?? "", bytes);
-    }
+    private JournalRow ToRow(IPersistentRepresentation persistent) =>
+        new(persistent.PersistenceId, persistent.SequenceNr, JournalSerialization.Serialize(_system, persistent.Payload), persistent.Manifest ?? "", persistent.WriterGuid ?? "");
 
     /// <summary>Reads (recovery only) share one connection; SQLite in WAL mode reads beside the writer.</summary>
     private Task<T> ReadAsync<T>(Func<SqliteConnection, T> read) =>
@@ -189,5 +167,5 @@ public sealed class SqliteJournal : AsyncWriteJournal
             }
         });
 
-    private sealed record JournalRow(string PersistenceId, long SequenceNr, int SerializerId, string Manifest, string EventManifest, string WriterUuid, byte[] Payload);
+    private sealed record JournalRow(string PersistenceId, long SequenceNr, SerializedPayload Payload, string EventManifest, string WriterUuid);
 }

@@ -66,15 +66,13 @@ public sealed class SqliteSnapshotStore : SnapshotStore
 
     protected override Task SaveAsync(SnapshotMetadata metadata, object snapshot, CancellationToken cancellationToken)
     {
-        var serializer = _system.Serialization.FindSerializerFor(snapshot);
-        var bytes = Akka.Serialization.Serialization.WithTransport<byte[]>(_system, () => serializer.ToBinary(snapshot));
-        var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, snapshot);
+        var payload = JournalSerialization.Serialize(_system, snapshot);
         return _writer!.WriteAsync(context => context.Execute(
             """
             INSERT OR REPLACE INTO tsp_snapshot (persistence_id, sequence_nr, created, serializer_id, manifest, payload)
             VALUES ($id, $seq, $created, $serializer, $manifest, $payload)
             """,
-            metadata.PersistenceId, metadata.SequenceNr, metadata.Timestamp.Ticks, serializer.Identifier, manifest, bytes));
+            metadata.PersistenceId, metadata.SequenceNr, metadata.Timestamp.Ticks, payload.SerializerId, payload.Manifest, payload.Bytes));
     }
 
     protected override Task DeleteAsync(SnapshotMetadata metadata, CancellationToken cancellationToken) =>
