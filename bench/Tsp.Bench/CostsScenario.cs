@@ -14,8 +14,8 @@ namespace Tsp.Bench;
 /// at once — the inputs of the capacity model in docs/scaling.md. For each: operations per second, and
 /// CPU per operation on TSP's side (this process) and on Redis's (redis-server's /proc times).
 /// <list type="bullet">
-/// <item>a frame written to Redis and read back (<c>--size</c> bytes, 64 KiB) — also into a pooled
-/// buffer (a lease) — and a node's small output (100 bytes);</item>
+/// <item>a frame written to Redis and read back (<c>--size</c> bytes, 64 KiB) whole into an array, and
+/// as a source node reads it (its range, into a pooled buffer), and a node's small output (100 bytes);</item>
 /// <item>a result appended to a project's results log (the Lua script: marker, counter, log);</item>
 /// <item>a journal write of one event (300 B) by each of <c>--in-flight</c> persistent actors, one
 /// after the other, on the SQLite journal: a run host that holds one run.</item>
@@ -37,12 +37,11 @@ internal static class CostsScenario
 
         var put = await MeasureAsync(options, redisPid, i => store.PutBlobAsync(keys[i % keys.Count], frame));
         var get = await MeasureAsync(options, redisPid, i => store.GetBlobAsync(keys[i % keys.Count]));
-        // The same read into a pooled buffer (no 64 KiB allocation per read): what reading frames
-        // with leases would cost (docs/scaling.md, "What is open").
-        var database = store.Connection.GetDatabase();
+        // The same frame as a source node reads it: its byte range, into a pooled buffer (RedisStore.ReadInputsAsync).
+        var input = (IReadOnlyList<NodeInput>[])[.. keys.Select(k => (IReadOnlyList<NodeInput>)[new NodeInput { Key = k, Offset = 0, Length = (uint)options.Size }])];
         var leased = await MeasureAsync(options, redisPid, async i =>
         {
-            using var lease = await database.StringGetLeaseAsync(keys[i % keys.Count]);
+            using var reads = await store.ReadInputsAsync(input[i % keys.Count]);
         });
         // A node's small output (a checksum, scores, boxes): 100 bytes written and read.
         var small = new byte[100];
@@ -53,7 +52,7 @@ internal static class CostsScenario
         var journal = await JournalAsync(options);
 
         var figures = string.Create(CultureInfo.InvariantCulture,
-            $"frame_put_per_s={put.PerSecond:0} frame_put_cpu_us={put.ClientUs:0}+{put.RedisUs:0} frame_get_per_s={get.PerSecond:0} frame_get_cpu_us={get.ClientUs:0}+{get.RedisUs:0} frame_lease_get_cpu_us={leased.ClientUs:0}+{leased.RedisUs:0} small_put_per_s={smallPut.PerSecond:0} small_put_cpu_us={smallPut.ClientUs:0}+{smallPut.RedisUs:0} small_get_per_s={smallGet.PerSecond:0} small_get_cpu_us={smallGet.ClientUs:0}+{smallGet.RedisUs:0} result_append_per_s={append.PerSecond:0} result_append_cpu_us={append.ClientUs:0}+{append.RedisUs:0} journal_write_per_s={journal.PerSecond:0} journal_write_cpu_us={journal.ClientUs:0}");
+            $"frame_put_per_s={put.PerSecond:0} frame_put_cpu_us={put.ClientUs:0}+{put.RedisUs:0} frame_get_per_s={get.PerSecond:0} frame_get_cpu_us={get.ClientUs:0}+{get.RedisUs:0} frame_input_read_cpu_us={leased.ClientUs:0}+{leased.RedisUs:0} small_put_per_s={smallPut.PerSecond:0} small_put_cpu_us={smallPut.ClientUs:0}+{smallPut.RedisUs:0} small_get_per_s={smallGet.PerSecond:0} small_get_cpu_us={smallGet.ClientUs:0}+{smallGet.RedisUs:0} result_append_per_s={append.PerSecond:0} result_append_cpu_us={append.ClientUs:0}+{append.RedisUs:0} journal_write_per_s={journal.PerSecond:0} journal_write_cpu_us={journal.ClientUs:0}");
         Console.WriteLine($"costs: {figures}");
         Results.Record(options, $"bench/run.sh costs --messages {options.Messages} --size {options.Size} --in-flight {options.InFlight}", figures,
             $"each operation alone, {options.InFlight} at once; cpu_us = this process + redis-server per operation (journal: this process, SQLite inside it); redis-server on loopback, SQLite journal of 300 B events, one write at a time per persistent actor");
