@@ -6,8 +6,8 @@ namespace Tsp.Actors.Workflows;
 /// <summary>
 /// What an operator reads of the runs one host holds (TspControl's ListRuns, GetRun, CancelRuns'
 /// choice of runs), as pure reads over the host's three tables: runs being walked, runs waiting for
-/// their project, and runs queued for a turn. Finished runs are not here: the asker reads the
-/// results log.
+/// their project, and runs queued for a turn; and where a run is held, for a cancel of it. Finished
+/// runs are not here: the asker reads the results log.
 /// </summary>
 internal sealed class RunListings(
     IReadOnlyDictionary<string, LiveRun> runs,
@@ -78,5 +78,28 @@ internal sealed class RunListings(
         }
 
         return new RunSummary { RunId = runId };
+    }
+
+    /// <summary>What the host holds of a run, for <see cref="CancelRules"/>. (A run that waits for its
+    /// project has no nodes here, so its state looks finished; it is not.)</summary>
+    public CancelledRunHeld CancelHeld(string runId)
+    {
+        if (runs.TryGetValue(runId, out var run))
+        {
+            var state = run.State;
+            return new CancelledRunHeld(CancelPlace.Live, state.Started.Project, run.Completing || state.IsCompleted || state.IsFinished, state.Failure is not null);
+        }
+
+        if (admission.TryGet(runId, out var queued))
+        {
+            return new CancelledRunHeld(CancelPlace.Queued, queued.Group.Project);
+        }
+
+        if (waiting.TryGetValue(runId, out var record))
+        {
+            return new CancelledRunHeld(CancelPlace.WaitingForProject, record.Started.Project);
+        }
+
+        return new CancelledRunHeld(admission.Finished.Contains(runId) ? CancelPlace.Finished : CancelPlace.Unknown);
     }
 }

@@ -806,52 +806,32 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Ends a run as cancelled: its completion is written, its tasks are taken back from
     /// their queues (running ones cancelled on their workers), and its CANCELLED result is published.
     /// A queued run leaves its queue for it; a run waiting for its project is cancelled as it is.
-    /// <paramref name="answer"/> is called once the cancellation is durable, or at once with why not.</summary>
+    /// <paramref name="answer"/> is called once the cancellation is durable, or at once with why not
+    /// (<see cref="CancelRules"/>).</summary>
     private void Cancel(string runId, string project, string reason, Action<CancelRunReply> answer)
     {
-        CancelRunReply Reply(CancelOutcome outcome, string detail) => new() { RunId = runId, Outcome = outcome, Detail = detail };
+        if (CancelRules.Refusal(runId, project, _listings.CancelHeld(runId)) is { } refusal)
+        {
+            answer(refusal);
+            return;
+        }
+
+        // Not refused: live, queued or waiting for its project. A queued or waiting run becomes live to end
+        // (a queued one whose project is not deployed here goes through waiting).
         var run = _runs.GetValueOrDefault(runId);
         if (run is null && _admission.TryGet(runId, out var queued))
         {
-            if (!string.Equals(queued.Group.Project, project, StringComparison.Ordinal))
-            {
-                answer(Reply(CancelOutcome.OtherProject, $"run '{runId}' is not a run of project '{project}'"));
-                return;
-            }
-
             run = Activate(_admission.Take(runId, queued));
         }
 
-        var wasWaiting = false;
-        if (run is null && _waiting.TryGetValue(runId, out var waiting) && string.Equals(waiting.Started.Project, project, StringComparison.Ordinal))
+        if (run is null && _waiting.Remove(runId, out var waiting))
         {
-            _waiting.Remove(runId);
             run = AddNotDeployed(waiting);
-            wasWaiting = true;
         }
 
         if (run is null)
         {
-            answer(_waiting.ContainsKey(runId)
-                ? Reply(CancelOutcome.OtherProject, $"run '{runId}' is not a run of project '{project}'")
-                : _admission.Finished.Contains(runId)
-                    ? Reply(CancelOutcome.AlreadyFinished, $"run '{runId}' has finished")
-                    : Reply(CancelOutcome.NotFound, $"run '{runId}' is not an unfinished run of project '{project}'"));
-            return;
-        }
-
-        if (!string.Equals(run.State.Started.Project, project, StringComparison.Ordinal))
-        {
-            answer(Reply(CancelOutcome.OtherProject, $"run '{runId}' is not a run of project '{project}'"));
-            return;
-        }
-
-        // (A run that waited for its project has no nodes here, so it looks finished; it is not.)
-        if (run.Completing || run.State.IsCompleted || (run.State.IsFinished && !wasWaiting))
-        {
-            // Its last node answered first: its own result stands.
-            answer(Reply(CancelOutcome.AlreadyFinished, $"run '{runId}' has finished{(run.State.Failure is null ? "" : " (failed)")}; its result stands"));
-            return;
+            throw new InvalidOperationException($"run {runId} was to be cancelled but is not held");
         }
 
         run.Completing = true;
@@ -861,7 +841,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             run.Apply(cancelled);
             _log.Info("run {0} of '{1}' cancelled: {2}", runId, project, reason);
-            answer(Reply(CancelOutcome.Cancelled, reason));
+            answer(new CancelRunReply { RunId = runId, Outcome = CancelOutcome.Cancelled, Detail = reason });
             Publish(run);
         });
     }
