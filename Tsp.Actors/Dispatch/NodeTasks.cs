@@ -63,6 +63,16 @@ public static class NodeTasks
     public static NodeInput FrameInput(string frameKey, FrameSlice slice) =>
         new() { NodeId = RedisKeys.FrameNodeId, Key = frameKey, Offset = slice.Offset, Length = slice.Length };
 
-    /// <summary>The input a completed parent hands its child.</summary>
-    public static NodeInput OutputOf(NodeResult parent) => new() { NodeId = parent.NodeId, Key = parent.OutputKey };
+    /// <summary>The input a completed parent hands its child: its output's key, and the output itself
+    /// when the parent's reply carried it (<see cref="NodeTaskDone.Output"/>).</summary>
+    public static NodeInput OutputOf(NodeResult parent, Google.Protobuf.ByteString? output)
+    {
+        var input = new NodeInput { NodeId = parent.NodeId, Key = parent.OutputKey };
+        if (output is not null)
+        {
+            input.Data = output;
+        }
+
+        return input;
+    }
 }

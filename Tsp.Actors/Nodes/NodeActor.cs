@@ -17,6 +17,11 @@ namespace Tsp.Actors.Nodes;
 /// </summary>
 public sealed class NodeActor : ReceiveActor
 {
+    /// <summary>Outputs up to this size (scores, checksums, a few boxes) ride with the reply as well as
+    /// going to Redis, and reach the node's children inside their tasks: a child then reads nothing back.
+    /// Larger ones (images, tensors) are only read by key, so a task stays a small message.</summary>
+    public const int CarriedOutputLimit = 4096;
+
     private readonly string _queueName;
     private readonly int _slots;
     private readonly IActorRef _queue;
@@ -249,6 +254,11 @@ public sealed class NodeActor : ReceiveActor
             done.Metrics.Add(output.Metrics);
             done.Labels.Add(output.Labels);
             done.Detections.Add(output.Detections);
+            if (output.Data.Length <= CarriedOutputLimit)
+            {
+                done.Output = Google.Protobuf.ByteString.CopyFrom(output.Data.Span);
+            }
+
             return done;
         }
         catch (NodeInputException e)

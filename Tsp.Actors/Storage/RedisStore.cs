@@ -116,9 +116,10 @@ public sealed class RedisStore : IAsyncDisposable
         return Task.WhenAll(expiries);
     }
 
-    /// <summary>Reads a node task's inputs. An input with a length is that range of a string (a frame,
-    /// <see cref="FrameLeases"/>), read with <c>GETRANGE</c> into a pooled buffer; other inputs are
-    /// whole keys (small outputs: scores, checksums, tensors a node wrote).</summary>
+    /// <summary>Reads a node task's inputs. An input that carries its data (a parent's small output,
+    /// <see cref="NodeTaskDone.Output"/>) is not read; an input with a length is that range of a string
+    /// (a frame, <see cref="FrameLeases"/>), read with <c>GETRANGE</c> into a pooled buffer; other
+    /// inputs are whole keys (outputs: tensors, boxes a node wrote).</summary>
     public async Task<NodeInputReads> ReadInputsAsync(IReadOnlyList<NodeInput> inputs)
     {
         var blobs = new ReadOnlyMemory<byte>?[inputs.Count];
@@ -132,7 +133,11 @@ public sealed class RedisStore : IAsyncDisposable
             for (var i = 0; i < inputs.Count; i++)
             {
                 var input = inputs[i];
-                if (input.Length > 0)
+                if (input.HasData)
+                {
+                    blobs[i] = input.Data.Memory;
+                }
+                else if (input.Length > 0)
                 {
                     var end = (long)input.Offset + input.Length - 1;
                     ranges.Add((i, _db.ExecuteRespAsync("GETRANGE", new RedisKeyOrValue[] { (RedisKey)input.Key, (RedisValue)input.Offset, (RedisValue)end })));

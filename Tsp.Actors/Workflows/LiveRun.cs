@@ -28,6 +28,10 @@ internal sealed class LiveRun(RunState state)
     /// write (<see cref="RunHostTuning.WriteNodeResultsFrom"/>).</summary>
     public List<RunEvent> Held { get; } = [];
 
+    /// <summary>Small outputs of its completed nodes as their replies carried them, by node index, for
+    /// their children's tasks. Not journaled: after a recovery the children read them from Redis.</summary>
+    public Dictionary<int, Google.Protobuf.ByteString>? Outputs { get; set; }
+
     /// <summary>RunCompleted is decided and being written.</summary>
     public bool Completing { get; set; }
 

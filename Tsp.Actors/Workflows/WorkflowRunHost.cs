@@ -116,7 +116,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<StartRun>(start => Start(start, new StartAnswer(Sender, start), 0));
         Command<StartRuns>(StartAll);
         Command<FlushEvents>(_ => _journal.Flush());
-        Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts)));
+        Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts), done.HasOutput ? done : null));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
         Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
         Command<GetRunSummary>(query => Sender.Tell(_listings.SummaryOf(query.RunId)));
@@ -611,7 +611,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     // ---- walking the DAG ----
 
-    private void OnNodeResult(string runId, Func<RunState, IReadOnlyList<IRunEvent>> decide)
+    /// <param name="carried">A success whose reply carried its output, kept for the node's children.</param>
+    private void OnNodeResult(string runId, Func<RunState, IReadOnlyList<IRunEvent>> decide, NodeTaskDone? carried = null)
     {
         if (!_runs.TryGetValue(runId, out var run) || run.StartWaiters is not null || run.Completing)
         {
@@ -639,6 +640,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             {
                 Record(run, RunEvents.Wrap(e), () => run.Unwritten--);
             }
+        }
+
+        if (carried is not null)
+        {
+            (run.Outputs ??= [])[run.State.Workflow.IndexOf(carried.NodeId)] = carried.Output;
         }
 
         Advance(run);
@@ -711,7 +717,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             if (state.ResultOf(parent) is { } result)
             {
-                task.Inputs.Add(NodeTasks.OutputOf(result));
+                task.Inputs.Add(NodeTasks.OutputOf(result, run.Outputs?.GetValueOrDefault(parent)));
             }
         }
 

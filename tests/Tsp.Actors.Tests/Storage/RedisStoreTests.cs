@@ -183,7 +183,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
     [InlineData("redis")]
     [InlineData("cluster")]
     [InlineData("garnet")]
-    public async Task Node_inputs_read_ranges_of_a_frame_string_and_keys_and_a_missing_one_as_null(string server)
+    public async Task Node_inputs_read_ranges_of_a_frame_string_and_keys_take_carried_data_as_it_is_and_a_missing_one_as_null(string server)
     {
         await using var store = await Connect(server);
         var project = TestServers.Unique("inputs");
@@ -200,6 +200,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
             new NodeInput { Key = frames, Offset = 6, Length = 5 },
             new NodeInput { Key = RedisKeys.Frames(project, "gone"), Offset = 0, Length = 1 },
             new NodeInput { Key = RedisKeys.NodeOutput(project, "r1", "gone") },
+            new NodeInput { Key = RedisKeys.NodeOutput(project, "r1", "carried"), Data = Google.Protobuf.ByteString.CopyFrom(4, 2) },
         ]);
 
         var blobs = reads.Blobs;
@@ -209,5 +210,7 @@ public sealed class RedisStoreTests : IAsyncLifetime
         Assert.Null(blobs[3]);
         Assert.Null(blobs[4]);
         Assert.Null(blobs[5]);
+        // Carried by its producer's reply: not read, though no key holds it.
+        Assert.Equal(new byte[] { 4, 2 }, blobs[6]!.Value.ToArray());
     }
 }

@@ -171,6 +171,47 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_small_output_carried_by_its_reply_reaches_the_children_in_their_tasks_and_after_a_crash_they_read_it_by_key()
+    {
+        var runId = TestServers.Unique("r");
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        var first = StartHost();
+        first.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var pre = ExpectTask("pre");
+        var carried = Done(pre);
+        carried.Output = Google.Protobuf.ByteString.CopyFrom(7, 7);
+        first.Tell(carried, _queue);
+
+        var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
+        Assert.All(fanOut, task =>
+        {
+            var input = Assert.Single(task.Inputs);
+            Assert.Equal(pre.OutputKey, input.Key);
+            Assert.True(input.HasData);
+            Assert.Equal([7, 7], input.Data.ToByteArray());
+        });
+        first.Tell(Done(fanOut.Single(t => t.NodeId == "a")), _queue);
+        AwaitAssert(() => Assert.Equal(0, View(first, runId).UnwrittenEvents), TimeSpan.FromSeconds(10));
+
+        // Carried outputs live in the host's memory only: the recovered host hands b its parent by key.
+        Crash(first);
+        var second = StartHost();
+        var redispatched = ExpectTask("b");
+        Assert.False(Assert.Single(redispatched.Inputs).HasData);
+        var fromB = Done(redispatched);
+        fromB.Output = Google.Protobuf.ByteString.CopyFrom(9);
+        second.Tell(fromB, _queue);
+
+        var join = ExpectTask("join");
+        Assert.Equal(["frame", "a", "b"], join.Inputs.Select(i => i.NodeId));
+        Assert.Equal([false, false, true], join.Inputs.Select(i => i.HasData));
+        Assert.Equal([9], join.Inputs[2].Data.ToByteArray());
+        second.Tell(Done(join), _queue);
+        Assert.Equal(RunStatus.Succeeded, (await AwaitResultAsync(runId)).Status);
+    }
+
+    [Fact]
     public async Task A_short_nodes_result_goes_with_its_runs_next_write_so_a_crash_runs_only_that_node_again()
     {
         var shortNode = TimeSpan.FromMilliseconds(1);
