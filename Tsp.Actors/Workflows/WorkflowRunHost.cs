@@ -701,6 +701,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
     }
 
+    private const int MaxCarriedPerTask = 4 * Nodes.NodeActor.CarriedOutputLimit;
+
     private void Dispatch(LiveRun run, int node)
     {
         var state = run.State;
@@ -713,11 +715,16 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             task.Inputs.Add(NodeTasks.FrameInput(state.Started.FrameKey, StartedGroups.SliceOf(state.Started)));
         }
 
+        var carried = 0;
         foreach (var parent in parents)
         {
             if (state.ResultOf(parent) is { } result)
             {
-                task.Inputs.Add(NodeTasks.OutputOf(result, run.Outputs?.GetValueOrDefault(parent)));
+                // A task with many parents carries only so much: the rest are read by key, so a task stays
+                // well inside a remoting frame (128 KiB).
+                var output = run.Outputs?.GetValueOrDefault(parent);
+                carried += output?.Length ?? 0;
+                task.Inputs.Add(NodeTasks.OutputOf(result, carried <= MaxCarriedPerTask ? output : null));
             }
         }
 
