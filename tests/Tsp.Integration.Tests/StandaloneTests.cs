@@ -100,6 +100,46 @@ public sealed class StandaloneTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_small_output_reaches_its_child_inside_the_task_even_when_its_key_is_gone()
+    {
+        var project = TestServers.Unique("carried");
+        // join runs once wait has slept 5 s; a's output key is deleted before that, so join can only
+        // succeed on the output that a's reply carried (NodeActor.CarriedOutputLimit).
+        var workflow = TestServers.WriteWorkflow($$"""
+            project: {{project}}
+            nodes:
+              - { id: a, processor: checksum, role: cpu, queue: cpu-a }
+              - { id: wait, processor: sleep, role: cpu, queue: cpu-b, params: { ms: 5000 } }
+              - { id: join, processor: checksum, role: cpu, queue: cpu-a, after: [a, wait] }
+            """);
+        using var host = await TestServers.StartHostAsync(new TspOptions { Redis = TestServers.Redis, SqlitePath = TestServers.TempSqlitePath(), Workflows = [workflow] });
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), project, ResultTimeout);
+        var submitter = host.Services.GetRequiredService<RunSubmitter>();
+        var store = host.Services.GetRequiredService<RedisStore>();
+
+        var accepted = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFromUtf8("frame bytes") });
+        var aOutput = RedisKeys.NodeOutput(project, accepted.RunId, "a");
+        var patience = System.Diagnostics.Stopwatch.StartNew();
+        while (!await store.BlobExistsAsync(aOutput))
+        {
+            Assert.True(patience.Elapsed < ResultTimeout, $"a's output {aOutput} was not written within {ResultTimeout}");
+            await Task.Delay(20);
+        }
+
+        await store.DeleteBlobsAsync([aOutput]);
+
+        var result = await results.ReadAsync().AsTask().WaitAsync(ResultTimeout);
+        Assert.Equal(accepted.RunId, result.RunId);
+        Assert.True(result.Status == RunStatus.Succeeded, result.Error);
+        var aHash = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(aHash, System.IO.Hashing.XxHash64.HashToUInt64("frame bytes"u8));
+        var expected = System.IO.Hashing.XxHash64.HashToUInt64([.. aHash, .. "frame bytes"u8]);
+        Assert.Equal(expected.ToString("x16", System.Globalization.CultureInfo.InvariantCulture), result.Nodes.Single(n => n.NodeId == "join").Labels["checksum"]);
+        host.System().Stop(subscriber);
+        await host.StopAsync();
+    }
+
+    [Fact]
     public async Task A_failing_node_is_retried_then_dead_lettered_while_other_runs_complete()
     {
         var project = TestServers.Unique("fail");
