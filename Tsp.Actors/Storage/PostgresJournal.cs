@@ -34,9 +34,7 @@ public sealed class PostgresJournal : AsyncWriteJournal
 
     public PostgresJournal(Config config)
     {
-        _connectionString = config.GetString("connection-string") is { Length: > 0 } connection
-            ? connection
-            : throw new ConfigurationException("tsp postgres journal needs a connection-string");
+        _connectionString = PostgresJournalStore.ConnectionStringOf(config, "journal");
         _system = (ExtendedActorSystem)Context.System;
     }
 

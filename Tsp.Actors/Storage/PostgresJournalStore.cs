@@ -82,6 +82,12 @@ public sealed class PostgresJournalStore
     /// <summary>Pooled connections for reads (recovery) and snapshots.</summary>
     public NpgsqlDataSource DataSource { get; }
 
+    /// <summary>The plugin section's <c>connection-string</c>, which the journal and the snapshot store both need.</summary>
+    public static string ConnectionStringOf(Akka.Configuration.Config config, string plugin) =>
+        config.GetString("connection-string") is { Length: > 0 } connection
+            ? connection
+            : throw new Akka.Configuration.ConfigurationException($"tsp postgres {plugin} needs a connection-string");
+
     /// <summary>The database's store, started by its first user; give it back with <see cref="Release"/>.</summary>
     public static PostgresJournalStore Acquire(string connectionString)
     {

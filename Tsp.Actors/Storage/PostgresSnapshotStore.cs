@@ -19,9 +19,7 @@ public sealed class PostgresSnapshotStore : SnapshotStore
 
     public PostgresSnapshotStore(Config config)
     {
-        _connectionString = config.GetString("connection-string") is { Length: > 0 } connection
-            ? connection
-            : throw new ConfigurationException("tsp postgres snapshot store needs a connection-string");
+        _connectionString = PostgresJournalStore.ConnectionStringOf(config, "snapshot store");
         _system = (ExtendedActorSystem)Context.System;
     }
 

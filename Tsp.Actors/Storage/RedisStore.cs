@@ -127,9 +127,10 @@ public sealed class RedisStore : IAsyncDisposable
         var reads = new NodeInputReads(blobs, owners);
         try
         {
-            var keys = new List<string>();
-            var keyed = new List<int>();
-            var ranges = new List<(int Index, Task<RespResult> Reply)>();
+            // Most tasks have one or two inputs: the lists are made only when an input needs them.
+            List<string>? keys = null;
+            List<int>? keyed = null;
+            List<(int Index, Task<RespResult> Reply)>? ranges = null;
             for (var i = 0; i < inputs.Count; i++)
             {
                 var input = inputs[i];
@@ -140,17 +141,17 @@ public sealed class RedisStore : IAsyncDisposable
                 else if (input.Length > 0)
                 {
                     var end = (long)input.Offset + input.Length - 1;
-                    ranges.Add((i, _db.ExecuteRespAsync("GETRANGE", new RedisKeyOrValue[] { (RedisKey)input.Key, (RedisValue)input.Offset, (RedisValue)end })));
+                    (ranges ??= []).Add((i, _db.ExecuteRespAsync("GETRANGE", new RedisKeyOrValue[] { (RedisKey)input.Key, (RedisValue)input.Offset, (RedisValue)end })));
                 }
                 else
                 {
-                    keys.Add(input.Key);
-                    keyed.Add(i);
+                    (keys ??= []).Add(input.Key);
+                    (keyed ??= []).Add(i);
                 }
             }
 
-            var whole = keys.Count > 0 ? GetBlobsAsync(keys) : null;
-            foreach (var (index, reply) in ranges)
+            var whole = keys is not null ? GetBlobsAsync(keys) : null;
+            foreach (var (index, reply) in ranges ?? [])
             {
                 using var result = await reply;
                 var lease = LeaseOf(result);
@@ -162,7 +163,7 @@ public sealed class RedisStore : IAsyncDisposable
             if (whole is not null)
             {
                 var values = await whole;
-                for (var k = 0; k < keyed.Count; k++)
+                for (var k = 0; k < keyed!.Count; k++)
                 {
                     blobs[keyed[k]] = values[k] is { } value ? value : (ReadOnlyMemory<byte>?)null;
                 }
