@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
 using Garnet;
 using Garnet.server;
 
@@ -11,6 +12,12 @@ namespace Tsp.ServiceDefaults.Embedded;
 /// </summary>
 public sealed class EmbeddedRedis : IDisposable
 {
+    /// <summary>How long a started server has to answer its first PING. Generous: on a loaded
+    /// machine the first command also compiles Garnet's request path.</summary>
+    private static readonly TimeSpan ReadyWithin = TimeSpan.FromSeconds(30);
+
+    private const int StartAttempts = 3;
+
     private readonly GarnetServer _server;
 
     private EmbeddedRedis(GarnetServer server, IPEndPoint endPoint)
@@ -23,18 +30,45 @@ public sealed class EmbeddedRedis : IDisposable
 
     public string ConnectionString => $"{EndPoint.Address}:{EndPoint.Port}";
 
-    /// <param name="port">0 picks a free port.</param>
+    /// <summary>Starts a server and returns once it has answered a PING, so the first client does not
+    /// race its start.</summary>
+    /// <param name="port">0 picks a free port, and picks again should the server not answer there:
+    /// the port is free when probed, but another socket may take it before Garnet binds it.</param>
     public static EmbeddedRedis Start(int port = 0)
     {
-        if (port == 0)
+        for (var attempt = 1; ; attempt++)
         {
-            using var probe = new TcpListener(IPAddress.Loopback, 0);
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-            probe.Stop();
+            var endPoint = new IPEndPoint(IPAddress.Loopback, port == 0 ? FreePort() : port);
+            GarnetServer? server = null;
+            try
+            {
+                server = StartServer(endPoint);
+                AwaitPong(endPoint);
+                return new EmbeddedRedis(server, endPoint);
+            }
+            catch (Exception error) when (port == 0 && attempt < StartAttempts && error is not OutOfMemoryException)
+            {
+                server?.Dispose();
+            }
+            catch (Exception error)
+            {
+                server?.Dispose();
+                throw new InvalidOperationException($"The embedded Redis (Garnet) on {endPoint} did not start: {error.Message}", error);
+            }
         }
+    }
 
-        var endPoint = new IPEndPoint(IPAddress.Loopback, port);
+    public void Dispose() => _server.Dispose();
+
+    private static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
+    private static GarnetServer StartServer(IPEndPoint endPoint)
+    {
         var server = new GarnetServer(new GarnetServerOptions
         {
             EndPoints = [endPoint],
@@ -45,9 +79,38 @@ public sealed class EmbeddedRedis : IDisposable
             EnableLua = true,
             LuaOptions = new LuaOptions(logger: null),
         });
-        server.Start();
-        return new EmbeddedRedis(server, endPoint);
+        try
+        {
+            server.Start();
+            return server;
+        }
+        catch
+        {
+            server.Dispose();
+            throw;
+        }
     }
 
-    public void Dispose() => _server.Dispose();
+    private static void AwaitPong(IPEndPoint endPoint)
+    {
+        using var client = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
+        {
+            ReceiveTimeout = (int)ReadyWithin.TotalMilliseconds,
+            SendTimeout = (int)ReadyWithin.TotalMilliseconds,
+        };
+        client.Connect(endPoint);
+        client.Send("*1\r\n$4\r\nPING\r\n"u8);
+        var reply = new byte[64];
+        var read = 0;
+        while (read < 7 && client.Receive(reply, read, reply.Length - read, SocketFlags.None) is var n and > 0)
+        {
+            read += n;
+        }
+
+        var answer = Encoding.ASCII.GetString(reply, 0, read);
+        if (answer != "+PONG\r\n")
+        {
+            throw new IOException($"PING was answered with '{answer.TrimEnd()}'");
+        }
+    }
 }

@@ -7,24 +7,10 @@ namespace Tsp.Actors.Tests.Storage;
 
 /// <summary>The data plane on every server TSP runs on: real redis-server, a Redis Cluster of three
 /// masters (each atomic step within one slot) and embedded Garnet.</summary>
-public sealed class RedisStoreTests : IAsyncLifetime
+public sealed class RedisStoreTests(EmbeddedRedisFixture garnet) : IClassFixture<EmbeddedRedisFixture>
 {
-    private EmbeddedRedis? _garnet;
-
-    public Task InitializeAsync()
-    {
-        _garnet = EmbeddedRedis.Start();
-        return Task.CompletedTask;
-    }
-
-    public Task DisposeAsync()
-    {
-        _garnet?.Dispose();
-        return Task.CompletedTask;
-    }
-
     private Task<RedisStore> Connect(string server, StorageOptions? options = null) =>
-        RedisStore.ConnectAsync(server switch { "garnet" => _garnet!.ConnectionString, "cluster" => TestServers.RedisCluster, _ => TestServers.Redis }, options);
+        RedisStore.ConnectAsync(server switch { "garnet" => garnet.Server.ConnectionString, "cluster" => TestServers.RedisCluster, _ => TestServers.Redis }, options);
 
     [Fact]
     public async Task On_a_cluster_a_projects_runs_spread_over_the_masters_while_its_log_and_each_run_keep_one_slot()
@@ -213,4 +199,13 @@ public sealed class RedisStoreTests : IAsyncLifetime
         // Carried by its producer's reply: not read, though no key holds it.
         Assert.Equal(new byte[] { 4, 2 }, blobs[6]!.Value.ToArray());
     }
+}
+
+/// <summary>One Garnet for the class: its tests keep apart by project names, as they do on the shared
+/// redis-server.</summary>
+public sealed class EmbeddedRedisFixture : IDisposable
+{
+    public EmbeddedRedis Server { get; } = EmbeddedRedis.Start();
+
+    public void Dispose() => Server.Dispose();
 }
