@@ -15,7 +15,8 @@ namespace Tsp.Bench;
 /// </summary>
 internal static class OrchestrationScenario
 {
-    public static async Task<int> RunAsync(BenchOptions options)
+    /// <param name="oneNode">Only <c>pre</c>: set against the 5-node DAG, what each further node costs.</param>
+    public static async Task<int> RunAsync(BenchOptions options, bool oneNode)
     {
         var rates = new List<double>();
         var p50s = new List<double>();
@@ -29,7 +30,7 @@ internal static class OrchestrationScenario
         for (var repeat = 0; repeat <= options.Repeats; repeat++)
         {
             var project = $"orch{repeat}-{Guid.NewGuid():N}"[..16];
-            await using var host = await BenchHost.StartAsync(options, project, Workflow(project), tsp =>
+            await using var host = await BenchHost.StartAsync(options, project, Workflow(project, oneNode), tsp =>
             {
                 if (Environment.GetEnvironmentVariable("TSP_BENCH_RUN_HOSTS") is { } hosts)
                 {
@@ -68,12 +69,16 @@ internal static class OrchestrationScenario
         var figures = string.Create(CultureInfo.InvariantCulture,
             $"runs_per_s={Median(rates):0} p50_ms={Median(p50s):0.0} p99_ms={Median(p99s):0.0} single_p50_ms={Median(singles):0.00} cpu_us_per_run={Median(cpus):0}+{Median(redisCpus):0} journal={options.Journal}");
         Console.WriteLine($"orchestration: {figures}");
-        Results.Record(options, $"bench/run.sh orchestration --messages {options.Messages} --in-flight {options.InFlight} --journal {options.Journal}", figures,
-            $"median of {options.Repeats} after a warm-up repeat; 5-node DAG of checksum nodes, {options.Size} B frames, redis-server");
+        Results.Record(options, $"bench/run.sh orchestration --messages {options.Messages} --in-flight {options.InFlight} --journal {options.Journal}{(oneNode ? " --one-node" : "")}", figures,
+            $"median of {options.Repeats} after a warm-up repeat; {(oneNode ? "1 checksum node" : "5-node DAG of checksum nodes")}, {options.Size} B frames, redis-server");
         return 0;
     }
 
-    private static string Workflow(string project) => $$"""
+    private static string Workflow(string project, bool oneNode) => oneNode ? $$"""
+        project: {{project}}
+        nodes:
+          - { id: pre, processor: checksum, role: cpu, queue: cpu-bench }
+        """ : $$"""
         project: {{project}}
         nodes:
           - { id: pre, processor: checksum, role: cpu, queue: cpu-bench }

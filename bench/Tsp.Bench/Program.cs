@@ -5,7 +5,7 @@ var scenario = args.Length > 0 ? args[0] : "help";
 var options = BenchOptions.Parse(args.Skip(1).ToArray());
 return scenario switch
 {
-    "orchestration" => await OrchestrationScenario.RunAsync(options with { Size = args.Contains("--size") ? options.Size : 64 * 1024, Messages = args.Contains("--messages") ? options.Messages : 20_000 }),
+    "orchestration" => await OrchestrationScenario.RunAsync(options with { Size = args.Contains("--size") ? options.Size : 64 * 1024, Messages = args.Contains("--messages") ? options.Messages : 20_000 }, args.Contains("--one-node")),
     "ingest" => await IngestScenario.RunAsync(options),
     "model" => await ModelScenario.RunAsync(options),
     "quality" => await QualityScenario.RunAsync(options with { Messages = args.Contains("--messages") ? options.Messages : 400, InFlight = args.Contains("--in-flight") ? options.InFlight : 16 }),
@@ -31,7 +31,7 @@ static int Usage()
                         [--in-flight N] [--journal sqlite|postgres] [--telemetry] [--traces]
           --telemetry  aggregate the tsp_* metrics for a Prometheus endpoint, as every process does
           --traces     record every span of every run, as with an OTLP collector sampling all runs
-          orchestration  runs/s and latency of a 5-node DAG of checksum nodes (64 KiB frames, 20,000 runs)
+          orchestration  runs/s and latency of a 5-node DAG of checksum nodes (64 KiB frames, 20,000 runs) [--one-node]
           ingest   messages/s from Kafka into accepted runs vs a bare Confluent consumer loop [--accept-only]
           model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--instances N] [--cuda]
           quality  the rail-inspection sample through TSP on 400 held-out images: AUROC, recall, precision, serial accuracy
