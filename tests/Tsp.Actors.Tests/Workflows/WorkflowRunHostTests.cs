@@ -79,6 +79,17 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         return found!;
     }
 
+    /// <summary>Writes a 3-byte frame for <paramref name="runId"/>, starts a host and the run on it, and
+    /// checks that the run was accepted.</summary>
+    private async Task<IActorRef> StartedRunAsync(string runId)
+    {
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        var host = StartHost();
+        host.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        return host;
+    }
+
     private StartRun Start(string runId) => new()
     {
         RunId = runId,
@@ -119,11 +130,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     public async Task A_run_stopped_mid_way_resumes_from_its_journal_and_runs_only_what_was_not_done()
     {
         var runId = TestServers.Unique("r");
-        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
-        var first = StartHost();
-
-        first.Tell(Start(runId), TestActor);
-        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var first = await StartedRunAsync(runId);
         var pre = ExpectTask("pre");
         Assert.Equal([new NodeInput { NodeId = "frame", Key = RedisKeys.Frames(_project, runId), Length = 3 }], pre.Inputs);
         first.Tell(Done(pre), _queue);
@@ -174,10 +181,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     public async Task A_small_output_carried_by_its_reply_reaches_the_children_in_their_tasks_and_after_a_crash_they_read_it_by_key()
     {
         var runId = TestServers.Unique("r");
-        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
-        var first = StartHost();
-        first.Tell(Start(runId), TestActor);
-        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var first = await StartedRunAsync(runId);
         var pre = ExpectTask("pre");
         var carried = Done(pre);
         carried.Output = Google.Protobuf.ByteString.CopyFrom(7, 7);
@@ -216,10 +220,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     {
         var shortNode = TimeSpan.FromMilliseconds(1);
         var runId = TestServers.Unique("r");
-        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
-        var first = StartHost();
-        first.Tell(Start(runId), TestActor);
-        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var first = await StartedRunAsync(runId);
 
         // pre ran 1 ms: acted on at once (a and b dispatched), but held back from the journal.
         first.Tell(Done(ExpectTask("pre"), shortNode), _queue);
@@ -263,10 +264,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     public async Task A_host_of_an_earlier_RunHosts_finishes_its_run_then_asks_its_shard_to_retire_it_and_stops_after_its_writes()
     {
         var runId = TestServers.Unique("r");
-        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
-        var before = StartHost();
-        before.Tell(Start(runId), TestActor);
-        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var before = await StartedRunAsync(runId);
         ExpectTask("pre");
         AwaitAssert(() => Assert.Equal(0, View(before, runId).UnwrittenEvents), TimeSpan.FromSeconds(10));
         Crash(before);
@@ -303,10 +301,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     public async Task Handed_off_with_node_results_unwritten_a_host_writes_them_before_it_stops_and_its_next_incarnation_goes_on_from_them()
     {
         var runId = TestServers.Unique("r");
-        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
-        var first = StartHost();
-        first.Tell(Start(runId), TestActor);
-        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var first = await StartedRunAsync(runId);
         first.Tell(Done(ExpectTask("pre")), _queue);
         var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
 
