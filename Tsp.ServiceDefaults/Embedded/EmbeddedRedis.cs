@@ -46,13 +46,14 @@ public sealed class EmbeddedRedis : IDisposable
                 AwaitPong(endPoint);
                 return new EmbeddedRedis(server, endPoint);
             }
-            catch (Exception error) when (port == 0 && attempt < StartAttempts && error is not OutOfMemoryException)
-            {
-                server?.Dispose();
-            }
             catch (Exception error)
             {
                 server?.Dispose();
+                if (port == 0 && attempt < StartAttempts)
+                {
+                    continue;
+                }
+
                 throw new InvalidOperationException($"The embedded Redis (Garnet) on {endPoint} did not start: {error.Message}", error);
             }
         }
