@@ -8,6 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 . ./scripts/servers.sh
 ensure_servers
+drop_stale_test_data
 
 results_dir=$(mktemp -d)
 status=0

@@ -74,6 +74,20 @@ ensure_postgres() {
   as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres';\"" >/dev/null
 }
 
+# What earlier test runs left: their PostgreSQL databases (one per journal test class or cluster
+# test, ~7.5 MB each) and their temporary files. Only what is more than an hour old, so a suite running
+# beside this one keeps its own.
+drop_stale_test_data() {
+  local stale
+  stale=$(PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -At -c \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'tsp\\_test\\_%' AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '1 hour'")
+  for database in $stale; do
+    PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -q -c "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)" >/dev/null
+  done
+  [ -z "$stale" ] || echo "dropped $(echo "$stale" | wc -l) test databases left by earlier runs"
+  find "${TMPDIR:-/tmp}/tsp-tests" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {} + 2>/dev/null || true
+}
+
 ensure_servers() {
   ensure_packages
   ensure_redis

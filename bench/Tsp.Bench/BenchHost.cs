@@ -21,12 +21,14 @@ internal sealed class BenchHost : IAsyncDisposable
     private readonly IHost _host;
     private readonly string _workflow;
     private readonly IActorRef _subscriber;
+    private readonly TspOptions _tsp;
 
-    private BenchHost(IHost host, string workflow, IActorRef subscriber, ChannelReader<TpResult> results)
+    private BenchHost(IHost host, string workflow, IActorRef subscriber, ChannelReader<TpResult> results, TspOptions tsp)
     {
         _host = host;
         _workflow = workflow;
         _subscriber = subscriber;
+        _tsp = tsp;
         Results = results;
     }
 
@@ -116,7 +118,7 @@ internal sealed class BenchHost : IAsyncDisposable
 
         var system = host.Services.GetRequiredService<ActorSystem>();
         var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
-        return new BenchHost(host, workflow, subscriber, results);
+        return new BenchHost(host, workflow, subscriber, results, tsp);
     }
 
     public async ValueTask DisposeAsync()
@@ -125,19 +127,35 @@ internal sealed class BenchHost : IAsyncDisposable
         await _host.StopAsync();
         _host.Dispose();
         File.Delete(_workflow);
+        // Each repeat has its own journal: leave none behind (a SQLite one is tens of MB).
+        foreach (var suffix in new[] { "", "-wal", "-shm" })
+        {
+            File.Delete(_tsp.SqlitePath + suffix);
+        }
+
+        if (_tsp.Postgres is { Length: > 0 } postgres)
+        {
+            var database = new NpgsqlConnectionStringBuilder(postgres).Database;
+            await using var connection = new NpgsqlConnection(PostgresServer + ";Database=postgres");
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS {database} WITH (FORCE)", connection);
+            await command.ExecuteNonQueryAsync();
+        }
     }
+
+    private static string PostgresServer =>
+        Environment.GetEnvironmentVariable("TSP_TEST_POSTGRES") is { Length: > 0 } pg ? pg : "Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres";
 
     private static async Task<string> CreatePostgresDatabaseAsync(string project)
     {
-        var server = Environment.GetEnvironmentVariable("TSP_TEST_POSTGRES") is { Length: > 0 } pg ? pg : "Host=127.0.0.1;Port=5432;Username=postgres;Password=postgres";
         var name = project.Replace('-', '_');
-        await using (var connection = new NpgsqlConnection(server + ";Database=postgres"))
+        await using (var connection = new NpgsqlConnection(PostgresServer + ";Database=postgres"))
         {
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand($"CREATE DATABASE {name}", connection);
             await command.ExecuteNonQueryAsync();
         }
 
-        return $"{server};Database={name}";
+        return $"{PostgresServer};Database={name}";
     }
 }
