@@ -80,9 +80,9 @@ ensure_postgres() {
 drop_stale_test_data() {
   local stale
   stale=$(PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -At -c \
-    "SELECT datname FROM pg_database WHERE datname LIKE 'tsp\\_test\\_%' AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '1 hour'")
+    "SELECT datname FROM pg_database WHERE datname LIKE 'tsp\\_test\\_%' AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '1 hour'") || return 0
   for database in $stale; do
-    PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -q -c "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)" >/dev/null
+    PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -q -c "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)" >/dev/null || true
   done
   [ -z "$stale" ] || echo "dropped $(echo "$stale" | wc -l) test databases left by earlier runs"
   find "${TMPDIR:-/tmp}/tsp-tests" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {} + 2>/dev/null || true
