@@ -41,8 +41,8 @@ internal static class Results
     }
 
     /// <summary>One core's speed right now: SHA-256 over 64 KiB blocks for half a second. A shared VM
-    /// runs the same code ±30 % from one hour to another; this figure beside each row tells a slow
-    /// phase from a slower build.</summary>
+    /// runs the same code ±30 % from one hour to another; this figure beside each row is a first hint
+    /// of the phase a figure came from.</summary>
     private static double Sha256MegabytesPerSecond()
     {
         var block = new byte[64 * 1024];
