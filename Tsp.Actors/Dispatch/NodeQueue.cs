@@ -60,7 +60,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         Receive<WorkerDraining>(OnDraining);
         Receive<NodeTaskDone>(done => Finish(done.TaskId, done));
         Receive<NodeTaskFailed>(OnFailed);
-        Receive<TaskDeadline>(OnDeadline);
+        Receive<SweepDeadlines>(_ => OnSweepDeadlines());
         Receive<CancelTasks>(OnCancel);
         Receive<GetTaskPlacements>(get =>
         {
@@ -260,7 +260,6 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             {
                 if (_entries.TryGetValue(taskId, out var entry) && entry.Worker == worker)
                 {
-                    Timers.Cancel(TimerKey(entry));
                     ReleaseWorker(entry);
                     entry.Attempt--;
                     entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry);
@@ -323,8 +322,11 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             task.Attempt = entry.Attempt;
             best.Ref.Tell(task, Self);
             _dispatched++;
-            var deadline = TimeSpan.FromMilliseconds(Math.Max(1, task.TimeoutMs)) + _options.TimeoutGrace;
-            Timers.StartSingleTimer(TimerKey(entry), new TaskDeadline(entry.Task.TaskId, entry.Attempt), deadline);
+            entry.DeadlineAt = Environment.TickCount64 + Math.Max(1, task.TimeoutMs) + (long)_options.TimeoutGrace.TotalMilliseconds;
+            if (!Timers.IsTimerActive(SweepDeadlines.Key))
+            {
+                Timers.StartPeriodicTimer(SweepDeadlines.Key, SweepDeadlines.Instance, SweepDeadlines.Every(_options.TimeoutGrace));
+            }
         }
 
         // Whatever still waits is held back by its project's share, not by a lack of slots.
@@ -385,7 +387,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             _storeWaitLogged = System.Diagnostics.Stopwatch.StartNew();
         }
 
-        Timers.StartSingleTimer(TimerKey(entry), new RetryDue(entry.Task.TaskId), Backoff(Math.Min(entry.StoreWaits, 5)));
+        Timers.StartSingleTimer(RetryKey(entry), new RetryDue(entry.Task.TaskId), Backoff(Math.Min(entry.StoreWaits, 5)));
         Dispatch();
     }
 
@@ -416,7 +418,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
                 continue;
             }
 
-            Timers.Cancel(TimerKey(entry));
+            Timers.Cancel(RetryKey(entry));
             if (entry.Node is { } queued)
             {
                 _pending.Remove(entry.Task.Project, queued);
@@ -434,12 +436,39 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         }
     }
 
-    private void OnDeadline(TaskDeadline deadline)
+    /// <summary>Takes back every task whose routee has not answered within its timeout and the grace.
+    /// One periodic sweep while tasks run, not a timer per task: at thousands of tasks a second the
+    /// scheduler's registrations (cancelled ones stay in its wheel until their slot comes round)
+    /// outlived the young generation and were most of what each collection promoted.</summary>
+    private void OnSweepDeadlines()
     {
-        if (_entries.TryGetValue(deadline.TaskId, out var entry) && entry.Attempt == deadline.Attempt && entry.Worker is { } worker)
+        var now = Environment.TickCount64;
+        List<Entry>? late = null;
+        var running = false;
+        foreach (var entry in _entries.Values)
         {
-            _log.Warning("queue {0}: task {1} got no reply from {2} within its timeout; taking it back", _name, deadline.TaskId, worker.Name);
-            worker.Tasks.Remove(deadline.TaskId);
+            if (entry.Worker is null)
+            {
+                continue;
+            }
+
+            running = true;
+            if (now >= entry.DeadlineAt)
+            {
+                (late ??= []).Add(entry);
+            }
+        }
+
+        if (!running)
+        {
+            Timers.Cancel(SweepDeadlines.Key);
+        }
+
+        foreach (var entry in late ?? [])
+        {
+            var worker = entry.Worker!;
+            _log.Warning("queue {0}: task {1} got no reply from {2} within its timeout; taking it back", _name, entry.Task.TaskId, worker.Name);
+            worker.Tasks.Remove(entry.Task.TaskId);
             ReleaseWorker(entry);
             RetryOrFail(entry, $"no reply within {entry.Task.TimeoutMs} ms (+{_options.TimeoutGrace.TotalMilliseconds:0} ms grace) from {worker.Name}", retryable: true);
         }
@@ -470,7 +499,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             entry.Node = null;
         }
 
-        Timers.Cancel(TimerKey(entry));
+        Timers.Cancel(RetryKey(entry));
         ReleaseWorker(entry);
         return true;
     }
@@ -491,7 +520,6 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         entry.Worker.Tasks.Remove(taskId);
         ReleaseWorker(entry);
-        Timers.Cancel(TimerKey(entry));
         return true;
     }
 
@@ -504,7 +532,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             CountRetry(entry, "failed");
             var delay = Backoff(entry.Attempt);
             _log.Info("queue {0}: task {1} attempt {2}/{3} failed ({4}); retrying in {5:0} ms", _name, entry.Task.TaskId, entry.Attempt, maxAttempts, reason, delay.TotalMilliseconds);
-            Timers.StartSingleTimer(TimerKey(entry), new RetryDue(entry.Task.TaskId), delay);
+            Timers.StartSingleTimer(RetryKey(entry), new RetryDue(entry.Task.TaskId), delay);
         }
         else
         {
@@ -550,7 +578,6 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         foreach (var entry in held.OfType<Entry>())
         {
-            Timers.Cancel(TimerKey(entry));
             ReleaseWorker(entry);
             // Not the task's fault: the attempt it was on does not count.
             entry.Attempt--;
@@ -577,7 +604,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         return new QueueStats(_name, _options.Role, _pending.Count, _entries.Count - _pending.Count, _workers.Values.Count(w => w.Served), slots, free, _dispatched, _retried, _failed, _requeued, _workers.Values.Count(w => w.Draining), _cancelled);
     }
 
-    private static string TimerKey(Entry entry) => entry.Task.TaskId;
+    private static string RetryKey(Entry entry) => entry.Task.TaskId;
 
     /// <summary>The task is no longer at its worker (it answered, was taken back or cancelled): its
     /// project's share of the queue counts one task less.</summary>
@@ -601,6 +628,9 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         public int Attempt { get; set; }
 
         public int StoreWaits { get; set; }
+
+        /// <summary>When the routee running it is given up on (<see cref="Environment.TickCount64"/>).</summary>
+        public long DeadlineAt { get; set; }
 
         public Worker? Worker { get; set; }
 
@@ -629,7 +659,14 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
         public int Free => Draining || Unreachable ? 0 : Math.Max(0, Slots - Tasks.Count);
     }
 
-    private sealed record TaskDeadline(string TaskId, int Attempt);
+    private sealed record SweepDeadlines
+    {
+        public const string Key = "sweep-deadlines";
+        public static readonly SweepDeadlines Instance = new();
+
+        /// <summary>A quarter of the grace (at most 1 s): the grace absorbs how late the sweep finds a task.</summary>
+        public static TimeSpan Every(TimeSpan grace) => TimeSpan.FromMilliseconds(Math.Clamp(grace.TotalMilliseconds / 4, 10, 1000));
+    }
 
     private sealed record RetryDue(string TaskId);
 

@@ -17,12 +17,13 @@ namespace Tsp.Actors.Storage;
 /// </summary>
 /// <remarks>
 /// Tables <c>tsp_journal</c> and <c>tsp_snapshot</c> (see <see cref="SqliteFiles"/>). A delete keeps the
-/// highest row of a persistence id, marked deleted, so that its sequence numbers continue. A write
+/// highest row of a persistence id, marked deleted, so that its sequence numbers continue; deletes are
+/// gathered for <see cref="DeleteEvery"/> and written together. A write
 /// that cannot be serialized is rejected alone (<c>OnPersistRejected</c>); a transaction that fails is
 /// retried write by write, so one bad write fails only its own actor. Reads (recovery) use their own
 /// connection: WAL lets them read beside the writer.
 /// </remarks>
-public sealed class SqliteJournal : AsyncWriteJournal
+public sealed class SqliteJournal : AsyncWriteJournal, IWithTimers
 {
     private const string InsertSql = """
         INSERT INTO tsp_journal (persistence_id, sequence_nr, serializer_id, manifest, event_manifest, writer_uuid, payload, deleted)
@@ -44,6 +45,14 @@ public sealed class SqliteJournal : AsyncWriteJournal
     // (40 actors recovering at once would otherwise starve the thread pool Akka runs on).
     private readonly TaskFactory _reads = new(new ConcurrentExclusiveSchedulerPair().ExclusiveScheduler);
     private readonly Lock _reading = new();
+    /// <summary>How long a delete waits for others to share its transaction (HOCON <c>delete-every</c>);
+    /// docs/design.md, "Storage", has what it saves.</summary>
+    public static readonly TimeSpan DeleteEvery = TimeSpan.FromSeconds(3);
+
+    private readonly TimeSpan _deleteEvery;
+    // Deletes asked for and not yet handed to the writer: per persistence id the highest sequence number.
+    private readonly Dictionary<string, long> _deletes = new(StringComparer.Ordinal);
+    private TaskCompletionSource? _deleted;
     private SqliteConnection? _reader;
     private SqliteWriter? _writer;
     private Action<SqliteException>? _onCheckpointFailed;
@@ -51,6 +60,7 @@ public sealed class SqliteJournal : AsyncWriteJournal
     public SqliteJournal(Config config)
     {
         _path = config.GetString("path") ?? throw new ConfigurationException("tsp sqlite journal needs a path");
+        _deleteEvery = config.GetTimeSpan("delete-every", DeleteEvery, allowInfinite: false);
         _system = (ExtendedActorSystem)Context.System;
     }
 
@@ -67,6 +77,8 @@ public sealed class SqliteJournal : AsyncWriteJournal
     {
         if (_writer is not null)
         {
+            // Handed over before the release, which writes what is pending.
+            FlushDeletes();
             _writer.CheckpointFailed -= _onCheckpointFailed;
             _writer.Release();
         }
@@ -103,12 +115,74 @@ public sealed class SqliteJournal : AsyncWriteJournal
                 TaskScheduler.Default);
     }
 
-    protected override Task DeleteMessagesToAsync(string persistenceId, long toSequenceNr, CancellationToken cancellationToken) =>
-        _writer!.WriteAsync(context =>
+    /// <summary>Deletes wait up to <see cref="DeleteEvery"/> and go to the writer together, as one
+    /// transaction; each completes when that transaction commits. A crash before then loses nothing: the
+    /// rows stay until the actor's next delete, which covers them (recovery starts after the snapshot).</summary>
+    /// <remarks>Each run host deletes its events after each snapshot, and the table interleaves the rows of
+    /// every host in the order they were written: a page holds rows of several hosts, and a delete of one
+    /// host's rows rewrites each page it touches. Done one host at a time, a page went to the WAL once per
+    /// host on it; together, the deletes of many hosts rewrite it once, or free it.</remarks>
+    protected override Task DeleteMessagesToAsync(string persistenceId, long toSequenceNr, CancellationToken cancellationToken)
+    {
+        ref var to = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_deletes, persistenceId, out _);
+        to = Math.Max(to, toSequenceNr);
+        if (_deleted is null)
         {
-            context.Execute(DeleteSql, persistenceId, toSequenceNr);
-            context.Execute(MarkDeletedSql, persistenceId, toSequenceNr);
-        });
+            _deleted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Timers.StartSingleTimer(DeletesDue.Instance, DeletesDue.Instance, _deleteEvery);
+        }
+
+        return _deleted.Task;
+    }
+
+    protected override bool ReceivePluginInternal(object message)
+    {
+        if (message is not DeletesDue)
+        {
+            return false;
+        }
+
+        FlushDeletes();
+        return true;
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    private void FlushDeletes()
+    {
+        if (_deleted is null)
+        {
+            return;
+        }
+
+        var deletes = _deletes.ToArray();
+        var deleted = _deleted!;
+        _deletes.Clear();
+        _deleted = null;
+        _writer!.WriteAsync(context =>
+            {
+                foreach (var (persistenceId, to) in deletes)
+                {
+                    context.Execute(DeleteSql, persistenceId, to);
+                    context.Execute(MarkDeletedSql, persistenceId, to);
+                }
+            })
+            .ContinueWith(
+                t =>
+                {
+                    if (t.IsCompletedSuccessfully)
+                    {
+                        deleted.TrySetResult();
+                    }
+                    else
+                    {
+                        deleted.TrySetException(t.Exception!.InnerExceptions);
+                    }
+                },
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+    }
 
     public override async Task ReplayMessagesAsync(IActorContext context, string persistenceId, long fromSequenceNr, long toSequenceNr, long max, Action<IPersistentRepresentation> recoveryCallback)
     {
@@ -166,6 +240,11 @@ public sealed class SqliteJournal : AsyncWriteJournal
                 return read(_reader ?? throw new ObjectDisposedException(nameof(SqliteJournal), "the journal has stopped"));
             }
         });
+
+    private sealed class DeletesDue
+    {
+        public static readonly DeletesDue Instance = new();
+    }
 
     private sealed record JournalRow(string PersistenceId, long SequenceNr, SerializedPayload Payload, string EventManifest, string WriterUuid);
 }

@@ -47,7 +47,11 @@ internal static class OrchestrationScenario
             var frames = Enumerable.Range(0, 16).Select(_ => RandomFrame(project, options.Size)).ToList();
             await RunAsync(host, frames, Math.Min(2000, options.Messages / 4), options.InFlight);
             var (cpu, redisCpu) = (Process.GetCurrentProcess().TotalProcessorTime, CostsScenario.RedisCpu(redisPid));
+            var (pause, gen0, gen1, gen2) = (GC.GetTotalPauseDuration(), GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
+            using var ticks = Environment.GetEnvironmentVariable("TSP_BENCH_ALLOC") is null ? null : new AllocationTicks();
             var (rate, latencies) = await RunAsync(host, frames, options.Messages, options.InFlight);
+            ticks?.Print(options.Messages);
+            var gc = string.Create(CultureInfo.InvariantCulture, $"gc_pause_ms={(GC.GetTotalPauseDuration() - pause).TotalMilliseconds:0} gcs={GC.CollectionCount(0) - gen0}/{GC.CollectionCount(1) - gen1}/{GC.CollectionCount(2) - gen2}");
             cpus.Add((Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / options.Messages);
             redisCpus.Add((CostsScenario.RedisCpu(redisPid) - redisCpu).TotalMicroseconds / options.Messages);
             var (_, single) = await RunAsync(host, frames, 200, 1);
@@ -63,7 +67,7 @@ internal static class OrchestrationScenario
             p50s.Add(Percentile(latencies, 0.50));
             p99s.Add(Percentile(latencies, 0.99));
             singles.Add(Percentile(single, 0.50));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat}: runs_per_s={rate:0} p50_ms={p50s[^1]:0.0} p99_ms={p99s[^1]:0.0} single_p50_ms={singles[^1]:0.00} cpu_us_per_run={cpus[^1]:0}+{redisCpus[^1]:0}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat}: runs_per_s={rate:0} p50_ms={p50s[^1]:0.0} p99_ms={p99s[^1]:0.0} single_p50_ms={singles[^1]:0.00} cpu_us_per_run={cpus[^1]:0}+{redisCpus[^1]:0} {gc}"));
         }
 
         var figures = string.Create(CultureInfo.InvariantCulture,
@@ -97,25 +101,44 @@ internal static class OrchestrationScenario
 
     /// <summary>Submits <paramref name="count"/> runs keeping <paramref name="inFlight"/> in flight; returns
     /// runs/s and each run's submit-to-result latency in ms.</summary>
+    /// <remarks>The bench keeps nothing per run beyond its latency: a run's submit time is dropped when its
+    /// result arrives and no submission task is held, so the bench's own bookkeeping does not survive
+    /// young-generation collections and inflate the orchestrator's GC pauses.</remarks>
     internal static async Task<(double Rate, List<double> LatenciesMs)> RunAsync(BenchHost host, List<Frame> frames, int count, int inFlight)
     {
         var submittedAt = new ConcurrentDictionary<string, long>();
         var latencies = new List<double>(count);
         using var slots = new SemaphoreSlim(inFlight);
+        using var failed = new CancellationTokenSource();
+        Exception? failure = null;
+        void Fail(Exception e)
+        {
+            failure ??= e;
+            try
+            {
+                failed.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The repeat has ended.
+            }
+        }
+
         var consumer = Task.Run(async () =>
         {
             for (var received = 0; received < count; received++)
             {
-                var result = await host.Results.ReadAsync();
+                var result = await host.Results.ReadAsync(failed.Token);
                 var now = Stopwatch.GetTimestamp();
                 if (result.Status != RunStatus.Succeeded)
                 {
-                    throw new InvalidOperationException($"run {result.RunId} failed: {result.Error}");
+                    Fail(new InvalidOperationException($"run {result.RunId} failed: {result.Error}"));
+                    return;
                 }
 
                 // The result can overtake the submission's own bookkeeping by a hair; spin until it is there.
                 long at;
-                while (!submittedAt.TryGetValue(result.RunId, out at))
+                while (!submittedAt.TryRemove(result.RunId, out at))
                 {
                     Thread.SpinWait(10);
                 }
@@ -125,17 +148,31 @@ internal static class OrchestrationScenario
             }
         });
         var clock = Stopwatch.StartNew();
-        var submissions = new List<Task>(count);
-        for (var i = 0; i < count; i++)
+        try
         {
-            await slots.WaitAsync();
-            var runId = Guid.CreateVersion7().ToString("N");
-            submittedAt[runId] = Stopwatch.GetTimestamp();
-            submissions.Add(Submit(host, frames[i % frames.Count], runId));
+            for (var i = 0; i < count; i++)
+            {
+                await slots.WaitAsync(failed.Token);
+                var runId = Guid.CreateVersion7().ToString("N");
+                submittedAt[runId] = Stopwatch.GetTimestamp();
+                _ = Submit(host, frames[i % frames.Count], runId).ContinueWith(
+                    t => Fail(t.Exception!.GetBaseException()),
+                    CancellationToken.None,
+                    TaskContinuationOptions.OnlyOnFaulted,
+                    TaskScheduler.Default);
+            }
+
+            await consumer;
+        }
+        catch (OperationCanceledException) when (failure is not null)
+        {
         }
 
-        await Task.WhenAll(submissions);
-        await consumer;
+        if (failure is not null)
+        {
+            throw failure;
+        }
+
         return (count / clock.Elapsed.TotalSeconds, latencies);
     }
 

@@ -3,6 +3,7 @@ using Akka.Configuration;
 using Akka.Persistence;
 using Akka.TestKit.Xunit2;
 using Tsp.Actors.Hosting;
+using Tsp.Actors.Storage;
 using Tsp.Tests.Shared;
 
 namespace Tsp.Actors.Tests.Storage;
@@ -16,6 +17,9 @@ public abstract class JournalTests : TestKit
     protected JournalTests(Config journal)
         : base(journal.WithFallback(TestTiming.Config), "journal-tests") =>
         _config = journal.WithFallback(TestTiming.Config);
+
+    /// <summary>The SQLite journal gathers deletes for a while before it writes them.</summary>
+    private static readonly TimeSpan DeleteWait = SqliteJournal.DeleteEvery + TimeSpan.FromSeconds(10);
 
     [Fact]
     public void Events_come_back_in_order_after_a_restart_of_the_actor_and_of_the_actor_system()
@@ -72,7 +76,7 @@ public abstract class JournalTests : TestKit
         }
 
         recorder.Tell(new Recorder.DeleteUpTo(long.MaxValue), TestActor);
-        ExpectMsg<DeleteMessagesSuccess>();
+        ExpectMsg<DeleteMessagesSuccess>(DeleteWait);
         recorder.Tell("d", TestActor);
         ExpectMsg("ok:d");
 
@@ -80,6 +84,41 @@ public abstract class JournalTests : TestKit
         Assert.Equal(["d"], ExpectMsg<string[]>());
         Sys.ActorOf(Recorder.Props("deletes")).Tell(Recorder.GetSequenceNr.Instance, TestActor);
         Assert.Equal(4L, ExpectMsg<long>());
+    }
+
+    [Fact]
+    public void Deletes_of_many_actors_asked_together_each_take_effect_and_each_keeps_its_sequence_numbers()
+    {
+        string[] written = ["a", "b", "c"];
+        var ids = Enumerable.Range(0, 6).Select(i => $"deletes-together-{i}").ToList();
+        var recorders = ids.Select(id => Sys.ActorOf(Recorder.Props(id))).ToList();
+        for (var i = 0; i < ids.Count; i++)
+        {
+            foreach (var e in written)
+            {
+                recorders[i].Tell(e, TestActor);
+                ExpectMsg("ok:" + e);
+            }
+        }
+
+        // Actor i deletes up to i (0: nothing, 3: all three); from 4 on, everything (long.MaxValue).
+        for (var i = 0; i < ids.Count; i++)
+        {
+            recorders[i].Tell(new Recorder.DeleteUpTo(i < 4 ? i : long.MaxValue), TestActor);
+        }
+
+        for (var i = 0; i < ids.Count; i++)
+        {
+            ExpectMsg<DeleteMessagesSuccess>(DeleteWait);
+        }
+
+        for (var i = 0; i < ids.Count; i++)
+        {
+            Sys.ActorOf(Recorder.Props(ids[i])).Tell(Recorder.Get.Instance, TestActor);
+            Assert.Equal(written.Skip(Math.Min(i, 3)), ExpectMsg<string[]>());
+            Sys.ActorOf(Recorder.Props(ids[i])).Tell(Recorder.GetSequenceNr.Instance, TestActor);
+            Assert.Equal(3L, ExpectMsg<long>());
+        }
     }
 
     [Fact]

@@ -1,0 +1,69 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Tracing;
+using System.Globalization;
+
+namespace Tsp.Bench;
+
+/// <summary>
+/// <c>TSP_BENCH_ALLOC=1</c>: what the measured repeat allocated per run, by type, and each collection's
+/// generation, pause and promoted bytes, from the runtime's own events in this process (no tool to
+/// attach). Allocation is sampled by the runtime, one event per ~100 KB, so a type's figure is good to
+/// about that over the repeat. docs/profiling.md says when to use it.
+/// </summary>
+internal sealed class AllocationTicks : EventListener
+{
+    private const long BytesPerTick = 100_000;
+    private readonly ConcurrentDictionary<string, long> _bytes = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<string> _collections = new();
+    private DateTime _started;
+    private int _generation;
+    private string _collection = "";
+
+    protected override void OnEventSourceCreated(EventSource source)
+    {
+        if (source.Name == "Microsoft-Windows-DotNETRuntime")
+        {
+            // The GC keyword; verbose for the allocation ticks.
+            EnableEvents(source, EventLevel.Verbose, (EventKeywords)0x1);
+        }
+    }
+
+    protected override void OnEventWritten(EventWrittenEventArgs e)
+    {
+        var name = e.EventName ?? "";
+        if (name.StartsWith("GCAllocationTick", StringComparison.Ordinal))
+        {
+            var large = Convert.ToInt32(Payload(e, "AllocationKind"), CultureInfo.InvariantCulture) == 1;
+            _bytes.AddOrUpdate($"{Payload(e, "TypeName")}{(large ? " (large object heap)" : "")}", BytesPerTick, (_, bytes) => bytes + BytesPerTick);
+        }
+        else if (name.StartsWith("GCStart", StringComparison.Ordinal))
+        {
+            _started = e.TimeStamp;
+            _generation = Convert.ToInt32(Payload(e, "Depth"), CultureInfo.InvariantCulture);
+        }
+        else if (name.StartsWith("GCEnd", StringComparison.Ordinal))
+        {
+            _collection = string.Create(CultureInfo.InvariantCulture, $"gen{_generation} {(e.TimeStamp - _started).TotalMilliseconds:0.0} ms");
+        }
+        else if (name.StartsWith("GCHeapStats", StringComparison.Ordinal))
+        {
+            // Promoted out of gen0 and out of gen1.
+            _collections.Enqueue($"{_collection} ({Kib(e, "TotalPromotedSize0")}+{Kib(e, "TotalPromotedSize1")} KiB promoted)");
+        }
+    }
+
+    public void Print(int runs)
+    {
+        Console.WriteLine($"    allocated {_bytes.Values.Sum() / runs} B per run; the largest types:");
+        foreach (var (type, bytes) in _bytes.OrderByDescending(kv => kv.Value).Take(40))
+        {
+            Console.WriteLine($"    {bytes / runs,8} B  {type}");
+        }
+
+        Console.WriteLine("    collections: " + string.Join(", ", _collections));
+    }
+
+    private static object? Payload(EventWrittenEventArgs e, string name) => e.Payload![e.PayloadNames!.IndexOf(name)];
+
+    private static long Kib(EventWrittenEventArgs e, string name) => Convert.ToInt64(Payload(e, name), CultureInfo.InvariantCulture) / 1024;
+}
