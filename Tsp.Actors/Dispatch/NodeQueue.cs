@@ -318,7 +318,9 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             entry.Worker = best;
             entry.PreviousWorker = best.Ref;
             best.Tasks.Add(entry.Task.TaskId);
-            var task = entry.Task.Clone();
+            // The first attempt takes the task itself (its sender keeps no reference); a later one a copy,
+            // since an earlier attempt may still be reading the one it got.
+            var task = entry.Attempt == 1 ? entry.Task : entry.Task.Clone();
             task.Attempt = entry.Attempt;
             best.Ref.Tell(task, Self);
             _dispatched++;

@@ -29,14 +29,16 @@ public sealed class NodeActor : ReceiveActor
     private readonly string _worker;
     private readonly List<IActorRef> _drainWaiters = [];
 
-    // The tasks in hand by id, each with the source an operator's cancel fires (CancelTask).
-    private readonly Dictionary<string, CancellationTokenSource> _cancels = new(StringComparer.Ordinal);
+    // The tasks in hand by id, each with the source an operator's cancel fires (CancelTask). A task
+    // ends on whichever thread its last await resumes on, so what it touches there is thread-safe.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CancellationTokenSource> _cancels = new(StringComparer.Ordinal);
+    private readonly IActorRef _self;
     private NodeProcessorRegistry _processors = null!;
     private RedisStore _store = null!;
     private NodeRoutees? _registry;
     private int _inHand;
     private int _finishedWhileDraining;
-    private bool _draining;
+    private volatile bool _draining;
     private bool _drainAcked;
 
     public NodeActor(string queueName, int slots, IActorRef queue)
@@ -44,6 +46,7 @@ public sealed class NodeActor : ReceiveActor
         _queueName = queueName;
         _slots = slots;
         _queue = queue;
+        _self = Self;
         _worker = $"{((ExtendedActorSystem)Context.System).Provider.DefaultAddress.HostPort()}/{Self.Path.Name}";
         // Every share is told to the queue, whose acknowledgement lets the member lend a slot given up.
         Receive<SlotShare>(share => _queue.Tell(new WorkerReady { Queue = _queueName, Slots = share.Slots, Worker = _worker, NotServed = share.Capacity == 0 }));
@@ -51,17 +54,10 @@ public sealed class NodeActor : ReceiveActor
         Receive<QueueWaiting>(waiting => _registry?.SetWaiting(Self, _queueName, waiting.Waiting));
         Receive<NodeTask>(task =>
         {
-            var replyTo = Sender;
-            _inHand++;
+            Interlocked.Increment(ref _inHand);
             _registry?.CountTask(Self, _queueName, 1);
             var cancel = new CancellationTokenSource();
-            if (!_cancels.TryAdd(task.TaskId, cancel))
-            {
-                cancel.Dispose();
-                cancel = null;
-            }
-
-            RunAsync(task, cancel?.Token ?? CancellationToken.None).PipeTo(Self, success: reply => new Finished(replyTo, reply, task.TaskId, cancel));
+            _ = RunAndReplyAsync(task, Sender, _cancels.TryAdd(task.TaskId, cancel) ? cancel : null);
         });
         Receive<CancelTask>(cancel =>
         {
@@ -70,22 +66,9 @@ public sealed class NodeActor : ReceiveActor
                 source.Cancel();
             }
         });
-        Receive<Finished>(finished =>
+        Receive<TaskEndedWhileDraining>(_ =>
         {
-            _inHand--;
-            _registry?.CountTask(Self, _queueName, -1);
-            if (finished.Cancel is { } cancel)
-            {
-                _cancels.Remove(finished.TaskId);
-                cancel.Dispose();
-            }
-
-            if (_draining)
-            {
-                _finishedWhileDraining++;
-            }
-
-            finished.ReplyTo.Tell(finished.Reply);
+            _finishedWhileDraining++;
             ReportIfDrained();
         });
         Receive<DrainNode>(_ =>
@@ -106,7 +89,7 @@ public sealed class NodeActor : ReceiveActor
 
     private void ReportIfDrained()
     {
-        if (!_drainAcked || _inHand > 0)
+        if (!_drainAcked || Volatile.Read(ref _inHand) > 0)
         {
             return;
         }
@@ -143,6 +126,36 @@ public sealed class NodeActor : ReceiveActor
     }
 
     protected override void PostStop() => _registry?.Remove(Self, _queueName);
+
+    /// <summary>Runs a task and answers its queue from wherever the task ends, not through the actor's
+    /// mailbox: a message less per task. Only a drain needs the actor to hear of it.</summary>
+    private async Task RunAndReplyAsync(NodeTask task, IActorRef replyTo, CancellationTokenSource? cancel)
+    {
+        IRunMessage reply;
+        try
+        {
+            reply = await RunAsync(task, cancel?.Token ?? CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            reply = Failed(task, $"{e.GetType().Name}: {e.Message}", retryable: true);
+        }
+
+        if (cancel is not null)
+        {
+            // Not disposed: a cancel may be firing it on the actor's thread; it holds no timer or handle.
+            _cancels.TryRemove(new KeyValuePair<string, CancellationTokenSource>(task.TaskId, cancel));
+        }
+
+        // The member's ledger frees the slot before the queue hears of it and sends the next task.
+        _registry?.CountTask(_self, _queueName, -1);
+        Interlocked.Decrement(ref _inHand);
+        replyTo.Tell(reply, _self);
+        if (_draining)
+        {
+            _self.Tell(TaskEndedWhileDraining.Instance);
+        }
+    }
 
     private async Task<IRunMessage> RunAsync(NodeTask task, CancellationToken cancelled)
     {
@@ -306,8 +319,10 @@ public sealed class NodeActor : ReceiveActor
     private static void ObserveLater(Task processing) =>
         processing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
-    /// <summary>A task's reply, back on the actor's thread so it can count what it holds.</summary>
-    private sealed record Finished(IActorRef ReplyTo, IRunMessage Reply, string TaskId, CancellationTokenSource? Cancel);
+    private sealed class TaskEndedWhileDraining
+    {
+        public static readonly TaskEndedWhileDraining Instance = new();
+    }
 
     private NodeTaskFailed Failed(NodeTask task, string reason, bool retryable) => new()
     {
