@@ -67,7 +67,7 @@ internal static class OrchestrationScenario
             p50s.Add(Percentile(latencies, 0.50));
             p99s.Add(Percentile(latencies, 0.99));
             singles.Add(Percentile(single, 0.50));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat}: runs_per_s={rate:0} p50_ms={p50s[^1]:0.0} p99_ms={p99s[^1]:0.0} single_p50_ms={singles[^1]:0.00} cpu_us_per_run={cpus[^1]:0}+{redisCpus[^1]:0} {gc}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  repeat {repeat}: runs_per_s={rate:0} p50_ms={p50s[^1]:0.0} p99_ms={p99s[^1]:0.0} p999_ms={Percentile(latencies, 0.999):0.0} single_p50_ms={singles[^1]:0.00} cpu_us_per_run={cpus[^1]:0}+{redisCpus[^1]:0} {gc}"));
         }
 
         var figures = string.Create(CultureInfo.InvariantCulture,
