@@ -39,17 +39,16 @@ public sealed class SqliteJournal : AsyncWriteJournal, IWithTimers
 
     private const string MarkDeletedSql = "UPDATE tsp_journal SET deleted = 1 WHERE persistence_id = $id AND sequence_nr <= $to AND deleted = 0";
 
+    /// <summary>How long a delete waits for others to share its transaction; docs/design.md, "Storage",
+    /// has what it saves.</summary>
+    public static readonly TimeSpan DeleteEvery = TimeSpan.FromSeconds(3);
+
     private readonly string _path;
     private readonly ExtendedActorSystem _system;
     // One read at a time on the read connection; waiting reads are queued tasks, not blocked threads
     // (40 actors recovering at once would otherwise starve the thread pool Akka runs on).
     private readonly TaskFactory _reads = new(new ConcurrentExclusiveSchedulerPair().ExclusiveScheduler);
     private readonly Lock _reading = new();
-    /// <summary>How long a delete waits for others to share its transaction (HOCON <c>delete-every</c>);
-    /// docs/design.md, "Storage", has what it saves.</summary>
-    public static readonly TimeSpan DeleteEvery = TimeSpan.FromSeconds(3);
-
-    private readonly TimeSpan _deleteEvery;
     // Deletes asked for and not yet handed to the writer: per persistence id the highest sequence number.
     private readonly Dictionary<string, long> _deletes = new(StringComparer.Ordinal);
     private TaskCompletionSource? _deleted;
@@ -60,7 +59,6 @@ public sealed class SqliteJournal : AsyncWriteJournal, IWithTimers
     public SqliteJournal(Config config)
     {
         _path = config.GetString("path") ?? throw new ConfigurationException("tsp sqlite journal needs a path");
-        _deleteEvery = config.GetTimeSpan("delete-every", DeleteEvery, allowInfinite: false);
         _system = (ExtendedActorSystem)Context.System;
     }
 
@@ -129,7 +127,7 @@ public sealed class SqliteJournal : AsyncWriteJournal, IWithTimers
         if (_deleted is null)
         {
             _deleted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Timers.StartSingleTimer(DeletesDue.Instance, DeletesDue.Instance, _deleteEvery);
+            Timers.StartSingleTimer(DeletesDue.Instance, DeletesDue.Instance, DeleteEvery);
         }
 
         return _deleted.Task;
@@ -156,7 +154,7 @@ public sealed class SqliteJournal : AsyncWriteJournal, IWithTimers
         }
 
         var deletes = _deletes.ToArray();
-        var deleted = _deleted!;
+        var deleted = _deleted;
         _deletes.Clear();
         _deleted = null;
         _writer!.WriteAsync(context =>

@@ -109,19 +109,13 @@ internal static class OrchestrationScenario
         var submittedAt = new ConcurrentDictionary<string, long>();
         var latencies = new List<double>(count);
         using var slots = new SemaphoreSlim(inFlight);
-        using var failed = new CancellationTokenSource();
+        // Not disposed: a submission that fails after the repeat has ended may still cancel it.
+        var failed = new CancellationTokenSource();
         Exception? failure = null;
         void Fail(Exception e)
         {
             failure ??= e;
-            try
-            {
-                failed.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-                // The repeat has ended.
-            }
+            failed.Cancel();
         }
 
         var consumer = Task.Run(async () =>
