@@ -32,8 +32,15 @@ internal sealed class LiveRun(RunState state)
     /// their children's tasks. Not journaled: after a recovery the children read them from Redis.</summary>
     public Dictionary<int, Google.Protobuf.ByteString>? Outputs { get; set; }
 
-    /// <summary>RunCompleted is decided and being written.</summary>
+    /// <summary>Its end is decided: being published (finished), or its RunCompleted being written (cancelled).</summary>
     public bool Completing { get; set; }
+
+    /// <summary>Its RunCompleted is in the journal or on its way there (a cancel, a recovered run, a
+    /// host handed off while it published); a finished run's end is written only as its RunPublished mark.</summary>
+    public bool CompletionRecorded { get; set; }
+
+    /// <summary>Its result is in the log; its RunPublished mark is being written.</summary>
+    public bool Published { get; set; }
 
     /// <summary>Applies an event to the run's state; one that changed it (and RunCompleted) is kept
     /// for the snapshot.</summary>
@@ -54,7 +61,9 @@ internal sealed class LiveRun(RunState state)
         {
             RunId = State.RunId,
             Exists = true,
-            Completed = State.IsCompleted,
+            // Only an end that recovery will know: a published run whose mark is written is forgotten
+            // and answered from the finished ids.
+            Completed = State.IsCompleted && CompletionRecorded,
             Project = State.Started.Project,
             UnwrittenEvents = Unwritten,
         };

@@ -50,6 +50,13 @@ public sealed record RunHostTuning
     /// whose write was in flight; nothing accepted is lost and every result is published once.
     /// <see cref="TimeSpan.Zero"/> writes every result at once.</summary>
     public TimeSpan WriteNodeResultsFrom { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>How long a published run's RunPublished mark may wait for another write of its host to
+    /// go with. Nothing waits on the mark (the result is already out), and under load another write
+    /// comes sooner, so a run costs one write of its own instead of two. Until the mark lands the
+    /// host keeps the run and its frame: a crash in between runs it again (at-least-once; the results
+    /// log keeps its first result).</summary>
+    public TimeSpan PublishedMarkDelay { get; init; } = TimeSpan.FromMilliseconds(20);
 }
 
 /// <summary>Asks a run host (directly, not through sharding) for <see cref="RunHostStats"/>.</summary>
@@ -58,6 +65,7 @@ public sealed record GetRunHostStats
     public static readonly GetRunHostStats Instance = new();
 }
 
+/// <param name="Runs">Runs taking a turn (<see cref="RunHostTuning.MaxActiveRuns"/>): started and not yet published.</param>
 /// <param name="RecoveredFromSnapshot">Sequence number of the snapshot this incarnation started from (0: none).</param>
 /// <param name="LastSnapshot">Sequence number of the last snapshot it saved (0: none yet).</param>
 /// <param name="Queued">Accepted runs waiting for their turn (<see cref="RunHostTuning.MaxActiveRuns"/>), not counted in Runs.</param>

@@ -7,7 +7,8 @@ namespace Tsp.Actors.Workflows;
 /// What an operator reads of the runs one host holds (TspControl's ListRuns, GetRun, CancelRuns'
 /// choice of runs), as pure reads over the host's three tables: runs being walked, runs waiting for
 /// their project, and runs queued for a turn; and where a run is held, for a cancel of it. Finished
-/// runs are not here: the asker reads the results log.
+/// runs are not here, nor published ones the host still keeps until their mark is written: the asker
+/// reads the results log.
 /// </summary>
 internal sealed class RunListings(
     IReadOnlyDictionary<string, LiveRun> runs,
@@ -24,7 +25,7 @@ internal sealed class RunListings(
             string.Equals(started.Project, project, StringComparison.Ordinal) && (sourceId.Length == 0 || string.Equals(started.SourceId, sourceId, StringComparison.Ordinal));
 
         var member = orchestrator();
-        foreach (var run in runs.Values.Where(r => Matches(r.State.Started)))
+        foreach (var run in runs.Values.Where(r => !r.Published && Matches(r.State.Started)))
         {
             yield return run.Summary(hostId, member);
         }
@@ -61,7 +62,7 @@ internal sealed class RunListings(
     /// <summary>The run's timeline; only its id when this host does not hold it (finished or unknown).</summary>
     public RunSummary SummaryOf(string runId)
     {
-        if (runs.TryGetValue(runId, out var run))
+        if (runs.TryGetValue(runId, out var run) && !run.Published)
         {
             return RunSummaries.AsTimeline(run.Summary(hostId, orchestrator()));
         }
@@ -84,7 +85,12 @@ internal sealed class RunListings(
     /// project has no nodes here, so its state looks finished; it is not.)</summary>
     public CancelledRunHeld CancelHeld(string runId)
     {
-        if (runs.TryGetValue(runId, out var run))
+        if (runs.TryGetValue(runId, out var run) && run.Published)
+        {
+            return new CancelledRunHeld(CancelPlace.Finished);
+        }
+
+        if (run is not null)
         {
             var state = run.State;
             return new CancelledRunHeld(CancelPlace.Live, state.Started.Project, run.Completing || state.IsCompleted || state.IsFinished, state.Failure is not null);

@@ -29,16 +29,18 @@ namespace Tsp.Actors.Workflows;
 /// docs/design.md, "Workflows".</para>
 /// <para>Start is idempotent: a second StartRun for a live run answers AlreadyRunning, for a finished
 /// one AlreadyCompleted. The reply to StartRun waits until RunStarted is written. Node results are
-/// applied and acted on at once and persisted asynchronously (RunCompleted, persisted after them, is
-/// written only once they are, so a result is never published ahead of its run's events). On recovery
-/// every ready node without NodeCompleted is dispatched again (at-least-once; outputs are keyed by run
-/// and node, so a re-run overwrites), and every completed run is published again (the results log
-/// keeps a run's one entry).</para>
+/// applied and acted on at once and persisted asynchronously. A finished run is published at once, and
+/// only then is its RunPublished mark written, with the host's next write: a run costs two writes at
+/// most, and its end none on the result's path. On recovery every ready node without NodeCompleted is
+/// dispatched again (at-least-once; outputs are keyed by run and node, so a re-run overwrites), a run
+/// without its mark walks on or is published again (the results log keeps a run's first entry), and a
+/// run with it is forgotten.</para>
 /// </remarks>
 public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 {
     public const string PersistenceIdPrefix = "runs-";
     private const string WatchdogTimer = "watchdog";
+    private const string LateFlushTimer = "late-flush";
 
     private readonly string _hostId;
     private readonly RunServices _services;
@@ -52,6 +54,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly RunListings _listings;
     private readonly FrameLeases _frames;
     private readonly RunJournalWriter _journal;
+    private int _publishedUnmarked;
     private long _eventsSinceSnapshot;
     private bool _snapshotting;
     private long _recoveredFromSnapshot;
@@ -85,6 +88,13 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }),
             defer: action => DeferAsync(action, a => a()),
             requestFlush: () => Self.Tell(FlushEvents.Instance),
+            requestLateFlush: () =>
+            {
+                if (!Timers.IsTimerActive(LateFlushTimer))
+                {
+                    Timers.StartSingleTimer(LateFlushTimer, FlushEvents.Instance, _tuning.PublishedMarkDelay);
+                }
+            },
             onFlushed: OnFlushed);
 
         Recover<SnapshotOffer>(offer =>
@@ -103,6 +113,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                         break;
                     case RunEvent.EventOneofCase.RunStarted:
                         Restore(new RunRecord { Started = e.RunStarted });
+                        break;
+                    case RunEvent.EventOneofCase.RunPublished:
+                        RecoverPublished(e.RunPublished.RunId);
                         break;
                     default:
                         RecoverEvent(RunEvents.Unwrap(e));
@@ -127,7 +140,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             Cancel(cancel.RunId, cancel.Project, cancel.Reason, reply => replyTo.Tell(reply));
         });
         Command<CancelHostRuns>(CancelMatching);
-        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, _admission.Count)));
+        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count - _publishedUnmarked, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, _admission.Count)));
         Command<ResumeRun>(_ => { });
         Command<CatalogChanged>(_ => WakeWaiting());
         Command<Watchdog>(_ => RedispatchOverdue());
@@ -195,7 +208,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         base.PostStop();
     }
 
-    private bool HasRoom => _runs.Count < ActiveRunsAllowed;
+    // A published run waiting for its mark no longer takes a turn's room.
+    private bool HasRoom => _runs.Count - _publishedUnmarked < ActiveRunsAllowed;
 
     /// <summary>This host's part of the orchestrator's <see cref="RunHostTuning.MaxActiveRuns"/>.</summary>
     private int ActiveRunsAllowed => Math.Max(1, _tuning.MaxActiveRuns / Math.Max(1, _services.Active.Hosts));
@@ -214,7 +228,17 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         _stopping = true;
         foreach (var run in _runs.Values)
         {
-            RecordHeld(run);
+            if (run.State.Completion is { } completion && !run.CompletionRecorded && !run.Published)
+            {
+                // Being published: written as finished, so that the next incarnation publishes it again
+                // instead of running it again.
+                Record(run, RunEvents.Wrap(completion), afterWrite: null);
+                run.CompletionRecorded = true;
+            }
+            else
+            {
+                RecordHeld(run);
+            }
         }
 
         _journal.Flush();
@@ -402,6 +426,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             if (run.State.IsCompleted)
             {
+                run.CompletionRecorded = true;
                 Publish(run);
             }
             else
@@ -680,15 +705,13 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         if (state.IsFinished)
         {
+            // Published before anything of its end is written: what is written after the publish
+            // (RunPublished) is all recovery needs, and it waits for the host's next write. A crash before
+            // it lands runs the run again from its written events (its frame is kept until then), and the
+            // results log keeps the first result.
             run.Completing = true;
-            var completed = state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
-            // Written after every earlier event of the run (one host, one ordered stream of batches),
-            // so a result is never published ahead of its run's events.
-            Record(run, RunEvents.Wrap(completed), () =>
-            {
-                run.Apply(completed);
-                Publish(run);
-            });
+            run.Apply(state.Complete(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+            Publish(run);
             return;
         }
 
@@ -782,18 +805,69 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             .PipeTo(Self, success: () => new ResultPublished(result.RunId), failure: e => new PublishFailed(result.RunId, e.Message));
     }
 
+    /// <summary>The result is in the log: the run's short results still held are moot, and its
+    /// RunPublished mark goes with the host's next write (<see cref="RunHostTuning.PublishedMarkDelay"/>),
+    /// after which the host forgets the run.</summary>
     private void OnPublished(string runId)
     {
-        if (_runs.Remove(runId, out var run))
+        if (!_runs.TryGetValue(runId, out var run) || run.Published)
         {
-            CountFinished(run.State);
-            TspTracing.End(run.Span, run.State.Failure?.Reason);
-            _frames.Release(run.State.Started.FrameKey);
-            _services.Active.Add(-1);
-            _admission.Finished.Add(runId);
-            StartQueued();
-            RetireIfDone();
+            return;
         }
+
+        run.Published = true;
+        _publishedUnmarked++;
+        CountFinished(run.State);
+        TspTracing.End(run.Span, run.State.Failure?.Reason);
+        run.Unwritten -= run.Held.Count;
+        run.Held.Clear();
+        _journal.RecordLate(new RunEvent { RunPublished = new RunPublished { RunId = runId } }, () =>
+        {
+            _publishedUnmarked--;
+            Forget(run);
+            RetireIfDone();
+        });
+        StartQueued();
+    }
+
+    /// <summary>A published run whose mark is written: its frame is let go and its id joins the
+    /// finished ones.</summary>
+    private void Forget(LiveRun run)
+    {
+        var runId = run.State.RunId;
+        _runs.Remove(runId);
+        _frames.Release(run.State.Started.FrameKey);
+        _services.Active.Add(-1);
+        _admission.Finished.Add(runId);
+    }
+
+    /// <summary>A run's RunPublished mark found in the journal: the run is forgotten wherever recovery
+    /// put it so far (live, queued, or waiting for its project).</summary>
+    private void RecoverPublished(string runId)
+    {
+        if (_runs.TryGetValue(runId, out var run))
+        {
+            Forget(run);
+            return;
+        }
+
+        RunStarted started;
+        if (_admission.TryGet(runId, out var queued))
+        {
+            started = _admission.Take(runId, queued);
+            CountQueued(-1);
+        }
+        else if (_waiting.Remove(runId, out var waiting))
+        {
+            started = waiting.Started;
+        }
+        else
+        {
+            return;
+        }
+
+        _frames.Release(started.FrameKey);
+        _admission.Finished.Add(runId);
     }
 
     private static void CountFinished(RunState state)
@@ -850,6 +924,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         run.Completing = true;
         var cancelled = run.State.Cancel(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), reason);
         CancelTasksOf(run);
+        run.CompletionRecorded = true;
         Record(run, RunEvents.Wrap(cancelled), () =>
         {
             run.Apply(cancelled);

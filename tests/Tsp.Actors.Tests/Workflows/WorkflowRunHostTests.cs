@@ -260,6 +260,120 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         Assert.Single(await _store.ReadResultsAsync(_project, 0, 10));
     }
 
+    /// <summary>Services whose hosts write a published run's mark only with another write (or a stop).</summary>
+    private RunServices MarkOnlyWithAnotherWrite() => _services with { Tuning = new RunHostTuning { PublishedMarkDelay = TimeSpan.FromHours(1) } };
+
+    /// <summary>Finishes a run started on <paramref name="host"/> (pre written, the rest short) and waits for its result.</summary>
+    private async Task<TpResult> FinishShortAsync(IActorRef host, string runId)
+    {
+        var shortNode = TimeSpan.FromMilliseconds(1);
+        var pre = ExpectTask("pre");
+        Assert.Equal(runId, pre.RunId);
+        host.Tell(Done(pre), _queue);
+        host.Tell(Done(_queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)), shortNode), _queue);
+        host.Tell(Done(_queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)), shortNode), _queue);
+        host.Tell(Done(ExpectTask("join"), shortNode), _queue);
+        return await AwaitResultAsync(runId);
+    }
+
+    [Fact]
+    public async Task A_run_published_before_its_mark_is_written_keeps_its_frame_runs_again_after_a_crash_and_its_first_result_stands()
+    {
+        var services = MarkOnlyWithAnotherWrite();
+        var runId = TestServers.Unique("r");
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        var first = StartHost(services);
+        first.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var published = await FinishShortAsync(first, runId);
+
+        // Out, but nothing of its end is written: not reported completed, and its frame is kept for a re-run.
+        Assert.False(View(first, runId).Completed);
+        Assert.True(await _store.BlobExistsAsync(RedisKeys.Frames(_project, runId)));
+        Crash(first);
+
+        // Recovered from its written events: pre stands, the short nodes run again, and the run ends
+        // again (this time its mark is written on its own, soon).
+        var second = StartHost();
+        var again = new[] { _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)), _queue.ExpectMsg<NodeTask>(TimeSpan.FromSeconds(10)) };
+        Assert.Equal(["a", "b"], again.Select(t => t.NodeId).Order());
+        foreach (var task in again)
+        {
+            second.Tell(Done(task, TimeSpan.FromMilliseconds(1)), _queue);
+        }
+
+        second.Tell(Done(ExpectTask("join"), TimeSpan.FromMilliseconds(1)), _queue);
+        AwaitAssert(() => Assert.True(View(second, runId).Completed), TimeSpan.FromSeconds(10));
+        var logged = Assert.Single(await _store.ReadResultsAsync(_project, 0, 10));
+        Assert.Equal((published.RunId, published.Position), (logged.Result.RunId, logged.Result.Position));
+    }
+
+    [Fact]
+    public async Task A_published_runs_mark_goes_with_its_hosts_next_write_after_which_its_frame_is_deleted_and_recovery_forgets_it()
+    {
+        var services = MarkOnlyWithAnotherWrite();
+        var finished = TestServers.Unique("r");
+        var next = TestServers.Unique("r");
+        foreach (var runId in new[] { finished, next })
+        {
+            await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        }
+
+        var host = StartHost(services);
+        host.Tell(Start(finished), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        await FinishShortAsync(host, finished);
+        Assert.False(View(host, finished).Completed);
+
+        // Kept until then, but to operators it is finished: not listed, left to the results log, not cancelled.
+        host.Tell(new GetRunSummary { RunId = finished }, TestActor);
+        Assert.Equal(RunStage.Unspecified, ExpectMsg<RunSummary>().Stage);
+        host.Tell(new ListHostRuns { Project = _project }, TestActor);
+        Assert.Empty(ExpectMsg<HostRuns>().Runs);
+        host.Tell(new CancelRun { RunId = finished, Project = _project, Reason = "late" }, TestActor);
+        Assert.Equal(CancelOutcome.AlreadyFinished, ExpectMsg<CancelRunReply>().Outcome);
+
+        // The next start's write carries the mark: the finished run is forgotten, its frame deleted.
+        host.Tell(Start(next), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        Assert.Equal(next, ExpectTask("pre").RunId);
+        await AwaitAssertAsync(async () =>
+        {
+            Assert.True(View(host, finished).Completed);
+            Assert.False(await _store.BlobExistsAsync(RedisKeys.Frames(_project, finished)));
+        }, TimeSpan.FromSeconds(10));
+        Crash(host);
+
+        // Recovered: only the unfinished run walks again; the finished one is known as such.
+        var recovered = StartHost(services);
+        Assert.Equal(next, ExpectTask("pre").RunId);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        recovered.Tell(Start(finished), TestActor);
+        Assert.Equal(StartOutcome.AlreadyCompleted, ExpectMsg<RunAccepted>().Outcome);
+        Assert.Single(await _store.ReadResultsAsync(_project, 0, 10));
+    }
+
+    [Fact]
+    public async Task Handed_off_with_a_mark_unwritten_a_host_writes_it_before_it_stops_and_its_next_incarnation_does_not_run_the_run_again()
+    {
+        var services = MarkOnlyWithAnotherWrite();
+        var runId = TestServers.Unique("r");
+        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
+        var first = StartHost(services);
+        first.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        await FinishShortAsync(first, runId);
+
+        Watch(first);
+        first.Tell(WorkflowRunHost.RunHostStop.Instance);
+        ExpectTerminated(first, TimeSpan.FromSeconds(10));
+
+        var second = StartHost(services);
+        second.Tell(Start(runId), TestActor);
+        Assert.Equal(StartOutcome.AlreadyCompleted, ExpectMsg<RunAccepted>().Outcome);
+        _queue.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+    }
+
     [Fact]
     public async Task A_host_of_an_earlier_RunHosts_finishes_its_run_then_asks_its_shard_to_retire_it_and_stops_after_its_writes()
     {
