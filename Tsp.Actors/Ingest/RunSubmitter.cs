@@ -58,7 +58,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 byHost.Add(host, group);
             }
 
-            group.Add(i, frame.Data.Length);
+            group.Add(i, frame.Data.Memory);
         }
 
         if (byHost.Count == 0)
@@ -74,7 +74,11 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             foreach (var slot in group.Slots)
             {
                 var (frame, runId) = submissions[slot];
-                frame.Data.Span.CopyTo(buffer.AsSpan(offset));
+                if (buffer.Length > 0)
+                {
+                    frame.Data.Span.CopyTo(buffer.AsSpan(offset));
+                }
+
                 group.Starts.Runs.Add(new StartRun
                 {
                     RunId = runId,
@@ -180,7 +184,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 byHost.Add(host, group);
             }
 
-            group.AddToSeries(i, run.Partition, run.Frame.Data.Length);
+            group.AddToSeries(i, run.Partition, run.Frame.Data);
         }
 
         if (byHost.Count == 0)
@@ -200,7 +204,11 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 foreach (var slot in slots)
                 {
                     var frame = runs[slot].Frame;
-                    frame.Data.Span.CopyTo(buffer.AsSpan(offset));
+                    if (buffer.Length > 0)
+                    {
+                        frame.Data.Span.CopyTo(buffer.AsSpan(offset));
+                    }
+
                     series.RunOffsets.Add(runs[slot].Offset);
                     series.FrameOffsets.Add((uint)offset);
                     series.FrameLengths.Add((uint)frame.Data.Length);
@@ -255,8 +263,10 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
 
     /// <summary>Writes each group's frames to Redis as one string (<paramref name="fill"/> copies them
     /// into the buffer and builds the group's starts naming the string; it returns the bytes used), then
-    /// asks each group's host to start its runs. A string from which no run started (all redelivered,
-    /// say) is not the host's: it is deleted now instead of when it expires.</summary>
+    /// asks each group's host to start its runs. A group of one frame is written from the frame's own
+    /// bytes: its buffer is empty, and <paramref name="fill"/> copies nothing. A string from which no
+    /// run started (all redelivered, say) is not the host's: it is deleted now instead of when it
+    /// expires.</summary>
     private async Task<RunsAccepted[]> WriteFramesAndStartAsync(HostGroup[] groups, Func<HostGroup, string, long, byte[], int> fill, CancellationToken cancellationToken)
     {
         var acceptedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -265,16 +275,22 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
         var writes = new Task[groups.Length];
         for (var g = 0; g < groups.Length; g++)
         {
-            var buffer = buffers[g] = System.Buffers.ArrayPool<byte>.Shared.Rent((int)groups[g].Bytes);
-            frameKeys[g] = RedisKeys.Frames(groups[g].Project, Guid.CreateVersion7().ToString("N"));
-            writes[g] = FrameLeases.WriteAsync(store, frameKeys[g], buffer.AsMemory(0, fill(groups[g], frameKeys[g], acceptedAt, buffer)));
+            var group = groups[g];
+            var only = group.OnlyFrame;
+            var buffer = buffers[g] = only is null ? System.Buffers.ArrayPool<byte>.Shared.Rent((int)group.Bytes) : [];
+            frameKeys[g] = RedisKeys.Frames(group.Project, Guid.CreateVersion7().ToString("N"));
+            var used = fill(group, frameKeys[g], acceptedAt, buffer);
+            writes[g] = FrameLeases.WriteAsync(store, frameKeys[g], only ?? buffer.AsMemory(0, used));
         }
 
         // On failure the buffers are left to the collector: a write still queued in the client may read them.
         await Task.WhenAll(writes);
         foreach (var buffer in buffers)
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            if (buffer.Length > 0)
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
 
         var answers = await Task.WhenAll(groups.Select(g => runs.Ask<RunsAccepted>(g.Starts, askTimeout, cancellationToken)));
@@ -304,6 +320,7 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
 
         private List<(int Partition, List<int> Slots)>? _series;
         private List<int>? _slots;
+        private int _frames;
 
         public StartRuns Starts { get; } = new() { HostId = host };
 
@@ -317,15 +334,18 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
 
         public long Bytes { get; private set; }
 
-        public void Add(int slot, int frameBytes)
+        /// <summary>The group's frame while it has only one (null once it has more).</summary>
+        public ReadOnlyMemory<byte>? OnlyFrame { get; private set; }
+
+        public void Add(int slot, ReadOnlyMemory<byte> frame)
         {
-            CountBytes(frameBytes);
+            CountBytes(frame);
             Slots.Add(slot);
         }
 
-        public void AddToSeries(int slot, int partition, int frameBytes)
+        public void AddToSeries(int slot, int partition, ReadOnlyMemory<byte> frame)
         {
-            CountBytes(frameBytes);
+            CountBytes(frame);
             _series ??= [];
             // Runs arrive partition by partition, mostly: the last series is the likely one.
             var index = _series.Count > 0 && _series[^1].Partition == partition ? _series.Count - 1 : _series.FindIndex(s => s.Partition == partition);
@@ -338,14 +358,15 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
             _series[index].Slots.Add(slot);
         }
 
-        private void CountBytes(int frameBytes)
+        private void CountBytes(ReadOnlyMemory<byte> frame)
         {
-            if (Bytes + frameBytes > MaxBytes)
+            if (Bytes + frame.Length > MaxBytes)
             {
                 throw new ArgumentException($"the frames of one batch's runs on run host {host} exceed {MaxBytes} bytes; submit smaller batches");
             }
 
-            Bytes += frameBytes;
+            OnlyFrame = _frames++ == 0 ? frame : null;
+            Bytes += frame.Length;
         }
     }
 
