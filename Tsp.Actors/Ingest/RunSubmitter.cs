@@ -365,7 +365,8 @@ public sealed class RunSubmitter(WorkflowCatalog catalog, RedisStore store, IAct
                 throw new ArgumentException($"the frames of one batch's runs on run host {host} exceed {MaxBytes} bytes; submit smaller batches");
             }
 
-            OnlyFrame = _frames++ == 0 ? frame : null;
+            // Typed as nullable: a bare null would convert to an empty ReadOnlyMemory (through byte[]).
+            OnlyFrame = _frames++ == 0 ? (ReadOnlyMemory<byte>?)frame : null;
             Bytes += frame.Length;
         }
     }
