@@ -17,7 +17,7 @@ namespace Tsp.Actors.Workflows;
 /// <see cref="StartRules"/> answers a start and <see cref="AdmissionQueue"/> holds the runs that wait for a turn,
 /// <see cref="RunListings"/> reads what operators ask of the runs, <see cref="NodeTasks"/> builds
 /// what is dispatched, <see cref="FrameLeases"/> says when a frame is no longer needed and
-/// <see cref="ResultPublisher"/> publishes a finished run.
+/// <see cref="RunPublishing"/> publishes a finished run.
 /// </summary>
 /// <remarks>
 /// <para>Why a host of many runs and not an entity per run: an entity per run paid, per run, a
@@ -59,9 +59,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private bool _snapshotting;
     private long _recoveredFromSnapshot;
     private long _lastSnapshot;
-    private long _publishRetries;
-    private System.Diagnostics.Stopwatch? _publishFailureLogged;
-    private readonly FramePreviews _previews;
+    private readonly RunPublishing _publishing;
     private string? _orchestrator;
     private readonly bool _current;
     private bool _stopping;
@@ -73,7 +71,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         _current = services.RunHosts <= 0 || RunMessageExtractor.IsCurrent(hostId, services.RunHosts);
         services.Active.AddHost(1);
         _tuning = services.Tuning ?? new RunHostTuning();
-        _previews = new FramePreviews(services.Store.Options.PreviewEvery);
+        _publishing = new RunPublishing(services, _log);
         _admission = new AdmissionQueue(_tuning.FinishedRunMemory);
         _listings = new RunListings(_runs, _waiting, _admission, services.Catalog, hostId, () => Orchestrator);
         var log = _log;
@@ -144,20 +142,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<ResumeRun>(_ => { });
         Command<CatalogChanged>(_ => WakeWaiting());
         Command<Watchdog>(_ => RedispatchOverdue());
-        Command<ResultPublished>(published => OnPublished(published.RunId));
-        Command<PublishFailed>(failed =>
-        {
-            // Every finished run retries while Redis is away: one line when that begins and every 10 s, not one per run.
-            _publishRetries++;
-            if (_publishFailureLogged is not { } logged || logged.Elapsed > TimeSpan.FromSeconds(10))
-            {
-                _log.Warning("publishing results failed {0} time(s) so far, retrying each every second; latest: run {1}: {2}", _publishRetries, failed.RunId, failed.Reason);
-                _publishFailureLogged = System.Diagnostics.Stopwatch.StartNew();
-            }
-
-            Timers.StartSingleTimer("publish-" + failed.RunId, new RetryPublish(failed.RunId), TimeSpan.FromSeconds(1));
-        });
-        Command<RetryPublish>(retry =>
+        Command<RunPublishing.Published>(published => OnPublished(published.RunId));
+        Command<RunPublishing.Failed>(failed => _publishing.OnFailed(failed, Timers));
+        Command<RunPublishing.Retry>(retry =>
         {
             if (_runs.TryGetValue(retry.RunId, out var run))
             {
@@ -794,16 +781,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
     // ---- finishing ----
 
-    /// <summary>Logs and publishes the result. Safe to repeat (after a crash or a failed attempt): the
-    /// log keeps the run's one entry, and a failed run its one dead letter.</summary>
-    private void Publish(LiveRun run)
-    {
-        var result = run.State.ToResult();
-        var span = TspTracing.StartChild("tsp.publish", TspTracing.TraceParent(run.Span), result.RunId, result.Project);
-        var frame = new RunFrame(run.State.Started.FrameKey, StartedGroups.SliceOf(run.State.Started));
-        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(_services.Store, _services.PubSubMediator, result, run.State.Failure, frame, _previews.IsDue(result.Project)), span)
-            .PipeTo(Self, success: () => new ResultPublished(result.RunId), failure: e => new PublishFailed(result.RunId, e.Message));
-    }
+    private void Publish(LiveRun run) => _publishing.Publish(run, Self);
 
     /// <summary>The result is in the log: the run's short results still held are moot, and its
     /// RunPublished mark goes with the host's next write (<see cref="RunHostTuning.PublishedMarkDelay"/>),
@@ -817,7 +795,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         run.Published = true;
         _publishedUnmarked++;
-        CountFinished(run.State);
+        RunPublishing.CountFinished(run.State);
         TspTracing.End(run.Span, run.State.Failure?.Reason);
         run.Unwritten -= run.Held.Count;
         run.Held.Clear();
@@ -868,24 +846,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
 
         _frames.Release(started.FrameKey);
         _admission.Finished.Add(runId);
-    }
-
-    private static void CountFinished(RunState state)
-    {
-        var project = new KeyValuePair<string, object?>("project", state.Started.Project);
-        var status = state.Completion?.Status switch
-        {
-            RunStatus.Cancelled => "cancelled",
-            RunStatus.Failed => "failed",
-            _ => "succeeded",
-        };
-        TspMetrics.RunsCompleted.Add(1, project, new KeyValuePair<string, object?>("status", status));
-        // Accept to result: the accepted time is the submitter's clock, the end this member's.
-        var seconds = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - state.Started.AcceptedAtUnixMs) / 1000.0;
-        if (state.Started.AcceptedAtUnixMs > 0 && seconds >= 0)
-        {
-            TspMetrics.RunDuration.Record(seconds, project);
-        }
     }
 
     // ---- control ----
@@ -1051,10 +1011,4 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         public static readonly Watchdog Instance = new();
     }
-
-    private sealed record ResultPublished(string RunId);
-
-    private sealed record PublishFailed(string RunId, string Reason);
-
-    private sealed record RetryPublish(string RunId);
 }

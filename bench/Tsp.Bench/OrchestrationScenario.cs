@@ -42,6 +42,11 @@ internal static class OrchestrationScenario
                     tsp.RunHost = tsp.RunHost with { WriteNodeResultsFrom = TimeSpan.FromMilliseconds(double.Parse(from, CultureInfo.InvariantCulture)) };
                 }
 
+                if (Environment.GetEnvironmentVariable("TSP_BENCH_PUBLISHED_MARK_DELAY_MS") is { } delay)
+                {
+                    tsp.RunHost = tsp.RunHost with { PublishedMarkDelay = TimeSpan.FromMilliseconds(double.Parse(delay, CultureInfo.InvariantCulture)) };
+                }
+
                 tsp.Queues["cpu-bench"] = new Actors.Dispatch.QueueOptions { Role = Actors.Hosting.TspRoles.Cpu, RouteesPerMember = 2, SlotsPerRoutee = options.InFlight };
             });
             var frames = Enumerable.Range(0, 16).Select(_ => RandomFrame(project, options.Size)).ToList();
