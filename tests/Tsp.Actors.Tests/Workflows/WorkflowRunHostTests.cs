@@ -81,10 +81,10 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
 
     /// <summary>Writes a 3-byte frame for <paramref name="runId"/>, starts a host and the run on it, and
     /// checks that the run was accepted.</summary>
-    private async Task<IActorRef> StartedRunAsync(string runId)
+    private async Task<IActorRef> StartedRunAsync(string runId, RunServices? services = null)
     {
         await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
-        var host = StartHost();
+        var host = StartHost(services);
         host.Tell(Start(runId), TestActor);
         Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
         return host;
@@ -281,10 +281,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     {
         var services = MarkOnlyWithAnotherWrite();
         var runId = TestServers.Unique("r");
-        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
-        var first = StartHost(services);
-        first.Tell(Start(runId), TestActor);
-        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var first = await StartedRunAsync(runId, services);
         var published = await FinishShortAsync(first, runId);
 
         // Out, but nothing of its end is written: not reported completed, and its frame is kept for a re-run.
@@ -358,10 +355,7 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
     {
         var services = MarkOnlyWithAnotherWrite();
         var runId = TestServers.Unique("r");
-        await _store.PutBlobAsync(RedisKeys.Frames(_project, runId), new byte[] { 1, 2, 3 });
-        var first = StartHost(services);
-        first.Tell(Start(runId), TestActor);
-        Assert.Equal(StartOutcome.Accepted, ExpectMsg<RunAccepted>().Outcome);
+        var first = await StartedRunAsync(runId, services);
         await FinishShortAsync(first, runId);
 
         Watch(first);
