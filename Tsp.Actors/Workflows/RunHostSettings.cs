@@ -44,8 +44,9 @@ public sealed record RunHostTuning
 
     /// <summary>A node that ran at least this long has its result written to the journal as soon as it
     /// arrives. A shorter node's result is applied and acted on at once, but written with its run's
-    /// next write (a longer node's result, a failure, or the run's completion): a run of short nodes
-    /// costs two journal writes (its start and its completion) instead of one per node. A crash
+    /// next write (a longer node's result, a failure, a cancellation), and not at all once the run is
+    /// published (<see cref="PublishedMarkDelay"/>): a run of short nodes costs its start's write and
+    /// a mark instead of a write per node. A crash
     /// re-runs the short nodes whose results were not written yet, as it already re-runs any node
     /// whose write was in flight; nothing accepted is lost and every result is published once.
     /// <see cref="TimeSpan.Zero"/> writes every result at once.</summary>
