@@ -60,7 +60,8 @@ public sealed class RunControl(
         return reply;
     }
 
-    /// <summary>One run: from its host while unfinished, from the results log once finished.</summary>
+    /// <summary>One run: from its host while unfinished, from the results log once finished — also
+    /// while its host, finishing it, has not yet heard that the log holds its result.</summary>
     /// <exception cref="ControlRefusedException">NotFound: neither knows it in this project.</exception>
     public async Task<RunSummary> GetRunAsync(string project, string runId)
     {
@@ -70,6 +71,11 @@ public sealed class RunControl(
             if (summary.Project != project)
             {
                 throw NotARunOf(project, runId);
+            }
+
+            if (summary.Stage == RunStage.Finishing && await store.GetResultAsync(project, runId) is { } logged)
+            {
+                return RunSummaries.Finished(logged);
             }
 
             await PlaceAsync([summary]);
