@@ -97,11 +97,20 @@ public sealed class RedisStoreTests(EmbeddedRedisFixture garnet) : IClassFixture
         await store.PutBlobAsync(frame, new byte[] { 1 });
         await db.StringSetAsync(output, new byte[] { 2 }, TimeSpan.FromSeconds(10));
 
-        await store.ExpireFinishedAsync([frame, output, TestServers.Unique("missing")]);
+        // A run's outputs share its tag and go in one call; the other keys hash anywhere.
+        var runId = TestServers.Unique("run");
+        var (pre, post) = (RedisKeys.NodeOutput("p", runId, "pre"), RedisKeys.NodeOutput("p", runId, "post"));
+        await store.PutBlobAsync(pre, new byte[] { 3 });
+        await db.StringSetAsync(post, new byte[] { 4 }, TimeSpan.FromSeconds(10));
+
+        await store.ExpireFinishedAsync([frame, output, pre, TestServers.Unique("missing"), post]);
 
         Assert.InRange((await db.KeyTimeToLiveAsync(frame))!.Value.TotalSeconds, 1, 30);
         Assert.InRange((await db.KeyTimeToLiveAsync(output))!.Value.TotalSeconds, 1, 10);
+        Assert.InRange((await db.KeyTimeToLiveAsync(pre))!.Value.TotalSeconds, 1, 30);
+        Assert.InRange((await db.KeyTimeToLiveAsync(post))!.Value.TotalSeconds, 1, 10);
         Assert.NotNull(await store.GetBlobAsync(frame));
+        Assert.NotNull(await store.GetBlobAsync(pre));
     }
 
     [Theory]
