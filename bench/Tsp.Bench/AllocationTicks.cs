@@ -34,7 +34,14 @@ internal sealed class AllocationTicks : EventListener
         if (name.StartsWith("GCAllocationTick", StringComparison.Ordinal))
         {
             var large = Convert.ToInt32(Payload(e, "AllocationKind"), CultureInfo.InvariantCulture) == 1;
-            _bytes.AddOrUpdate($"{Payload(e, "TypeName")}{(large ? " (large object heap)" : "")}", BytesPerTick, (_, bytes) => bytes + BytesPerTick);
+            var type = $"{Payload(e, "TypeName")}";
+            if (type == "System.Byte[]" && e.PayloadNames!.Contains("ObjectSize"))
+            {
+                // Buffers of one size are usually one cause (a frame, a pooled segment): say the size.
+                type += $" (~{SizeClass(Convert.ToInt64(Payload(e, "ObjectSize"), CultureInfo.InvariantCulture))})";
+            }
+
+            _bytes.AddOrUpdate($"{type}{(large ? " (large object heap)" : "")}", BytesPerTick, (_, bytes) => bytes + BytesPerTick);
         }
         else if (name.StartsWith("GCStart", StringComparison.Ordinal))
         {
@@ -62,6 +69,9 @@ internal sealed class AllocationTicks : EventListener
 
         Console.WriteLine("    collections: " + string.Join(", ", _collections));
     }
+
+    private static string SizeClass(long bytes) =>
+        bytes >= 1 << 20 ? $"{bytes >> 20} MiB" : bytes >= 1 << 10 ? $"{bytes >> 10} KiB" : $"{bytes} B";
 
     private static object? Payload(EventWrittenEventArgs e, string name) => e.Payload![e.PayloadNames!.IndexOf(name)];
 
