@@ -14,6 +14,8 @@ namespace Tsp.Actors.Workflows;
 /// A persistent, sharded entity that holds many workflow runs — all whose run id hashes to it (see
 /// <see cref="RunMessageExtractor"/>) — and walks each run's DAG. It persists, applies, replies and
 /// snapshots; the decisions are pure code elsewhere: <see cref="RunState"/> walks one run's DAG,
+/// <see cref="RunTables"/> holds the runs and moves them between live, queued and waiting,
+/// <see cref="RunRecovery"/> fills those tables from the journal,
 /// <see cref="StartRules"/> answers a start and <see cref="AdmissionQueue"/> holds the runs that wait for a turn,
 /// <see cref="RunListings"/> reads what operators ask of the runs, <see cref="NodeTasks"/> builds
 /// what is dispatched, <see cref="FrameLeases"/> says when a frame is no longer needed and
@@ -46,15 +48,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly RunServices _services;
     private readonly RunHostTuning _tuning;
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    private readonly Dictionary<string, LiveRun> _runs = new(StringComparer.Ordinal);
-
-    // Runs of a project that is not deployed on this orchestrator: held, not walked, until it is.
-    private readonly Dictionary<string, RunRecord> _waiting = new(StringComparer.Ordinal);
-    private readonly AdmissionQueue _admission;
+    private readonly RunTables _tables;
+    private readonly RunRecovery _recovery;
     private readonly RunListings _listings;
-    private readonly FrameLeases _frames;
     private readonly RunJournalWriter _journal;
-    private int _publishedUnmarked;
     private long _eventsSinceSnapshot;
     private bool _snapshotting;
     private long _recoveredFromSnapshot;
@@ -72,10 +69,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         services.Active.AddHost(1);
         _tuning = services.Tuning ?? new RunHostTuning();
         _publishing = new RunPublishing(services, _log);
-        _admission = new AdmissionQueue(_tuning.FinishedRunMemory);
-        _listings = new RunListings(_runs, _waiting, _admission, services.Catalog, hostId, () => Orchestrator);
         var log = _log;
-        _frames = new FrameLeases(services.Store, (key, reason) => log.Warning("frames {0}: deleting them failed ({1}); they expire with the blob TTL", key, reason));
+        var frames = new FrameLeases(services.Store, (key, reason) => log.Warning("frames {0}: deleting them failed ({1}); they expire with the blob TTL", key, reason));
+        _tables = new RunTables(services, _tuning, frames, _log);
+        _recovery = new RunRecovery(_tables);
+        _listings = new RunListings(_tables.Live, _tables.Waiting, _tables.Admission, services.Catalog, hostId, () => Orchestrator);
         _journal = new RunJournalWriter(
             persist: (batch, afterWrite) => PersistAsync(batch, _ =>
             {
@@ -98,29 +96,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Recover<SnapshotOffer>(offer =>
         {
             _recoveredFromSnapshot = offer.Metadata.SequenceNr;
-            Restore((RunHostSnapshot)offer.Snapshot);
+            _recovery.Restore((RunHostSnapshot)offer.Snapshot);
         });
-        Recover<RunEventBatch>(batch =>
-        {
-            foreach (var e in batch.Events)
-            {
-                switch (e.EventCase)
-                {
-                    case RunEvent.EventOneofCase.RunsStarted:
-                        RestoreQueued(e.RunsStarted);
-                        break;
-                    case RunEvent.EventOneofCase.RunStarted:
-                        Restore(new RunRecord { Started = e.RunStarted });
-                        break;
-                    case RunEvent.EventOneofCase.RunPublished:
-                        RecoverPublished(e.RunPublished.RunId);
-                        break;
-                    default:
-                        RecoverEvent(RunEvents.Unwrap(e));
-                        break;
-                }
-            }
-        });
+        Recover<RunEventBatch>(_recovery.Replay);
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
         Command<RunHostStop>(_ => StopAfterWrites());
@@ -138,7 +116,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             Cancel(cancel.RunId, cancel.Project, cancel.Reason, reply => replyTo.Tell(reply));
         });
         Command<CancelHostRuns>(CancelMatching);
-        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_runs.Count - _publishedUnmarked, _waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, _admission.Count)));
+        Command<GetRunHostStats>(_ => Sender.Tell(new RunHostStats(_tables.Active, _tables.Waiting.Count, LastSequenceNr, _recoveredFromSnapshot, _lastSnapshot, _tables.Admission.Count)));
         Command<ResumeRun>(_ => { });
         Command<CatalogChanged>(_ => WakeWaiting());
         Command<Watchdog>(_ => RedispatchOverdue());
@@ -146,7 +124,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<RunPublishing.Failed>(failed => _publishing.OnFailed(failed, Timers));
         Command<RunPublishing.Retry>(retry =>
         {
-            if (_runs.TryGetValue(retry.RunId, out var run))
+            if (_tables.Live.TryGetValue(retry.RunId, out var run))
             {
                 Publish(run);
             }
@@ -190,16 +168,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     protected override void PostStop()
     {
         _services.Active.AddHost(-1);
-        _services.Active.Add(-(_runs.Count + _admission.Count));
-        _services.Active.AddQueued(-_admission.Count);
+        _services.Active.Add(-(_tables.Live.Count + _tables.Admission.Count));
+        _services.Active.AddQueued(-_tables.Admission.Count);
         base.PostStop();
     }
-
-    // A published run waiting for its mark no longer takes a turn's room.
-    private bool HasRoom => _runs.Count - _publishedUnmarked < ActiveRunsAllowed;
-
-    /// <summary>This host's part of the orchestrator's <see cref="RunHostTuning.MaxActiveRuns"/>.</summary>
-    private int ActiveRunsAllowed => Math.Max(1, _tuning.MaxActiveRuns / Math.Max(1, _services.Active.Hosts));
 
     /// <summary>Sharding moves this host (a rebalance, a leaving orchestrator) or retires it: its
     /// journal writes land before it stops, so its next incarnation recovers every event it wrote.
@@ -213,7 +185,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
 
         _stopping = true;
-        foreach (var run in _runs.Values)
+        foreach (var run in _tables.Live.Values)
         {
             if (run.State.Completion is { } completion && !run.CompletionRecorded && !run.Published)
             {
@@ -237,179 +209,22 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// its shard to stop it, which also makes sharding forget it.</summary>
     private void RetireIfDone()
     {
-        if (!_current && !_stopping && _runs.Count == 0 && _waiting.Count == 0 && _admission.Count == 0)
+        if (!_current && !_stopping && _tables.Count == 0)
         {
             _log.Info("run host {0} belongs to an earlier Tsp:RunHosts ({1} now) and holds no run: retiring it", _hostId, _services.RunHosts);
             Context.Parent.Tell(new Akka.Cluster.Sharding.Passivate(RunHostStop.Instance));
         }
     }
 
-    private bool IsActiveOrWaiting(string runId) => _runs.ContainsKey(runId) || _waiting.ContainsKey(runId);
-
-    // ---- recovery ----
-
-    private void Restore(RunHostSnapshot snapshot)
-    {
-        foreach (var record in snapshot.Runs)
-        {
-            Restore(record);
-        }
-
-        foreach (var group in snapshot.Queued)
-        {
-            RestoreQueued(group);
-        }
-
-        foreach (var id in snapshot.FinishedRunIds)
-        {
-            _admission.Finished.Add(id);
-            _admission.Note(id);
-        }
-    }
-
-    /// <summary>Restores accepted runs as queued (in order); <see cref="OnRecovered"/> starts those
-    /// there is room for, and an event of one found later in the journal starts it at once.</summary>
-    private void RestoreQueued(RunsStarted started)
-    {
-        if (_admission.Restore(started, IsActiveOrWaiting) is not { } group)
-        {
-            return;
-        }
-
-        _frames.Hold(group.FrameKey, group.Count);
-        CountQueued(group.Count);
-    }
-
-    private void Restore(RunRecord record)
-    {
-        var runId = record.Started.RunId;
-        if (IsActiveOrWaiting(runId) || _admission.TryGet(runId, out _))
-        {
-            return;
-        }
-
-        if (record.Events.Count == 0)
-        {
-            RestoreQueued(StartedGroups.GroupOfOne(record.Started));
-            return;
-        }
-
-        _frames.Hold(record.Started.FrameKey);
-        if (Resolve(record.Started) is not { } workflow)
-        {
-            if (record.Events.Any(e => e.EventCase == RunEvent.EventOneofCase.RunCompleted))
-            {
-                // Cancelled while it waited for its project: finished, to be published.
-                AddNotDeployed(record);
-            }
-            else
-            {
-                Wait(record);
-            }
-
-            return;
-        }
-
-        var run = Add(RunState.Start(workflow, record.Started));
-        foreach (var e in record.Events)
-        {
-            run.Apply(RunEvents.Unwrap(e));
-        }
-    }
-
-    /// <summary>The workflow a run walks: the version it started on (<see cref="WorkflowCatalog.For"/>),
-    /// or the current one, said in the log, when this process never knew that version.</summary>
-    private WorkflowDefinition? Resolve(RunStarted started)
-    {
-        var workflow = _services.Catalog.For(started);
-        if (workflow is not null && workflow.Hash != started.WorkflowHash)
-        {
-            _log.Warning("run {0}: started on workflow {1} of '{2}', which this orchestrator does not know; resuming on {3}", started.RunId, started.WorkflowHash, started.Project, workflow.Hash);
-        }
-
-        return workflow;
-    }
-
-    /// <summary>A deployment arrived: the runs that waited for their project or version walk now.</summary>
-    private void WakeWaiting()
-    {
-        foreach (var record in _waiting.Values.ToList())
-        {
-            if (Resolve(record.Started) is not { } workflow)
-            {
-                continue;
-            }
-
-            _waiting.Remove(record.Started.RunId);
-            _log.Info("run {0}: project '{1}' is deployed (version {2}); the run goes on", record.Started.RunId, record.Started.Project, workflow.Hash);
-            var run = Add(RunState.Start(workflow, record.Started));
-            foreach (var e in record.Events)
-            {
-                run.Apply(RunEvents.Unwrap(e));
-            }
-
-            Advance(run);
-        }
-    }
-
-    private void RecoverEvent(IRunEvent e)
-    {
-        if (_runs.TryGetValue(e.RunId, out var run))
-        {
-            run.Apply(e);
-        }
-        else if (_admission.TryGet(e.RunId, out var queued))
-        {
-            // It had started before the crash: it resumes now, not in its queue turn.
-            if (Activate(_admission.Take(e.RunId, queued)) is { } activated)
-            {
-                activated.Apply(e);
-            }
-            else
-            {
-                RecoverWaitingEvent(e);
-            }
-        }
-        else if (_waiting.ContainsKey(e.RunId))
-        {
-            RecoverWaitingEvent(e);
-        }
-    }
-
-    private void RecoverWaitingEvent(IRunEvent e)
-    {
-        if (e is RunCompleted && _waiting.Remove(e.RunId, out var cancelled))
-        {
-            AddNotDeployed(cancelled).Apply(e);
-        }
-        else
-        {
-            _waiting[e.RunId].Events.Add(RunEvents.Wrap(e));
-        }
-    }
-
-    /// <summary>A run whose project is not deployed here, live only to be cancelled and published
-    /// (<see cref="WorkflowDefinition.NotDeployed"/>).</summary>
-    private LiveRun AddNotDeployed(RunRecord record)
-    {
-        var run = Add(RunState.Start(WorkflowDefinition.NotDeployed(record.Started.Project, record.Started.WorkflowHash), record.Started));
-        foreach (var e in record.Events)
-        {
-            run.Apply(RunEvents.Unwrap(e));
-        }
-
-        return run;
-    }
-
     private void OnRecovered()
     {
-        var held = _runs.Count + _waiting.Count + _admission.Count;
+        var held = _tables.Count;
         if (held > 0)
         {
-            _log.Info("run host {0}: recovered {1} run(s) at event {2}, {3} of them queued; resuming", _hostId, held, LastSequenceNr, _admission.Count);
+            _log.Info("run host {0}: recovered {1} run(s) at event {2}, {3} of them queued; resuming", _hostId, held, LastSequenceNr, _tables.Admission.Count);
         }
 
-        foreach (var run in _runs.Values.ToList())
+        foreach (var run in _tables.Live.Values.ToList())
         {
             if (run.State.IsCompleted)
             {
@@ -428,6 +243,15 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         // Deployments may have arrived while this host recovered.
         WakeWaiting();
         RetireIfDone();
+    }
+
+    /// <summary>A deployment arrived: the runs that waited for their project or version walk now.</summary>
+    private void WakeWaiting()
+    {
+        foreach (var run in _tables.WakeWaiting())
+        {
+            Advance(run);
+        }
     }
 
     // ---- admission ----
@@ -454,12 +278,12 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <see cref="StartRuns"/>, or a mailbox full of StartRun) share one journal write.</summary>
     private void Start(StartRun start, StartAnswer answer, int index)
     {
-        var live = _runs.GetValueOrDefault(start.RunId);
+        var live = _tables.Live.GetValueOrDefault(start.RunId);
         RunRecord? waiting = null;
         var held = live is not null
             ? live.StartWaiters is not null ? HeldRun.Starting : live.State.IsCompleted ? HeldRun.Completed : HeldRun.Running
-            : _waiting.TryGetValue(start.RunId, out waiting) ? HeldRun.Waiting : HeldRun.None;
-        var verdict = StartRules.Decide(start, held, waiting?.Started.Project, _admission, _services.Catalog, HasRoom);
+            : _tables.Waiting.TryGetValue(start.RunId, out waiting) ? HeldRun.Waiting : HeldRun.None;
+        var verdict = StartRules.Decide(start, held, waiting?.Started.Project, _tables.Admission, _services.Catalog, _tables.HasRoom);
         switch (verdict.Action)
         {
             case StartAction.Answer:
@@ -483,11 +307,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Records a run and queues it behind the others; it is answered once its write completes.</summary>
     private void Queue(StartRun start, WorkflowDefinition workflow, StartAnswer answer, int index)
     {
-        _frames.Hold(start.FrameKey);
+        _tables.Frames.Hold(start.FrameKey);
         // Recorded before it is queued: the group's write callback joins the write that records it.
         _journal.RecordStart(start, workflow.Hash, afterWrite: null);
-        var place = _admission.Enqueue(start, workflow.Hash, out var opened);
-        CountQueued(1);
+        var place = _tables.Admission.Enqueue(start, workflow.Hash, out var opened);
+        _tables.CountQueued(1);
         if (opened is not null)
         {
             _journal.AfterRecorded(() =>
@@ -512,7 +336,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return;
         }
 
-        var plan = StartRules.PlanSeries(series, _admission, _services.Catalog, ActiveRunsAllowed - _runs.Count);
+        var plan = StartRules.PlanSeries(series, _tables.Admission, _services.Catalog, _tables.ActiveRunsAllowed - _tables.Live.Count);
         if (plan.Problem is { } problem)
         {
             for (var i = 0; i < count; i++)
@@ -534,9 +358,9 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
 
         _journal.Record(new RunEvent { RunsStarted = queued }, afterWrite: null);
-        var group = _admission.EnqueueSeries(queued, durable: false);
-        _frames.Hold(group.FrameKey, group.Count);
-        CountQueued(group.Count);
+        var group = _tables.Admission.EnqueueSeries(queued, durable: false);
+        _tables.Frames.Hold(group.FrameKey, group.Count);
+        _tables.CountQueued(group.Count);
         _journal.AfterRecorded(() =>
         {
             group.Written();
@@ -551,8 +375,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     {
         // Held from now on (a snapshot taken while its start is being written must contain the run);
         // dispatched only once the start is durable.
-        _frames.Hold(start.FrameKey);
-        var run = Add(RunState.Start(workflow, StartedGroups.NewStarted(start, workflow.Hash)));
+        _tables.Frames.Hold(start.FrameKey);
+        var run = _tables.Add(RunState.Start(workflow, StartedGroups.NewStarted(start, workflow.Hash)));
         run.StartWaiters = [(answer, index)];
         _journal.RecordStart(start, workflow.Hash, () =>
         {
@@ -569,56 +393,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <summary>Starts queued runs, oldest first, while there is room.</summary>
     private void StartQueued()
     {
-        while (HasRoom && _admission.TryTakeNext(out var started))
+        foreach (var run in _tables.TakeTurns())
         {
-            if (Activate(started) is { } run)
-            {
-                Advance(run);
-            }
+            Advance(run);
         }
-    }
-
-    /// <summary>A run that left the queue becomes live, or waits when its project is not deployed.</summary>
-    private LiveRun? Activate(RunStarted started)
-    {
-        CountQueued(-1);
-        if (Resolve(started) is not { } workflow)
-        {
-            Wait(new RunRecord { Started = started });
-            return null;
-        }
-
-        return Add(RunState.Start(workflow, started));
-    }
-
-    private void Wait(RunRecord record)
-    {
-        if (_services.Catalog.IsDeployed(record.Started.Project))
-        {
-            _log.Warning("run {0}: started on workflow {1} of '{2}'; it waits until this orchestrator knows the deployed versions", record.Started.RunId, record.Started.WorkflowHash, record.Started.Project);
-        }
-        else
-        {
-            _log.Error("run {0}: project '{1}' is not deployed on this orchestrator ({2}); the run waits until it is", record.Started.RunId, record.Started.Project, _services.Catalog.Describe());
-        }
-
-        _waiting.Add(record.Started.RunId, record);
-        _admission.Note(record.Started.RunId);
-    }
-
-    private void CountQueued(int runs)
-    {
-        _services.Active.Add(runs);
-        _services.Active.AddQueued(runs);
-    }
-
-    private LiveRun Add(RunState state)
-    {
-        var run = new LiveRun(state) { Span = TspTracing.StartRunSpan("tsp.run", state.RunId, state.Started.Project) };
-        _runs.Add(state.RunId, run);
-        _admission.Note(state.RunId);
-        _services.Active.Add(1);
-        return run;
     }
 
     // ---- walking the DAG ----
@@ -626,7 +404,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// <param name="carried">A success whose reply carried its output, kept for the node's children.</param>
     private void OnNodeResult(string runId, Func<RunState, IReadOnlyList<IRunEvent>> decide, NodeTaskDone? carried = null)
     {
-        if (!_runs.TryGetValue(runId, out var run) || run.StartWaiters is not null || run.Completing)
+        if (!_tables.Live.TryGetValue(runId, out var run) || run.StartWaiters is not null || run.Completing)
         {
             return;
         }
@@ -760,7 +538,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private void RedispatchOverdue()
     {
         var now = Environment.TickCount64;
-        foreach (var run in _runs.Values)
+        foreach (var run in _tables.Live.Values)
         {
             if (run.State.IsFinished || run.Completing || run.Dispatched.Count == 0)
             {
@@ -788,64 +566,22 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// after which the host forgets the run.</summary>
     private void OnPublished(string runId)
     {
-        if (!_runs.TryGetValue(runId, out var run) || run.Published)
+        if (!_tables.Live.TryGetValue(runId, out var run) || run.Published)
         {
             return;
         }
 
-        run.Published = true;
-        _publishedUnmarked++;
+        _tables.MarkPublished(run);
         RunPublishing.CountFinished(run.State);
         TspTracing.End(run.Span, run.State.Failure?.Reason);
         run.Unwritten -= run.Held.Count;
         run.Held.Clear();
         _journal.RecordLate(new RunEvent { RunPublished = new RunPublished { RunId = runId } }, () =>
         {
-            _publishedUnmarked--;
-            Forget(run);
+            _tables.Forget(run);
             RetireIfDone();
         });
         StartQueued();
-    }
-
-    /// <summary>A published run whose mark is written: its frame is let go and its id joins the
-    /// finished ones.</summary>
-    private void Forget(LiveRun run)
-    {
-        var runId = run.State.RunId;
-        _runs.Remove(runId);
-        _frames.Release(run.State.Started.FrameKey);
-        _services.Active.Add(-1);
-        _admission.Finished.Add(runId);
-    }
-
-    /// <summary>A run's RunPublished mark found in the journal: the run is forgotten wherever recovery
-    /// put it so far (live, queued, or waiting for its project).</summary>
-    private void RecoverPublished(string runId)
-    {
-        if (_runs.TryGetValue(runId, out var run))
-        {
-            Forget(run);
-            return;
-        }
-
-        RunStarted started;
-        if (_admission.TryGet(runId, out var queued))
-        {
-            started = _admission.Take(runId, queued);
-            CountQueued(-1);
-        }
-        else if (_waiting.Remove(runId, out var waiting))
-        {
-            started = waiting.Started;
-        }
-        else
-        {
-            return;
-        }
-
-        _frames.Release(started.FrameKey);
-        _admission.Finished.Add(runId);
     }
 
     // ---- control ----
@@ -863,20 +599,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             return;
         }
 
-        // Not refused: live, queued or waiting for its project. A queued or waiting run becomes live to end
-        // (a queued one whose project is not deployed here goes through waiting).
-        var run = _runs.GetValueOrDefault(runId);
-        if (run is null && _admission.TryGet(runId, out var queued))
-        {
-            run = Activate(_admission.Take(runId, queued));
-        }
-
-        if (run is null && _waiting.Remove(runId, out var waiting))
-        {
-            run = AddNotDeployed(waiting);
-        }
-
-        if (run is null)
+        // Not refused, so held: live, queued or waiting for its project.
+        if (_tables.TakeToEnd(runId) is not { } run)
         {
             throw new InvalidOperationException($"run {runId} was to be cancelled but is not held");
         }
@@ -946,14 +670,14 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     /// many on recovery).</summary>
     private void OnFlushed(RunEventBatch batch)
     {
-        _admission.CloseWrite();
+        _tables.Admission.CloseWrite();
         _eventsSinceSnapshot += batch.Events.Sum(StartedGroups.RunsIn);
         SnapshotIfDue();
     }
 
     private void SnapshotIfDue()
     {
-        if (_eventsSinceSnapshot < Math.Max(_tuning.SnapshotEvery, _runs.Count + _waiting.Count + _admission.Count) || _snapshotting)
+        if (_eventsSinceSnapshot < Math.Max(_tuning.SnapshotEvery, _tables.Count) || _snapshotting)
         {
             return;
         }
@@ -966,10 +690,10 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         // changes nothing (a run that exists, a node that is no longer pending), so recovering from
         // the snapshot gives the same state as replaying the whole journal.
         var snapshot = new RunHostSnapshot();
-        snapshot.Runs.Add(_runs.Values.Select(r => r.ToRecord()));
-        snapshot.Runs.Add(_waiting.Values);
-        snapshot.Queued.Add(_admission.StillQueued());
-        snapshot.FinishedRunIds.Add(_admission.Finished.Newest());
+        snapshot.Runs.Add(_tables.Live.Values.Select(r => r.ToRecord()));
+        snapshot.Runs.Add(_tables.Waiting.Values);
+        snapshot.Queued.Add(_tables.Admission.StillQueued());
+        snapshot.FinishedRunIds.Add(_tables.Admission.Finished.Newest());
         SaveSnapshot(snapshot);
     }
 
@@ -978,22 +702,22 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private RunStateView View(string runId)
     {
         var view = new RunStateView { RunId = runId };
-        if (_runs.TryGetValue(runId, out var run))
+        if (_tables.Live.TryGetValue(runId, out var run))
         {
             return run.View();
         }
 
-        if (_waiting.TryGetValue(runId, out var waiting))
+        if (_tables.Waiting.TryGetValue(runId, out var waiting))
         {
             view.Exists = true;
             view.Project = waiting.Started.Project;
         }
-        else if (_admission.TryGet(runId, out var queued))
+        else if (_tables.Admission.TryGet(runId, out var queued))
         {
             view.Exists = true;
             view.Project = queued.Group.Project;
         }
-        else if (_admission.Finished.Contains(runId))
+        else if (_tables.Admission.Finished.Contains(runId))
         {
             view.Exists = true;
             view.Completed = true;
