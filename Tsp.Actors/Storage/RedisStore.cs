@@ -108,40 +108,13 @@ public sealed class RedisStore : IAsyncDisposable
     public Task<bool> BlobExistsAsync(string key) => _db.KeyExistsAsync(key);
 
     /// <summary>Shortens the blobs' time to live to <see cref="StorageOptions.FinishedBlobTtl"/> (never lengthens it).</summary>
-    /// <remarks>One command per hash slot, not per key: a run's node outputs share the run's tag
-    /// (<see cref="RedisKeys.NodeOutput"/>), so a finished run's outputs take one script call where five
-    /// <c>EXPIRE</c>s took five commands (each a message, a task and a reply on both sides).</remarks>
     public Task ExpireFinishedAsync(IEnumerable<string> keys)
     {
-        var ttl = (long)Options.FinishedBlobTtl.TotalSeconds;
-        var bySlot = new Dictionary<int, List<RedisKey>>();
-        foreach (var key in keys)
-        {
-            var slot = _redis.HashSlot(key);
-            if (!bySlot.TryGetValue(slot, out var group))
-            {
-                bySlot[slot] = group = [];
-            }
-
-            group.Add(key);
-        }
-
-        var expiries = new List<Task>(bySlot.Count);
-        foreach (var group in bySlot.Values)
-        {
-            expiries.Add(group.Count == 1
-                ? _db.KeyExpireAsync(group[0], Options.FinishedBlobTtl, ExpireWhen.LessThanCurrentExpiry)
-                : _db.ScriptEvaluateAsync(ExpireScript, [.. group], [ttl]));
-        }
-
-        return expiries.Count == 1 ? expiries[0] : Task.WhenAll(expiries);
+        var batch = _db.CreateBatch();
+        var expiries = keys.Select(k => batch.KeyExpireAsync(k, Options.FinishedBlobTtl, ExpireWhen.LessThanCurrentExpiry)).ToList();
+        batch.Execute();
+        return Task.WhenAll(expiries);
     }
-
-    /// <summary>EXPIRE … LT on every key given (all of one slot).</summary>
-    private const string ExpireScript = """
-        for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1], 'LT') end
-        return 0
-        """;
 
     /// <summary>Reads a node task's inputs. An input that carries its data (a parent's small output,
     /// <see cref="NodeTaskDone.Output"/>) is not read; an input with a length is that range of a string
