@@ -3,9 +3,10 @@ using Tsp.Actors.Storage;
 namespace Tsp.Actors.Northbound;
 
 /// <summary>
-/// Picks the finished runs whose frame a run host keeps for the dashboard: at most one per project
-/// every <see cref="StorageOptions.PreviewEvery"/> (a copy of every frame would double Redis's traffic).
-/// One per run host, used on its thread only.
+/// Picks the finished runs whose frame is kept for the dashboard: at most one per project every
+/// <see cref="StorageOptions.PreviewEvery"/> in each orchestrator (a copy of every frame would double
+/// Redis's traffic). One per process, shared by its run hosts: one per host made 64 previews a second
+/// of a busy project, each a 64 KiB read and write and a 64 KiB array, for a dashboard that shows one.
 /// </summary>
 public sealed class FramePreviews(TimeSpan every)
 {
@@ -15,12 +16,15 @@ public sealed class FramePreviews(TimeSpan every)
     public bool IsDue(string project)
     {
         var now = Environment.TickCount64;
-        if (_last.TryGetValue(project, out var last) && now - last < every.TotalMilliseconds)
+        lock (_last)
         {
-            return false;
-        }
+            if (_last.TryGetValue(project, out var last) && now - last < every.TotalMilliseconds)
+            {
+                return false;
+            }
 
-        _last[project] = now;
-        return true;
+            _last[project] = now;
+            return true;
+        }
     }
 }

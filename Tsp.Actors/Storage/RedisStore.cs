@@ -31,8 +31,8 @@ public sealed record StorageOptions
     /// <summary>How long a finished run's frame preview stays (for the dashboard's recent results).</summary>
     public TimeSpan PreviewTtl { get; init; } = TimeSpan.FromMinutes(10);
 
-    /// <summary>Each run host keeps a preview of at most one finished run per project this often: a
-    /// copy of every frame would double Redis's traffic.</summary>
+    /// <summary>Each orchestrator keeps a preview of at most one finished run per project this often
+    /// (<c>FramePreviews</c>): a copy of every frame would double Redis's traffic.</summary>
     public TimeSpan PreviewEvery { get; init; } = TimeSpan.FromSeconds(1);
 }
 
@@ -216,7 +216,7 @@ public sealed class RedisStore : IAsyncDisposable
 
     /// <summary>Copies a run's slice of its frame string to <paramref name="target"/>. Through this
     /// process, not a script: the frames string and the run's keys hash to different slots of a
-    /// cluster. Only previews (at most one per project and run host each <c>PreviewEvery</c>) and
+    /// cluster. Only previews (at most one per project and orchestrator each <c>PreviewEvery</c>) and
     /// failed runs' frames take this path.</summary>
     private async Task CopySliceAsync(string frameKey, FrameSlice slice, string target, TimeSpan ttl)
     {

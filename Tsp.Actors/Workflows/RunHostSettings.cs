@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Tsp.Actors.Dispatch;
+using Tsp.Actors.Northbound;
 using Tsp.Actors.Storage;
 
 namespace Tsp.Actors.Workflows;
@@ -12,6 +13,9 @@ namespace Tsp.Actors.Workflows;
 public sealed record RunServices(WorkflowCatalog Catalog, NodeQueues Queues, RedisStore Store, IActorRef PubSubMediator, RunHostTuning? Tuning = null, ActiveRunCounter? Active = null, int RunHosts = 0)
 {
     public ActiveRunCounter Active { get; } = Active ?? new();
+
+    /// <summary>Which finished runs keep a preview of their frame, for all the hosts of this process.</summary>
+    public FramePreviews Previews { get; } = new(Store.Options.PreviewEvery);
 }
 
 /// <summary>How often a run host snapshots, and how many finished run ids it remembers.</summary>

@@ -20,7 +20,6 @@ internal sealed class RunPublishing(RunServices services, ILoggingAdapter log)
     private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan WarnEvery = TimeSpan.FromSeconds(10);
 
-    private readonly FramePreviews _previews = new(services.Store.Options.PreviewEvery);
     private long _failures;
     private System.Diagnostics.Stopwatch? _failureLogged;
 
@@ -31,7 +30,7 @@ internal sealed class RunPublishing(RunServices services, ILoggingAdapter log)
         var result = run.State.ToResult();
         var span = TspTracing.StartChild("tsp.publish", TspTracing.TraceParent(run.Span), result.RunId, result.Project);
         var frame = new RunFrame(run.State.Started.FrameKey, StartedGroups.SliceOf(run.State.Started));
-        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(services.Store, services.PubSubMediator, result, run.State.Failure, frame, _previews.IsDue(result.Project)), span)
+        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(services.Store, services.PubSubMediator, result, run.State.Failure, frame, services.Previews.IsDue(result.Project)), span)
             .PipeTo(host, success: () => new Published(result.RunId), failure: e => new Failed(result.RunId, e.Message));
     }
 
