@@ -6,8 +6,9 @@ namespace Tsp.Bench;
 
 /// <summary>
 /// <c>TSP_BENCH_ALLOC=1</c>: what the measured repeat allocated per run, by type, and each collection's
-/// generation, pause and promoted bytes, from the runtime's own events in this process (no tool to
-/// attach). Allocation is sampled by the runtime, one event per ~100 KB, so a type's figure is good to
+/// generation, duration, promoted bytes and where its marking started from (stacks, handles, older
+/// generations' cards…), and the time threads took to stop for it, from the runtime's own events in
+/// this process (no tool to attach). Allocation is sampled by the runtime, one event per ~100 KB, so a type's figure is good to
 /// about that over the repeat. docs/profiling.md says when to use it.
 /// </summary>
 internal sealed class AllocationTicks : EventListener
@@ -15,7 +16,12 @@ internal sealed class AllocationTicks : EventListener
     private const long BytesPerTick = 100_000;
     private readonly ConcurrentDictionary<string, long> _bytes = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<string> _collections = new();
+    // GCMarkWithType's root kinds, by their number in the event.
+    private static readonly string[] RootKinds = ["stack", "finalizer queue", "handles", "older generation", "sized ref", "overflow", "dependent handles", "new finalizer queue", "steal", "big"];
+    private readonly Dictionary<string, long> _marked = new(StringComparer.Ordinal);
     private DateTime _started;
+    private DateTime _suspending;
+    private double _suspendMs;
     private int _generation;
     private string _collection = "";
 
@@ -43,10 +49,25 @@ internal sealed class AllocationTicks : EventListener
 
             _bytes.AddOrUpdate($"{type}{(large ? " (large object heap)" : "")}", BytesPerTick, (_, bytes) => bytes + BytesPerTick);
         }
+        else if (name.StartsWith("GCSuspendEEBegin", StringComparison.Ordinal))
+        {
+            _suspending = e.TimeStamp;
+        }
+        else if (name.StartsWith("GCSuspendEEEnd", StringComparison.Ordinal))
+        {
+            _suspendMs = (e.TimeStamp - _suspending).TotalMilliseconds;
+        }
         else if (name.StartsWith("GCStart", StringComparison.Ordinal))
         {
             _started = e.TimeStamp;
             _generation = Convert.ToInt32(Payload(e, "Depth"), CultureInfo.InvariantCulture);
+            _marked.Clear();
+        }
+        else if (name.StartsWith("GCMarkWithType", StringComparison.Ordinal))
+        {
+            var kind = Convert.ToInt32(Payload(e, "Type"), CultureInfo.InvariantCulture);
+            var root = kind >= 0 && kind < RootKinds.Length ? RootKinds[kind] : $"root {kind}";
+            _marked[root] = _marked.GetValueOrDefault(root) + Convert.ToInt64(Payload(e, "Bytes"), CultureInfo.InvariantCulture) / 1024;
         }
         else if (name.StartsWith("GCEnd", StringComparison.Ordinal))
         {
@@ -55,7 +76,8 @@ internal sealed class AllocationTicks : EventListener
         else if (name.StartsWith("GCHeapStats", StringComparison.Ordinal))
         {
             // Promoted out of gen0 and out of gen1.
-            _collections.Enqueue($"{_collection} ({Kib(e, "TotalPromotedSize0")}+{Kib(e, "TotalPromotedSize1")} KiB promoted)");
+            var marked = string.Join(", ", _marked.Where(m => m.Value > 0).OrderByDescending(m => m.Value).Select(m => $"{m.Value} from {m.Key}"));
+            _collections.Enqueue(string.Create(CultureInfo.InvariantCulture, $"{_collection} ({Kib(e, "TotalPromotedSize0")}+{Kib(e, "TotalPromotedSize1")} KiB promoted; marked KiB {marked}; threads stopped in {_suspendMs:0.0} ms)"));
         }
     }
 
@@ -67,7 +89,11 @@ internal sealed class AllocationTicks : EventListener
             Console.WriteLine($"    {bytes / runs,8} B  {type}");
         }
 
-        Console.WriteLine("    collections: " + string.Join(", ", _collections));
+        Console.WriteLine("    collections:");
+        foreach (var collection in _collections)
+        {
+            Console.WriteLine($"      {collection}");
+        }
     }
 
     private static string SizeClass(long bytes) =>
