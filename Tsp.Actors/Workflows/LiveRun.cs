@@ -96,6 +96,19 @@ internal sealed class LiveRun(RunState state)
         return summary;
     }
 
+    /// <summary>The host is done with the run: it lets go of what the run referenced at once. A run
+    /// that lived through a young collection sits in an older generation, where, even dead, it keeps
+    /// whatever it references alive through every young collection until its own generation is
+    /// collected; its events and outputs would be copied each time for nothing.</summary>
+    public void Release()
+    {
+        Events.Clear();
+        Held.Clear();
+        Dispatched.Clear();
+        Outputs = null;
+        StartWaiters = null;
+    }
+
     public RunRecord ToRecord()
     {
         var record = new RunRecord { Started = State.Started };

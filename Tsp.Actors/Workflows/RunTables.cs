@@ -190,6 +190,7 @@ internal sealed class RunTables(RunServices services, RunHostTuning tuning, Fram
         frames.Release(run.State.Started.FrameKey);
         services.Active.Add(-1);
         Admission.Finished.Add(runId);
+        run.Release();
     }
 
     /// <summary>A run whose mark recovery found: forgotten wherever recovery put it so far (live,
