@@ -5,7 +5,7 @@ using System.Globalization;
 namespace Tsp.Bench;
 
 /// <summary>
-/// <c>TSP_BENCH_ALLOC=1</c>: what the measured repeat allocated per run, by type, and each collection's
+/// <c>TSP_BENCH_ALLOC=1</c>: what the measured repeat allocated per run (ingest: per record), by type, and each collection's
 /// generation, duration, promoted bytes and where its marking started from (stacks, handles, older
 /// generations' cards…), and the time threads took to stop for it, from the runtime's own events in
 /// this process (no tool to attach). Allocation is sampled by the runtime, one event per ~100 KB, so a type's figure is good to

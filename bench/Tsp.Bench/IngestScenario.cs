@@ -165,6 +165,7 @@ internal static class IngestScenario
             await Task.Delay(1);
         }
 
+        using var ticks = Environment.GetEnvironmentVariable("TSP_BENCH_ALLOC") is null ? null : new AllocationTicks();
         var clock = Stopwatch.StartNew();
         var (allocatedBefore, pausedBefore) = (GC.GetTotalAllocatedBytes(), GC.GetTotalPauseDuration());
         var collectionsBefore = Enumerable.Range(0, 3).Select(GC.CollectionCount).ToArray();
@@ -176,6 +177,7 @@ internal static class IngestScenario
         }
 
         var rate = started / clock.Elapsed.TotalSeconds;
+        ticks?.Print((int)started);
         var finished = await Finished();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)started:0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {clock.Elapsed.TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / clock.Elapsed:0.00} cores busy"));
         await host.StopAsync();
