@@ -15,8 +15,8 @@ namespace Tsp.Actors.Workflows;
 /// <see cref="RunMessageExtractor"/>) — and walks each run's DAG. It persists, applies, replies and
 /// snapshots; the decisions are pure code elsewhere: <see cref="RunState"/> walks one run's DAG,
 /// <see cref="RunTables"/> holds the runs and moves them between live, queued and waiting,
-/// <see cref="RunRecovery"/> fills those tables from the journal,
-/// <see cref="StartRules"/> answers a start and <see cref="AdmissionQueue"/> holds the runs that wait for a turn,
+/// <see cref="RunRecovery"/> fills those tables from the journal, <see cref="RunStarts"/> takes starts
+/// (<see cref="StartRules"/> answers each, <see cref="AdmissionQueue"/> holds the runs that wait for a turn),
 /// <see cref="RunListings"/> reads what operators ask of the runs, <see cref="NodeTasks"/> builds
 /// what is dispatched, <see cref="FrameLeases"/> says when a frame is no longer needed and
 /// <see cref="RunPublishing"/> publishes a finished run.
@@ -52,6 +52,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private readonly RunRecovery _recovery;
     private readonly RunListings _listings;
     private readonly RunJournalWriter _journal;
+    private readonly RunStarts _starts;
     private long _eventsSinceSnapshot;
     private bool _snapshotting;
     private long _recoveredFromSnapshot;
@@ -92,6 +93,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
                 }
             },
             onFlushed: OnFlushed);
+        _starts = new RunStarts(_tables, _journal, services.Catalog, Advance);
 
         Recover<SnapshotOffer>(offer =>
         {
@@ -102,8 +104,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Recover<RecoveryCompleted>(_ => OnRecovered());
 
         Command<RunHostStop>(_ => StopAfterWrites());
-        Command<StartRun>(start => Start(start, new StartAnswer(Sender, start), 0));
-        Command<StartRuns>(StartAll);
+        Command<StartRun>(start => _starts.Start(start, new StartAnswer(Sender, start), 0));
+        Command<StartRuns>(batch => _starts.StartAll(batch, Sender));
         Command<FlushEvents>(_ => _journal.Flush());
         Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts), done.HasOutput ? done : null));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
@@ -237,7 +239,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             }
         }
 
-        StartQueued();
+        _starts.StartQueued();
         Timers.StartPeriodicTimer(WatchdogTimer, Watchdog.Instance, _tuning.WatchdogInterval);
         Context.System.EventStream.Subscribe(Self, typeof(CatalogChanged));
         // Deployments may have arrived while this host recovered.
@@ -249,151 +251,6 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
     private void WakeWaiting()
     {
         foreach (var run in _tables.WakeWaiting())
-        {
-            Advance(run);
-        }
-    }
-
-    // ---- admission ----
-
-    private void StartAll(StartRuns batch)
-    {
-        var answer = new StartAnswer(Sender, batch);
-        answer.SendIfEmpty();
-        for (var i = 0; i < batch.Runs.Count; i++)
-        {
-            Start(batch.Runs[i], answer, i);
-        }
-
-        var index = batch.Runs.Count;
-        foreach (var series in batch.Series)
-        {
-            StartSeries(series, answer, index);
-            index += series.RunOffsets.Count;
-        }
-    }
-
-    /// <summary>Starts one run, or answers what is known about it, in slot <paramref name="index"/> of
-    /// <paramref name="answer"/> (<see cref="StartRules"/> decides which). Starts that arrive together (a
-    /// <see cref="StartRuns"/>, or a mailbox full of StartRun) share one journal write.</summary>
-    private void Start(StartRun start, StartAnswer answer, int index)
-    {
-        var live = _tables.Live.GetValueOrDefault(start.RunId);
-        RunRecord? waiting = null;
-        var held = live is not null
-            ? live.StartWaiters is not null ? HeldRun.Starting : live.State.IsCompleted ? HeldRun.Completed : HeldRun.Running
-            : _tables.Waiting.TryGetValue(start.RunId, out waiting) ? HeldRun.Waiting : HeldRun.None;
-        var verdict = StartRules.Decide(start, held, waiting?.Started.Project, _tables.Admission, _services.Catalog, _tables.HasRoom);
-        switch (verdict.Action)
-        {
-            case StartAction.Answer:
-                answer.Set(index, verdict.Outcome, verdict.Error);
-                break;
-            case StartAction.JoinStarting:
-                live!.StartWaiters!.Add((answer, index));
-                break;
-            case StartAction.WaitForQueuedWrite:
-                verdict.Queued.Group.WaitForWrite(answer, index, verdict.Queued.Index);
-                break;
-            case StartAction.Queue:
-                Queue(start, verdict.Workflow!, answer, index);
-                break;
-            default:
-                StartActive(start, verdict.Workflow!, answer, index);
-                break;
-        }
-    }
-
-    /// <summary>Records a run and queues it behind the others; it is answered once its write completes.</summary>
-    private void Queue(StartRun start, WorkflowDefinition workflow, StartAnswer answer, int index)
-    {
-        _tables.Frames.Hold(start.FrameKey);
-        // Recorded before it is queued: the group's write callback joins the write that records it.
-        _journal.RecordStart(start, workflow.Hash, afterWrite: null);
-        var place = _tables.Admission.Enqueue(start, workflow.Hash, out var opened);
-        _tables.CountQueued(1);
-        if (opened is not null)
-        {
-            _journal.AfterRecorded(() =>
-            {
-                opened.Written();
-                StartQueued();
-            });
-        }
-
-        place.Group.WaitForWrite(answer, index, place.Index);
-    }
-
-    /// <summary>Starts the runs of a series (<see cref="StartRuns.Series"/>) in slots
-    /// <paramref name="first"/>.. of <paramref name="answer"/>. Those that wait for a turn and that the
-    /// host cannot know yet are recorded and queued as the series itself (<see cref="AdmissionQueue"/>);
-    /// the others (a redelivery, runs that start at once) go one by one through <see cref="Start"/>.</summary>
-    private void StartSeries(RunsStarted series, StartAnswer answer, int first)
-    {
-        var count = series.RunOffsets.Count;
-        if (count == 0)
-        {
-            return;
-        }
-
-        var plan = StartRules.PlanSeries(series, _tables.Admission, _services.Catalog, _tables.ActiveRunsAllowed - _tables.Live.Count);
-        if (plan.Problem is { } problem)
-        {
-            for (var i = 0; i < count; i++)
-            {
-                answer.Set(first + i, StartOutcome.Rejected, problem);
-            }
-
-            return;
-        }
-
-        for (var i = 0; i < plan.OneByOne; i++)
-        {
-            Start(StartedGroups.StartOf(series, i), answer, first + i);
-        }
-
-        if (plan.Queued is not { } queued)
-        {
-            return;
-        }
-
-        _journal.Record(new RunEvent { RunsStarted = queued }, afterWrite: null);
-        var group = _tables.Admission.EnqueueSeries(queued, durable: false);
-        _tables.Frames.Hold(group.FrameKey, group.Count);
-        _tables.CountQueued(group.Count);
-        _journal.AfterRecorded(() =>
-        {
-            group.Written();
-            StartQueued();
-        });
-        group.WaitForWrite(answer, first + plan.OneByOne, 0, group.Count);
-    }
-
-    /// <summary>Starts a run that does not wait for a turn. A method of its own so that the closure it
-    /// needs is allocated only here, not on every start.</summary>
-    private void StartActive(StartRun start, WorkflowDefinition workflow, StartAnswer answer, int index)
-    {
-        // Held from now on (a snapshot taken while its start is being written must contain the run);
-        // dispatched only once the start is durable.
-        _tables.Frames.Hold(start.FrameKey);
-        var run = _tables.Add(RunState.Start(workflow, StartedGroups.NewStarted(start, workflow.Hash)));
-        run.StartWaiters = [(answer, index)];
-        _journal.RecordStart(start, workflow.Hash, () =>
-        {
-            foreach (var (waiter, slot) in run.StartWaiters!)
-            {
-                waiter.Set(slot, StartOutcome.Accepted);
-            }
-
-            run.StartWaiters = null;
-            Advance(run);
-        });
-    }
-
-    /// <summary>Starts queued runs, oldest first, while there is room.</summary>
-    private void StartQueued()
-    {
-        foreach (var run in _tables.TakeTurns())
         {
             Advance(run);
         }
@@ -581,7 +438,7 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
             _tables.Forget(run);
             RetireIfDone();
         });
-        StartQueued();
+        _starts.StartQueued();
     }
 
     // ---- control ----
