@@ -97,7 +97,7 @@ public sealed class RedisStoreTests(EmbeddedRedisFixture garnet) : IClassFixture
         await store.PutBlobAsync(frame, new byte[] { 1 });
         await db.StringSetAsync(output, new byte[] { 2 }, TimeSpan.FromSeconds(10));
 
-        // A run's outputs share its tag and go in one call; the other keys hash anywhere.
+        // A run's outputs (sharing its tag) among keys that hash anywhere, one of them missing.
         var runId = TestServers.Unique("run");
         var (pre, post) = (RedisKeys.NodeOutput("p", runId, "pre"), RedisKeys.NodeOutput("p", runId, "post"));
         await store.PutBlobAsync(pre, new byte[] { 3 });
