@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.Tracing;
 using System.Globalization;
 
@@ -8,7 +9,8 @@ namespace Tsp.Bench;
 /// <c>TSP_BENCH_ALLOC=1</c>: what the measured repeat allocated per run (ingest: per record), by type, and each collection's
 /// generation, duration, promoted bytes and where its marking started from (stacks, handles, older
 /// generations' cards…), and the time threads took to stop for it, from the runtime's own events in
-/// this process (no tool to attach). Allocation is sampled by the runtime, one event per ~100 KB, so a type's figure is good to
+/// this process (no tool to attach); and how many of the slowest runs were in flight across a
+/// collection's pause (<see cref="PrintTail"/>). Allocation is sampled by the runtime, one event per ~100 KB, so a type's figure is good to
 /// about that over the repeat. docs/profiling.md says when to use it.
 /// </summary>
 internal sealed class AllocationTicks : EventListener
@@ -19,6 +21,11 @@ internal sealed class AllocationTicks : EventListener
     // GCMarkWithType's root kinds, by their number in the event.
     private static readonly string[] RootKinds = ["stack", "finalizer queue", "handles", "older generation", "sized ref", "overflow", "dependent handles", "new finalizer queue", "steal", "big"];
     private readonly Dictionary<string, long> _marked = new(StringComparer.Ordinal);
+    // Each pause, from threads asked to stop to threads restarted, on the Stopwatch's clock (event
+    // times are DateTimes; this pair maps one onto the other).
+    private readonly ConcurrentQueue<(long From, long To)> _pauses = new();
+    private readonly (DateTime Utc, long Ticks) _origin = (DateTime.UtcNow, Stopwatch.GetTimestamp());
+    private long _pauseFrom;
     private DateTime _started;
     private DateTime _suspending;
     private double _suspendMs;
@@ -52,6 +59,11 @@ internal sealed class AllocationTicks : EventListener
         else if (name.StartsWith("GCSuspendEEBegin", StringComparison.Ordinal))
         {
             _suspending = e.TimeStamp;
+            _pauseFrom = StopwatchTicks(e.TimeStamp);
+        }
+        else if (name.StartsWith("GCRestartEEEnd", StringComparison.Ordinal))
+        {
+            _pauses.Enqueue((_pauseFrom, StopwatchTicks(e.TimeStamp)));
         }
         else if (name.StartsWith("GCSuspendEEEnd", StringComparison.Ordinal))
         {
@@ -95,6 +107,24 @@ internal sealed class AllocationTicks : EventListener
             Console.WriteLine($"      {collection}");
         }
     }
+
+    /// <summary>Of the runs slower than <paramref name="p99Ms"/>, how many were in flight across a
+    /// collection's pause, and the same share of all runs: when nearly every slow run and few others
+    /// were, the tail is the collections'.</summary>
+    /// <param name="spans">Each run's submit and result times (Stopwatch ticks).</param>
+    public void PrintTail(IReadOnlyList<(long Submitted, long Done)> spans, double p99Ms)
+    {
+        var pauses = _pauses.ToArray();
+        bool AcrossPause((long Submitted, long Done) run) => pauses.Any(p => p.From < run.Done && p.To > run.Submitted);
+        var slow = spans.Where(r => Stopwatch.GetElapsedTime(r.Submitted, r.Done).TotalMilliseconds > p99Ms).ToList();
+        var slowAcross = slow.Count(AcrossPause);
+        var allAcross = spans.Count(AcrossPause);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"    tail: {slowAcross} of the {slow.Count} runs above p99 were in flight across a collection's pause; {100.0 * allAcross / Math.Max(1, spans.Count):0.0} % of all runs were ({pauses.Length} pauses, {pauses.Sum(p => Stopwatch.GetElapsedTime(p.From, p.To).TotalMilliseconds):0} ms)"));
+    }
+
+    private long StopwatchTicks(DateTime at) =>
+        _origin.Ticks + (long)((at.ToUniversalTime() - _origin.Utc).Ticks * ((double)Stopwatch.Frequency / TimeSpan.TicksPerSecond));
 
     private static string SizeClass(long bytes) =>
         bytes >= 1 << 20 ? $"{bytes >> 20} MiB" : bytes >= 1 << 10 ? $"{bytes >> 10} KiB" : $"{bytes} B";

@@ -54,8 +54,10 @@ internal static class OrchestrationScenario
             var (cpu, redisCpu) = (Process.GetCurrentProcess().TotalProcessorTime, CostsScenario.RedisCpu(redisPid));
             var (pause, gen0, gen1, gen2) = (GC.GetTotalPauseDuration(), GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
             using var ticks = Environment.GetEnvironmentVariable("TSP_BENCH_ALLOC") is null ? null : new AllocationTicks();
-            var (rate, latencies) = await RunAsync(host, frames, options.Messages, options.InFlight);
+            var spans = ticks is null ? null : new List<(long, long)>(options.Messages);
+            var (rate, latencies) = await RunAsync(host, frames, options.Messages, options.InFlight, spans);
             ticks?.Print(options.Messages);
+            ticks?.PrintTail(spans!, Percentile(latencies, 0.99));
             var gc = string.Create(CultureInfo.InvariantCulture, $"gc_pause_ms={(GC.GetTotalPauseDuration() - pause).TotalMilliseconds:0} gcs={GC.CollectionCount(0) - gen0}/{GC.CollectionCount(1) - gen1}/{GC.CollectionCount(2) - gen2}");
             cpus.Add((Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / options.Messages);
             redisCpus.Add((CostsScenario.RedisCpu(redisPid) - redisCpu).TotalMicroseconds / options.Messages);
@@ -109,7 +111,8 @@ internal static class OrchestrationScenario
     /// <remarks>The bench keeps nothing per run beyond its latency: a run's submit time is dropped when its
     /// result arrives and no submission task is held, so the bench's own bookkeeping does not survive
     /// young-generation collections and inflate the orchestrator's GC pauses.</remarks>
-    internal static async Task<(double Rate, List<double> LatenciesMs)> RunAsync(BenchHost host, List<Frame> frames, int count, int inFlight)
+    /// <param name="spans">Where given, each run's submit and result times (Stopwatch ticks) are added to it.</param>
+    internal static async Task<(double Rate, List<double> LatenciesMs)> RunAsync(BenchHost host, List<Frame> frames, int count, int inFlight, List<(long Submitted, long Done)>? spans = null)
     {
         var submittedAt = new ConcurrentDictionary<string, long>();
         var latencies = new List<double>(count);
@@ -143,6 +146,7 @@ internal static class OrchestrationScenario
                 }
 
                 latencies.Add(Stopwatch.GetElapsedTime(at, now).TotalMilliseconds);
+                spans?.Add((at, now));
                 slots.Release();
             }
         });
