@@ -113,10 +113,17 @@ public sealed class SqliteSnapshotStore : SnapshotStore
 /// <summary>Opens the standalone journal's SQLite file, tuned and with its tables.</summary>
 public static class SqliteFiles
 {
+    /// <summary>The page size of a new file. A commit writes each page it dirtied whole into the WAL, and
+    /// the journal's commits dirty one primary-key leaf per actor they touch: 1 KiB pages halve what a
+    /// run writes to disk and what each checkpoint copies (docs/design.md, "Storage"). Journal rows are
+    /// ~140 B (at most ~630), so they still fit a page.</summary>
+    public const int PageSize = 1024;
+
     /// <summary>
     /// WAL (readers never block the writer), synchronous=NORMAL (no fsync per commit: a process
     /// crash loses nothing, a power loss may lose the last transactions), and a busy timeout inside
-    /// SQLite (Microsoft.Data.Sqlite's own retry sleeps 150 ms per try).
+    /// SQLite (Microsoft.Data.Sqlite's own retry sleeps 150 ms per try). A new file gets
+    /// <see cref="PageSize"/>; a file that exists keeps the page size it was made with.
     /// </summary>
     public static SqliteConnection Open(string path)
     {
@@ -125,7 +132,8 @@ public static class SqliteFiles
         var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = full, Pooling = false }.ToString());
         connection.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = """
+        command.CommandText = $"""
+            PRAGMA page_size = {PageSize};
             PRAGMA journal_mode = WAL;
             PRAGMA synchronous = NORMAL;
             PRAGMA busy_timeout = 10000;
