@@ -45,4 +45,8 @@ public static class RedisKeys
 
     /// <summary>List of serialized DeadLetter records, newest first.</summary>
     public static string DeadLetters(string project) => $"tsp:{{{project}}}:dead";
+
+    /// <summary>The two <c>SCAN</c> patterns that together match every key of <paramref name="project"/>
+    /// and no other project's (project names hold no glob characters).</summary>
+    public static IReadOnlyList<string> ProjectPatterns(string project) => [$"tsp:{project}:*", $"tsp:{{{project}}}:*"];
 }

@@ -22,10 +22,12 @@ internal sealed class BenchHost : IAsyncDisposable
     private readonly string _workflow;
     private readonly IActorRef _subscriber;
     private readonly TspOptions _tsp;
+    private readonly string _project;
 
-    private BenchHost(IHost host, string workflow, IActorRef subscriber, ChannelReader<TpResult> results, TspOptions tsp)
+    private BenchHost(IHost host, string project, string workflow, IActorRef subscriber, ChannelReader<TpResult> results, TspOptions tsp)
     {
         _host = host;
+        _project = project;
         _workflow = workflow;
         _subscriber = subscriber;
         _tsp = tsp;
@@ -118,7 +120,7 @@ internal sealed class BenchHost : IAsyncDisposable
 
         var system = host.Services.GetRequiredService<ActorSystem>();
         var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(system, project, TimeSpan.FromSeconds(30));
-        return new BenchHost(host, workflow, subscriber, results, tsp);
+        return new BenchHost(host, project, workflow, subscriber, results, tsp);
     }
 
     public async ValueTask DisposeAsync()
@@ -133,6 +135,7 @@ internal sealed class BenchHost : IAsyncDisposable
             File.Delete(_tsp.SqlitePath + suffix);
         }
 
+        await DeleteProjectKeysAsync();
         if (_tsp.Postgres is { Length: > 0 } postgres)
         {
             var database = new NpgsqlConnectionStringBuilder(postgres).Database;
@@ -140,6 +143,35 @@ internal sealed class BenchHost : IAsyncDisposable
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS {database} WITH (FORCE)", connection);
             await command.ExecuteNonQueryAsync();
+        }
+    }
+
+    /// <summary>Nor any of its project's keys in Redis: each repeat's project is new, and its results log
+    /// and run markers (kept a week in a deployment) would pile up over bench runs and slow every scan
+    /// of that server, the test suite's included.</summary>
+    private async Task DeleteProjectKeysAsync()
+    {
+        if (string.IsNullOrEmpty(_tsp.Redis))
+        {
+            return;
+        }
+
+        await using var store = await RedisStore.ConnectAsync(_tsp.Redis);
+        foreach (var server in store.Connection.GetEndPoints().Select(e => store.Connection.GetServer(e)).Where(s => !s.IsReplica))
+        {
+            foreach (var pattern in RedisKeys.ProjectPatterns(_project))
+            {
+                var keys = new List<string>();
+                await foreach (var key in server.KeysAsync(pattern: pattern, pageSize: 1000))
+                {
+                    keys.Add(key.ToString());
+                }
+
+                foreach (var chunk in keys.Chunk(1000))
+                {
+                    await store.DeleteBlobsAsync(chunk);
+                }
+            }
         }
     }
 
