@@ -135,7 +135,7 @@ internal sealed class BenchHost : IAsyncDisposable
             File.Delete(_tsp.SqlitePath + suffix);
         }
 
-        await DeleteProjectKeysAsync();
+        await BenchRedis.DeleteProjectAsync(_tsp.Redis, _project);
         if (_tsp.Postgres is { Length: > 0 } postgres)
         {
             var database = new NpgsqlConnectionStringBuilder(postgres).Database;
@@ -143,35 +143,6 @@ internal sealed class BenchHost : IAsyncDisposable
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS {database} WITH (FORCE)", connection);
             await command.ExecuteNonQueryAsync();
-        }
-    }
-
-    /// <summary>Nor any of its project's keys in Redis: each repeat's project is new, and its results log
-    /// and run markers (kept a week in a deployment) would pile up over bench runs and slow every scan
-    /// of that server, the test suite's included.</summary>
-    private async Task DeleteProjectKeysAsync()
-    {
-        if (string.IsNullOrEmpty(_tsp.Redis))
-        {
-            return;
-        }
-
-        await using var store = await RedisStore.ConnectAsync(_tsp.Redis);
-        foreach (var server in store.Connection.GetEndPoints().Select(e => store.Connection.GetServer(e)).Where(s => !s.IsReplica))
-        {
-            foreach (var pattern in RedisKeys.ProjectPatterns(_project))
-            {
-                var keys = new List<string>();
-                await foreach (var key in server.KeysAsync(pattern: pattern, pageSize: 1000))
-                {
-                    keys.Add(key.ToString());
-                }
-
-                foreach (var chunk in keys.Chunk(1000))
-                {
-                    await store.DeleteBlobsAsync(chunk);
-                }
-            }
         }
     }
 

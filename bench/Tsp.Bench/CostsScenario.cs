@@ -56,6 +56,7 @@ internal static class CostsScenario
         var expiry = await MeasureAsync(options, redisPid, i => store.ExpireFinishedAsync(outputs[i % outputs.Count]));
         await store.DeleteBlobsAsync([.. outputs.SelectMany(o => o)]);
         var append = await MeasureAsync(options, redisPid, i => store.AppendResultAsync(Result(project, i)));
+        await BenchRedis.DeleteProjectAsync(options.Redis, project);
         var journal = await JournalAsync(options);
 
         var figures = string.Create(CultureInfo.InvariantCulture,

@@ -274,10 +274,12 @@ internal static class ModelScenario
 
         public async ValueTask DisposeAsync()
         {
+            var redis = _host.Services.GetRequiredService<TspOptions>().Redis;
             _host.Services.GetRequiredService<Akka.Actor.ActorSystem>().Stop(_subscriber);
             await _host.StopAsync();
             _host.Dispose();
             File.Delete(_workflow);
+            await BenchRedis.DeleteProjectAsync(redis, _project);
         }
     }
 
