@@ -59,11 +59,14 @@ internal sealed class AllocationTicks : EventListener
         else if (name.StartsWith("GCSuspendEEBegin", StringComparison.Ordinal))
         {
             _suspending = e.TimeStamp;
-            _pauseFrom = StopwatchTicks(e.TimeStamp);
+            // Threads also stop for other reasons (the tiered JIT, a debugger); only a collection's
+            // stop (reason 1) or its preparation (6) counts as a pause here.
+            _pauseFrom = Convert.ToInt32(Payload(e, "Reason"), CultureInfo.InvariantCulture) is 1 or 6 ? StopwatchTicks(e.TimeStamp) : 0;
         }
-        else if (name.StartsWith("GCRestartEEEnd", StringComparison.Ordinal))
+        else if (name.StartsWith("GCRestartEEEnd", StringComparison.Ordinal) && _pauseFrom != 0)
         {
             _pauses.Enqueue((_pauseFrom, StopwatchTicks(e.TimeStamp)));
+            _pauseFrom = 0;
         }
         else if (name.StartsWith("GCSuspendEEEnd", StringComparison.Ordinal))
         {
