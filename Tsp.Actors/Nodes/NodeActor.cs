@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Akka.Actor;
 using Akka.DependencyInjection;
 using Akka.Event;
@@ -157,7 +158,11 @@ public sealed class NodeActor : ReceiveActor
         }
     }
 
-    private async Task<IRunMessage> RunAsync(NodeTask task, CancellationToken cancelled)
+    // Pooled builders: a task in flight across a young collection has its state box promoted, and a
+    // box that kept its reply after the task ended would keep the reply (and what it references)
+    // alive through young collections until an older one; a pooled box forgets its result when reused.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<IRunMessage> RunAsync(NodeTask task, CancellationToken cancelled)
     {
         var started = Stopwatch.GetTimestamp();
         using var span = TspTracing.StartChild($"tsp.node {task.NodeId}", task.TraceParent, task.RunId, task.Project, ActivityKind.Consumer);
@@ -187,7 +192,8 @@ public sealed class NodeActor : ReceiveActor
         return reply;
     }
 
-    private async Task<IRunMessage> ExecuteAsync(NodeTask task, long started, CancellationToken cancelled)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<IRunMessage> ExecuteAsync(NodeTask task, long started, CancellationToken cancelled)
     {
         if (!_processors.TryGet(task.Processor, out var processor))
         {

@@ -7,10 +7,20 @@ namespace Tsp.Actors.Workflows;
 /// and what the host has dispatched and not yet heard back about.</summary>
 internal sealed class LiveRun(RunState state)
 {
-    public RunState State { get; set; } = state;
+    private RunState? _state = state;
 
-    /// <summary>Events applied after RunStarted, in order.</summary>
-    public List<RunEvent> Events { get; } = [];
+    public string RunId { get; } = state.RunId;
+
+    /// <summary>The run's state; gone once the host released the run (<see cref="Release"/>).</summary>
+    public RunState State
+    {
+        get => _state ?? throw new InvalidOperationException($"run {RunId} was released by its host; its state is gone");
+        set => _state = value;
+    }
+
+    /// <summary>Events applied after RunStarted, in order. Sized for a node's end each and the run's:
+    /// an array outgrown by a run that lived through a young collection would keep its events alive.</summary>
+    public List<RunEvent> Events { get; } = new(state.Workflow.Nodes.Count + 1);
 
     /// <summary>Node index → when it was (last) sent to its queue (Environment.TickCount64).</summary>
     public Dictionary<int, long> Dispatched { get; } = [];
@@ -99,14 +109,16 @@ internal sealed class LiveRun(RunState state)
     /// <summary>The host is done with the run: it lets go of what the run referenced at once. A run
     /// that lived through a young collection sits in an older generation, where, even dead, it keeps
     /// whatever it references alive through every young collection until its own generation is
-    /// collected; its events and outputs would be copied each time for nothing.</summary>
+    /// collected; its state (each event makes a new one), events and outputs would be copied each time for nothing.</summary>
     public void Release()
     {
         Events.Clear();
         Held.Clear();
         Dispatched.Clear();
+        Outputs?.Clear();
         Outputs = null;
         StartWaiters = null;
+        _state = null;
     }
 
     public RunRecord ToRecord()

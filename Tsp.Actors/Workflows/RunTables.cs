@@ -176,7 +176,7 @@ internal sealed class RunTables(RunServices services, RunHostTuning tuning, Fram
     /// <summary>A live run whose end recovery knows: its frame is let go and its id joins the finished ones.</summary>
     public void Forget(LiveRun run)
     {
-        var runId = run.State.RunId;
+        var runId = run.RunId;
         if (!Live.Remove(runId))
         {
             return;

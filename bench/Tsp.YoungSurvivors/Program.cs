@@ -51,7 +51,7 @@ var byHolder = new Dictionary<string, int>(StringComparer.Ordinal);
 foreach (var old in heap.EnumerateObjects())
 {
     var generation = old.IsValid && !old.IsFree ? GenerationOf(old.Address) : Generation.Unknown;
-    if (generation is not (Generation.Generation1 or Generation.Generation2) || live.Contains(old.Address))
+    if (generation is not (Generation.Generation1 or Generation.Generation2 or Generation.Large or Generation.Pinned or Generation.Frozen) || live.Contains(old.Address))
     {
         continue;
     }
