@@ -8,9 +8,9 @@ using Microsoft.Diagnostics.Runtime;
 // second set is named by the dead object's type. docs/profiling.md, "What a young collection keeps".
 //   dotnet bench/Tsp.YoungSurvivors/bin/Release/net10.0/Tsp.YoungSurvivors.dll DUMP
 // DUMP: `dotnet-dump collect -p PID --type Full`, on this machine (the runtime's own DAC reads it).
-if (args.Length != 1)
+if (args.Length is not (1 or 2))
 {
-    Console.Error.WriteLine("usage: Tsp.YoungSurvivors DUMP");
+    Console.Error.WriteLine("usage: Tsp.YoungSurvivors DUMP [TYPE: who references its gen1 objects]");
     return 2;
 }
 
@@ -92,7 +92,34 @@ foreach (var (holder, reached) in byHolder.OrderByDescending(h => h.Value).Take(
 }
 
 PrintByType("held only by dead older objects, by type:", held);
+// gen1 holds what young collections promoted since the last gen1 collection, dead since or not:
+// what those collections kept, whatever kept it.
+var promoted = heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree && GenerationOf(o.Address) == Generation.Generation1).ToList();
+PrintByType($"gen1 (promoted since the last gen1 collection): {promoted.Count} objects, {Kib(promoted)} KiB, {Kib(promoted.Where(o => live.Contains(o.Address)))} KiB still alive; by type:", promoted);
 PrintByType("alive, by type:", youngLive);
+if (args.Length == 2)
+{
+    var targets = promoted.Where(o => o.Type?.Name == args[1]).Select(o => o.Address).ToHashSet();
+    var referrers = new Dictionary<string, int>(StringComparer.Ordinal);
+    foreach (var o in heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree))
+    {
+        foreach (var reference in o.EnumerateReferenceAddresses(carefully: true))
+        {
+            if (targets.Contains(reference))
+            {
+                var key = $"{o.Type?.Name} (gen{(int)GenerationOf(o.Address)}, {(live.Contains(o.Address) ? "alive" : "dead")})";
+                referrers[key] = referrers.GetValueOrDefault(key) + 1;
+            }
+        }
+    }
+
+    Console.WriteLine($"gen1 {args[1]}: {targets.Count}, referenced from:");
+    foreach (var (referrer, count) in referrers.OrderByDescending(r => r.Value).Take(15))
+    {
+        Console.WriteLine($"  {count,8}  {referrer}");
+    }
+}
+
 return 0;
 
 static long Kib(IEnumerable<ClrObject> objects) => objects.Sum(o => (long)o.Size) / 1024;
