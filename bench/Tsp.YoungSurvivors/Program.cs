@@ -42,16 +42,17 @@ while (pending.Count > 0)
     }
 }
 
-var young = heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree && GenerationOf(o.Address) == Generation.Generation0).ToDictionary(o => o.Address);
+// The heap is walked once: every question below is asked of this list.
+var objects = heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree).Select(o => (Object: o, Generation: GenerationOf(o.Address))).ToList();
+var young = objects.Where(o => o.Generation == Generation.Generation0).ToDictionary(o => o.Object.Address, o => o.Object);
 var youngLive = young.Values.Where(o => live.Contains(o.Address)).ToList();
 
 // From each dead older object's references into gen0, everything young (and not alive) they reach.
 var heldByDead = new HashSet<ulong>();
 var byHolder = new Dictionary<string, int>(StringComparer.Ordinal);
-foreach (var old in heap.EnumerateObjects())
+foreach (var (old, generation) in objects)
 {
-    var generation = old.IsValid && !old.IsFree ? GenerationOf(old.Address) : Generation.Unknown;
-    if (generation is not (Generation.Generation1 or Generation.Generation2 or Generation.Large or Generation.Pinned or Generation.Frozen) || live.Contains(old.Address))
+    if (generation is not (Generation.Generation1 or Generation.Generation2 or Generation.Large or Generation.Pinned) || live.Contains(old.Address))
     {
         continue;
     }
@@ -94,20 +95,20 @@ foreach (var (holder, reached) in byHolder.OrderByDescending(h => h.Value).Take(
 PrintByType("held only by dead older objects, by type:", held);
 // gen1 holds what young collections promoted since the last gen1 collection, dead since or not:
 // what those collections kept, whatever kept it.
-var promoted = heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree && GenerationOf(o.Address) == Generation.Generation1).ToList();
+var promoted = objects.Where(o => o.Generation == Generation.Generation1).Select(o => o.Object).ToList();
 PrintByType($"gen1 (promoted since the last gen1 collection): {promoted.Count} objects, {Kib(promoted)} KiB, {Kib(promoted.Where(o => live.Contains(o.Address)))} KiB still alive; by type:", promoted);
 PrintByType("alive, by type:", youngLive);
 if (args.Length == 2)
 {
     var targets = promoted.Where(o => o.Type?.Name == args[1]).Select(o => o.Address).ToHashSet();
     var referrers = new Dictionary<string, int>(StringComparer.Ordinal);
-    foreach (var o in heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree))
+    foreach (var (o, generation) in objects)
     {
         foreach (var reference in o.EnumerateReferenceAddresses(carefully: true))
         {
             if (targets.Contains(reference))
             {
-                var key = $"{o.Type?.Name} (gen{(int)GenerationOf(o.Address)}, {(live.Contains(o.Address) ? "alive" : "dead")})";
+                var key = $"{o.Type?.Name} (gen{(int)generation}, {(live.Contains(o.Address) ? "alive" : "dead")})";
                 referrers[key] = referrers.GetValueOrDefault(key) + 1;
             }
         }
