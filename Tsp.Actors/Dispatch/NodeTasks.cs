@@ -45,6 +45,12 @@ public sealed class NodeTaskTemplate
 /// </summary>
 public static class NodeTasks
 {
+    /// <summary>How many parents' small outputs a task carries at most (<see cref="Nodes.NodeActor.CarriedOutputLimit"/>
+    /// each): the rest are read by key, so a task stays well inside a remoting frame (128 KiB).</summary>
+    public const int MaxCarriedParents = 4;
+
+    public const int MaxCarriedPerTask = MaxCarriedParents * Nodes.NodeActor.CarriedOutputLimit;
+
     public static string TaskId(string runId, string nodeId) => string.Concat(runId, "/", nodeId);
 
     /// <param name="outputTtl">How long the output lives in Redis unless the run finishes first.</param>

@@ -13,13 +13,14 @@ namespace Tsp.Actors.Nodes;
 /// <summary>
 /// A node routee: deployed by its queue's cluster router pool onto a member of the queue's role,
 /// it announces its share of its member's slots to the queue (again whenever the share changes) and
-/// runs the tasks the queue sends, at most that many at once. Inputs come from Redis by key, the output goes back to Redis, the reply to the queue.
+/// runs the tasks the queue sends, at most that many at once. Inputs come from Redis by key, the output goes back to Redis
+/// (a short node's small one only with its reply, when its task allows: <see cref="NodeTask.DeferOutputUnderUs"/>), the reply to the queue.
 /// Processors and the store are resolved on the member it runs on, so its Props carry only names.
 /// </summary>
 public sealed class NodeActor : ReceiveActor
 {
-    /// <summary>Outputs up to this size (scores, checksums, a few boxes) ride with the reply as well as
-    /// going to Redis, and reach the node's children inside their tasks: a child then reads nothing back.
+    /// <summary>Outputs up to this size (scores, checksums, a few boxes) ride with the reply, and reach
+    /// the node's children inside their tasks: a child then reads nothing back.
     /// Larger ones (images, tensors) are only read by key, so a task stays a small message.</summary>
     public const int CarriedOutputLimit = 4096;
 
@@ -252,9 +253,13 @@ public sealed class NodeActor : ReceiveActor
                 return Failed(task, $"timed out after {task.TimeoutMs} ms", retryable: true);
             }
 
-            using (TspTracing.Source.StartActivity("tsp.redis write output", ActivityKind.Client))
+            var deferred = output.Data.Length <= CarriedOutputLimit && Stopwatch.GetElapsedTime(started).TotalMicroseconds < task.DeferOutputUnderUs;
+            if (!deferred)
             {
-                await _store.PutBlobAsync(task.OutputKey, output.Data);
+                using (TspTracing.Source.StartActivity("tsp.redis write output", ActivityKind.Client))
+                {
+                    await _store.PutBlobAsync(task.OutputKey, output.Data);
+                }
             }
 
             var done = new NodeTaskDone
@@ -269,6 +274,7 @@ public sealed class NodeActor : ReceiveActor
                 ModelName = output.ModelName,
                 ModelVersion = output.ModelVersion,
                 Attempts = task.Attempt,
+                OutputDeferred = deferred,
             };
             done.Metrics.Add(output.Metrics);
             done.Labels.Add(output.Labels);

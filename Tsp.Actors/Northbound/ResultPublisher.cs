@@ -23,16 +23,21 @@ public static class ResultPublisher
         pubSubMediator.Tell(new Publish(TopicFor(result.Project), result));
     }
 
-    /// <summary>Publishes a finished run's result, with its dead letter when it failed, then shortens
-    /// its node outputs' lifetime to the finished-blob TTL. Safe to repeat, as <see cref="PublishAsync"/>.</summary>
+    /// <summary>Publishes a finished run's result, with its dead letter when it failed: first writes the
+    /// outputs only its host held, then appends the result, then shortens the other node outputs'
+    /// lifetime to the finished-blob TTL. A subscriber that reads a result finds every output it names.
+    /// Safe to repeat, as <see cref="PublishAsync"/>.</summary>
     /// <param name="failure">The node failure that failed the run, if one did: its dead letter keeps a
     /// copy of the frame (<see cref="StorageOptions.DeadFrameTtl"/>) so the run can be redriven, and a
     /// redriven run that failed again names the reason it failed the first time too.</param>
     /// <param name="frame">Where the run's frame is (still held: it is released after this).</param>
     /// <param name="keepPreview">Keep a copy of the frame for the dashboard first; a preview that cannot
     /// be kept is skipped, never a reason not to publish.</param>
-    public static async Task PublishFinishedAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, NodeFailed? failure, RunFrame frame, bool keepPreview = false)
+    /// <param name="heldOutputs">Node outputs by key that no worker wrote (deferred, <see cref="NodeTask.DeferOutputUnderUs"/>).</param>
+    public static async Task PublishFinishedAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, NodeFailed? failure, RunFrame frame, bool keepPreview = false, IReadOnlyList<KeyValuePair<string, ReadOnlyMemory<byte>>>? heldOutputs = null)
     {
+        var held = heldOutputs ?? [];
+        var outputsWritten = held.Count > 0 ? store.PutFinishedBlobsAsync(held) : Task.CompletedTask;
         if (keepPreview)
         {
             try
@@ -46,9 +51,24 @@ public static class ResultPublisher
         }
 
         var deadLetter = failure is null ? null : await DeadLetterOfAsync(store, result, failure);
+        await outputsWritten;
         await store.AppendResultAsync(result, deadLetter, deadLetter is null ? null : frame);
         pubSubMediator.Tell(new Publish(TopicFor(result.Project), result));
-        await store.ExpireFinishedAsync(result.Nodes.Where(n => n.OutputKey.Length > 0).Select(n => n.OutputKey));
+        await store.ExpireFinishedAsync(WrittenOutputs(result, held));
+    }
+
+    private static List<string> WrittenOutputs(TpResult result, IReadOnlyList<KeyValuePair<string, ReadOnlyMemory<byte>>> held)
+    {
+        var keys = new List<string>(result.Nodes.Count);
+        foreach (var node in result.Nodes)
+        {
+            if (node.OutputKey.Length > 0 && !held.Any(h => h.Key == node.OutputKey))
+            {
+                keys.Add(node.OutputKey);
+            }
+        }
+
+        return keys;
     }
 
     private static async Task<DeadLetter> DeadLetterOfAsync(RedisStore store, TpResult result, NodeFailed failure)

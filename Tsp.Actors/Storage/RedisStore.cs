@@ -108,12 +108,37 @@ public sealed class RedisStore : IAsyncDisposable
     public Task<bool> BlobExistsAsync(string key) => _db.KeyExistsAsync(key);
 
     /// <summary>Shortens the blobs' time to live to <see cref="StorageOptions.FinishedBlobTtl"/> (never lengthens it).</summary>
-    public Task ExpireFinishedAsync(IEnumerable<string> keys)
+    public Task ExpireFinishedAsync(IReadOnlyList<string> keys)
     {
+        if (keys.Count == 0)
+        {
+            return Task.CompletedTask;
+        }
+
         var batch = _db.CreateBatch();
         var expiries = keys.Select(k => batch.KeyExpireAsync(k, Options.FinishedBlobTtl, ExpireWhen.LessThanCurrentExpiry)).ToList();
         batch.Execute();
         return Task.WhenAll(expiries);
+    }
+
+    /// <summary>Writes a finished run's blobs with <see cref="StorageOptions.FinishedBlobTtl"/>, sent
+    /// together: one command per key, as the keys may hash to different slots of a cluster.</summary>
+    public Task PutFinishedBlobsAsync(IReadOnlyList<KeyValuePair<string, ReadOnlyMemory<byte>>> blobs)
+    {
+        if (blobs.Count == 1)
+        {
+            return _db.StringSetAsync(blobs[0].Key, blobs[0].Value, Options.FinishedBlobTtl);
+        }
+
+        var batch = _db.CreateBatch();
+        var writes = new Task[blobs.Count];
+        for (var i = 0; i < blobs.Count; i++)
+        {
+            writes[i] = batch.StringSetAsync(blobs[i].Key, blobs[i].Value, Options.FinishedBlobTtl);
+        }
+
+        batch.Execute();
+        return Task.WhenAll(writes);
     }
 
     /// <summary>Reads a node task's inputs. An input that carries its data (a parent's small output,

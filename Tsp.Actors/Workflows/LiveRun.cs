@@ -39,8 +39,15 @@ internal sealed class LiveRun(RunState state)
     public List<RunEvent> Held { get; } = [];
 
     /// <summary>Small outputs of its completed nodes as their replies carried them, by node index, for
-    /// their children's tasks. Not journaled: after a recovery the children read them from Redis.</summary>
+    /// their children's tasks. Not journaled, except the deferred ones: after a recovery the children
+    /// read the others from Redis.</summary>
     public Dictionary<int, Google.Protobuf.ByteString>? Outputs { get; set; }
+
+    /// <summary>Nodes whose output only this host holds (deferred, <see cref="NodeTask.DeferOutputUnderUs"/>):
+    /// in <see cref="Outputs"/> and in their NodeCompleted event, written to Redis when the run is published.</summary>
+    public List<int>? DeferredOutputs { get; private set; }
+
+    public bool HoldsOutputOf(int node) => DeferredOutputs?.Contains(node) == true;
 
     /// <summary>Its end is decided: being published (finished), or its RunCompleted being written (cancelled).</summary>
     public bool Completing { get; set; }
@@ -61,6 +68,12 @@ internal sealed class LiveRun(RunState state)
         if (!ReferenceEquals(before, State) || e is RunCompleted)
         {
             Events.Add(RunEvents.Wrap(e));
+            if (e is NodeCompleted { HasOutput: true } completed)
+            {
+                var node = State.Workflow.IndexOf(completed.Result.NodeId);
+                (Outputs ??= [])[node] = completed.Output;
+                (DeferredOutputs ??= []).Add(node);
+            }
         }
     }
 
@@ -117,6 +130,7 @@ internal sealed class LiveRun(RunState state)
         Dispatched.Clear();
         Outputs?.Clear();
         Outputs = null;
+        DeferredOutputs = null;
         StartWaiters = null;
         _state = null;
     }

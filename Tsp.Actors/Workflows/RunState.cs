@@ -105,6 +105,11 @@ public sealed record RunState
         result.Labels.Add(done.Labels);
         var completed = new NodeCompleted { RunId = RunId, Result = result };
         completed.Detections.Add(done.Detections);
+        if (done.OutputDeferred)
+        {
+            completed.Output = done.Output;
+        }
+
         return [completed];
     }
 

@@ -58,6 +58,7 @@ public sealed class WorkflowDefinition
         Sources = Enumerable.Range(0, nodes.Count).Where(i => Parents[i].Length == 0).ToArray();
         ReadsFrame = nodes.Select((n, i) => n.ReadsFrame || Parents[i].Length == 0).ToArray();
         Sinks = Enumerable.Range(0, nodes.Count).Where(i => Children[i].Length == 0).ToArray();
+        MayDeferOutput = Children.Select(c => c.All(child => Parents[child].Length <= NodeTasks.MaxCarriedParents)).ToArray();
         Queues = nodes.Select(n => n.Queue).Distinct(StringComparer.Ordinal).ToArray();
         Tasks = nodes.Select(n => new NodeTaskTemplate(n.Id, n.Processor, n.Queue, n.Timeout, n.MaxAttempts, n.Parameters, Scheduling.Share)).ToArray();
         OverdueAfter = TimeSpan.FromMilliseconds(nodes.Select(n => n.Timeout.TotalMilliseconds * n.MaxAttempts).DefaultIfEmpty(0).Max()) + TimeSpan.FromSeconds(30);
@@ -87,6 +88,11 @@ public sealed class WorkflowDefinition
     public bool[] ReadsFrame { get; }
 
     public int[] Sinks { get; }
+
+    /// <summary>Per node: whether its small output may stay with the run's host until the run is
+    /// published (<see cref="NodeTask.DeferOutputUnderUs"/>). Only where each of its children carries
+    /// every parent's output in its task: an output the host holds cannot be read by key.</summary>
+    public bool[] MayDeferOutput { get; }
 
     public IReadOnlyList<string> Queues { get; }
 

@@ -346,14 +346,19 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         }
     }
 
-    private const int MaxCarriedPerTask = 4 * Nodes.NodeActor.CarriedOutputLimit;
-
     private void Dispatch(LiveRun run, int node)
     {
         var state = run.State;
         var template = state.Workflow.Tasks[node];
         var task = NodeTasks.Build(template, state.Started.Project, state.RunId, _services.Store.Options.BlobTtl);
         task.TraceParent = TspTracing.TraceParent(run.Span);
+        if (state.Workflow.MayDeferOutput[node])
+        {
+            // A node short enough for its result to be held back from the journal may hold back its
+            // output too: written once, with the run's result, instead of by the node and again at the end.
+            task.DeferOutputUnderUs = (long)_tuning.WriteNodeResultsFrom.TotalMicroseconds;
+        }
+
         var parents = state.Workflow.Parents[node];
         if (state.Workflow.ReadsFrame[node])
         {
@@ -365,11 +370,11 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         {
             if (state.ResultOf(parent) is { } result)
             {
-                // A task with many parents carries only so much: the rest are read by key, so a task stays
-                // well inside a remoting frame (128 KiB).
+                // A task with many parents carries only so much; an output only the host holds fits
+                // (WorkflowDefinition.MayDeferOutput).
                 var output = run.Outputs?.GetValueOrDefault(parent);
                 carried += output?.Length ?? 0;
-                task.Inputs.Add(NodeTasks.OutputOf(result, carried <= MaxCarriedPerTask ? output : null));
+                task.Inputs.Add(NodeTasks.OutputOf(result, carried <= NodeTasks.MaxCarriedPerTask || run.HoldsOutputOf(parent) ? output : null));
             }
         }
 

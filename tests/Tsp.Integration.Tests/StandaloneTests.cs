@@ -99,20 +99,71 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         await host.StopAsync();
     }
 
+    /// <summary>join runs once wait has slept 5 s, after a (a checksum: a short node, a small output).</summary>
+    private static string CarriedWorkflow(string project) => TestServers.WriteWorkflow($$"""
+        project: {{project}}
+        nodes:
+          - { id: a, processor: checksum, role: cpu, queue: cpu-a }
+          - { id: wait, processor: sleep, role: cpu, queue: cpu-b, params: { ms: 5000 } }
+          - { id: join, processor: checksum, role: cpu, queue: cpu-a, after: [a, wait] }
+        """);
+
+    /// <summary>join's checksum over a's output and the frame "frame bytes".</summary>
+    private static string CarriedJoinChecksum(out byte[] aOutput)
+    {
+        aOutput = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(aOutput, System.IO.Hashing.XxHash64.HashToUInt64("frame bytes"u8));
+        return System.IO.Hashing.XxHash64.HashToUInt64([.. aOutput, .. "frame bytes"u8]).ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public async Task A_short_nodes_small_output_reaches_its_child_inside_the_task_and_reaches_redis_with_the_runs_result()
+    {
+        var project = TestServers.Unique("deferred");
+        using var host = await TestServers.StartHostAsync(new TspOptions { Redis = TestServers.Redis, SqlitePath = TestServers.TempSqlitePath(), Workflows = [CarriedWorkflow(project)] });
+        var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), project, ResultTimeout);
+        var submitter = host.Services.GetRequiredService<RunSubmitter>();
+        var control = host.Services.GetRequiredService<Tsp.Actors.Control.RunControl>();
+        var store = host.Services.GetRequiredService<RedisStore>();
+
+        var accepted = await submitter.SubmitAsync(new Frame { Project = project, Data = ByteString.CopyFromUtf8("frame bytes") });
+        var aOutput = RedisKeys.NodeOutput(project, accepted.RunId, "a");
+        var patience = System.Diagnostics.Stopwatch.StartNew();
+        RunSummary summary;
+        while ((summary = await control.GetRunAsync(project, accepted.RunId)).Nodes.Single(n => n.NodeId == "a").Stage != NodeStage.Completed)
+        {
+            Assert.True(patience.Elapsed < ResultTimeout, $"a did not complete within {ResultTimeout}");
+            await Task.Delay(20);
+        }
+
+        // a is done and wait still sleeps: a's output is with the run's host, not in Redis.
+        Assert.Equal(RunStage.Running, summary.Stage);
+        Assert.False(await store.BlobExistsAsync(aOutput));
+
+        var result = await results.ReadAsync().AsTask().WaitAsync(ResultTimeout);
+        Assert.Equal(accepted.RunId, result.RunId);
+        Assert.True(result.Status == RunStatus.Succeeded, result.Error);
+        Assert.Equal(CarriedJoinChecksum(out var aBytes), result.Nodes.Single(n => n.NodeId == "join").Labels["checksum"]);
+        Assert.Equal(aBytes, await store.GetBlobAsync(aOutput));
+        var ttl = await store.Connection.GetDatabase().KeyTimeToLiveAsync(aOutput);
+        Assert.InRange(ttl!.Value, TimeSpan.FromSeconds(1), store.Options.FinishedBlobTtl);
+        host.System().Stop(subscriber);
+        await host.StopAsync();
+    }
+
     [Fact]
     public async Task A_small_output_reaches_its_child_inside_the_task_even_when_its_key_is_gone()
     {
         var project = TestServers.Unique("carried");
-        // join runs once wait has slept 5 s; a's output key is deleted before that, so join can only
-        // succeed on the output that a's reply carried (NodeActor.CarriedOutputLimit).
-        var workflow = TestServers.WriteWorkflow($$"""
-            project: {{project}}
-            nodes:
-              - { id: a, processor: checksum, role: cpu, queue: cpu-a }
-              - { id: wait, processor: sleep, role: cpu, queue: cpu-b, params: { ms: 5000 } }
-              - { id: join, processor: checksum, role: cpu, queue: cpu-a, after: [a, wait] }
-            """);
-        using var host = await TestServers.StartHostAsync(new TspOptions { Redis = TestServers.Redis, SqlitePath = TestServers.TempSqlitePath(), Workflows = [workflow] });
+        // Every node's output written by its node at once; a's key is deleted before join runs, so join
+        // can only succeed on the output that a's reply carried (NodeActor.CarriedOutputLimit).
+        using var host = await TestServers.StartHostAsync(new TspOptions
+        {
+            Redis = TestServers.Redis,
+            SqlitePath = TestServers.TempSqlitePath(),
+            Workflows = [CarriedWorkflow(project)],
+            RunHost = new Tsp.Actors.Workflows.RunHostTuning { WriteNodeResultsFrom = TimeSpan.Zero },
+        });
         var (subscriber, results) = await ResultSubscriptions.SubscribeAsync(host.System(), project, ResultTimeout);
         var submitter = host.Services.GetRequiredService<RunSubmitter>();
         var store = host.Services.GetRequiredService<RedisStore>();
@@ -131,10 +182,7 @@ public sealed class StandaloneTests(ITestOutputHelper output)
         var result = await results.ReadAsync().AsTask().WaitAsync(ResultTimeout);
         Assert.Equal(accepted.RunId, result.RunId);
         Assert.True(result.Status == RunStatus.Succeeded, result.Error);
-        var aHash = new byte[8];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(aHash, System.IO.Hashing.XxHash64.HashToUInt64("frame bytes"u8));
-        var expected = System.IO.Hashing.XxHash64.HashToUInt64([.. aHash, .. "frame bytes"u8]);
-        Assert.Equal(expected.ToString("x16", System.Globalization.CultureInfo.InvariantCulture), result.Nodes.Single(n => n.NodeId == "join").Labels["checksum"]);
+        Assert.Equal(CarriedJoinChecksum(out _), result.Nodes.Single(n => n.NodeId == "join").Labels["checksum"]);
         host.System().Stop(subscriber);
         await host.StopAsync();
     }

@@ -1,3 +1,4 @@
+using Tsp.Actors.Dispatch;
 using Tsp.Actors.Nodes;
 using Tsp.Actors.Workflows;
 
@@ -69,6 +70,23 @@ public sealed class WorkflowLoaderTests
         Assert.Equal(["cpu-short", "gpu-model"], workflow.Queues);
         Assert.Equal(16, workflow.Hash.Length);
         Assert.Equal(10, workflow.Nodes[1].Line);
+    }
+
+    [Fact]
+    public void A_nodes_output_may_stay_with_the_run_host_only_where_every_child_carries_all_its_parents_outputs()
+    {
+        var parents = Enumerable.Range(0, NodeTasks.MaxCarriedParents + 1).Select(i => $"p{i}").ToList();
+        var lines = new List<string> { "project: wide", "nodes:", "  - { id: src, processor: passthrough, role: cpu, queue: q }" };
+        lines.AddRange(parents.Select(p => $"  - {{ id: {p}, processor: checksum, role: cpu, queue: q, after: [src] }}"));
+        lines.Add($"  - {{ id: narrow, processor: checksum, role: cpu, queue: q, after: [{string.Join(", ", parents.Take(NodeTasks.MaxCarriedParents))}] }}");
+        lines.Add($"  - {{ id: wide, processor: checksum, role: cpu, queue: q, after: [{string.Join(", ", parents)}] }}");
+
+        var workflow = Parse(string.Join('\n', lines));
+
+        // Every p feeds wide, which has one parent more than a task carries; src and the sinks may defer.
+        Assert.Equal([true, .. Enumerable.Repeat(false, parents.Count), true, true], workflow.MayDeferOutput);
+        var narrowOnly = Parse(string.Join('\n', lines.Take(lines.Count - 1)));
+        Assert.All(narrowOnly.MayDeferOutput, Assert.True);
     }
 
     [Fact]

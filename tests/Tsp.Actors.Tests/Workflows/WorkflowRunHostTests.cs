@@ -215,6 +215,57 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         Assert.Equal(RunStatus.Succeeded, (await AwaitResultAsync(runId)).Status);
     }
 
+    /// <summary>A short node's answer whose output its worker left to the host (<see cref="NodeTask.DeferOutputUnderUs"/>).</summary>
+    private static NodeTaskDone Deferred(NodeTask task, params byte[] output)
+    {
+        Assert.True(task.DeferOutputUnderUs > 1000, $"task {task.TaskId} does not allow its output to be deferred");
+        var done = Done(task, TimeSpan.FromMilliseconds(1));
+        done.Output = ByteString.CopyFrom(output);
+        done.OutputDeferred = true;
+        return done;
+    }
+
+    [Fact]
+    public async Task A_deferred_output_reaches_the_children_survives_a_crash_in_its_journaled_result_and_is_written_with_the_runs_result()
+    {
+        var runId = TestServers.Unique("r");
+        var first = await StartedRunAsync(runId);
+        var pre = ExpectTask("pre");
+        Assert.Equal((long)new RunHostTuning().WriteNodeResultsFrom.TotalMicroseconds, pre.DeferOutputUnderUs);
+        first.Tell(Deferred(pre, 7, 7), _queue);
+
+        var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
+        Assert.All(fanOut, task => Assert.Equal([7, 7], Assert.Single(task.Inputs).Data.ToByteArray()));
+
+        // a ran 1 s: written at once, and pre's held result with it, its output inside.
+        first.Tell(Done(fanOut.Single(t => t.NodeId == "a")), _queue);
+        AwaitAssert(() => Assert.Equal(0, View(first, runId).UnwrittenEvents), TimeSpan.FromSeconds(10));
+        Crash(first);
+
+        // Recovered: b gets pre's output from the journal, which is the only place it is.
+        var second = StartHost();
+        var redispatched = ExpectTask("b");
+        Assert.Equal([7, 7], Assert.Single(redispatched.Inputs).Data.ToByteArray());
+        Assert.False(await _store.BlobExistsAsync(pre.OutputKey));
+        second.Tell(Deferred(redispatched, 9), _queue);
+
+        var join = ExpectTask("join");
+        Assert.Equal(["frame", "a", "b"], join.Inputs.Select(i => i.NodeId));
+        Assert.Equal([false, false, true], join.Inputs.Select(i => i.HasData));
+        second.Tell(Deferred(join, 1, 2, 3), _queue);
+
+        // Once the result is in the log, every output it names is in Redis, for the finished-blob TTL.
+        var result = await AwaitResultAsync(runId);
+        Assert.Equal(RunStatus.Succeeded, result.Status);
+        var db = _store.Connection.GetDatabase();
+        foreach (var (node, output) in new[] { ("pre", new byte[] { 7, 7 }), ("b", [9]), ("join", [1, 2, 3]) })
+        {
+            var key = result.Nodes.Single(n => n.NodeId == node).OutputKey;
+            Assert.Equal(output, await _store.GetBlobAsync(key));
+            Assert.InRange((await db.KeyTimeToLiveAsync(key))!.Value, TimeSpan.FromSeconds(1), _store.Options.FinishedBlobTtl);
+        }
+    }
+
     [Fact]
     public async Task A_short_nodes_result_goes_with_its_runs_next_write_so_a_crash_runs_only_that_node_again()
     {
