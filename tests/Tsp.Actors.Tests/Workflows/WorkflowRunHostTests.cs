@@ -989,7 +989,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         var first = StartHost();
         first.Tell(Start(runId), TestActor);
         ExpectMsg<RunAccepted>();
-        first.Tell(Done(ExpectTask("pre")), _queue);
+        var pre = ExpectTask("pre");
+        first.Tell(Deferred(pre, 4, 2), _queue);
         var fanOut = new[] { _queue.ExpectMsg<NodeTask>(), _queue.ExpectMsg<NodeTask>() };
 
         first.Tell(new CancelRun { RunId = runId, Project = _project, Reason = "cancelled by ops: bad camera" }, TestActor);
@@ -1006,6 +1007,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         Assert.Equal("cancelled by ops: bad camera", result.Error);
         Assert.Equal([NodeStatus.Completed, NodeStatus.Unspecified, NodeStatus.Unspecified, NodeStatus.Unspecified], result.Nodes.Select(n => n.Status));
         Assert.Empty(await _store.ReadDeadLettersAsync(_project));
+        // pre's output, held by the host, went to the journal with the cancel and to Redis with the result.
+        Assert.Equal([4, 2], await _store.GetBlobAsync(pre.OutputKey));
 
         // A task's answer that crossed the cancel changes nothing, and nothing is dispatched.
         second.Tell(Done(fanOut[0]), _queue);
