@@ -3,6 +3,7 @@ using Akka.Cluster.Tools.PublishSubscribe;
 using StackExchange.Redis;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.Actors.Telemetry;
 
 namespace Tsp.Actors.Northbound;
 
@@ -37,7 +38,7 @@ public static class ResultPublisher
     public static async Task PublishFinishedAsync(RedisStore store, IActorRef pubSubMediator, TpResult result, NodeFailed? failure, RunFrame frame, bool keepPreview = false, IReadOnlyList<KeyValuePair<string, ReadOnlyMemory<byte>>>? heldOutputs = null)
     {
         var held = heldOutputs ?? [];
-        var outputsWritten = held.Count > 0 ? store.PutFinishedBlobsAsync(held) : Task.CompletedTask;
+        var outputsWritten = held.Count > 0 ? WriteHeldOutputsAsync(store, held) : Task.CompletedTask;
         if (keepPreview)
         {
             try
@@ -55,6 +56,13 @@ public static class ResultPublisher
         await store.AppendResultAsync(result, deadLetter, deadLetter is null ? null : frame);
         pubSubMediator.Tell(new Publish(TopicFor(result.Project), result));
         await store.ExpireFinishedAsync(WrittenOutputs(result, held));
+    }
+
+    private static async Task WriteHeldOutputsAsync(RedisStore store, IReadOnlyList<KeyValuePair<string, ReadOnlyMemory<byte>>> held)
+    {
+        using var span = TspTracing.Source.StartActivity("tsp.redis write outputs", System.Diagnostics.ActivityKind.Client);
+        span?.SetTag("tsp.outputs", held.Count);
+        await store.PutFinishedBlobsAsync(held);
     }
 
     private static List<string> WrittenOutputs(TpResult result, IReadOnlyList<KeyValuePair<string, ReadOnlyMemory<byte>>> held)

@@ -90,6 +90,27 @@ public static class TspTracing
         Activity.Current = current;
     }
 
+    /// <summary>Starts <paramref name="work"/> with <paramref name="span"/> as its current span, so the
+    /// spans it makes nest under it, and leaves the calling thread's current span as it was.</summary>
+    public static Task Within(Activity? span, Func<Task> work)
+    {
+        if (span is null)
+        {
+            return work();
+        }
+
+        var current = Activity.Current;
+        Activity.Current = span;
+        try
+        {
+            return work();
+        }
+        finally
+        {
+            Activity.Current = current;
+        }
+    }
+
     /// <summary><paramref name="work"/>, ending <paramref name="span"/> when it ends (with its error);
     /// the task itself when there is no span.</summary>
     public static Task EndAfter(Task work, Activity? span) => span is null ? work : EndAfterAsync(work, span);

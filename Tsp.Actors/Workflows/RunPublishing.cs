@@ -31,7 +31,8 @@ internal sealed class RunPublishing(RunServices services, ILoggingAdapter log)
         var span = TspTracing.StartChild("tsp.publish", TspTracing.TraceParent(run.Span), result.RunId, result.Project);
         var frame = new RunFrame(run.State.Started.FrameKey, StartedGroups.SliceOf(run.State.Started));
         var held = run.DeferredOutputs?.Select(node => KeyValuePair.Create(run.State.ResultOf(node)!.OutputKey, run.Outputs![node].Memory)).ToList();
-        TspTracing.EndAfter(ResultPublisher.PublishFinishedAsync(services.Store, services.PubSubMediator, result, run.State.Failure, frame, services.Previews.IsDue(result.Project), held), span)
+        var publishing = TspTracing.Within(span, () => ResultPublisher.PublishFinishedAsync(services.Store, services.PubSubMediator, result, run.State.Failure, frame, services.Previews.IsDue(result.Project), held));
+        TspTracing.EndAfter(publishing, span)
             .PipeTo(host, success: () => new Published(result.RunId), failure: e => new Failed(result.RunId, e.Message));
     }
 
