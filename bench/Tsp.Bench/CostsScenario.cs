@@ -17,7 +17,8 @@ namespace Tsp.Bench;
 /// <item>a frame written to Redis and read back (<c>--size</c> bytes, 64 KiB) whole into an array, and
 /// as a source node reads it (its range, into a pooled buffer), and a node's small output (100 bytes);</item>
 /// <item>a result appended to a project's results log (the Lua script: marker, counter, log);</item>
-/// <item>a finished run's five outputs given the finished-blob TTL (<c>RedisStore.ExpireFinishedAsync</c>);</item>
+/// <item>a finished run's five small outputs written by its host in one batch (<c>RedisStore.PutFinishedBlobsAsync</c>:
+/// short nodes leave them to it), and five outputs given the finished-blob TTL (<c>RedisStore.ExpireFinishedAsync</c>: what longer nodes wrote);</item>
 /// <item>a journal write of one event (300 B) by each of <c>--in-flight</c> persistent actors, one
 /// after the other, on the SQLite journal: a run host that holds one run.</item>
 /// </list>
@@ -52,6 +53,10 @@ internal static class CostsScenario
         // A finished run's five outputs get the finished-blob TTL (ResultPublisher), as many runs as are in flight.
         var outputs = Enumerable.Range(0, options.InFlight)
             .Select(r => SeedNodes.Select(n => RedisKeys.NodeOutput(project, $"r{r}", n)).ToArray()).ToList();
+        // A finished run's five small outputs that their short nodes left to the host, written by it with
+        // the finished-blob TTL in one batch (ResultPublisher).
+        var held = outputs.Select(o => o.Select(k => KeyValuePair.Create(k, (ReadOnlyMemory<byte>)small)).ToList()).ToList();
+        var heldPut = await MeasureAsync(options, redisPid, i => store.PutFinishedBlobsAsync(held[i % held.Count]));
         await Task.WhenAll(outputs.SelectMany(o => o).Select(k => store.PutBlobAsync(k, small)));
         var expiry = await MeasureAsync(options, redisPid, i => store.ExpireFinishedAsync(outputs[i % outputs.Count]));
         await store.DeleteBlobsAsync([.. outputs.SelectMany(o => o)]);
@@ -60,7 +65,7 @@ internal static class CostsScenario
         var journal = await JournalAsync(options);
 
         var figures = string.Create(CultureInfo.InvariantCulture,
-            $"frame_put_per_s={put.PerSecond:0} frame_put_cpu_us={put.ClientUs:0}+{put.RedisUs:0} frame_get_per_s={get.PerSecond:0} frame_get_cpu_us={get.ClientUs:0}+{get.RedisUs:0} frame_input_read_cpu_us={leased.ClientUs:0}+{leased.RedisUs:0} small_put_per_s={smallPut.PerSecond:0} small_put_cpu_us={smallPut.ClientUs:0}+{smallPut.RedisUs:0} small_get_per_s={smallGet.PerSecond:0} small_get_cpu_us={smallGet.ClientUs:0}+{smallGet.RedisUs:0} result_append_per_s={append.PerSecond:0} result_append_cpu_us={append.ClientUs:0}+{append.RedisUs:0} finished_expiry_cpu_us={expiry.ClientUs:0}+{expiry.RedisUs:0} journal_write_per_s={journal.PerSecond:0} journal_write_cpu_us={journal.ClientUs:0}");
+            $"frame_put_per_s={put.PerSecond:0} frame_put_cpu_us={put.ClientUs:0}+{put.RedisUs:0} frame_get_per_s={get.PerSecond:0} frame_get_cpu_us={get.ClientUs:0}+{get.RedisUs:0} frame_input_read_cpu_us={leased.ClientUs:0}+{leased.RedisUs:0} small_put_per_s={smallPut.PerSecond:0} small_put_cpu_us={smallPut.ClientUs:0}+{smallPut.RedisUs:0} small_get_per_s={smallGet.PerSecond:0} small_get_cpu_us={smallGet.ClientUs:0}+{smallGet.RedisUs:0} result_append_per_s={append.PerSecond:0} result_append_cpu_us={append.ClientUs:0}+{append.RedisUs:0} held_outputs_put_cpu_us={heldPut.ClientUs:0}+{heldPut.RedisUs:0} finished_expiry_cpu_us={expiry.ClientUs:0}+{expiry.RedisUs:0} journal_write_per_s={journal.PerSecond:0} journal_write_cpu_us={journal.ClientUs:0}");
         Console.WriteLine($"costs: {figures}");
         Results.Record(options, $"bench/run.sh costs --messages {options.Messages} --size {options.Size} --in-flight {options.InFlight}", figures,
             $"each operation alone, {options.InFlight} at once; cpu_us = this process + redis-server per operation (journal: this process, SQLite inside it); redis-server on loopback, SQLite journal of 300 B events, one write at a time per persistent actor");
