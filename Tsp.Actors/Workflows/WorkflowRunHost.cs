@@ -107,7 +107,8 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         Command<StartRun>(start => _starts.Start(start, new StartAnswer(Sender, start), 0));
         Command<StartRuns>(batch => _starts.StartAll(batch, Sender));
         Command<FlushEvents>(_ => _journal.Flush());
-        Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts), done.HasOutput ? done : null));
+        // A deferred output rides in the NodeCompleted event itself, and applying it keeps it (LiveRun.Apply).
+        Command<NodeTaskDone>(done => OnNodeResult(done.RunId, state => state.Decide(done, done.Attempts), done.HasOutput && !done.OutputDeferred ? done : null));
         Command<NodeTaskFailed>(failed => OnNodeResult(failed.RunId, state => state.Decide(failed, failed.Attempts)));
         Command<GetRunState>(query => Sender.Tell(View(query.RunId)));
         Command<GetRunSummary>(query => Sender.Tell(_listings.SummaryOf(query.RunId)));
