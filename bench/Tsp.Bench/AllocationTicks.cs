@@ -48,6 +48,12 @@ internal sealed class AllocationTicks : EventListener
         {
             var large = Convert.ToInt32(Payload(e, "AllocationKind"), CultureInfo.InvariantCulture) == 1;
             var type = $"{Payload(e, "TypeName")}";
+            if (type.StartsWith('<') && e.PayloadNames!.Contains("TypeID"))
+            {
+                // A nested type (a closure, an async state machine) is named without its declaring type.
+                type = NestedTypeName(Convert.ToUInt64(Payload(e, "TypeID"), CultureInfo.InvariantCulture)) ?? type;
+            }
+
             if (type == "System.Byte[]" && e.PayloadNames!.Contains("ObjectSize"))
             {
                 // Buffers of one size are usually one cause (a frame, a pooled segment): say the size.
@@ -128,6 +134,22 @@ internal sealed class AllocationTicks : EventListener
 
     private long StopwatchTicks(DateTime at) =>
         _origin.Ticks + (long)((at.ToUniversalTime() - _origin.Utc).Ticks * ((double)Stopwatch.Frequency / TimeSpan.TicksPerSecond));
+
+    /// <summary>The full name of the type whose method table is at <paramref name="typeId"/>: a
+    /// nested type's event names only the type itself. Null when it cannot be resolved.</summary>
+    private static string? NestedTypeName(ulong typeId)
+    {
+        try
+        {
+            return Type.GetTypeFromHandle(RuntimeTypeHandle.FromIntPtr((nint)typeId))?.FullName is { } full
+                ? full[(full.LastIndexOf('.') + 1)..]
+                : null;
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
 
     private static string SizeClass(long bytes) =>
         bytes >= 1 << 20 ? $"{bytes >> 20} MiB" : bytes >= 1 << 10 ? $"{bytes >> 10} KiB" : $"{bytes} B";
