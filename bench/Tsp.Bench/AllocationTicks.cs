@@ -21,6 +21,9 @@ internal sealed class AllocationTicks : EventListener
     // GCMarkWithType's root kinds, by their number in the event.
     private static readonly string[] RootKinds = ["stack", "finalizer queue", "handles", "older generation", "sized ref", "overflow", "dependent handles", "new finalizer queue", "steal", "big"];
     private readonly Dictionary<string, long> _marked = new(StringComparer.Ordinal);
+    // GCStart's Reason, by its number: why the runtime collected.
+    private static readonly string[] Reasons = ["small allocation", "induced", "low memory", "empty", "large allocation", "out of space (small heap)", "out of space (large heap)", "induced, not forced", "stress", "low memory, blocking", "induced, compacting", "low memory host", "pm full", "low memory host, blocking", "bgc tuning soh", "bgc tuning loh", "bgc stepping", "induced, aggressive", "pinned object heap allocation"];
+    private string _reason = "";
     // Each pause, from threads asked to stop to threads restarted, on the Stopwatch's clock (event
     // times are DateTimes; this pair maps one onto the other).
     private readonly ConcurrentQueue<(long From, long To)> _pauses = new();
@@ -82,6 +85,7 @@ internal sealed class AllocationTicks : EventListener
         {
             _started = e.TimeStamp;
             _generation = Convert.ToInt32(Payload(e, "Depth"), CultureInfo.InvariantCulture);
+            _reason = Convert.ToInt32(Payload(e, "Reason"), CultureInfo.InvariantCulture) is var reason && reason >= 0 && reason < Reasons.Length ? Reasons[reason] : "reason " + Payload(e, "Reason");
             _marked.Clear();
         }
         else if (name.StartsWith("GCMarkWithType", StringComparison.Ordinal))
@@ -92,7 +96,7 @@ internal sealed class AllocationTicks : EventListener
         }
         else if (name.StartsWith("GCEnd", StringComparison.Ordinal))
         {
-            _collection = string.Create(CultureInfo.InvariantCulture, $"gen{_generation} {(e.TimeStamp - _started).TotalMilliseconds:0.0} ms");
+            _collection = string.Create(CultureInfo.InvariantCulture, $"gen{_generation} ({_reason}) {(e.TimeStamp - _started).TotalMilliseconds:0.0} ms");
         }
         else if (name.StartsWith("GCHeapStats", StringComparison.Ordinal))
         {

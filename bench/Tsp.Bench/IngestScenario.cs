@@ -31,9 +31,10 @@ internal static class IngestScenario
         var tsp = new List<double>();
         var tspDefaultLimit = new List<double>();
         // The first repeats are warm-ups and not counted: both paths run on the JIT's first-tier code at
-        // first, and tiering goes on for about two repeats (a trace counted ≈ 900 methods compiled
-        // inside the second repeat's window). A long-running orchestrator does not pay that.
-        const int warmUps = 2;
+        // first, and tiering goes on for about three repeats (TSP's pass in the third still compiled
+        // ~30 methods in ~130 ms of JIT time, the fourth ~10 in under 15 ms: the TSP line says).
+        // A long-running orchestrator does not pay that.
+        const int warmUps = 3;
         for (var repeat = 1 - warmUps; repeat <= options.Repeats; repeat++)
         {
             using var kafka = EmbeddedKafka.Start();
@@ -173,6 +174,7 @@ internal static class IngestScenario
         var collectionsBefore = Enumerable.Range(0, 3).Select(GC.CollectionCount).ToArray();
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var faultsBefore = MinorFaults();
+        var (jitMethods, jitTime) = (System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
         long started;
         while ((started = await Started()) < options.Messages)
         {
@@ -182,7 +184,7 @@ internal static class IngestScenario
         var rate = started / clock.Elapsed.TotalSeconds;
         ticks?.Print((int)started);
         var finished = await Finished();
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)started:0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {clock.Elapsed.TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / clock.Elapsed:0.00} cores busy, {MinorFaults() - faultsBefore} page faults"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)started:0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {clock.Elapsed.TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / clock.Elapsed:0.00} cores busy, {MinorFaults() - faultsBefore} page faults, {System.Runtime.JitInfo.GetCompiledMethodCount() - jitMethods} methods compiled in {(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:0} ms of JIT time"));
         await host.StopAsync();
         await BenchRedis.DeleteProjectAsync(options.Redis, project);
         return rate;
