@@ -61,6 +61,25 @@ public sealed class RedisStore : IAsyncDisposable
     // that meets the client's lock only takes the backlog once.
     private readonly Lock _issue = new();
 
+    /// <summary>Hands a command to the client under <see cref="_issue"/>; <paramref name="command"/> is
+    /// static and takes its arguments as <paramref name="state"/>, so a command costs no closure.</summary>
+    private Task<T> Issue<TState, T>(TState state, Func<IDatabaseAsync, TState, Task<T>> command)
+    {
+        lock (_issue)
+        {
+            return command(_db, state);
+        }
+    }
+
+    /// <summary>Sends a batch's commands under <see cref="_issue"/>.</summary>
+    private void Send(IBatch batch)
+    {
+        lock (_issue)
+        {
+            batch.Execute();
+        }
+    }
+
     public RedisStore(IConnectionMultiplexer redis, StorageOptions? options = null, bool ownsConnection = false)
     {
         _redis = redis;
@@ -96,45 +115,26 @@ public sealed class RedisStore : IAsyncDisposable
         _ => false,
     };
 
-    public Task PutBlobAsync(string key, ReadOnlyMemory<byte> data)
-    {
-        lock (_issue)
-        {
-            return _db.StringSetAsync(key, data, Options.BlobTtl);
-        }
-    }
+    public Task PutBlobAsync(string key, ReadOnlyMemory<byte> data) =>
+        Issue((key, data, Options.BlobTtl), static (db, a) => db.StringSetAsync(a.key, a.data, a.BlobTtl));
 
     /// <summary>One command per key: the keys may hash to different slots of a cluster.</summary>
     public Task DeleteBlobsAsync(IReadOnlyList<string> keys)
     {
         if (keys.Count == 1)
         {
-            lock (_issue)
-            {
-                return _db.KeyDeleteAsync(keys[0]);
-            }
+            return Issue(keys[0], static (db, key) => db.KeyDeleteAsync(key));
         }
 
         var batch = _db.CreateBatch();
         var deletes = keys.Select(k => batch.KeyDeleteAsync(k)).ToList();
-        lock (_issue)
-        {
-            batch.Execute();
-        }
+        Send(batch);
         return Task.WhenAll(deletes);
     }
 
     /// <returns>The blob, or null when the key does not exist (expired or never written).</returns>
-    public async Task<byte[]?> GetBlobAsync(string key)
-    {
-        Task<RedisValue> read;
-        lock (_issue)
-        {
-            read = _db.StringGetAsync(key);
-        }
-
-        return (byte[]?)await read;
-    }
+    public async Task<byte[]?> GetBlobAsync(string key) =>
+        (byte[]?)await Issue(key, static (db, k) => db.StringGetAsync(k));
 
     public Task<bool> BlobExistsAsync(string key) => _db.KeyExistsAsync(key);
 
@@ -148,10 +148,7 @@ public sealed class RedisStore : IAsyncDisposable
 
         var batch = _db.CreateBatch();
         var expiries = keys.Select(k => batch.KeyExpireAsync(k, Options.FinishedBlobTtl, ExpireWhen.LessThanCurrentExpiry)).ToList();
-        lock (_issue)
-        {
-            batch.Execute();
-        }
+        Send(batch);
         return Task.WhenAll(expiries);
     }
 
@@ -161,10 +158,7 @@ public sealed class RedisStore : IAsyncDisposable
     {
         if (blobs.Count == 1)
         {
-            lock (_issue)
-            {
-                return _db.StringSetAsync(blobs[0].Key, blobs[0].Value, Options.FinishedBlobTtl);
-            }
+            return Issue((blobs[0], Options.FinishedBlobTtl), static (db, a) => db.StringSetAsync(a.Item1.Key, a.Item1.Value, a.FinishedBlobTtl));
         }
 
         var batch = _db.CreateBatch();
@@ -174,10 +168,7 @@ public sealed class RedisStore : IAsyncDisposable
             writes[i] = batch.StringSetAsync(blobs[i].Key, blobs[i].Value, Options.FinishedBlobTtl);
         }
 
-        lock (_issue)
-        {
-            batch.Execute();
-        }
+        Send(batch);
         return Task.WhenAll(writes);
     }
 
@@ -207,13 +198,7 @@ public sealed class RedisStore : IAsyncDisposable
                 {
                     var end = (long)input.Offset + input.Length - 1;
                     var args = new RedisKeyOrValue[] { (RedisKey)input.Key, (RedisValue)input.Offset, (RedisValue)end };
-                    Task<RespResult> reply;
-                    lock (_issue)
-                    {
-                        reply = _db.ExecuteRespAsync("GETRANGE", args);
-                    }
-
-                    (ranges ??= []).Add((i, reply));
+                    (ranges ??= []).Add((i, Issue(args, static (db, a) => db.ExecuteRespAsync("GETRANGE", a))));
                 }
                 else
                 {
@@ -277,14 +262,7 @@ public sealed class RedisStore : IAsyncDisposable
             return await Task.WhenAll(keys.Select(GetBlobAsync));
         }
 
-        var many = keys.Select(k => (RedisKey)k).ToArray();
-        Task<RedisValue[]> read;
-        lock (_issue)
-        {
-            read = _db.StringGetAsync(many);
-        }
-
-        var values = await read;
+        var values = await Issue(keys.Select(k => (RedisKey)k).ToArray(), static (db, many) => db.StringGetAsync(many));
         return values.Select(v => (byte[]?)v).ToArray();
     }
 
@@ -388,13 +366,7 @@ public sealed class RedisStore : IAsyncDisposable
             deadRetention = Options.DeadLetterRetention,
             deadSequence = (RedisKey)RedisKeys.DeadLettersSequence(result.Project),
         };
-        Task<RedisResult> issued;
-        lock (_issue)
-        {
-            issued = _db.ScriptEvaluateAsync(AppendScript, append);
-        }
-
-        var reply = (RedisResult[])(await issued)!;
+        var reply = (RedisResult[])(await Issue(append, static (db, a) => db.ScriptEvaluateAsync(AppendScript, a)))!;
         result.Position = (long)reply[0];
         var appended = (long)reply[1] == 1;
         if (appended && deadLetter is not null)
