@@ -134,6 +134,14 @@ internal sealed class AllocationTicks : EventListener
         var allAcross = spans.Count(AcrossPause);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"    tail: {slowAcross} of the {slow.Count} runs above p99 were in flight across a collection's pause; {100.0 * allAcross / Math.Max(1, spans.Count):0.0} % of all runs were ({pauses.Length} pauses, {pauses.Sum(p => Stopwatch.GetElapsedTime(p.From, p.To).TotalMilliseconds):0} ms)"));
+        // How wide the latencies are without the pauses: what a pause is added to.
+        string Spread(IEnumerable<(long Submitted, long Done)> runs)
+        {
+            var ms = runs.Select(r => Stopwatch.GetElapsedTime(r.Submitted, r.Done).TotalMilliseconds).ToList();
+            return ms.Count == 0 ? "none" : string.Create(CultureInfo.InvariantCulture, $"p50 {OrchestrationScenario.Percentile(ms, 0.5):0.0} p75 {OrchestrationScenario.Percentile(ms, 0.75):0.0} p90 {OrchestrationScenario.Percentile(ms, 0.9):0.0} p99 {OrchestrationScenario.Percentile(ms, 0.99):0.0} ms");
+        }
+
+        Console.WriteLine($"    latency of runs clear of pauses: {Spread(spans.Where(r => !AcrossPause(r)))}; across one: {Spread(spans.Where(AcrossPause))}");
     }
 
     private long StopwatchTicks(DateTime at) =>

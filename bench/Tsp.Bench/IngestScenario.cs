@@ -170,6 +170,7 @@ internal static class IngestScenario
 
         using var ticks = Environment.GetEnvironmentVariable("TSP_BENCH_ALLOC") is null ? null : new AllocationTicks();
         var clock = Stopwatch.StartNew();
+        var windowStart = Stopwatch.GetTimestamp();
         var (allocatedBefore, pausedBefore) = (GC.GetTotalAllocatedBytes(), GC.GetTotalPauseDuration());
         var collectionsBefore = Enumerable.Range(0, 3).Select(GC.CollectionCount).ToArray();
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
@@ -182,9 +183,10 @@ internal static class IngestScenario
         }
 
         var rate = started / clock.Elapsed.TotalSeconds;
+        var windowEnd = Stopwatch.GetTimestamp();
         ticks?.Print((int)started);
         var finished = await Finished();
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)started:0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {clock.Elapsed.TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / clock.Elapsed:0.00} cores busy, {MinorFaults() - faultsBefore} page faults, {System.Runtime.JitInfo.GetCompiledMethodCount() - jitMethods} methods compiled in {(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:0} ms of JIT time"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)started:0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {clock.Elapsed.TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / clock.Elapsed:0.00} cores busy, {MinorFaults() - faultsBefore} page faults, {System.Runtime.JitInfo.GetCompiledMethodCount() - jitMethods} methods compiled in {(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:0} ms of JIT time, window {MonotonicSeconds(windowStart):0.000000},{MonotonicSeconds(windowEnd):0.000000} (CLOCK_MONOTONIC s, for perf record -k CLOCK_MONOTONIC … report --time)"));
         await host.StopAsync();
         await BenchRedis.DeleteProjectAsync(options.Redis, project);
         return rate;
@@ -204,6 +206,8 @@ internal static class IngestScenario
 
         await Task.WhenAll(probes.Values.Select(runId => submitter.IsKnownAsync(runId)));
     }
+
+    private static double MonotonicSeconds(long timestamp) => timestamp / (double)Stopwatch.Frequency;
 
     /// <summary>The process's minor page faults so far (first touches of memory), from /proc.</summary>
     private static long MinorFaults()
