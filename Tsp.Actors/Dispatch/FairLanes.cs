@@ -14,8 +14,9 @@ public readonly record struct LaneShare(int Weight, int Priority, double MaxShar
 }
 
 /// <summary>
-/// The tasks of one queue that wait for a slot, in one lane per project (first in, first out within
-/// a lane). The next task comes from the lanes of the highest effective priority, shared between
+/// The tasks of one queue that wait for a slot, in one lane per project (within a lane the deepest
+/// tasks of the workflow first, each depth first in, first out: runs under way finish before new runs
+/// take slots). The next task comes from the lanes of the highest effective priority, shared between
 /// them by deficit round robin in proportion to their weights (each round a lane earns its weight in
 /// tasks), skipping a lane whose project already holds its maximum share of the queue's slots.
 /// Pure: the queue tells it what it dispatched and when a task left a worker.
@@ -47,10 +48,12 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
     /// <summary>Tasks of <paramref name="project"/> at workers now.</summary>
     public int InFlight(string project) => _lanes.TryGetValue(project, out var lane) ? lane.InFlight : 0;
 
-    public LinkedListNode<T> AddLast(string project, LaneShare share, T item) => Enter(project, share).Add(item, first: false, this);
+    /// <param name="depth">Where the task is in its workflow (<c>NodeTask.Depth</c>): deeper tasks of a
+    /// lane go first, so its runs under way finish before new ones take slots.</param>
+    public LinkedListNode<T> AddLast(string project, LaneShare share, T item, int depth = 0) => Enter(project, share).Add(item, depth, first: false, this);
 
-    /// <summary>A task that goes back to the front of its lane (a retry, a worker lost).</summary>
-    public LinkedListNode<T> AddFirst(string project, LaneShare share, T item) => Enter(project, share).Add(item, first: true, this);
+    /// <summary>A task that goes back to the front of its lane's tasks of its depth (a retry, a worker lost).</summary>
+    public LinkedListNode<T> AddFirst(string project, LaneShare share, T item, int depth = 0) => Enter(project, share).Add(item, depth, first: true, this);
 
     public void Remove(string project, LinkedListNode<T> node)
     {
@@ -208,7 +211,7 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
     {
         public string Project { get; } = project;
 
-        public LinkedList<T> Tasks { get; } = new();
+        public LaneTasks Tasks { get; } = new();
 
         public LaneShare Share { get; set; } = LaneShare.Default;
 
@@ -227,12 +230,56 @@ public sealed class FairLanes<T>(Func<long>? clock = null)
         public int EffectivePriority(long now) =>
             Share.Priority + (int)((now - ServedAt) / (long)AgingStep.TotalMilliseconds);
 
-        public LinkedListNode<T> Add(T item, bool first, FairLanes<T> lanes)
+        public LinkedListNode<T> Add(T item, int depth, bool first, FairLanes<T> lanes)
         {
-            var node = first ? Tasks.AddFirst(item) : Tasks.AddLast(item);
+            var node = Tasks.Add(item, depth, first);
             lanes.Count++;
             lanes.Activate(this);
             return node;
+        }
+    }
+
+    /// <summary>A lane's waiting tasks: first in, first out per depth, the deepest depth first.</summary>
+    private sealed class LaneTasks
+    {
+        // A workflow deeper than this shares the last level: order within it is arrival.
+        private const int MaxDepth = 31;
+        private readonly List<LinkedList<T>> _levels = [];
+
+        public int Count { get; private set; }
+
+        public LinkedListNode<T>? First
+        {
+            get
+            {
+                for (var level = _levels.Count - 1; level >= 0; level--)
+                {
+                    if (_levels[level].First is { } first)
+                    {
+                        return first;
+                    }
+                }
+
+                return null;
+            }
+        }
+
+        public LinkedListNode<T> Add(T item, int depth, bool first)
+        {
+            var level = Math.Clamp(depth, 0, MaxDepth);
+            while (_levels.Count <= level)
+            {
+                _levels.Add(new LinkedList<T>());
+            }
+
+            Count++;
+            return first ? _levels[level].AddFirst(item) : _levels[level].AddLast(item);
+        }
+
+        public void Remove(LinkedListNode<T> node)
+        {
+            (node.List ?? throw new InvalidOperationException("the task is not waiting")).Remove(node);
+            Count--;
         }
     }
 }

@@ -138,7 +138,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
 
         var entry = new Entry(task, Sender);
         _entries.Add(task.TaskId, entry);
-        entry.Node = _pending.AddLast(entry.Task.Project, entry.Share, entry);
+        entry.Node = _pending.AddLast(entry.Task.Project, entry.Share, entry, entry.Task.Depth);
         Dispatch();
     }
 
@@ -262,7 +262,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
                 {
                     ReleaseWorker(entry);
                     entry.Attempt--;
-                    entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry);
+                    entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry, entry.Task.Depth);
                     _requeued++;
                     CountRetry(entry, "worker_unreachable");
                     taken++;
@@ -480,7 +480,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
     {
         if (_entries.TryGetValue(due.TaskId, out var entry) && entry.Worker is null && entry.Node is null)
         {
-            entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry);
+            entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry, entry.Task.Depth);
             Dispatch();
         }
     }
@@ -585,7 +585,7 @@ public sealed class NodeQueue : ReceiveActor, IWithTimers
             entry.Attempt--;
             _requeued++;
             CountRetry(entry, "worker_lost");
-            entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry);
+            entry.Node = _pending.AddFirst(entry.Task.Project, entry.Share, entry, entry.Task.Depth);
         }
 
         Dispatch();

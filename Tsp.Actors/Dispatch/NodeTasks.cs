@@ -10,7 +10,8 @@ public sealed class NodeTaskTemplate
     private readonly NodeTask _prototype;
 
     /// <param name="share">How the project shares queues with others (its workflow's <c>scheduling</c>).</param>
-    public NodeTaskTemplate(string nodeId, string processor, string queue, TimeSpan timeout, int maxAttempts, IReadOnlyDictionary<string, string> parameters, LaneShare? share = null)
+    /// <param name="depth">The node's distance from the workflow's first nodes (<see cref="NodeTask.Depth"/>).</param>
+    public NodeTaskTemplate(string nodeId, string processor, string queue, TimeSpan timeout, int maxAttempts, IReadOnlyDictionary<string, string> parameters, LaneShare? share = null, int depth = 0)
     {
         Queue = queue;
         var scheduling = share ?? LaneShare.Default;
@@ -23,6 +24,7 @@ public sealed class NodeTaskTemplate
             Weight = scheduling.Weight,
             Priority = scheduling.Priority,
             MaxShare = (float)scheduling.MaxShare,
+            Depth = depth,
         };
         foreach (var (key, value) in parameters)
         {

@@ -60,8 +60,23 @@ public sealed class WorkflowDefinition
         Sinks = Enumerable.Range(0, nodes.Count).Where(i => Children[i].Length == 0).ToArray();
         MayDeferOutput = Children.Select(c => c.All(child => Parents[child].Length <= NodeTasks.MaxCarriedParents)).ToArray();
         Queues = nodes.Select(n => n.Queue).Distinct(StringComparer.Ordinal).ToArray();
-        Tasks = nodes.Select(n => new NodeTaskTemplate(n.Id, n.Processor, n.Queue, n.Timeout, n.MaxAttempts, n.Parameters, Scheduling.Share)).ToArray();
+        var depths = Depths(Parents);
+        Tasks = nodes.Select((n, i) => new NodeTaskTemplate(n.Id, n.Processor, n.Queue, n.Timeout, n.MaxAttempts, n.Parameters, Scheduling.Share, depths[i])).ToArray();
         OverdueAfter = TimeSpan.FromMilliseconds(nodes.Select(n => n.Timeout.TotalMilliseconds * n.MaxAttempts).DefaultIfEmpty(0).Max()) + TimeSpan.FromSeconds(30);
+    }
+
+    /// <summary>Per node: the longest chain of parents above it (0 for a source). The graph is acyclic.</summary>
+    private static int[] Depths(int[][] parents)
+    {
+        var depths = new int[parents.Length];
+        Array.Fill(depths, -1);
+        int DepthOf(int node) => depths[node] >= 0 ? depths[node] : depths[node] = parents[node].Length == 0 ? 0 : 1 + parents[node].Max(DepthOf);
+        for (var i = 0; i < parents.Length; i++)
+        {
+            DepthOf(i);
+        }
+
+        return depths;
     }
 
     public string Project { get; }

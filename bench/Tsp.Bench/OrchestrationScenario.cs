@@ -16,7 +16,10 @@ namespace Tsp.Bench;
 internal static class OrchestrationScenario
 {
     /// <param name="oneNode">Only <c>pre</c>: set against the 5-node DAG, what each further node costs.</param>
-    public static async Task<int> RunAsync(BenchOptions options, bool oneNode)
+    /// <param name="nodeMs">Sleep nodes of this many ms instead of checksum nodes (<c>--node-ms</c>): with
+    /// <c>--in-flight</c> equal to <c>--messages</c> a burst that waits in the node queue, whose p50
+    /// says how early results come out of it.</param>
+    public static async Task<int> RunAsync(BenchOptions options, bool oneNode, double? nodeMs = null)
     {
         var rates = new List<double>();
         var p50s = new List<double>();
@@ -33,7 +36,7 @@ internal static class OrchestrationScenario
         for (var repeat = 1 - warmUps; repeat <= options.Repeats; repeat++)
         {
             var project = $"orch{repeat}-{Guid.NewGuid():N}"[..16];
-            await using var host = await BenchHost.StartAsync(options, project, Workflow(project, oneNode), tsp =>
+            await using var host = await BenchHost.StartAsync(options, project, Workflow(project, oneNode, nodeMs), tsp =>
             {
                 if (Environment.GetEnvironmentVariable("TSP_BENCH_RUN_HOSTS") is { } hosts)
                 {
@@ -50,7 +53,9 @@ internal static class OrchestrationScenario
                     tsp.RunHost = tsp.RunHost with { PublishedMarkDelay = TimeSpan.FromMilliseconds(double.Parse(delay, CultureInfo.InvariantCulture)) };
                 }
 
-                tsp.Queues["cpu-bench"] = new Actors.Dispatch.QueueOptions { Role = Actors.Hosting.TspRoles.Cpu, RouteesPerMember = 2, SlotsPerRoutee = options.InFlight };
+                // Checksum nodes: a slot for every run in flight, so the queue never holds a task and the
+                // figure is TSP's own cost. Sleep nodes: 8 slots, as a model's queue on one worker.
+                tsp.Queues["cpu-bench"] = new Actors.Dispatch.QueueOptions { Role = Actors.Hosting.TspRoles.Cpu, RouteesPerMember = 2, SlotsPerRoutee = nodeMs is null ? options.InFlight : 4 };
             });
             var frames = Enumerable.Range(0, 16).Select(_ => RandomFrame(project, options.Size)).ToList();
             await RunAsync(host, frames, Math.Min(2000, options.Messages / 4), options.InFlight);
@@ -84,24 +89,30 @@ internal static class OrchestrationScenario
         var figures = string.Create(CultureInfo.InvariantCulture,
             $"runs_per_s={Median(rates):0} p50_ms={Median(p50s):0.0} p99_ms={Median(p99s):0.0} single_p50_ms={Median(singles):0.00} cpu_us_per_run={Median(cpus):0}+{Median(redisCpus):0} journal={options.Journal}");
         Console.WriteLine($"orchestration: {figures}");
-        Results.Record(options, $"bench/run.sh orchestration --messages {options.Messages} --in-flight {options.InFlight} --journal {options.Journal}{(oneNode ? " --one-node" : "")}", figures,
-            $"median of {options.Repeats} after {warmUps} warm-up repeats; {(oneNode ? "1 checksum node" : "5-node DAG of checksum nodes")}, {options.Size} B frames, redis-server");
+        Results.Record(options, $"bench/run.sh orchestration --messages {options.Messages} --in-flight {options.InFlight} --journal {options.Journal}{(oneNode ? " --one-node" : "")}{(nodeMs is { } recordedMs ? string.Create(CultureInfo.InvariantCulture, $" --node-ms {recordedMs}") : "")}", figures,
+            $"median of {options.Repeats} after {warmUps} warm-up repeats; {(oneNode ? "1" : "5-node DAG of")} {(nodeMs is null ? "checksum" : "sleep")} node{(oneNode ? "" : "s")}, {options.Size} B frames, redis-server");
         return 0;
     }
 
-    private static string Workflow(string project, bool oneNode) => oneNode ? $$"""
-        project: {{project}}
-        nodes:
-          - { id: pre, processor: checksum, role: cpu, queue: cpu-bench }
-        """ : $$"""
-        project: {{project}}
-        nodes:
-          - { id: pre, processor: checksum, role: cpu, queue: cpu-bench }
-          - { id: model_a, processor: checksum, role: cpu, queue: cpu-bench, after: [pre] }
-          - { id: model_b, processor: checksum, role: cpu, queue: cpu-bench, after: [pre] }
-          - { id: join, processor: checksum, role: cpu, queue: cpu-bench, after: [model_a, model_b] }
-          - { id: post, processor: checksum, role: cpu, queue: cpu-bench, after: [join] }
-        """;
+    /// <param name="nodeMs">Null: checksum nodes; otherwise sleep nodes of that many ms, so that the
+    /// queue's slots, not the CPU, bound the runs.</param>
+    private static string Workflow(string project, bool oneNode, double? nodeMs)
+    {
+        var processor = nodeMs is { } ms ? string.Create(CultureInfo.InvariantCulture, $"sleep, params: {{ ms: {ms} }}") : "checksum";
+        return oneNode ? $$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: {{processor}}, role: cpu, queue: cpu-bench }
+            """ : $$"""
+            project: {{project}}
+            nodes:
+              - { id: pre, processor: {{processor}}, role: cpu, queue: cpu-bench }
+              - { id: model_a, processor: {{processor}}, role: cpu, queue: cpu-bench, after: [pre] }
+              - { id: model_b, processor: {{processor}}, role: cpu, queue: cpu-bench, after: [pre] }
+              - { id: join, processor: {{processor}}, role: cpu, queue: cpu-bench, after: [model_a, model_b] }
+              - { id: post, processor: {{processor}}, role: cpu, queue: cpu-bench, after: [join] }
+            """;
+    }
 
     internal static Frame RandomFrame(string project, int size)
     {

@@ -5,7 +5,7 @@ var scenario = args.Length > 0 ? args[0] : "help";
 var options = BenchOptions.Parse(args.Skip(1).ToArray());
 return scenario switch
 {
-    "orchestration" => await OrchestrationScenario.RunAsync(options with { Size = args.Contains("--size") ? options.Size : 64 * 1024, Messages = args.Contains("--messages") ? options.Messages : 20_000 }, args.Contains("--one-node")),
+    "orchestration" => await OrchestrationScenario.RunAsync(options with { Size = args.Contains("--size") ? options.Size : 64 * 1024, Messages = args.Contains("--messages") ? options.Messages : 20_000 }, args.Contains("--one-node"), NodeMs(args)),
     "ingest" => await IngestScenario.RunAsync(options),
     "model" => await ModelScenario.RunAsync(options),
     "quality" => await QualityScenario.RunAsync(options with { Messages = args.Contains("--messages") ? options.Messages : 400, InFlight = args.Contains("--in-flight") ? options.InFlight : 16 }),
@@ -21,6 +21,9 @@ return scenario switch
 static double? StableAfter(string[] args) =>
     args.SkipWhile(a => a != "--stable-after").Skip(1).FirstOrDefault() is { } s ? double.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : null;
 
+static double? NodeMs(string[] args) =>
+    args.SkipWhile(a => a != "--node-ms").Skip(1).FirstOrDefault() is { } ms ? double.Parse(ms, System.Globalization.CultureInfo.InvariantCulture) : null;
+
 static int Minutes(string[] args) =>
     args.SkipWhile(a => a != "--minutes").Skip(1).FirstOrDefault() is { } m ? int.Parse(m, System.Globalization.CultureInfo.InvariantCulture) : 10;
 
@@ -31,7 +34,7 @@ static int Usage()
                         [--in-flight N] [--journal sqlite|postgres] [--telemetry] [--traces]
           --telemetry  aggregate the tsp_* metrics for a Prometheus endpoint, as every process does
           --traces     record every span of every run, as with an OTLP collector sampling all runs
-          orchestration  runs/s and latency of a 5-node DAG of checksum nodes (64 KiB frames, 20,000 runs) [--one-node]
+          orchestration  runs/s and latency of a 5-node DAG of checksum nodes (64 KiB frames, 20,000 runs) [--one-node] [--node-ms MS: sleep nodes]
           ingest   messages/s from Kafka into accepted runs vs a bare Confluent consumer loop [--accept-only]
           model    images/s of the text detector through TSP vs a bare ONNX Runtime loop [--batch B] [--instances N] [--cuda]
           quality  the rail-inspection sample through TSP on 400 held-out images: AUROC, recall, precision, serial accuracy

@@ -34,6 +34,52 @@ public sealed class FairLanesTests
     }
 
     [Fact]
+    public void Within_a_project_deeper_tasks_go_first_and_each_depth_in_arrival_order()
+    {
+        var lanes = Lanes();
+        lanes.AddLast("a", LaneShare.Default, "run1-pre", depth: 0);
+        lanes.AddLast("a", LaneShare.Default, "run2-pre", depth: 0);
+        lanes.AddLast("a", LaneShare.Default, "run0-post", depth: 2);
+        lanes.AddLast("a", LaneShare.Default, "run0-model", depth: 1);
+        lanes.AddLast("a", LaneShare.Default, "run9-post", depth: 2);
+        lanes.AddFirst("a", LaneShare.Default, "run1-model-retry", depth: 1);
+
+        Assert.Equal(["run0-post", "run9-post", "run1-model-retry", "run0-model", "run1-pre", "run2-pre"], Drain(lanes, 10));
+        Assert.Equal(0, lanes.Count);
+    }
+
+    [Fact]
+    public void A_removed_task_of_any_depth_leaves_its_lane()
+    {
+        var lanes = Lanes();
+        var shallow = lanes.AddLast("a", LaneShare.Default, "pre", depth: 0);
+        var deep = lanes.AddLast("a", LaneShare.Default, "post", depth: 3);
+        lanes.AddLast("a", LaneShare.Default, "model", depth: 1);
+
+        lanes.Remove("a", deep);
+        lanes.Remove("a", shallow);
+
+        Assert.Equal(1, lanes.Waiting("a"));
+        Assert.Equal(["model"], Drain(lanes, 10));
+    }
+
+    [Fact]
+    public void Depth_orders_tasks_within_a_project_only_never_across_projects()
+    {
+        var lanes = Lanes();
+        for (var i = 0; i < 4; i++)
+        {
+            lanes.AddLast("shallow", LaneShare.Default, $"shallow{i}", depth: 0);
+            lanes.AddLast("deep", LaneShare.Default, $"deep{i}", depth: 5);
+        }
+
+        var taken = Drain(lanes, 8);
+
+        // Equal weights: the lanes alternate whatever their tasks' depths.
+        Assert.All(taken.Chunk(2), pair => Assert.Equal(2, pair.Select(t => t[..4]).Distinct().Count()));
+    }
+
+    [Fact]
     public void Saturating_projects_share_in_proportion_to_their_weights_however_deep_their_backlogs()
     {
         var lanes = Lanes();

@@ -90,6 +90,25 @@ public sealed class WorkflowLoaderTests
     }
 
     [Fact]
+    public void Every_task_carries_its_nodes_longest_chain_of_parents_whatever_order_the_nodes_are_listed_in()
+    {
+        var workflow = Parse("""
+            project: p
+            nodes:
+              - { id: post, processor: checksum, role: cpu, queue: q, after: [join] }
+              - { id: join, processor: checksum, role: cpu, queue: q, after: [a, shortcut] }
+              - { id: shortcut, processor: checksum, role: cpu, queue: q, after: [pre] }
+              - { id: a, processor: checksum, role: cpu, queue: q, after: [b] }
+              - { id: b, processor: checksum, role: cpu, queue: q, after: [pre] }
+              - { id: pre, processor: passthrough, role: cpu, queue: q }
+            """);
+
+        var depths = workflow.Tasks.Select(t => Tsp.Actors.Dispatch.NodeTasks.Build(t, "p", "r", TimeSpan.FromMinutes(1)).Depth);
+
+        Assert.Equal([4, 3, 1, 2, 1, 0], depths);
+    }
+
+    [Fact]
     public void The_sample_demo_workflow_is_valid()
     {
         var path = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "samples", "demo", "workflow.yaml");
