@@ -149,6 +149,36 @@ public sealed class NodeQueueTests(ITestOutputHelper output) : TestKit(TestTimin
     }
 
     [Fact]
+    public void A_run_under_ways_next_node_goes_ahead_of_newer_runs_first_nodes()
+    {
+        var queue = Queue();
+        var worker = Worker(queue, slots: 1, "w1");
+        queue.Tell(Task("run1-pre"), TestActor);
+        var busy = worker.ExpectMsg<NodeTask>();
+        for (var i = 2; i <= 4; i++)
+        {
+            queue.Tell(Task($"run{i}-pre"), TestActor);
+        }
+
+        // run0's first node ran earlier; its second arrives behind three newer runs' first nodes.
+        var next = Task("run0-model");
+        next.Depth = 1;
+        queue.Tell(next, TestActor);
+        queue.Tell(DoneFor(busy), worker);
+        ExpectMsg<NodeTaskDone>();
+        var order = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            var task = worker.ExpectMsg<NodeTask>();
+            order.Add(task.TaskId);
+            queue.Tell(DoneFor(task), worker);
+            ExpectMsg<NodeTaskDone>();
+        }
+
+        Assert.Equal(["run0-model", "run2-pre", "run3-pre", "run4-pre"], order);
+    }
+
+    [Fact]
     public void A_project_never_holds_more_than_its_maximum_share_of_the_slots()
     {
         var queue = Queue();
