@@ -158,7 +158,7 @@ public sealed class RedisStore : IAsyncDisposable
     {
         if (blobs.Count == 1)
         {
-            return Issue((blobs[0], Options.FinishedBlobTtl), static (db, a) => db.StringSetAsync(a.Item1.Key, a.Item1.Value, a.FinishedBlobTtl));
+            return Issue((blob: blobs[0], Options.FinishedBlobTtl), static (db, a) => db.StringSetAsync(a.blob.Key, a.blob.Value, a.FinishedBlobTtl));
         }
 
         var batch = _db.CreateBatch();

@@ -169,7 +169,6 @@ internal static class IngestScenario
         }
 
         using var ticks = Environment.GetEnvironmentVariable("TSP_BENCH_ALLOC") is null ? null : new AllocationTicks();
-        var clock = Stopwatch.StartNew();
         var windowStart = Stopwatch.GetTimestamp();
         var (allocatedBefore, pausedBefore) = (GC.GetTotalAllocatedBytes(), GC.GetTotalPauseDuration());
         var collectionsBefore = Enumerable.Range(0, 3).Select(GC.CollectionCount).ToArray();
@@ -182,11 +181,11 @@ internal static class IngestScenario
             await Task.Delay(1);
         }
 
-        var rate = started / clock.Elapsed.TotalSeconds;
         var windowEnd = Stopwatch.GetTimestamp();
+        var rate = started / Stopwatch.GetElapsedTime(windowStart, windowEnd).TotalSeconds;
         ticks?.Print((int)started);
         var finished = await Finished();
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)started:0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {clock.Elapsed.TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / clock.Elapsed:0.00} cores busy, {MinorFaults() - faultsBefore} page faults, {System.Runtime.JitInfo.GetCompiledMethodCount() - jitMethods} methods compiled in {(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:0} ms of JIT time, window {MonotonicSeconds(windowStart):0.000000},{MonotonicSeconds(windowEnd):0.000000} (CLOCK_MONOTONIC s, for perf record -k CLOCK_MONOTONIC … report --time)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    tsp: {finished} runs finished by the end, {(GC.GetTotalAllocatedBytes() - allocatedBefore) / (double)started:0} B allocated per record, GC paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} of {Stopwatch.GetElapsedTime(windowStart).TotalMilliseconds:0} ms, collections gen0/1/2 {string.Join('/', Enumerable.Range(0, 3).Select(g => GC.CollectionCount(g) - collectionsBefore[g]))}, {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore) / Stopwatch.GetElapsedTime(windowStart):0.00} cores busy, {MinorFaults() - faultsBefore} page faults, {System.Runtime.JitInfo.GetCompiledMethodCount() - jitMethods} methods compiled in {(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:0} ms of JIT time, window {MonotonicSeconds(windowStart):0.000000},{MonotonicSeconds(windowEnd):0.000000} (CLOCK_MONOTONIC s, for perf record -k CLOCK_MONOTONIC … report --time)"));
         await host.StopAsync();
         await BenchRedis.DeleteProjectAsync(options.Redis, project);
         return rate;

@@ -99,19 +99,16 @@ internal static class OrchestrationScenario
     private static string Workflow(string project, bool oneNode, double? nodeMs)
     {
         var processor = nodeMs is { } ms ? string.Create(CultureInfo.InvariantCulture, $"sleep, params: {{ ms: {ms} }}") : "checksum";
-        return oneNode ? $$"""
-            project: {{project}}
-            nodes:
-              - { id: pre, processor: {{processor}}, role: cpu, queue: cpu-bench }
-            """ : $$"""
-            project: {{project}}
-            nodes:
-              - { id: pre, processor: {{processor}}, role: cpu, queue: cpu-bench }
-              - { id: model_a, processor: {{processor}}, role: cpu, queue: cpu-bench, after: [pre] }
-              - { id: model_b, processor: {{processor}}, role: cpu, queue: cpu-bench, after: [pre] }
-              - { id: join, processor: {{processor}}, role: cpu, queue: cpu-bench, after: [model_a, model_b] }
-              - { id: post, processor: {{processor}}, role: cpu, queue: cpu-bench, after: [join] }
-            """;
+        string[] nodes =
+        [
+            "id: pre",
+            "id: model_a, after: [pre]",
+            "id: model_b, after: [pre]",
+            "id: join, after: [model_a, model_b]",
+            "id: post, after: [join]",
+        ];
+        var lines = nodes.Take(oneNode ? 1 : nodes.Length).Select(node => $"  - {{ {node}, processor: {processor}, role: cpu, queue: cpu-bench }}\n");
+        return $"project: {project}\nnodes:\n{string.Concat(lines)}";
     }
 
     internal static Frame RandomFrame(string project, int size)
