@@ -10,10 +10,19 @@ public sealed class KafkaOptions
     /// <summary>Runs per project that may be accepted and unfinished at once; past it, consumption pauses.</summary>
     public int MaxInFlightRuns { get; set; } = 256;
 
+    /// <summary>The default of <see cref="BatchSize"/>. A batch is split over every run host (64 by
+    /// default), so what each host gets per batch — one frame string, one start message, one journal
+    /// write — holds a 64th of it: at 1,024 records ~16 runs, and those per-host costs and the wait for
+    /// the slowest of 64 answers decide the ingest rate. At 8,192 each host gets ~128 runs per batch and
+    /// ingest with the runs executing reads 270k–330k records/s on 2 cores against 140k–220k at 1,024
+    /// (bench/RESULTS.md). A batch is only what the consumer has already fetched, so a slow stream is
+    /// not held back waiting for one to fill, and <see cref="BatchBytes"/> still ends one of large frames.</summary>
+    public const int DefaultBatchSize = 8192;
+
     /// <summary>Most records the source hands on at once: what the consumer has fetched, up to this
     /// many, becomes one batch — its frames one pipelined Redis write, its starts one message and one
     /// journal write per run host.</summary>
-    public int BatchSize { get; set; } = 1024;
+    public int BatchSize { get; set; } = DefaultBatchSize;
 
     /// <summary>A batch also ends once its records' values reach this many bytes (large images).</summary>
     public long BatchBytes { get; set; } = 8L << 20;

@@ -29,7 +29,7 @@ public sealed class KafkaIngestTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => _kafka.Dispose();
 
-    private TspOptions Options(string journal, string nodeMs = "0", int maxInFlight = 64, int batchSize = 1024, string scheduling = "{}") => new()
+    private TspOptions Options(string journal, string nodeMs = "0", int maxInFlight = 64, int batchSize = KafkaOptions.DefaultBatchSize, string scheduling = "{}") => new()
     {
         Redis = TestServers.Redis,
         SqlitePath = journal,
