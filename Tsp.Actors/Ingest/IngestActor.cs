@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Akka;
@@ -248,29 +249,38 @@ public sealed class IngestActor : ReceiveActor, IDisposable, IWithTimers
             await DeadLetterAsync(message.Reference, error, message);
         }
 
-        // runs[from..i) hold slots and are not started yet.
-        var (from, i) = (0, 0);
-        while ((i += _inFlight.TryAcquireAll(runs.SlotsFrom(i))) < runs.Count)
+        try
         {
-            // Start what holds slots before waiting for one: those runs' results free the slots.
-            await StartAllAsync(runs, from, i);
-            from = i;
-            await _inFlight.AcquireAsync(runs.SlotOf(i), _stopping.Token);
-            i++;
-        }
+            // runs[from..i) hold slots and are not started yet.
+            var (from, i) = (0, 0);
+            while ((i += _inFlight.TryAcquireAll(runs.SlotsFrom(i))) < runs.Count)
+            {
+                // Start what holds slots before waiting for one: those runs' results free the slots.
+                await StartAllAsync(runs, from, i);
+                from = i;
+                await _inFlight.AcquireAsync(runs.SlotOf(i), _stopping.Token);
+                i++;
+            }
 
-        await StartAllAsync(runs, from, runs.Count);
-        return commits;
+            await StartAllAsync(runs, from, runs.Count);
+            return commits;
+        }
+        finally
+        {
+            runs.Dispose();
+        }
     }
 
     /// <summary>A batch's decoded records on their way to becoming runs: what starting them takes and,
     /// should a start be rejected, what dead-lettering it takes. The Kafka records themselves are kept
     /// only for the dead-letter topic: a batch's records can then be collected once decoded, instead
     /// of living until the batch's journal write (and being promoted by the collections in between).</summary>
-    private sealed class PendingRuns(int capacity, bool keepRecords)
+    private sealed class PendingRuns(int capacity, bool keepRecords) : IDisposable
     {
-        private readonly PartitionRun[] _runs = new PartitionRun[capacity];
-        private readonly (int Partition, long Offset)[] _slots = new (int, long)[capacity];
+        // Rented: at thousands of records per batch (Kafka:BatchSize) each array passes 85 KB, and
+        // fresh ones would go to the large object heap, whose budget triggers full collections.
+        private PartitionRun[] _runs = ArrayPool<PartitionRun>.Shared.Rent(capacity);
+        private (int Partition, long Offset)[] _slots = ArrayPool<(int, long)>.Shared.Rent(capacity);
         private readonly KafkaMessage?[]? _records = keepRecords ? new KafkaMessage?[capacity] : null;
 
         public int Count { get; private set; }
@@ -296,6 +306,19 @@ public sealed class IngestActor : ReceiveActor, IDisposable, IWithTimers
         public ReadOnlySpan<(int Partition, long Offset)> SlotsFrom(int index) => _slots.AsSpan(index, Count - index);
 
         public ArraySegment<PartitionRun> Slice(int from, int to) => new(_runs, from, to - from);
+
+        /// <summary>Gives the arrays back once the batch is started (or ingest stops); its frames are
+        /// cleared from them so that the pool holds no frame alive.</summary>
+        public void Dispose()
+        {
+            if (_runs.Length > 0)
+            {
+                ArrayPool<PartitionRun>.Shared.Return(_runs, clearArray: true);
+                ArrayPool<(int, long)>.Shared.Return(_slots);
+            }
+
+            (_runs, _slots, Count) = ([], [], 0);
+        }
     }
 
     /// <summary>Starts runs[from..to).</summary>
