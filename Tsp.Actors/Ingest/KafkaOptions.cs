@@ -14,7 +14,7 @@ public sealed class KafkaOptions
     /// default), so what each host gets per batch — one frame string, one start message, one journal
     /// write — holds a 64th of it: at 1,024 records ~16 runs, and those per-host costs and the wait for
     /// the slowest of 64 answers decide the ingest rate. At 8,192 each host gets ~128 runs per batch and
-    /// ingest with the runs executing reads 270k–330k records/s on 2 cores against 140k–220k at 1,024
+    /// ingest with the runs executing reads 270k–360k records/s on 2 cores against 140k–220k at 1,024
     /// (bench/RESULTS.md). A batch is only what the consumer has already fetched, so a slow stream is
     /// not held back waiting for one to fill, and <see cref="BatchBytes"/> still ends one of large frames.</summary>
     public const int DefaultBatchSize = 8192;
@@ -24,8 +24,11 @@ public sealed class KafkaOptions
     /// journal write per run host.</summary>
     public int BatchSize { get; set; } = DefaultBatchSize;
 
+    /// <summary>The default of <see cref="BatchBytes"/>.</summary>
+    public const long DefaultBatchBytes = 8L << 20;
+
     /// <summary>A batch also ends once its records' values reach this many bytes (large images).</summary>
-    public long BatchBytes { get; set; } = 8L << 20;
+    public long BatchBytes { get; set; } = DefaultBatchBytes;
 
     /// <summary>Batches per project being turned into runs at once. Offsets are still committed in
     /// record order.</summary>

@@ -83,7 +83,7 @@ public sealed class KafkaSourceStage : GraphStage<SourceShape<IReadOnlyList<Kafk
     /// <param name="maxBatchBytes">A batch ends once its values reach this many bytes (it always holds
     /// at least one record), so large images do not make large batches.</param>
     /// <param name="probe">Receives the consumer's assignment, positions and lag; optional.</param>
-    public KafkaSourceStage(ConsumerConfig config, string topic, int maxBatch = KafkaOptions.DefaultBatchSize, long maxBatchBytes = 8 << 20, KafkaSourceProbe? probe = null)
+    public KafkaSourceStage(ConsumerConfig config, string topic, int maxBatch = KafkaOptions.DefaultBatchSize, long maxBatchBytes = KafkaOptions.DefaultBatchBytes, KafkaSourceProbe? probe = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchBytes, 1);
