@@ -29,6 +29,17 @@ internal sealed class RunRecovery(RunTables tables)
             tables.Admission.Finished.Add(id);
             tables.Admission.Note(id);
         }
+
+        var keys = snapshot.FinishedRunKeys;
+        for (var i = 0; i + 1 < keys.Count; i += 2)
+        {
+            tables.Admission.Finished.Add(new UInt128(keys[i], keys[i + 1]));
+        }
+
+        foreach (var (prefix, offset) in snapshot.HighestOffsets)
+        {
+            tables.Admission.NoteOffset(prefix, offset);
+        }
     }
 
     public void Replay(RunEventBatch batch)

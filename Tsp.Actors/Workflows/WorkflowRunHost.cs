@@ -556,7 +556,16 @@ public sealed class WorkflowRunHost : ReceivePersistentActor, IWithTimers
         snapshot.Runs.Add(_tables.Live.Values.Select(r => r.ToRecord()));
         snapshot.Runs.Add(_tables.Waiting.Values);
         snapshot.Queued.Add(_tables.Admission.StillQueued());
-        snapshot.FinishedRunIds.Add(_tables.Admission.Finished.Newest());
+        foreach (var key in _tables.Admission.Finished.Newest())
+        {
+            snapshot.FinishedRunKeys.Add((ulong)(key >> 64));
+            snapshot.FinishedRunKeys.Add((ulong)key);
+        }
+
+        foreach (var (prefix, offset) in _tables.Admission.HighestOffsets)
+        {
+            snapshot.HighestOffsets[prefix] = offset;
+        }
         SaveSnapshot(snapshot);
     }
 

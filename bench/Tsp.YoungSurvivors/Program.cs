@@ -43,7 +43,7 @@ while (pending.Count > 0)
 }
 
 // The heap is walked once: every question below is asked of this list.
-var objects = heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree).Select(o => (Object: o, Generation: GenerationOf(o.Address))).ToList();
+var objects = heap.EnumerateObjects(carefully: true).Where(o => o.IsValid && !o.IsFree).Select(o => (Object: o, Generation: GenerationOf(o.Address))).ToList();
 var young = objects.Where(o => o.Generation == Generation.Generation0).ToDictionary(o => o.Object.Address, o => o.Object);
 var youngLive = young.Values.Where(o => live.Contains(o.Address)).ToList();
 

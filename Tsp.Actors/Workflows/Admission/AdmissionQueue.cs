@@ -303,7 +303,10 @@ internal sealed class AdmissionQueue
         }
     }
 
-    private void NoteOffset(ReadOnlySpan<char> prefix, long offset)
+    /// <summary>Per Kafka run id prefix, the highest offset seen (what a snapshot keeps).</summary>
+    public IReadOnlyDictionary<string, long> HighestOffsets => _highestOffsets;
+
+    public void NoteOffset(ReadOnlySpan<char> prefix, long offset)
     {
         ref var highest = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_highestOffsetsByPrefix, prefix, out var existed);
         if (!existed || offset > highest)

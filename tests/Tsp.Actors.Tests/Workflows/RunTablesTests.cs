@@ -58,6 +58,30 @@ public sealed class RunTablesTests : IAsyncLifetime
     }
 
     [Fact]
+    public void A_snapshot_restores_the_finished_runs_and_the_highest_kafka_offsets_in_either_format()
+    {
+        var prefix = KafkaRunId.Prefix(_project, 3);
+        var snapshot = new RunHostSnapshot
+        {
+            // A snapshot written before hashes: the finished ids themselves, whose offsets count too.
+            FinishedRunIds = { "old-run", KafkaRunId.Of(prefix, 7) },
+            HighestOffsets = { [prefix] = 42 },
+        };
+        var remembered = RecentIds.KeyOf("new-run");
+        snapshot.FinishedRunKeys.Add((ulong)(remembered >> 64));
+        snapshot.FinishedRunKeys.Add((ulong)remembered);
+
+        new RunRecovery(_tables).Restore(snapshot);
+
+        Assert.True(_tables.Admission.Finished.Contains("old-run"));
+        Assert.True(_tables.Admission.Finished.Contains("new-run"));
+        Assert.True(_tables.Admission.Finished.Contains(KafkaRunId.Of(prefix, 7)));
+        Assert.False(_tables.Admission.Finished.Contains("never-run"));
+        Assert.Equal(42, _tables.Admission.HighestOffset(prefix));
+        Assert.Equal(-1, _tables.Admission.HighestOffset(KafkaRunId.Prefix(_project, 4)));
+    }
+
+    [Fact]
     public void A_published_run_gives_up_its_turn_at_once_and_its_frame_place_and_state_once_forgotten()
     {
         var start = Start("r1", _project);

@@ -1202,6 +1202,8 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
                 Runs = { new RunRecord { Started = new RunStarted { RunId = "r" }, Events = { new RunEvent { NodeCompleted = completed } } } },
                 FinishedRunIds = { "q" },
                 Queued = { group },
+                FinishedRunKeys = { ulong.MaxValue, 7 },
+                HighestOffsets = { ["t-0-"] = 12 },
             },
         ];
 

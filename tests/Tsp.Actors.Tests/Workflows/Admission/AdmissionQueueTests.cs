@@ -174,7 +174,8 @@ public sealed class AdmissionQueueTests() : Akka.TestKit.Xunit2.TestKit(Tsp.Test
         queue.Finished.Add("b");
         queue.Finished.Add("c");
         Assert.False(queue.Finished.Contains("a"));
-        Assert.Equal(["b", "c"], queue.Finished.Newest());
+        Assert.True(queue.Finished.Contains("c"));
+        Assert.Equal([RecentIds.KeyOf("b"), RecentIds.KeyOf("c")], queue.Finished.Newest());
     }
 
     [Fact]
