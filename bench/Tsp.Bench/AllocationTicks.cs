@@ -77,6 +77,7 @@ internal sealed class AllocationTicks : EventListener
             _pauses.Enqueue((_pauseFrom, StopwatchTicks(e.TimeStamp)));
             _pauseFrom = 0;
         }
+
         else if (name.StartsWith("GCSuspendEEEnd", StringComparison.Ordinal))
         {
             _suspendMs = (e.TimeStamp - _suspending).TotalMilliseconds;
@@ -104,6 +105,14 @@ internal sealed class AllocationTicks : EventListener
             var marked = string.Join(", ", _marked.Where(m => m.Value > 0).OrderByDescending(m => m.Value).Select(m => $"{m.Value} from {m.Key}"));
             _collections.Enqueue(string.Create(CultureInfo.InvariantCulture, $"{_collection} ({Kib(e, "TotalPromotedSize0")}+{Kib(e, "TotalPromotedSize1")} KiB promoted; marked KiB {marked}; threads stopped in {_suspendMs:0.0} ms)"));
         }
+    }
+
+    /// <summary>Forgets what was heard so far: what follows is the measured window.</summary>
+    public void Clear()
+    {
+        _bytes.Clear();
+        _collections.Clear();
+        _pauses.Clear();
     }
 
     public void Print(int runs)
@@ -143,6 +152,13 @@ internal sealed class AllocationTicks : EventListener
         }
 
         Console.WriteLine($"    latency of runs clear of pauses: {Spread(byPause[false])}; across one: {Spread(byPause[true])}");
+        // Whether the slow runs clear of pauses finished together (one stall held them) or apart.
+        var start = spans.Min(r => r.Submitted);
+        var windows = slow.Where(r => !AcrossPause(r))
+            .GroupBy(r => (long)(Stopwatch.GetElapsedTime(start, r.Done).TotalMilliseconds / 50))
+            .OrderByDescending(g => g.Count()).ToList();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"    slow runs clear of pauses by when they finished (50 ms windows from the first submission): {string.Join(", ", windows.Take(8).Select(g => $"{g.Count()} at {g.Key * 50} ms"))}{(windows.Count > 8 ? $", {windows.Skip(8).Sum(g => g.Count())} in {windows.Count - 8} more" : "")}"));
     }
 
     private long StopwatchTicks(DateTime at) =>
