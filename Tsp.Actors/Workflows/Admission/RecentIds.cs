@@ -6,10 +6,10 @@ namespace Tsp.Actors.Workflows.Admission;
 /// <summary>A bounded set of the most recently added run ids: the finished runs a host remembers, to
 /// answer a redelivered start with AlreadyCompleted at once.</summary>
 /// <remarks>It keeps a 128-bit hash of each id (XxHash128 of its UTF-8), not the id. A host remembers
-/// its last 512 runs for minutes, and an id string kept that long is what young collections trace
-/// again and again: under the segments GC, survivors below its promotion threshold stay in gen0, so
-/// every remembered id was marked at every collection until a gen1 one (docs/design.md, "Garbage
-/// collection"). Hashes live in two arrays without references, which no collection traces. Two ids
+/// its last 512 runs for seconds at full load and longer below it, and an id string kept longer than
+/// a young collection's interval is what young collections trace again and again: under the
+/// segments GC, survivors below its promotion threshold stay in gen0, so every remembered id was
+/// marked at every collection until a gen1 one (docs/design.md, "Garbage collection"). Hashes live in two arrays without references, which no collection traces. Two ids
 /// share a hash with a chance of about 2^-128 per pair.</remarks>
 internal sealed class RecentIds(int capacity)
 {
