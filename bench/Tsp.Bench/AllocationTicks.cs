@@ -159,6 +159,8 @@ internal sealed class AllocationTicks : EventListener
             .OrderByDescending(g => g.Count()).ToList();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"    slow runs clear of pauses by when they finished (50 ms windows from the first submission): {string.Join(", ", windows.Take(8).Select(g => $"{g.Count()} at {g.Key * 50} ms"))}{(windows.Count > 8 ? $", {windows.Skip(8).Sum(g => g.Count())} in {windows.Count - 8} more" : "")}"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"    pauses began at (ms from the first submission): {string.Join(", ", pauses.Where(p => p.To > start).Select(p => $"{Stopwatch.GetElapsedTime(start, p.From).TotalMilliseconds:0}"))}"));
     }
 
     private long StopwatchTicks(DateTime at) =>
