@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.IO.Hashing;
 using System.Text;
@@ -21,22 +22,33 @@ public static class TspTracing
     /// <summary>Whether anything listens: only then are run ids hashed and spans made.</summary>
     public static bool Enabled => Source.HasListeners();
 
-    /// <summary>The trace id of a run: XxHash128 of its id, the same on every process.</summary>
-    public static ActivityTraceId RunTraceId(string runId)
+    /// <summary>XxHash128 of a run id's UTF-8, the same on every process: the run's trace id
+    /// (<see cref="RunTraceId"/>), and how a run host remembers a finished run.</summary>
+    public static UInt128 RunHash(string runId)
     {
+        // Run ids are at most 200 characters, so at most 800 UTF-8 bytes.
         var length = Encoding.UTF8.GetMaxByteCount(runId.Length);
-        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        byte[]? rented = null;
+        var buffer = runId.Length <= 256 ? stackalloc byte[length] : (rented = ArrayPool<byte>.Shared.Rent(length));
         try
         {
-            var written = Encoding.UTF8.GetBytes(runId, buffer);
-            Span<byte> hash = stackalloc byte[16];
-            XxHash128.Hash(buffer.AsSpan(0, written), hash);
-            return ActivityTraceId.CreateFromBytes(hash);
+            return XxHash128.HashToUInt128(buffer[..Encoding.UTF8.GetBytes(runId, buffer)]);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
         }
+    }
+
+    /// <summary>The trace id of a run: <see cref="RunHash"/> of its id.</summary>
+    public static ActivityTraceId RunTraceId(string runId)
+    {
+        Span<byte> hash = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(hash, RunHash(runId));
+        return ActivityTraceId.CreateFromBytes(hash);
     }
 
     /// <summary>A span of the run's trace with no parent span (ingest, a run host's run span).</summary>

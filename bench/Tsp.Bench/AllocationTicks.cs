@@ -77,7 +77,6 @@ internal sealed class AllocationTicks : EventListener
             _pauses.Enqueue((_pauseFrom, StopwatchTicks(e.TimeStamp)));
             _pauseFrom = 0;
         }
-
         else if (name.StartsWith("GCSuspendEEEnd", StringComparison.Ordinal))
         {
             _suspendMs = (e.TimeStamp - _suspending).TotalMilliseconds;

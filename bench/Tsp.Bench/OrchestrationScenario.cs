@@ -191,7 +191,6 @@ internal static class OrchestrationScenario
                 slots.Release();
             }
         });
-        var clock = new Stopwatch();
         try
         {
             for (var i = 0; i < warmUp + count; i++)
@@ -200,7 +199,6 @@ internal static class OrchestrationScenario
                 if (i == warmUp)
                 {
                     measuring?.Invoke();
-                    clock.Start();
                     Volatile.Write(ref measuredFrom, Stopwatch.GetTimestamp());
                 }
 
@@ -225,7 +223,7 @@ internal static class OrchestrationScenario
         }
 
         // What completed while the clock ran: the measured runs and the last warm-up runs in flight.
-        return (resultsMeasured / clock.Elapsed.TotalSeconds, latencies);
+        return (resultsMeasured / Stopwatch.GetElapsedTime(measuredFrom).TotalSeconds, latencies);
     }
 
     private static async Task Submit(BenchHost host, Frame frame, string runId)

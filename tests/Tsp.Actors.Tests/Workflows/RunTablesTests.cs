@@ -4,6 +4,7 @@ using Tsp.Actors.Dispatch;
 using Tsp.Actors.Nodes;
 using Tsp.Actors.Protocol;
 using Tsp.Actors.Storage;
+using Tsp.Actors.Telemetry;
 using Tsp.Actors.Workflows;
 using Tsp.Actors.Workflows.Admission;
 using Tsp.Tests.Shared;
@@ -67,7 +68,7 @@ public sealed class RunTablesTests : IAsyncLifetime
             FinishedRunIds = { "old-run", KafkaRunId.Of(prefix, 7) },
             HighestOffsets = { [prefix] = 42 },
         };
-        var remembered = RecentIds.KeyOf("new-run");
+        var remembered = TspTracing.RunHash("new-run");
         snapshot.FinishedRunKeys.Add((ulong)(remembered >> 64));
         snapshot.FinishedRunKeys.Add((ulong)remembered);
 

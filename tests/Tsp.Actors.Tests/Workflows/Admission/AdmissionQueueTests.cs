@@ -1,4 +1,5 @@
 using Tsp.Actors.Protocol;
+using Tsp.Actors.Telemetry;
 using Tsp.Actors.Workflows.Admission;
 
 namespace Tsp.Actors.Tests.Workflows.Admission;
@@ -175,7 +176,7 @@ public sealed class AdmissionQueueTests() : Akka.TestKit.Xunit2.TestKit(Tsp.Test
         queue.Finished.Add("c");
         Assert.False(queue.Finished.Contains("a"));
         Assert.True(queue.Finished.Contains("c"));
-        Assert.Equal([RecentIds.KeyOf("b"), RecentIds.KeyOf("c")], queue.Finished.Newest());
+        Assert.Equal([TspTracing.RunHash("b"), TspTracing.RunHash("c")], queue.Finished.Newest());
     }
 
     [Fact]
