@@ -374,8 +374,14 @@ public abstract class WorkflowRunHostTests : TestKit, IAsyncLifetime
         Assert.False(View(host, finished).Completed);
 
         // Kept until then, but to operators it is finished: not listed, left to the results log, not cancelled.
-        host.Tell(new GetRunSummary { RunId = finished }, TestActor);
-        Assert.Equal(RunStage.Unspecified, ExpectMsg<RunSummary>().Stage);
+        // The result reaches subscribers before the host hears that its append completed: wait for that.
+        AwaitAssert(
+            () =>
+            {
+                host.Tell(new GetRunSummary { RunId = finished }, TestActor);
+                Assert.Equal(RunStage.Unspecified, ExpectMsg<RunSummary>().Stage);
+            },
+            TimeSpan.FromSeconds(10));
         host.Tell(new ListHostRuns { Project = _project }, TestActor);
         Assert.Empty(ExpectMsg<HostRuns>().Runs);
         host.Tell(new CancelRun { RunId = finished, Project = _project, Reason = "late" }, TestActor);
