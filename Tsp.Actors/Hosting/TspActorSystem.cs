@@ -162,5 +162,5 @@ public static partial class TspHostingExtensions
     /// <summary>Node routees' dispatchers; the routees themselves are deployed by the orchestrators'
     /// cluster router pools onto members of the gpu and cpu roles.</summary>
     public static AkkaConfigurationBuilder AddTspNodeDispatchers(this AkkaConfigurationBuilder builder, TspOptions options) =>
-        builder.AddHocon(TspDispatchers.Config(options.CpuNodeThreads > 0 ? options.CpuNodeThreads : Environment.ProcessorCount), HoconAddMode.Prepend);
+        builder.AddHocon(TspDispatchers.Config(options.CpuNodeThreads), HoconAddMode.Prepend);
 }

@@ -99,7 +99,7 @@ public sealed class TspOptions
     /// <summary>How many live results a subscriber (gRPC or Akka remote) may fall behind before it is cut off.</summary>
     public int SubscriberBuffer { get; set; } = 1024;
 
-    /// <summary>Threads for CPU node routees; 0 means one per core.</summary>
+    /// <summary>Threads of a pool of the CPU node routees' own; 0 runs them on the process's thread pool.</summary>
     public int CpuNodeThreads { get; set; }
 
     /// <summary>Checks what a member needs to join a cluster, before anything starts: roles it knows,

@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 
 namespace Tsp.Actors.Tests.Dispatch;
 
-public sealed class TspDispatchersTests(ITestOutputHelper output) : TestKit(TspDispatchers.Config(2).WithFallback(TestTiming.Config), output: output)
+public sealed class TspDispatchersTests(ITestOutputHelper output) : TestKit(TspDispatchers.Config(0).WithFallback(TestTiming.Config), output: output)
 {
     private sealed class ThreadReporter : ReceiveActor
     {
@@ -36,5 +36,19 @@ public sealed class TspDispatchersTests(ITestOutputHelper output) : TestKit(TspD
         Assert.Single(firstThreads.Select(t => t.Thread).Distinct());
         Assert.Single(secondThreads.Select(t => t.Thread).Distinct());
         Assert.NotEqual(firstThreads[0].Thread, secondThreads[0].Thread);
+    }
+
+    [Fact]
+    public void CPU_routees_run_on_the_thread_pool_unless_given_threads_of_their_own()
+    {
+        var shared = Sys.ActorOf(Props.Create(() => new ThreadReporter()).WithDispatcher(TspDispatchers.CpuNodes));
+        Assert.All(Enumerable.Range(0, 5).Select(_ => ThreadOf(shared)), t => Assert.True(t.Pooled));
+
+        using var dedicated = ActorSystem.Create("dedicated", TspDispatchers.Config(2).WithFallback(TestTiming.Config));
+        var reporters = Enumerable.Range(0, 4).Select(_ => dedicated.ActorOf(Props.Create(() => new ThreadReporter()).WithDispatcher(TspDispatchers.CpuNodes))).ToList();
+        var threads = reporters.SelectMany(r => Enumerable.Range(0, 5).Select(_ => r.Ask<(int Thread, bool Pooled)>("which", Dilated(TimeSpan.FromSeconds(10))).Result)).ToList();
+
+        Assert.All(threads, t => Assert.False(t.Pooled));
+        Assert.InRange(threads.Select(t => t.Thread).Distinct().Count(), 1, 2);
     }
 }
