@@ -26,7 +26,8 @@ public static class TspTracing
     /// (<see cref="RunTraceId"/>), and how a run host remembers a finished run.</summary>
     public static UInt128 RunHash(string runId)
     {
-        // Run ids are at most 200 characters, so at most 800 UTF-8 bytes.
+        // Run ids are at most 200 characters (at most 603 UTF-8 bytes), so they hash from the stack;
+        // a longer string, which no valid id is, borrows a pooled buffer.
         var length = Encoding.UTF8.GetMaxByteCount(runId.Length);
         byte[]? rented = null;
         var buffer = runId.Length <= 256 ? stackalloc byte[length] : (rented = ArrayPool<byte>.Shared.Rent(length));
